@@ -1,0 +1,33 @@
+"""Shared test set-up: hypothesis profiles and a fixture that seals global state.
+
+Profiles: ``dev`` (fast, default), ``ci`` (more examples, no deadline) and
+``thorough``; pick one with the ``HYPOTHESIS_PROFILE`` environment variable.
+"""
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+import tinygrad_edu as tg
+
+settings.register_profile(
+    "dev", max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile(
+    "ci", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile(
+    "thorough", max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+@pytest.fixture(autouse=True)
+def _sealed_global_state():
+    """Every test starts with grad mode on and float32 as default, whatever the last one did."""
+    default_dtype = tg.get_default_dtype()
+    with tg.enable_grad():
+        yield
+    tg.set_default_dtype(default_dtype)
+    assert tg.is_grad_enabled(), "a test left grad mode switched off"

@@ -1,0 +1,306 @@
+"""Engine semantics the op table cannot show: graph shapes, accumulation, freeing, modes, hooks.
+
+Each test builds a tiny graph whose gradient is known by hand and checks the engine against it.
+"""
+import gc
+import weakref
+
+import numpy as np
+import pytest
+
+import tinygrad_edu as tg
+import tinygrad_edu.functional as F
+from tinygrad_edu.autograd import toposort, unbroadcast
+
+
+def leaf(values, dtype=np.float64):
+    return tg.Tensor(np.array(values, dtype=dtype), requires_grad=True)
+
+
+# ---- graph shapes -------------------------------------------------------------------------
+def test_diamond_graph_adds_both_paths():
+    x = leaf([1.0, 2.0])
+    a, b = x * 3.0, x * x  # two paths from x that meet again
+    (a + b).sum().backward()
+    np.testing.assert_allclose(x.grad.data, 3.0 + 2 * x.data)
+
+
+def test_node_used_twice():
+    a = leaf([1.5, -2.0])
+    b = a + a
+    b.sum().backward()
+    np.testing.assert_allclose(a.grad.data, [2.0, 2.0])
+
+
+def test_chain_of_100000_operations_needs_no_recursion():
+    x = leaf([1.0])
+    y = x
+    for _ in range(100_000):
+        y = y * 1.0
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad.data, [1.0])
+
+
+def test_toposort_puts_inputs_before_outputs():
+    x = leaf([1.0])
+    a = x * 2.0
+    b = a.exp()
+    c = a + b
+    order = toposort([c])
+    position = {id(t): i for i, t in enumerate(order)}
+    assert position[id(x)] < position[id(a)] < position[id(b)] < position[id(c)]
+
+
+# ---- accumulation and freeing ---------------------------------------------------------------
+def test_gradients_accumulate_across_backward_calls():
+    x = leaf([1.0, 2.0])
+    (x * 2.0).sum().backward()
+    (x * 3.0).sum().backward()
+    np.testing.assert_allclose(x.grad.data, [5.0, 5.0])
+
+
+def test_backward_twice_through_freed_graph_raises_with_advice():
+    x = leaf([1.0, 2.0])
+    y = (x * x).sum()
+    y.backward()
+    with pytest.raises(RuntimeError, match="retain_graph=True"):
+        y.backward()
+
+
+def test_backward_twice_through_an_op_that_saves_nothing_also_raises():
+    x = leaf([1.0, 2.0])
+    y = (x + 1.0).sum()
+    y.backward()
+    with pytest.raises(RuntimeError, match="retain_graph"):
+        y.backward()
+
+
+def test_retain_graph_allows_a_second_backward():
+    x = leaf([1.0, 2.0])
+    y = (x * x).sum()
+    y.backward(retain_graph=True)
+    y.backward()
+    np.testing.assert_allclose(x.grad.data, 4 * x.data)
+
+
+def test_backward_frees_saved_arrays_and_intermediate_tensors():
+    x = leaf(np.ones(1000))
+    hidden = (x * 2.0).tanh()
+    hidden_ref = weakref.ref(hidden)
+    saved_ref = weakref.ref(hidden._ctx.saved[0])  # tanh saves its output array
+    loss = hidden.sum()
+    del hidden
+    gc.collect()
+    assert hidden_ref() is not None  # still held by the graph before backward
+    loss.backward()
+    gc.collect()
+    assert hidden_ref() is None and saved_ref() is None
+    assert loss.grad_fn.saved is None
+
+
+def test_grad_is_kept_on_leaves_only():
+    x = leaf([1.0])
+    hidden = x * 2.0
+    (hidden * 3.0).sum().backward()
+    assert hidden.grad is None
+    np.testing.assert_allclose(x.grad.data, [6.0])
+
+
+def test_gradient_dtype_follows_the_leaf():
+    x = leaf([1.0, 2.0], dtype=np.float32)
+    (x * np.array([1.0, 2.0])).sum().backward()  # float64 constant promotes the forward
+    assert x.grad.dtype == np.float32
+
+
+# ---- seeds ------------------------------------------------------------------------------------
+def test_non_scalar_backward_needs_a_gradient():
+    x = leaf([1.0, 2.0])
+    with pytest.raises(RuntimeError, match=r"one-element output.*shape \(2,\)"):
+        (x * 2.0).backward()
+
+
+def test_explicit_gradient_is_used_as_the_seed_and_copied():
+    x = leaf([1.0, 2.0])
+    seed = np.array([10.0, 100.0])
+    (x * 2.0).backward(seed)
+    seed[:] = 0.0  # must not reach x.grad
+    np.testing.assert_allclose(x.grad.data, [20.0, 200.0])
+
+
+def test_gradient_of_wrong_shape_is_rejected():
+    x = leaf([1.0, 2.0])
+    with pytest.raises(ValueError, match=r"\(3,\).*\(2,\)"):
+        (x * 2.0).backward(np.ones(3))
+
+
+def test_backward_without_any_input_requiring_grad_raises():
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        tg.Tensor([1.0, 2.0]).sum().backward()
+
+
+# ---- modes -----------------------------------------------------------------------------------
+def test_no_grad_records_nothing_and_restores_state_after_an_error():
+    x = leaf([1.0])
+    with tg.no_grad():
+        y = x * 2.0
+    assert not y.requires_grad and y.grad_fn is None
+    with pytest.raises(ZeroDivisionError):
+        with tg.no_grad():
+            1 / 0
+    assert tg.is_grad_enabled()
+
+
+def test_no_grad_and_enable_grad_as_decorators_and_nested():
+    x = leaf([1.0])
+
+    @tg.no_grad()
+    def double(t):
+        return t * 2.0
+
+    @tg.no_grad
+    def triple(t):
+        with tg.enable_grad():
+            return t * 3.0
+
+    assert not double(x).requires_grad
+    assert triple(x).requires_grad
+    assert tg.is_grad_enabled()
+
+
+def test_detach_shares_data_but_leaves_the_graph():
+    x = leaf([1.0, 2.0])
+    d = (x * 2.0).detach()
+    assert not d.requires_grad and d.grad_fn is None
+    (x * d).sum().backward()
+    np.testing.assert_allclose(x.grad.data, [2.0, 4.0])
+
+
+# ---- hooks and tg.grad -------------------------------------------------------------------------
+def test_hook_sees_the_gradient_and_can_replace_it():
+    x = leaf([1.0, 2.0])
+    hidden = x * 3.0
+    seen = []
+    hidden.register_hook(lambda g: seen.append(g.data.copy()))
+    handle = x.register_hook(lambda g: g * 10.0)
+    (hidden * hidden).sum().backward()
+    np.testing.assert_allclose(seen[0], 2 * hidden.data)
+    np.testing.assert_allclose(x.grad.data, 10 * 18 * x.data)
+    handle.remove()
+    x.grad = None
+    (x * 1.0).sum().backward()
+    np.testing.assert_allclose(x.grad.data, [1.0, 1.0])
+
+
+def test_tg_grad_returns_gradients_without_touching_dot_grad():
+    x, y = leaf([1.0, 2.0]), leaf([3.0, 4.0])
+    gx, gy = tg.grad((x * y).sum(), [x, y])
+    np.testing.assert_allclose(gx.data, y.data)
+    np.testing.assert_allclose(gy.data, x.data)
+    assert x.grad is None and y.grad is None
+
+
+def test_tg_grad_with_an_unused_input():
+    x, unused = leaf([1.0]), leaf([2.0])
+    with pytest.raises(RuntimeError, match="input 1 was not used"):
+        tg.grad((x * 2.0).sum(), [x, unused])
+    gx, g_unused = tg.grad((x * 2.0).sum(), [x, unused], allow_unused=True)
+    assert g_unused is None and gx.item() == 2.0
+
+
+def test_tg_grad_of_an_interior_tensor():
+    x = leaf([1.0, 2.0])
+    hidden = x * 3.0
+    (g,) = tg.grad((hidden * hidden).sum(), hidden)
+    np.testing.assert_allclose(g.data, 2 * hidden.data)
+
+
+# ---- higher order ------------------------------------------------------------------------------
+SECOND_DERIVATIVES = {
+    "tanh": (lambda t: t.tanh(), lambda v: -2 * np.tanh(v) * (1 - np.tanh(v) ** 2)),
+    "sigmoid": (
+        lambda t: t.sigmoid(),
+        lambda v: (1 / (1 + np.exp(-v))) * (1 - 1 / (1 + np.exp(-v))) * (1 - 2 / (1 + np.exp(-v))),
+    ),
+    "mul": (lambda t: t * t * t, lambda v: 6 * v),
+    "exp": (lambda t: t.exp(), np.exp),
+    "log": (lambda t: t.log(), lambda v: -1 / v**2),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SECOND_DERIVATIVES))
+def test_second_derivative_matches_the_formula(name):
+    fn, second = SECOND_DERIVATIVES[name]
+    x = leaf([0.3, 0.9, 1.7])
+    (first,) = tg.grad(fn(x).sum(), x, create_graph=True)
+    (again,) = tg.grad(first.sum(), x)
+    np.testing.assert_allclose(again.data, second(x.data), rtol=1e-10)
+
+
+def test_backward_with_create_graph_leaves_a_differentiable_grad():
+    x = leaf([0.5, -1.0])
+    (x * x * x).sum().backward(create_graph=True)
+    assert x.grad.requires_grad
+    x_grad = x.grad
+    x.grad = None
+    x_grad.sum().backward()
+    np.testing.assert_allclose(x.grad.data, 6 * x.data)
+
+
+@pytest.mark.parametrize(
+    "make_loss, inputs",
+    [
+        (lambda a, b: ((a @ b).tanh() ** 2).sum(), [(2, 3), (3, 4)]),
+        (lambda a, b: (F.softmax(a * b, axis=1) * np.arange(3.0)).sum(), [(2, 3), (3,)]),
+        (lambda a, b: (a * b * a).sigmoid().sum(), [(3,), (3,)]),
+    ],
+    ids=["matmul-tanh", "softmax", "mul-sigmoid"],
+)
+def test_gradcheck_of_a_gradient(make_loss, inputs):
+    rng = np.random.default_rng(1)
+    tensors = [tg.Tensor(rng.standard_normal(s), requires_grad=True) for s in inputs]
+
+    def gradient(*ts):
+        return tg.grad(make_loss(*ts), ts, create_graph=True)
+
+    assert tg.gradcheck(gradient, tensors)
+
+
+# ---- unbroadcast ----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "grad_shape, shape", [((2, 3), (3,)), ((2, 3), (1, 3)), ((4, 2, 3), (2, 1)), ((2, 3), ()), ((3,), (3,))]
+)
+def test_unbroadcast_sums_added_and_stretched_axes(grad_shape, shape):
+    grad = np.arange(np.prod(grad_shape), dtype=float).reshape(grad_shape)
+    expected = np.zeros(shape) + 0.0
+    # the reference: the gradient of sum(broadcast_to(x) * grad) with respect to x
+    x = tg.Tensor(np.zeros(shape), requires_grad=True)
+    (x.broadcast_to(grad_shape) * grad).sum().backward()
+    expected = x.grad.data
+    np.testing.assert_allclose(unbroadcast(grad, shape), expected)
+    assert unbroadcast(grad, shape).shape == shape
+
+
+# ---- the learners' network, end to end -------------------------------------------------------
+def test_three_layer_sigmoid_network_gradients_match_the_hand_derivation():
+    """The first learner's backprop (seeds/000), which is correct, against the engine."""
+    rng = np.random.default_rng(0)
+    m, lmda = 20, 1.0
+    x = rng.standard_normal((m, 8))
+    y = np.eye(3)[rng.integers(0, 3, m)]
+    params = [rng.uniform(-0.12, 0.12, s) for s in [(8, 5), (1, 5), (5, 3), (1, 3)]]
+
+    def sig(z):
+        return 1 / (1 + np.exp(-z))
+
+    a2 = sig(x @ params[0] + params[1])
+    h = sig(a2 @ params[2] + params[3])
+    dz3 = (h - y) / m * h * (1 - h)
+    dz2 = (dz3 @ params[2].T) * a2 * (1 - a2)
+    expected = [x.T @ dz2 + lmda / m * params[0], dz2.sum(0), a2.T @ dz3 + lmda / m * params[2], dz3.sum(0)]
+
+    w1, b1, w2, b2 = (tg.Tensor(p, requires_grad=True) for p in params)
+    out = ((x @ w1 + b1).sigmoid() @ w2 + b2).sigmoid()
+    cost = ((y - out) ** 2).sum() * 0.5 / m + lmda * 0.5 / m * ((w1**2).sum() + (w2**2).sum())
+    cost.backward()
+    for tensor, hand in zip((w1, b1, w2, b2), expected):
+        np.testing.assert_allclose(tensor.grad.data.reshape(hand.shape), hand, rtol=1e-10)

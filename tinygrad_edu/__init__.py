@@ -1,0 +1,30 @@
+"""tinygrad_edu: a small, fast, honest autograd framework for learning how networks really train.
+
+    >>> import tinygrad_edu as tg
+    >>> w = tg.Tensor([2.0], requires_grad=True)
+    >>> loss = ((w * 3.0 - 1.0) ** 2).sum()
+    >>> loss.backward()
+    >>> w.grad
+    Tensor([30.], dtype=float32)
+"""
+from . import functional
+from .autograd import enable_grad, grad, is_grad_enabled, no_grad
+from .creation import (
+    arange, eye, full, manual_seed, ones, ones_like, rand, randn, zeros, zeros_like,
+)
+from .gradcheck import GradcheckError, gradcheck
+from .tensor import (
+    Tensor, concatenate, einsum, get_default_dtype, maximum, minimum, set_default_dtype, stack,
+    where,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Tensor", "functional",
+    "grad", "no_grad", "enable_grad", "is_grad_enabled",
+    "get_default_dtype", "set_default_dtype", "manual_seed",
+    "zeros", "ones", "full", "zeros_like", "ones_like", "arange", "eye", "rand", "randn",
+    "maximum", "minimum", "where", "concatenate", "stack", "einsum",
+    "gradcheck", "GradcheckError",
+]

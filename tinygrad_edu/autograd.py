@@ -1,0 +1,329 @@
+"""The engine: how a forward call records a graph node, and how backward walks the graph.
+
+Read it top to bottom: grad mode, the node (`Context`), `Function.apply` (forward + recording),
+`unbroadcast` (the one place gradients are reduced to an input's shape), `toposort`, and
+`backward` / `grad`. It does no array math of its own; every operation lives in ops.py.
+"""
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+
+from .tensor import Tensor
+
+# ---- grad mode: the only global state of the engine ------------------------------------
+_grad_enabled = True
+
+
+def is_grad_enabled() -> bool:
+    """True when new operations are recorded into the graph."""
+    return _grad_enabled
+
+
+class _GradMode(contextlib.ContextDecorator):
+    """Switch recording on or off inside a `with` block or a decorated function."""
+
+    enabled = True
+
+    def __new__(cls, func=None):
+        mode = super().__new__(cls)
+        mode._previous = []  # a stack, so one decorated function can call itself
+        # Allow the bare decorator form `@no_grad` as well as `@no_grad()`.
+        return mode(func) if callable(func) else mode
+
+    def __enter__(self):
+        global _grad_enabled
+        self._previous.append(_grad_enabled)
+        _grad_enabled = self.enabled
+
+    def __exit__(self, *exc_info):
+        global _grad_enabled
+        _grad_enabled = self._previous.pop()  # restored even when the block raised
+        return False
+
+
+class no_grad(_GradMode):
+    """Context manager and decorator: operations inside are not recorded (evaluation, updates)."""
+
+    enabled = False
+
+
+class enable_grad(_GradMode):
+    """Context manager and decorator: record operations again, even inside `no_grad`."""
+
+    enabled = True
+
+
+# ---- the graph node ----------------------------------------------------------------------
+class Context:
+    """One node of the graph: which Function ran, on which inputs, and what it saved.
+
+    Ops may also set their own attributes on it in forward (an axis, a shape) for backward.
+    """
+
+    __slots__ = ("fn", "parents", "needs_input_grad", "saved", "freed", "__dict__")
+
+    def __init__(self):
+        self.saved = ()
+        self.freed = False
+
+    def save_for_backward(self, *arrays) -> None:
+        self.saved = arrays
+
+    @property
+    def name(self) -> str:
+        return self.fn.__name__
+
+    def __repr__(self) -> str:
+        return f"<{self.fn.__name__}Backward>"
+
+
+class Function:
+    """Base class of every operation: a static `forward` on ndarrays and `backward` for its inputs."""
+
+    @staticmethod
+    def forward(ctx: Context, *inputs, **params):
+        raise NotImplementedError
+
+    @staticmethod
+    def backward(ctx: Context, grad):
+        raise NotImplementedError
+
+    @classmethod
+    def apply(cls, *inputs, **params):
+        """Run forward on the inputs' arrays and, in grad mode, record the node on the output.
+
+        Inputs may be Tensors or constants (numbers, arrays). With no Tensor among them the
+        result is the plain ndarray: that is what lets a backward written once run both on
+        arrays (an ordinary backward) and on Tensors (a recorded one, for create_graph).
+        """
+        ctx = Context()
+        arrays, needs, saw_tensor = [], [], False
+        for x in inputs:
+            if isinstance(x, Tensor):
+                arrays.append(x.data)
+                needs.append(x.requires_grad)
+                saw_tensor = True
+            else:
+                arrays.append(x)
+                needs.append(False)
+        try:
+            data = cls.forward(ctx, *arrays, **params)
+        except ValueError as error:
+            shapes = " and ".join(str(np.shape(a)) for a in arrays)
+            raise ValueError(f"{cls.__name__} of shapes {shapes}: {error}") from None
+        if type(data) is not np.ndarray:
+            data = np.asarray(data)  # NumPy gives scalars for 0-d results; keep ndarrays
+        if not saw_tensor:
+            return data
+        if _grad_enabled and True in needs and data.dtype.kind == "f":
+            ctx.fn = cls
+            ctx.parents = inputs
+            ctx.needs_input_grad = needs
+            return Tensor._make(data, True, ctx)
+        return Tensor._make(data)
+
+
+# ---- gradients back to input shapes ------------------------------------------------------
+def unbroadcast(grad, shape: tuple):
+    """Sum `grad` over the axes that broadcasting added or stretched, so it has `shape` again.
+
+    Works on ndarrays and on Tensors alike (it only uses .sum and .reshape).
+    """
+    extra = grad.ndim - len(shape)
+    if extra < 0:
+        return grad  # cannot be reduced; the caller reports the mismatch
+    stretched = tuple(
+        extra + i for i, n in enumerate(shape) if n == 1 and grad.shape[extra + i] != 1
+    )
+    axes = tuple(range(extra)) + stretched
+    if axes:
+        grad = grad.sum(axis=axes, keepdims=True)
+    if extra:
+        grad = grad.reshape(shape)
+    return grad
+
+
+# ---- graph walk --------------------------------------------------------------------------
+def toposort(roots) -> list:
+    """Every tensor that requires grad and leads to `roots`, each after all of its inputs.
+
+    Iterative (an explicit stack), so a chain of 100 000 ops does not hit Python's recursion
+    limit. Visited tensors are keyed by id(): Tensors compare elementwise, so no sets of them.
+    """
+    order, visited = [], set()
+    stack = [(root, False) for root in roots]
+    while stack:
+        tensor, inputs_done = stack.pop()
+        if inputs_done:
+            order.append(tensor)
+            continue
+        if id(tensor) in visited:
+            continue
+        visited.add(id(tensor))
+        stack.append((tensor, True))
+        ctx = tensor._ctx
+        if ctx is not None and ctx.parents is not None:
+            for parent in ctx.parents:
+                if isinstance(parent, Tensor) and parent.requires_grad and id(parent) not in visited:
+                    stack.append((parent, False))
+    return order
+
+
+def backward(root: Tensor, gradient=None, retain_graph=None, create_graph: bool = False):
+    """Accumulate d(root)/d(leaf) into the ``.grad`` of every leaf that requires grad."""
+    if not root.requires_grad:
+        raise RuntimeError(
+            "backward() on a tensor that does not require grad: no input of the computation "
+            "had requires_grad=True, or it was computed under no_grad()"
+        )
+    keep = create_graph if retain_graph is None else retain_graph
+    _run([root], [_seed(root, gradient, create_graph)], keep, create_graph)
+
+
+def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, allow_unused=False):
+    """Gradients of `outputs` with respect to `inputs`, as a tuple; ``.grad`` is left untouched."""
+    outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+    inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+    if grad_outputs is None or isinstance(grad_outputs, (Tensor, np.ndarray)):
+        grad_outputs = [grad_outputs] * len(outputs) if grad_outputs is None else [grad_outputs]
+    for i, x in enumerate(inputs):
+        if not x.requires_grad:
+            raise RuntimeError(f"grad(): input {i} does not require grad")
+    seeds = [_seed(out, g, create_graph) for out, g in zip(outputs, grad_outputs)]
+    keep = create_graph if retain_graph is None else retain_graph
+    found = _run(outputs, seeds, keep, create_graph, wanted=inputs)
+    results = []
+    for i, x in enumerate(inputs):
+        g = found[id(x)]
+        if g is None and not allow_unused:
+            raise RuntimeError(
+                f"grad(): input {i} was not used to compute the outputs (allow_unused=True gives None)"
+            )
+        results.append(g if g is None or create_graph else Tensor._make(np.asarray(g)))
+    return tuple(results)
+
+
+def _seed(root: Tensor, gradient, create_graph: bool):
+    """dL/d(root) to start from: ones for a one-element root, else the given gradient."""
+    if gradient is None:
+        if root.size != 1:
+            raise RuntimeError(
+                f"backward() without a gradient needs a one-element output, but this one has shape "
+                f"{root.shape}; reduce it first (e.g. .sum() or .mean()) or pass gradient= of that shape"
+            )
+        seed = np.ones(root.shape, dtype=root.dtype)
+    elif create_graph and isinstance(gradient, Tensor):
+        seed = gradient  # keep its graph: gradients may then be taken with respect to it
+    else:
+        # A copy, so later writes to the caller's array cannot reach any .grad.
+        seed = np.array(gradient.data if isinstance(gradient, Tensor) else gradient, dtype=root.dtype)
+    if seed.shape != root.shape:
+        raise ValueError(f"gradient has shape {seed.shape} but the output has shape {root.shape}")
+    return Tensor._make(seed) if create_graph and not isinstance(seed, Tensor) else seed
+
+
+def _run(roots, seeds, retain_graph, create_graph, wanted=None):
+    """The backward walk. Grads are ndarrays, or Tensors recorded in the graph with create_graph."""
+    global _grad_enabled
+    grads = {}
+    for root, seed in zip(roots, seeds):
+        grads[id(root)] = grads[id(root)] + seed if id(root) in grads else seed
+    found = None if wanted is None else {id(x): None for x in wanted}
+    order = toposort(roots)
+    previous, _grad_enabled = _grad_enabled, create_graph
+    try:
+        for position in range(len(order) - 1, -1, -1):
+            tensor = order[position]
+            order[position] = None  # let processed tensors go as early as possible
+            g = grads.pop(id(tensor), None)
+            if g is None:
+                continue
+            if tensor._hooks:
+                g = _run_hooks(tensor, g, create_graph)
+            if found is not None and id(tensor) in found:
+                found[id(tensor)] = g
+            ctx = tensor._ctx
+            if ctx is None:
+                if found is None:
+                    _accumulate(tensor, g, create_graph)
+                continue
+            if ctx.freed:
+                raise RuntimeError(
+                    f"backward through {ctx.fn.__name__} a second time, but its saved arrays were "
+                    "freed by the first backward; pass retain_graph=True to the first backward"
+                )
+            if create_graph:
+                input_grads = _backward_recorded(ctx, tensor, g)
+            else:
+                input_grads = ctx.fn.backward(ctx, g)
+            if not isinstance(input_grads, tuple):
+                input_grads = (input_grads,)
+            for index, (parent, parent_grad, needed) in enumerate(
+                zip(ctx.parents, input_grads, ctx.needs_input_grad)
+            ):
+                if not needed or parent_grad is None:
+                    continue
+                if parent_grad.shape != parent.data.shape:
+                    parent_grad = unbroadcast(parent_grad, parent.data.shape)
+                    if parent_grad.shape != parent.data.shape:
+                        raise RuntimeError(
+                            f"{ctx.fn.__name__}.backward returned a gradient of shape "
+                            f"{parent_grad.shape} for input {index} of shape {parent.data.shape}"
+                        )
+                if parent_grad.dtype != parent.data.dtype:
+                    parent_grad = parent_grad.astype(parent.data.dtype)
+                key = id(parent)
+                # `+`, never `+=`: a gradient array may be shared with another branch.
+                grads[key] = grads[key] + parent_grad if key in grads else parent_grad
+            if not retain_graph:
+                ctx.saved, ctx.parents, ctx.freed = None, None, True
+    finally:
+        _grad_enabled = previous
+    return found
+
+
+def _backward_recorded(ctx: Context, out: Tensor, grad: Tensor):
+    """Run ctx's backward on Tensors, so the backward pass itself is recorded.
+
+    Saved arrays that are an input's or the output's data are swapped for those Tensors,
+    which connects the gradient to them; other saved arrays (masks) stay constants.
+    """
+    arrays = ctx.saved
+    tensors = []
+    for i, array in enumerate(arrays):
+        match = out if array is out.data else None
+        if match is None:
+            # Ops save inputs in order, so try the same position first (x * x.detach() shares data).
+            candidates = ctx.parents[i:i + 1] + ctx.parents
+            match = next((p for p in candidates if isinstance(p, Tensor) and p.data is array), None)
+        tensors.append(array if match is None else match)
+    ctx.saved = tuple(tensors)
+    try:
+        return ctx.fn.backward(ctx, grad)
+    finally:
+        ctx.saved = arrays
+
+
+def _run_hooks(tensor: Tensor, g, create_graph: bool):
+    for hook in list(tensor._hooks):
+        result = hook(g if create_graph else Tensor._make(np.asarray(g)))
+        if result is not None:
+            result = result if isinstance(result, Tensor) else Tensor(result)
+            if result.shape != tensor.shape:
+                raise ValueError(
+                    f"a hook returned a gradient of shape {result.shape} for a tensor of shape {tensor.shape}"
+                )
+            g = result if create_graph else result.data
+    return g
+
+
+def _accumulate(leaf: Tensor, g, create_graph: bool) -> None:
+    """Add g into leaf.grad (a new array each time: never write into an existing gradient)."""
+    if create_graph:
+        leaf.grad = g if leaf.grad is None else leaf.grad + g
+    elif leaf.grad is None:
+        leaf.grad = Tensor._make(np.asarray(g))
+    else:
+        leaf.grad = Tensor._make(np.asarray(leaf.grad.data + g))

@@ -1,0 +1,77 @@
+"""Factories (zeros, ones, randn, ...) and the one random generator of the package.
+
+`manual_seed(n)` reseeds that generator; everything random in tinygrad_edu (these
+factories, initialisation, dropout, shuffling) must draw from `generator()`.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .tensor import Tensor, _shape_args, get_default_dtype
+
+_generator = np.random.default_rng()
+
+
+def manual_seed(seed: int) -> np.random.Generator:
+    """Reseed the package's random generator, making every random function reproducible."""
+    global _generator
+    _generator = np.random.default_rng(seed)
+    return _generator
+
+
+def generator() -> np.random.Generator:
+    """The generator every random function of the package draws from."""
+    return _generator
+
+
+def _float_dtype(dtype):
+    return get_default_dtype() if dtype is None else np.dtype(dtype)
+
+
+def zeros(*shape, dtype=None, requires_grad: bool = False) -> Tensor:
+    return Tensor(np.zeros(_shape_args(shape), dtype=_float_dtype(dtype)), requires_grad=requires_grad)
+
+
+def ones(*shape, dtype=None, requires_grad: bool = False) -> Tensor:
+    return Tensor(np.ones(_shape_args(shape), dtype=_float_dtype(dtype)), requires_grad=requires_grad)
+
+
+def full(shape, fill_value, dtype=None, requires_grad: bool = False) -> Tensor:
+    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+    return Tensor(np.full(shape, fill_value, dtype=_float_dtype(dtype)), requires_grad=requires_grad)
+
+
+def zeros_like(t, dtype=None, requires_grad: bool = False) -> Tensor:
+    dtype = np.asarray(t).dtype if dtype is None else dtype
+    return Tensor(np.zeros(np.shape(t), dtype=dtype), requires_grad=requires_grad)
+
+
+def ones_like(t, dtype=None, requires_grad: bool = False) -> Tensor:
+    dtype = np.asarray(t).dtype if dtype is None else dtype
+    return Tensor(np.ones(np.shape(t), dtype=dtype), requires_grad=requires_grad)
+
+
+def arange(start, stop=None, step=1, dtype=None, requires_grad: bool = False) -> Tensor:
+    """Evenly spaced values in [start, stop); integers give int64 (as in PyTorch), else floats."""
+    if stop is None:
+        start, stop = 0, start
+    if dtype is None:
+        all_ints = all(isinstance(v, (int, np.integer)) for v in (start, stop, step))
+        dtype = np.int64 if all_ints else get_default_dtype()
+    return Tensor(np.arange(start, stop, step, dtype=dtype), requires_grad=requires_grad)
+
+
+def eye(n: int, m=None, dtype=None, requires_grad: bool = False) -> Tensor:
+    return Tensor(np.eye(n, m, dtype=_float_dtype(dtype)), requires_grad=requires_grad)
+
+
+def rand(*shape, dtype=None, requires_grad: bool = False) -> Tensor:
+    """Uniform samples on [0, 1)."""
+    data = _generator.random(_shape_args(shape)).astype(_float_dtype(dtype), copy=False)
+    return Tensor(data, requires_grad=requires_grad)
+
+
+def randn(*shape, dtype=None, requires_grad: bool = False) -> Tensor:
+    """Standard normal samples (mean 0, standard deviation 1)."""
+    data = _generator.standard_normal(_shape_args(shape)).astype(_float_dtype(dtype), copy=False)
+    return Tensor(data, requires_grad=requires_grad)

@@ -1,0 +1,162 @@
+"""NumPy functions applied to Tensors: `np.exp(t)`, `np.sum(t)`, `ndarray @ t` come back as Tensors.
+
+NumPy hands Tensors to `Tensor.__array_ufunc__` / `__array_function__`, which land here. Each
+supported function maps to the Tensor operation of the same meaning, so the call is recorded
+in the graph. Anything unsupported raises a TypeError that names it, never a silent ndarray.
+"""
+from __future__ import annotations
+
+import numpy as np
+import scipy.special
+
+from . import functional, ops
+from .tensor import Tensor, concatenate, einsum, stack, where
+
+
+def _tensor(x) -> Tensor:
+    return x if isinstance(x, Tensor) else Tensor(np.asarray(x))
+
+
+def _plain(x):
+    return x.data if isinstance(x, Tensor) else x
+
+
+# Differentiable ufuncs: each maps to the Tensor operation that records it.
+_UFUNCS = {
+    np.add: ops.Add.apply,
+    np.subtract: ops.Sub.apply,
+    np.multiply: ops.Mul.apply,
+    np.true_divide: ops.Div.apply,
+    np.power: ops.Pow.apply,
+    np.matmul: ops.MatMul.apply,
+    np.maximum: ops.Maximum.apply,
+    np.minimum: ops.Minimum.apply,
+    np.negative: ops.Neg.apply,
+    np.positive: lambda x: x,
+    np.exp: ops.Exp.apply,
+    np.log: ops.Log.apply,
+    np.sqrt: lambda x: x.sqrt(),
+    np.square: lambda x: x * x,
+    np.absolute: ops.Abs.apply,
+    np.tanh: ops.Tanh.apply,
+    scipy.special.expit: ops.Sigmoid.apply,
+}
+
+# Ufuncs whose result is piecewise constant or boolean: computed on the data, outside the graph.
+_CONSTANT_UFUNCS = {
+    np.sign, np.floor, np.ceil, np.rint, np.trunc, np.isnan, np.isinf, np.isfinite,
+    np.greater, np.greater_equal, np.less, np.less_equal, np.equal, np.not_equal,
+    np.logical_and, np.logical_or, np.logical_not, np.logical_xor,
+}
+
+
+def array_ufunc(ufunc, method, inputs, kwargs):
+    """Called by NumPy for `ufunc(*inputs)` when an input is a Tensor."""
+    if method != "__call__" or kwargs:
+        details = f"{method} " if method != "__call__" else ""
+        extra = f" with {sorted(kwargs)}" if kwargs else ""
+        raise TypeError(
+            f"numpy.{ufunc.__name__} {details}is not supported on Tensors{extra} "
+            "(in-place and out= forms would bypass the graph)"
+        )
+    if ufunc in _UFUNCS:
+        return _UFUNCS[ufunc](*inputs)
+    if ufunc in _CONSTANT_UFUNCS:
+        return Tensor._make(np.asarray(ufunc(*(_plain(x) for x in inputs))))
+    raise TypeError(f"numpy.{ufunc.__name__} is not supported on Tensors by tinygrad_edu")
+
+
+def _reduction(method: str):
+    def reduce(a, axis=None, dtype=None, out=None, keepdims=False, **ignored):
+        if out is not None:
+            raise TypeError(f"numpy.{method} with out= is not supported on Tensors")
+        result = getattr(_tensor(a), method)(axis=axis, keepdims=bool(keepdims))
+        return result if dtype is None else result.astype(dtype)
+
+    return reduce
+
+
+def _dot(a, b, out=None):
+    a, b = _tensor(a), _tensor(b)
+    if a.ndim == 0 or b.ndim == 0:
+        return a * b
+    if a.ndim > 2 or b.ndim > 2:
+        raise TypeError("numpy.dot of arrays with more than 2 dimensions is not supported; use tg.einsum")
+    return a @ b
+
+
+def _reshape(a, *args, **kwargs):
+    shape = kwargs.get("shape", kwargs.get("newshape", args[0] if args else None))
+    return _tensor(a).reshape(shape)
+
+
+def _transpose(a, axes=None):
+    return _tensor(a).transpose() if axes is None else _tensor(a).transpose(*axes)
+
+
+def _where(cond, x=None, y=None):
+    if x is None and y is None:
+        return np.where(_plain(cond))
+    return where(_plain(cond), x, y)
+
+
+def _expand_dims(a, axis):
+    return functional.unsqueeze(a, axis)
+
+
+def _clip(a, a_min=None, a_max=None, **kwargs):
+    return _tensor(a).clip(kwargs.get("min", a_min), kwargs.get("max", a_max))
+
+
+def _outer(a, b, out=None):
+    return _tensor(a).reshape(-1, 1) * _tensor(b).reshape(1, -1)
+
+
+_FUNCTIONS = {
+    np.sum: _reduction("sum"),
+    np.mean: _reduction("mean"),
+    np.max: _reduction("max"),
+    np.min: _reduction("min"),
+    np.amax: _reduction("max"),
+    np.amin: _reduction("min"),
+    np.var: lambda a, axis=None, dtype=None, out=None, ddof=0, keepdims=False: _tensor(a).var(
+        axis=axis, keepdims=keepdims, ddof=ddof
+    ),
+    np.dot: _dot,
+    np.outer: _outer,
+    np.reshape: _reshape,
+    np.transpose: _transpose,
+    np.squeeze: lambda a, axis=None: functional.squeeze(a, axis),
+    np.expand_dims: _expand_dims,
+    np.broadcast_to: lambda array, shape, subok=False: _tensor(array).broadcast_to(shape),
+    np.concatenate: lambda arrays, axis=0, **kw: concatenate(arrays, axis=axis),
+    np.stack: lambda arrays, axis=0, **kw: stack(arrays, axis=axis),
+    np.where: _where,
+    np.einsum: lambda subscripts, *operands, **kw: einsum(subscripts, *operands),
+    np.clip: _clip,
+    np.shape: lambda a: np.shape(_plain(a)),
+    np.ndim: lambda a: np.ndim(_plain(a)),
+    np.size: lambda a, axis=None: np.size(_plain(a), axis),
+    np.argmax: lambda a, axis=None, out=None, keepdims=False: _tensor(a).argmax(axis, keepdims),
+    np.argmin: lambda a, axis=None, out=None, keepdims=False: _tensor(a).argmin(axis, keepdims),
+}
+
+# Functions that only look at values (no gradient can flow through them): run on the data.
+_CONSTANT_FUNCTIONS = {
+    np.allclose, np.isclose, np.array_equal, np.count_nonzero, np.any, np.all,
+    np.nonzero, np.argsort, np.sort, np.unique, np.zeros_like, np.ones_like, np.full_like,
+    np.empty_like, np.copy, np.array2string, np.array_repr, np.result_type, np.can_cast,
+}
+
+
+def array_function(func, args, kwargs):
+    """Called by NumPy for array functions (np.sum, np.dot, ...) when an argument is a Tensor."""
+    if func in _FUNCTIONS:
+        return _FUNCTIONS[func](*args, **kwargs)
+    if func in _CONSTANT_FUNCTIONS:
+        args = [_plain(a) for a in args]
+        return func(*args, **{k: _plain(v) for k, v in kwargs.items()})
+    raise TypeError(
+        f"numpy.{func.__name__} is not supported on Tensors by tinygrad_edu; "
+        "use the Tensor method of the same name, or call it on t.detach().numpy() to leave the graph"
+    )

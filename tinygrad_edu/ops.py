@@ -1,0 +1,567 @@
+"""Primitive operations: one Function subclass each, forward and backward side by side.
+
+`forward` takes and returns ndarrays. `backward` is written once with what ndarrays and
+Tensors share, so it runs on arrays (ordinary backward) or on Tensors (create_graph=True).
+No op reduces a gradient to its input's shape: the engine's `unbroadcast` does that.
+Each docstring's first line is the op's local gradient rule (`tg.explain` shows it).
+"""
+from __future__ import annotations
+
+import string
+
+import numpy as np
+from scipy.special import expit
+
+from .autograd import Function
+
+# ---- unary ---------------------------------------------------------------------------------
+
+
+class Neg(Function):
+    """z = -x;  dz/dx = -1"""
+
+    @staticmethod
+    def forward(ctx, x):
+        return np.negative(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return -grad
+
+
+class Exp(Function):
+    """z = exp(x);  dz/dx = exp(x) = z"""
+
+    @staticmethod
+    def forward(ctx, x):
+        out = np.exp(x)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved
+        return grad * out
+
+
+class Log(Function):
+    """z = log(x);  dz/dx = 1 / x"""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return np.log(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved
+        return grad / x
+
+
+class Abs(Function):
+    """z = |x|;  dz/dx = sign(x)"""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return np.abs(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved
+        return grad * np.sign(x)
+
+
+class Sigmoid(Function):
+    """z = 1 / (1 + exp(-x));  dz/dx = z * (1 - z)"""
+
+    @staticmethod
+    def forward(ctx, x):
+        out = expit(x)  # never overflows, unlike 1 / (1 + np.exp(-x))
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved
+        return grad * (out * (1 - out))
+
+
+class Tanh(Function):
+    """z = tanh(x);  dz/dx = 1 - z**2"""
+
+    @staticmethod
+    def forward(ctx, x):
+        out = np.tanh(x)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved
+        return grad * (1 - out * out)
+
+
+class Relu(Function):
+    """z = max(x, 0);  dz/dx = 1 where x > 0, else 0"""
+
+    @staticmethod
+    def forward(ctx, x):
+        out = np.maximum(x, 0)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved
+        return grad * (out > 0)
+
+
+class Clip(Function):
+    """z = clip(x, lo, hi);  dz/dx = 1 where lo <= x <= hi, else 0"""
+
+    @staticmethod
+    def forward(ctx, x, lo=None, hi=None):
+        if lo is None and hi is None:
+            raise ValueError("clip needs at least one of lo and hi")
+        inside = np.ones(np.shape(x), dtype=bool)
+        if lo is not None:
+            inside &= x >= lo
+        if hi is not None:
+            inside &= x <= hi
+        ctx.save_for_backward(inside)
+        return np.clip(x, lo, hi)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (inside,) = ctx.saved
+        return grad * inside
+
+
+# ---- binary (the engine reduces each gradient back to its input's shape) ----------------------
+
+
+class Add(Function):
+    """z = x + y;  dz/dx = 1,  dz/dy = 1"""
+
+    @staticmethod
+    def forward(ctx, x, y):
+        return x + y
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad, grad
+
+
+class Sub(Function):
+    """z = x - y;  dz/dx = 1,  dz/dy = -1"""
+
+    @staticmethod
+    def forward(ctx, x, y):
+        return x - y
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad, -grad
+
+
+class Mul(Function):
+    """z = x * y;  dz/dx = y,  dz/dy = x"""
+
+    @staticmethod
+    def forward(ctx, x, y):
+        ctx.save_for_backward(x, y)
+        return x * y
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, y = ctx.saved
+        dx = grad * y if ctx.needs_input_grad[0] else None
+        dy = grad * x if ctx.needs_input_grad[1] else None
+        return dx, dy
+
+
+class Div(Function):
+    """z = x / y;  dz/dx = 1 / y,  dz/dy = -x / y**2"""
+
+    @staticmethod
+    def forward(ctx, x, y):
+        ctx.save_for_backward(x, y)
+        return x / y
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, y = ctx.saved
+        dx = grad / y if ctx.needs_input_grad[0] else None
+        dy = -grad * x / (y * y) if ctx.needs_input_grad[1] else None
+        return dx, dy
+
+
+class Pow(Function):
+    """z = x ** y;  dz/dx = y * x**(y - 1),  dz/dy = z * log(x)"""
+
+    @staticmethod
+    def forward(ctx, x, y):
+        out = np.power(x, y)
+        ctx.save_for_backward(x, y, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, y, out = ctx.saved
+        dx = grad * y * x ** (y - 1) if ctx.needs_input_grad[0] else None
+        dy = grad * out * np.log(x) if ctx.needs_input_grad[1] else None
+        return dx, dy
+
+
+class Maximum(Function):
+    """z = maximum(x, y);  dz/dx = 1 where x > y (1/2 at ties),  dz/dy = 1 - dz/dx"""
+
+    @staticmethod
+    def forward(ctx, x, y):
+        out = np.maximum(x, y)
+        ctx.save_for_backward(_share_of_x(x > y, x == y, out.dtype))
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (share,) = ctx.saved
+        return grad * share, grad * (1 - share)
+
+
+class Minimum(Function):
+    """z = minimum(x, y);  dz/dx = 1 where x < y (1/2 at ties),  dz/dy = 1 - dz/dx"""
+
+    @staticmethod
+    def forward(ctx, x, y):
+        out = np.minimum(x, y)
+        ctx.save_for_backward(_share_of_x(x < y, x == y, out.dtype))
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (share,) = ctx.saved
+        return grad * share, grad * (1 - share)
+
+
+def _share_of_x(wins, ties, dtype):
+    """x's part of the gradient of maximum/minimum: 1 where x wins, 1/2 where x and y tie."""
+    return np.asarray(wins + 0.5 * ties, dtype=dtype if dtype.kind == "f" else np.float64)
+
+
+class Where(Function):
+    """z = x where cond else y;  dz/dx = cond,  dz/dy = not cond"""
+
+    @staticmethod
+    def forward(ctx, cond, x, y):
+        cond = np.asarray(cond, dtype=bool)
+        ctx.save_for_backward(cond)
+        return np.where(cond, x, y)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (cond,) = ctx.saved
+        return None, grad * cond, grad * ~cond
+
+
+# ---- reductions ------------------------------------------------------------------------------
+
+
+def _kept_shape(shape: tuple, axis) -> tuple:
+    """The shape a reduction has with keepdims=True (axis: None or a tuple of non-negative ints)."""
+    return tuple(1 if axis is None or i in axis else n for i, n in enumerate(shape))
+
+
+class Sum(Function):
+    """z = sum(x, axis);  dz/dx = 1 (grad is spread back over the summed axes)"""
+
+    @staticmethod
+    def forward(ctx, x, axis=None, keepdims=False):
+        ctx.in_shape, ctx.kept_shape = x.shape, _kept_shape(x.shape, axis)
+        return np.sum(x, axis=axis, keepdims=keepdims)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return np.broadcast_to(grad.reshape(ctx.kept_shape), ctx.in_shape)
+
+
+class Max(Function):
+    """z = max(x, axis);  dz/dx = 1 at the maximum (shared equally by ties), else 0"""
+
+    @staticmethod
+    def forward(ctx, x, axis=None, keepdims=False):
+        return _extreme(ctx, np.max, x, axis, keepdims)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (share,) = ctx.saved
+        return grad.reshape(ctx.kept_shape) * share
+
+
+class Min(Function):
+    """z = min(x, axis);  dz/dx = 1 at the minimum (shared equally by ties), else 0"""
+
+    @staticmethod
+    def forward(ctx, x, axis=None, keepdims=False):
+        return _extreme(ctx, np.min, x, axis, keepdims)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (share,) = ctx.saved
+        return grad.reshape(ctx.kept_shape) * share
+
+
+def _extreme(ctx, reduce, x, axis, keepdims):
+    """Forward of Max/Min: the reduced values, saving each element's share of the gradient."""
+    if x.size == 0:
+        raise ValueError("max/min of an empty tensor has no value")
+    ctx.kept_shape = _kept_shape(x.shape, axis)
+    out = reduce(x, axis=axis, keepdims=True)
+    hits = x == out
+    share = hits / hits.sum(axis=axis, keepdims=True)
+    ctx.save_for_backward(share.astype(x.dtype if x.dtype.kind == "f" else np.float64))
+    if keepdims:
+        return out
+    return out.reshape(tuple(n for i, n in enumerate(x.shape) if axis is not None and i not in axis))
+
+
+# ---- shape -----------------------------------------------------------------------------------
+
+
+class Reshape(Function):
+    """z = x.reshape(shape);  dz/dx = grad reshaped back to x's shape"""
+
+    @staticmethod
+    def forward(ctx, x, shape):
+        ctx.in_shape = x.shape
+        return x.reshape(shape)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad.reshape(ctx.in_shape)
+
+
+class Transpose(Function):
+    """z = x.transpose(axes);  dz/dx = grad transposed by the inverse permutation"""
+
+    @staticmethod
+    def forward(ctx, x, axes):
+        ctx.axes = axes
+        return x.transpose(axes)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad.transpose(tuple(np.argsort(ctx.axes)))
+
+
+class BroadcastTo(Function):
+    """z = broadcast_to(x, shape);  dz/dx = grad summed over the broadcast axes (done by the engine)"""
+
+    @staticmethod
+    def forward(ctx, x, shape):
+        return np.broadcast_to(x, shape)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad  # unbroadcast in the engine sums it back to x's shape
+
+
+class GetItem(Function):
+    """z = x[index];  dz/dx = grad placed back at index (zeros elsewhere; repeated indices add up)"""
+
+    @staticmethod
+    def forward(ctx, x, index):
+        ctx.index, ctx.in_shape = index, x.shape
+        return x[index]
+
+    @staticmethod
+    def backward(ctx, grad):
+        return ScatterAdd.apply(grad, index=ctx.index, shape=ctx.in_shape)
+
+
+class ScatterAdd(Function):
+    """z = zeros(shape) with x added at index;  dz/dx = grad[index]  (the backward of indexing)"""
+
+    @staticmethod
+    def forward(ctx, x, index, shape):
+        ctx.index = index
+        out = np.zeros(shape, dtype=x.dtype)
+        if _has_array(index):
+            np.add.at(out, index, x)  # unbuffered: repeated indices add up
+        else:
+            out[index] = x  # basic indexing never repeats an element
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad[ctx.index]
+
+
+def _has_array(index) -> bool:
+    parts = index if isinstance(index, tuple) else (index,)
+    return any(isinstance(part, (np.ndarray, list)) for part in parts)
+
+
+class Concatenate(Function):
+    """z = concatenate(xs, axis);  dz/dxs[i] = the slice of grad that xs[i] became"""
+
+    @staticmethod
+    def forward(ctx, *xs, axis=0):
+        ctx.axis = axis % np.ndim(xs[0]) if np.ndim(xs[0]) else axis
+        ctx.bounds = np.cumsum([0] + [np.shape(x)[ctx.axis] for x in xs])
+        return np.concatenate(xs, axis=axis)
+
+    @staticmethod
+    def backward(ctx, grad):
+        before = (slice(None),) * ctx.axis
+        bounds = ctx.bounds
+        return tuple(grad[before + (slice(bounds[i], bounds[i + 1]),)] for i in range(len(bounds) - 1))
+
+
+# ---- products --------------------------------------------------------------------------------
+
+
+class MatMul(Function):
+    """z = x @ y;  dz/dx = grad @ y.T,  dz/dy = x.T @ grad  (a 1-D x acts as a row, a 1-D y as a column)"""
+
+    @staticmethod
+    def forward(ctx, x, y):
+        x, y = np.asarray(x), np.asarray(y)
+        _check_matmul_shapes(x.shape, y.shape)
+        ctx.save_for_backward(x, y)
+        return x @ y
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, y = ctx.saved
+        # Work with matrices: a vector x is a 1-row matrix, a vector y a 1-column matrix.
+        xm = x if x.ndim > 1 else x.reshape(1, -1)
+        ym = y if y.ndim > 1 else y.reshape(-1, 1)
+        if x.ndim == 1 or y.ndim == 1:
+            rows = xm.shape[-2] if x.ndim > 1 else 1
+            cols = ym.shape[-1] if y.ndim > 1 else 1
+            grad = grad.reshape(tuple(grad.shape[: grad.ndim - (x.ndim > 1) - (y.ndim > 1)]) + (rows, cols))
+        dx = dy = None
+        if ctx.needs_input_grad[0]:
+            dx = grad @ ym.mT  # a 1-D x's extra leading axes are summed by the engine
+        if ctx.needs_input_grad[1]:
+            dy = xm.mT @ grad
+            if y.ndim == 1:
+                dy = dy.reshape(dy.shape[:-1])  # drop the column axis; batch axes go to the engine
+        return dx, dy
+
+
+def _check_matmul_shapes(x_shape: tuple, y_shape: tuple) -> None:
+    """Raise a ValueError that says which dimensions of `x @ y` disagree, and what would fit."""
+    if not x_shape or not y_shape:
+        raise ValueError("matmul needs operands with at least 1 dimension (use * for scalars)")
+    inner_x = x_shape[-1]
+    inner_y = y_shape[-2] if len(y_shape) > 1 else y_shape[0]
+    if inner_x != inner_y:
+        where_y = "y.shape[-2]" if len(y_shape) > 1 else "y.shape[0]"
+        hint = ""
+        if len(y_shape) > 1 and inner_x == y_shape[-1]:
+            hint = f"; y transposed has {y_shape[-1]} rows and would fit: did you mean x @ y.T?"
+        elif len(x_shape) > 1 and x_shape[-2] == inner_y:
+            hint = f"; x transposed has {x_shape[-2]} columns and would fit: did you mean x.T @ y?"
+        raise ValueError(
+            f"the inner dimensions disagree: x.shape[-1] = {inner_x} but {where_y} = {inner_y}{hint}"
+        )
+    try:
+        np.broadcast_shapes(x_shape[:-2], y_shape[:-2])
+    except ValueError:
+        raise ValueError(
+            f"the batch dimensions {x_shape[:-2]} and {y_shape[:-2]} do not broadcast"
+        ) from None
+
+
+class Einsum(Function):
+    """z = einsum(subscripts, *xs);  dz/dxs[i] = einsum of grad with the other operands, into xs[i]'s indices"""
+
+    @staticmethod
+    def forward(ctx, *xs, subscripts):
+        shapes = [np.shape(x) for x in xs]
+        ctx.inputs, ctx.output = _parse_einsum(subscripts, shapes)
+        ctx.shapes = shapes
+        ctx.save_for_backward(*xs)
+        return np.einsum(",".join(ctx.inputs) + "->" + ctx.output, *xs, optimize=len(xs) > 2)
+
+    @staticmethod
+    def backward(ctx, grad):
+        xs, grads = ctx.saved, []
+        for i, target in enumerate(ctx.inputs):
+            if not ctx.needs_input_grad[i]:
+                grads.append(None)
+                continue
+            subs = [ctx.output] + [s for j, s in enumerate(ctx.inputs) if j != i]
+            operands = [grad] + [x for j, x in enumerate(xs) if j != i]
+            result, seen = "", set("".join(subs))
+            for letter, size in zip(target, ctx.shapes[i]):
+                if letter in result:
+                    # A repeated index (a diagonal, as in 'ii'): route the gradient through eye.
+                    fresh = _unused_letters(ctx.inputs + [ctx.output, result], 1)
+                    subs.append(letter + fresh)
+                    operands.append(np.eye(size, dtype=grad.dtype))
+                    letter = fresh
+                elif letter not in seen:
+                    # An index summed away inside this operand alone: its gradient is constant along it.
+                    subs.append(letter)
+                    operands.append(np.ones(size, dtype=grad.dtype))
+                result += letter
+            grads.append(np.einsum(",".join(subs) + "->" + result, *operands, optimize=True))
+        return tuple(grads)
+
+
+def _unused_letters(used, count: int) -> str:
+    taken = set("".join(used))
+    free = [c for c in string.ascii_letters if c not in taken]
+    if len(free) < count:
+        raise ValueError("einsum: too many indices")
+    return "".join(free[:count])
+
+
+def _parse_einsum(subscripts: str, shapes: list) -> tuple:
+    """Explicit form of `subscripts`: one letter string per operand and the output, '...' expanded."""
+    subscripts = subscripts.replace(" ", "")
+    lhs, arrow, rhs = subscripts.partition("->")
+    inputs = lhs.split(",")
+    if len(inputs) != len(shapes):
+        raise ValueError(f"einsum '{subscripts}' names {len(inputs)} operands but got {len(shapes)}")
+    for letters in inputs + [rhs]:
+        bad = set(letters.replace("...", "")) - set(string.ascii_letters)
+        if bad:
+            raise ValueError(f"einsum '{subscripts}': invalid index characters {sorted(bad)}")
+    ellipsis_dims = max(
+        (len(shape) - len(s.replace("...", "")) for s, shape in zip(inputs, shapes) if "..." in s), default=0
+    )
+    fill = _unused_letters(inputs + [rhs], ellipsis_dims)
+    expanded = []
+    for s, shape in zip(inputs, shapes):
+        if "..." in s:
+            own = len(shape) - len(s.replace("...", ""))
+            s = s.replace("...", fill[ellipsis_dims - own:] if own else "")
+        if len(s) != len(shape):
+            raise ValueError(f"einsum '{subscripts}': '{s}' has {len(s)} indices for an operand of shape {shape}")
+        expanded.append(s)
+    if arrow:
+        output = rhs.replace("...", fill)
+    else:
+        # Implicit mode, like NumPy: broadcast axes first, then the indices used once, sorted.
+        letters = "".join(inputs).replace("...", "")
+        output = fill + "".join(sorted(c for c in set(letters) if letters.count(c) == 1))
+    return expanded, output
+
+
+# ---- dtype -----------------------------------------------------------------------------------
+
+
+class Cast(Function):
+    """z = x.astype(dtype);  dz/dx = 1 (the engine casts grad back to x's dtype)"""
+
+    @staticmethod
+    def forward(ctx, x, dtype):
+        return x.astype(dtype, copy=False)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad

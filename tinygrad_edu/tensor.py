@@ -1,0 +1,511 @@
+"""The Tensor: an ndarray plus what autograd needs (grad, requires_grad, the node that made it).
+
+Operators and methods only call operations from `ops` (or composites from `functional`);
+no gradient math lives here. NumPy functions applied to a Tensor come back here through
+`__array_ufunc__` / `__array_function__` (see `interop`).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+_default_dtype = np.dtype(np.float32)
+
+
+def get_default_dtype() -> np.dtype:
+    """The dtype given to Tensors made from Python numbers and lists (float32 unless changed)."""
+    return _default_dtype
+
+
+def set_default_dtype(dtype) -> None:
+    """Set the dtype for Tensors made from Python numbers and lists; must be a floating dtype."""
+    global _default_dtype
+    dtype = np.dtype(dtype)
+    if dtype.kind != "f":
+        raise TypeError(f"the default dtype must be a floating dtype, got {dtype}")
+    _default_dtype = dtype
+
+
+def _as_array(data, dtype=None) -> np.ndarray:
+    """Turn user data into an ndarray: arrays keep their dtype, Python numbers/lists get the default."""
+    if isinstance(data, Tensor):
+        data = data.data
+    if isinstance(data, np.ndarray):
+        return data if dtype is None else data.astype(dtype, copy=False)
+    if isinstance(data, np.generic):
+        return np.asarray(data, dtype=dtype)
+    array = np.asarray(data)
+    if dtype is None and array.dtype.kind in "iuf":
+        dtype = _default_dtype  # Python numbers and lists: float32 unless told otherwise
+    return array if dtype is None else array.astype(dtype, copy=False)
+
+
+def _check_can_require_grad(dtype: np.dtype) -> None:
+    if dtype.kind != "f":
+        raise TypeError(
+            f"only floating-point tensors can require gradients, but this one is {dtype}; "
+            "make it with dtype=np.float32 (or float64), or call .astype(np.float32) first"
+        )
+
+
+class Tensor:
+    """An n-dimensional array that records the operations made with it, so it can backpropagate.
+
+    Parameters
+    ----------
+    data : array_like
+        A NumPy array (kept as is, dtype included), a Python number or a nested list
+        (converted to ``tg.get_default_dtype()``, float32 unless changed).
+    requires_grad : bool
+        Record operations on this tensor so ``backward`` can fill its ``.grad``.
+    dtype : dtype, optional
+        Convert the data to this dtype.
+    name : str, optional
+        A label used by drawings and explanations of the graph.
+
+    Examples
+    --------
+    >>> import tinygrad_edu as tg
+    >>> x = tg.Tensor([1.0, 2.0, 3.0], requires_grad=True)
+    >>> y = (x * x).sum()
+    >>> y.backward()
+    >>> x.grad
+    Tensor([2., 4., 6.], dtype=float32)
+    """
+
+    __slots__ = ("data", "grad", "requires_grad", "_ctx", "name", "_hooks", "__weakref__")
+    # Lets NumPy hand `ndarray + Tensor` and friends to our __array_ufunc__ instead of its own.
+    __array_priority__ = 1000
+
+    def __init__(self, data: Any, requires_grad: bool = False, dtype=None, name: Optional[str] = None):
+        self.data = _as_array(data, dtype)
+        if requires_grad:
+            _check_can_require_grad(self.data.dtype)
+        self.requires_grad = bool(requires_grad)
+        self.grad: Optional[Tensor] = None
+        self._ctx = None
+        self.name = name
+        self._hooks = None
+
+    @classmethod
+    def _make(cls, data: np.ndarray, requires_grad: bool = False, ctx=None) -> "Tensor":
+        """Wrap an ndarray made by the engine: no conversion, no checks (a hot path)."""
+        out = object.__new__(cls)
+        out.data = data
+        out.requires_grad = requires_grad
+        out.grad = None
+        out._ctx = ctx
+        out.name = None
+        out._hooks = None
+        return out
+
+    # ---- array attributes -------------------------------------------------------------
+    @property
+    def shape(self) -> tuple:
+        return self.data.shape
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    @property
+    def size(self) -> int:
+        return self.data.size
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.data.dtype
+
+    @property
+    def grad_fn(self):
+        """The graph node (a `Context`) that made this tensor; None for leaves."""
+        return self._ctx
+
+    @property
+    def is_leaf(self) -> bool:
+        return self._ctx is None
+
+    def __len__(self) -> int:
+        if self.data.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return len(self.data)
+
+    def __iter__(self):
+        # Lets Python's built-in sum() and unpacking work, one recorded index per row.
+        for i in range(len(self)):
+            yield self[i]
+
+    def __repr__(self) -> str:
+        body = np.array2string(self.data, separator=", ", prefix="Tensor(")
+        extras = [f"dtype={self.data.dtype}"]
+        if self._ctx is not None:
+            extras.append(f"grad_fn=<{self._ctx.fn.__name__}>")
+        elif self.requires_grad:
+            extras.append("requires_grad=True")
+        if self.name:
+            extras.append(f"name={self.name!r}")
+        return f"Tensor({body}, {', '.join(extras)})"
+
+    def __bool__(self) -> bool:
+        if self.data.size != 1:
+            raise ValueError(
+                f"the truth value of a tensor of shape {self.shape} is ambiguous; use .any() or .all()"
+            )
+        return bool(self.data)
+
+    def __float__(self) -> float:
+        return float(self.item())
+
+    def __int__(self) -> int:
+        return int(self.item())
+
+    def __index__(self) -> int:
+        if self.data.dtype.kind not in "iu":
+            raise TypeError(f"only integer tensors can be used as an index, not {self.dtype}")
+        return int(self.item())
+
+    # Tensors compare elementwise, so hashing falls back to identity (like PyTorch).
+    __hash__ = object.__hash__
+
+    # ---- leaving the graph -----------------------------------------------------------
+    def numpy(self) -> np.ndarray:
+        """The data as an ndarray (the same array, not a copy)."""
+        return self.data
+
+    def item(self):
+        """The value of a one-element tensor as a Python number."""
+        if self.data.size != 1:
+            raise ValueError(f"item() needs a tensor with one element, this one has shape {self.shape}")
+        return self.data.item()
+
+    def tolist(self):
+        return self.data.tolist()
+
+    def __array__(self, dtype=None, copy=None):
+        if dtype is None or dtype == self.data.dtype:
+            return self.data.copy() if copy else self.data
+        return self.data.astype(dtype)
+
+    def detach(self) -> "Tensor":
+        """The same data, cut from the graph (no gradient flows through it)."""
+        return Tensor._make(self.data)
+
+    def astype(self, dtype) -> "Tensor":
+        """Cast to `dtype`; float-to-float casts pass gradients through (cast back)."""
+        return ops.Cast.apply(self, dtype=np.dtype(dtype))
+
+    def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
+        if requires_grad:
+            _check_can_require_grad(self.data.dtype)
+        self.requires_grad = requires_grad
+        return self
+
+    # ---- autograd --------------------------------------------------------------------
+    def backward(self, gradient=None, retain_graph: Optional[bool] = None, create_graph: bool = False) -> None:
+        """Accumulate d(self)/d(leaf) into every leaf's ``.grad`` that requires grad.
+
+        Parameters
+        ----------
+        gradient : array_like, optional
+            dL/d(self), the shape of self. May be omitted only for a one-element tensor.
+        retain_graph : bool, optional
+            Keep the saved arrays so backward can run through this graph again
+            (default: False, or True with create_graph, as in PyTorch).
+        create_graph : bool
+            Record the backward pass too, so gradients of gradients can be taken.
+        """
+        autograd.backward(self, gradient, retain_graph=retain_graph, create_graph=create_graph)
+
+    def register_hook(self, fn: Callable[["Tensor"], Optional["Tensor"]]):
+        """Call ``fn(grad)`` when this tensor's gradient is computed; a returned Tensor replaces it."""
+        if not self.requires_grad:
+            raise RuntimeError("cannot register a hook on a tensor that does not require grad")
+        if self._hooks is None:
+            self._hooks = []
+        self._hooks.append(fn)
+        return _HookHandle(self._hooks, fn)
+
+    # ---- arithmetic (each calls one op; `ops` does the math) ---------------------------
+    def __add__(self, other):
+        return ops.Add.apply(self, other)
+
+    def __radd__(self, other):
+        return ops.Add.apply(other, self)
+
+    def __sub__(self, other):
+        return ops.Sub.apply(self, other)
+
+    def __rsub__(self, other):
+        return ops.Sub.apply(other, self)
+
+    def __mul__(self, other):
+        return ops.Mul.apply(self, other)
+
+    def __rmul__(self, other):
+        return ops.Mul.apply(other, self)
+
+    def __truediv__(self, other):
+        return ops.Div.apply(self, other)
+
+    def __rtruediv__(self, other):
+        return ops.Div.apply(other, self)
+
+    def __pow__(self, other):
+        return ops.Pow.apply(self, other)
+
+    def __rpow__(self, other):
+        return ops.Pow.apply(other, self)
+
+    def __matmul__(self, other):
+        return ops.MatMul.apply(self, other)
+
+    def __rmatmul__(self, other):
+        return ops.MatMul.apply(other, self)
+
+    def __neg__(self):
+        return ops.Neg.apply(self)
+
+    def __pos__(self):
+        return self
+
+    # Comparisons give boolean tensors, outside the graph.
+    def __lt__(self, other):
+        return _compare(np.less, self, other)
+
+    def __le__(self, other):
+        return _compare(np.less_equal, self, other)
+
+    def __gt__(self, other):
+        return _compare(np.greater, self, other)
+
+    def __ge__(self, other):
+        return _compare(np.greater_equal, self, other)
+
+    def __eq__(self, other):
+        return _compare(np.equal, self, other)
+
+    def __ne__(self, other):
+        return _compare(np.not_equal, self, other)
+
+    # ---- elementwise -----------------------------------------------------------------
+    def exp(self):
+        return ops.Exp.apply(self)
+
+    def log(self):
+        return ops.Log.apply(self)
+
+    def sqrt(self):
+        return ops.Pow.apply(self, 0.5)
+
+    def abs(self):
+        return ops.Abs.apply(self)
+
+    def sigmoid(self):
+        return ops.Sigmoid.apply(self)
+
+    def tanh(self):
+        return ops.Tanh.apply(self)
+
+    def relu(self):
+        return ops.Relu.apply(self)
+
+    def clip(self, lo=None, hi=None):
+        """Limit values to [lo, hi]; the gradient passes where lo <= x <= hi."""
+        return ops.Clip.apply(self, lo=lo, hi=hi)
+
+    # ---- reductions ------------------------------------------------------------------
+    def sum(self, axis=None, keepdims: bool = False):
+        return ops.Sum.apply(self, axis=_axis_tuple(axis, self.ndim), keepdims=keepdims)
+
+    def mean(self, axis=None, keepdims: bool = False):
+        return functional.mean(self, axis=axis, keepdims=keepdims)
+
+    def var(self, axis=None, keepdims: bool = False, ddof: int = 0):
+        """Variance like ``np.var`` (``ddof=0``: divide by N; ``ddof=1`` for the unbiased estimate)."""
+        return functional.var(self, axis=axis, keepdims=keepdims, ddof=ddof)
+
+    def max(self, axis=None, keepdims: bool = False):
+        """Largest values; tied maxima share the gradient equally."""
+        return ops.Max.apply(self, axis=_axis_tuple(axis, self.ndim), keepdims=keepdims)
+
+    def min(self, axis=None, keepdims: bool = False):
+        """Smallest values; tied minima share the gradient equally."""
+        return ops.Min.apply(self, axis=_axis_tuple(axis, self.ndim), keepdims=keepdims)
+
+    def argmax(self, axis=None, keepdims: bool = False):
+        return Tensor._make(np.asarray(np.argmax(self.data, axis=axis, keepdims=keepdims)))
+
+    def argmin(self, axis=None, keepdims: bool = False):
+        return Tensor._make(np.asarray(np.argmin(self.data, axis=axis, keepdims=keepdims)))
+
+    def logsumexp(self, axis=None, keepdims: bool = False):
+        return functional.logsumexp(self, axis=axis, keepdims=keepdims)
+
+    def any(self, axis=None, keepdims: bool = False):
+        return Tensor._make(np.asarray(np.any(self.data, axis=axis, keepdims=keepdims)))
+
+    def all(self, axis=None, keepdims: bool = False):
+        return Tensor._make(np.asarray(np.all(self.data, axis=axis, keepdims=keepdims)))
+
+    # ---- shape -----------------------------------------------------------------------
+    def reshape(self, *shape):
+        shape = _shape_args(shape)
+        return ops.Reshape.apply(self, shape=shape)
+
+    def transpose(self, *axes):
+        """Permute axes like ``np.transpose`` (no arguments: reverse them).
+
+        Two axes on a tensor that is not 2-D swap those two axes, as PyTorch's
+        ``transpose(dim0, dim1)`` does (NumPy would raise there).
+        """
+        axes = _shape_args(axes) if axes else tuple(reversed(range(self.ndim)))
+        if len(axes) == 2 and self.ndim != 2:
+            first, second = (a % self.ndim for a in axes)
+            swapped = list(range(self.ndim))
+            swapped[first], swapped[second] = second, first
+            axes = tuple(swapped)
+        return ops.Transpose.apply(self, axes=axes)
+
+    @property
+    def T(self):
+        return self.transpose()
+
+    @property
+    def mT(self):
+        """Swap the last two axes (a batch of transposed matrices)."""
+        return self.transpose(-1, -2) if self.ndim != 2 else self.transpose()
+
+    def swapaxes(self, axis1: int, axis2: int):
+        axes = list(range(self.ndim))
+        axes[axis1], axes[axis2] = axes[axis2], axes[axis1]
+        return ops.Transpose.apply(self, axes=tuple(axes))
+
+    def squeeze(self, axis=None):
+        return functional.squeeze(self, axis)
+
+    def unsqueeze(self, axis: int):
+        return functional.unsqueeze(self, axis)
+
+    def flatten(self, start_axis: int = 0, end_axis: int = -1):
+        return functional.flatten(self, start_axis, end_axis)
+
+    def broadcast_to(self, *shape):
+        shape = _shape_args(shape)
+        if shape == self.shape:
+            return self
+        return ops.BroadcastTo.apply(self, shape=shape)
+
+    def __getitem__(self, index):
+        return ops.GetItem.apply(self, index=_plain_index(index))
+
+    # ---- NumPy interoperability ------------------------------------------------------
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        return interop.array_ufunc(ufunc, method, inputs, kwargs)
+
+    def __array_function__(self, func, types, args, kwargs):
+        return interop.array_function(func, args, kwargs)
+
+
+# ---- functions of several tensors (tg.maximum, tg.where, ...) ---------------------------
+def maximum(x, y) -> Tensor:
+    """Elementwise larger of x and y; where they tie, each gets half the gradient."""
+    return ops.Maximum.apply(x, y)
+
+
+def minimum(x, y) -> Tensor:
+    """Elementwise smaller of x and y; where they tie, each gets half the gradient."""
+    return ops.Minimum.apply(x, y)
+
+
+def where(cond, x, y) -> Tensor:
+    """x where cond is true, else y (cond is a boolean array or Tensor, never differentiated)."""
+    return ops.Where.apply(cond, x, y)
+
+
+def concatenate(tensors, axis: int = 0) -> Tensor:
+    """Join tensors along an existing axis, like ``np.concatenate``."""
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("concatenate needs at least one tensor")
+    return ops.Concatenate.apply(*tensors, axis=axis)
+
+
+def stack(tensors, axis: int = 0) -> Tensor:
+    """Join same-shaped tensors along a new axis, like ``np.stack``."""
+    tensors = [t if isinstance(t, Tensor) else Tensor(t) for t in tensors]
+    if not tensors:
+        raise ValueError("stack needs at least one tensor")
+    shapes = {t.shape for t in tensors}
+    if len(shapes) > 1:
+        raise ValueError(f"stack needs tensors of one shape, got {sorted(shapes)}")
+    return concatenate([t.unsqueeze(axis) for t in tensors], axis=axis)
+
+
+def einsum(subscripts: str, *operands) -> Tensor:
+    """Einstein summation, like ``np.einsum`` (explicit, implicit and '...' forms), differentiable.
+
+    Examples
+    --------
+    >>> import numpy as np, tinygrad_edu as tg
+    >>> a = tg.Tensor(np.ones((2, 3)))
+    >>> b = tg.Tensor(np.ones((3, 4)))
+    >>> tg.einsum("ij,jk->ik", a, b).shape
+    (2, 4)
+    """
+    return ops.Einsum.apply(*operands, subscripts=subscripts)
+
+
+class _HookHandle:
+    """Returned by `register_hook`; `.remove()` takes the hook off again."""
+
+    def __init__(self, hooks: list, fn):
+        self._hooks, self._fn = hooks, fn
+
+    def remove(self) -> None:
+        if self._fn in self._hooks:
+            self._hooks.remove(self._fn)
+
+
+def _compare(ufunc, x, y) -> Tensor:
+    x = x.data if isinstance(x, Tensor) else x
+    y = y.data if isinstance(y, Tensor) else y
+    return Tensor._make(np.asarray(ufunc(x, y)))
+
+
+def _shape_args(args: tuple) -> tuple:
+    """Accept both f(2, 3) and f((2, 3))."""
+    if len(args) == 1 and isinstance(args[0], (tuple, list)):
+        return tuple(args[0])
+    return tuple(args)
+
+
+def _axis_tuple(axis, ndim: int):
+    """Normalise axis=None|int|tuple to None or a tuple of non-negative ints, checking range."""
+    if axis is None:
+        return None
+    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    normalised = []
+    for a in axes:
+        if not -ndim <= a < max(ndim, 1) or (ndim == 0 and a not in (0, -1)):
+            raise ValueError(f"axis {a} is out of range for a tensor with {ndim} dimensions")
+        normalised.append(int(a) % max(ndim, 1))
+    if len(set(normalised)) != len(normalised):
+        raise ValueError(f"axis {axis} repeats an axis")
+    return tuple(normalised) if ndim else None
+
+
+def _plain_index(index):
+    """Replace Tensors inside an index by their arrays (indices are never differentiated)."""
+    if isinstance(index, Tensor):
+        return index.data
+    if isinstance(index, tuple):
+        return tuple(i.data if isinstance(i, Tensor) else i for i in index)
+    if isinstance(index, list):
+        # A list index is integer-array indexing in NumPy; make that explicit.
+        return np.asarray([i.data if isinstance(i, Tensor) else i for i in index])
+    return index
+
+
+# Imported last: these modules build on Tensor, and Tensor's methods call them.
+from . import autograd, functional, interop, ops  # noqa: E402
