@@ -304,3 +304,55 @@ def test_three_layer_sigmoid_network_gradients_match_the_hand_derivation():
     cost.backward()
     for tensor, hand in zip((w1, b1, w2, b2), expected):
         np.testing.assert_allclose(tensor.grad.data.reshape(hand.shape), hand, rtol=1e-10)
+
+
+def test_tg_grad_leaves_the_graph_below_the_inputs_intact():
+    x = leaf([1.0, 2.0])
+    hidden = x * 3.0
+    first, second = (hidden * hidden).sum(), (hidden * 2.0).sum()
+    (g,) = tg.grad(first, hidden)
+    np.testing.assert_allclose(g.data, 2 * hidden.data)
+    second.backward()  # hidden's own node was not run, so not freed
+    np.testing.assert_allclose(x.grad.data, [6.0, 6.0])
+
+
+def test_tg_grad_through_one_wanted_input_to_another():
+    x = leaf([1.0, 2.0])
+    hidden = x * 3.0
+    g_hidden, g_x = tg.grad((hidden * hidden).sum(), [hidden, x])
+    np.testing.assert_allclose(g_hidden.data, 2 * hidden.data)
+    np.testing.assert_allclose(g_x.data, 18 * x.data)
+
+
+def test_leaf_gradients_are_writable_arrays_of_their_own():
+    a, b = leaf([1.0, 2.0]), leaf([3.0, 4.0])
+    (a + b).sum().backward()
+    assert a.grad.data is not b.grad.data
+    a.grad.data[0] = 100.0  # must not reach b.grad, nor fail on a read-only view
+    assert b.grad.tolist() == [1.0, 1.0]
+
+
+def test_second_derivative_of_a_zero_dimensional_tensor():
+    x = tg.Tensor(np.array(0.7), requires_grad=True)
+    for fn, second in [(lambda t: t.exp(), np.exp(0.7)), (lambda t: t.tanh(), -2 * np.tanh(0.7) / np.cosh(0.7) ** 2)]:
+        (first,) = tg.grad(fn(x), x, create_graph=True)
+        (again,) = tg.grad(first, x)
+        np.testing.assert_allclose(again.data, second)
+
+
+def test_backward_returning_too_few_gradients_is_reported():
+    from tinygrad_edu.autograd import Function
+
+    class Broken(Function):
+        """z = x * y;  dz/dx = y (and, wrongly, nothing for y)"""
+
+        @staticmethod
+        def forward(ctx, x, y):
+            return x * y
+
+        @staticmethod
+        def backward(ctx, grad):
+            return grad
+
+    with pytest.raises(RuntimeError, match="Broken.backward returned 1 gradients for 2 inputs"):
+        Broken.apply(leaf([1.0]), leaf([2.0])).sum().backward()

@@ -5,7 +5,7 @@
     >>> loss = ((w * 3.0 - 1.0) ** 2).sum()
     >>> loss.backward()
     >>> w.grad
-    Tensor([30.], dtype=float32)
+    Tensor([30.], shape=(1,), dtype=float32)
 """
 from . import functional
 from .autograd import enable_grad, grad, is_grad_enabled, no_grad

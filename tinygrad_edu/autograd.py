@@ -76,7 +76,7 @@ class Context:
         return self.fn.__name__
 
     def __repr__(self) -> str:
-        return f"<{self.fn.__name__}Backward>"
+        return f"<{self.fn.__name__}Backward>"  # PyTorch's spelling: the node that runs Mul's backward
 
 
 class Function:
@@ -114,7 +114,10 @@ class Function:
             shapes = " and ".join(str(np.shape(a)) for a in arrays)
             raise ValueError(f"{cls.__name__} of shapes {shapes}: {error}") from None
         if type(data) is not np.ndarray:
-            data = np.asarray(data)  # NumPy gives scalars for 0-d results; keep ndarrays
+            # NumPy gives scalars for 0-d results; keep ndarrays, and keep a saved output
+            # recognisable as the output (create_graph swaps it for the output Tensor).
+            scalar, data = data, np.asarray(data)
+            ctx.saved = tuple(data if s is scalar else s for s in ctx.saved)
         if not saw_tensor:
             return data
         if _grad_enabled and True in needs and data.dtype.kind == "f":
@@ -232,6 +235,15 @@ def _run(roots, seeds, retain_graph, create_graph, wanted=None):
         grads[id(root)] = grads[id(root)] + seed if id(root) in grads else seed
     found = None if wanted is None else {id(x): None for x in wanted}
     order = toposort(roots)
+    leads = None
+    if found is not None:
+        # tg.grad runs (and frees) only the nodes with a wanted tensor at or below them.
+        leads = set()
+        for tensor in order:  # inputs come before the tensors made from them
+            parents = tensor._ctx.parents if tensor._ctx is not None else None
+            if id(tensor) in found or any(id(p) in leads for p in parents or ()):
+                leads.add(id(tensor))
+        order = [tensor for tensor in order if id(tensor) in leads]
     previous, _grad_enabled = _grad_enabled, create_graph
     try:
         for position in range(len(order) - 1, -1, -1):
@@ -249,6 +261,8 @@ def _run(roots, seeds, retain_graph, create_graph, wanted=None):
                 if found is None:
                     _accumulate(tensor, g, create_graph)
                 continue
+            if leads is not None and not any(id(p) in leads for p in ctx.parents or ()):
+                continue  # nothing tg.grad asked for lies below this tensor
             if ctx.freed:
                 raise RuntimeError(
                     f"backward through {ctx.fn.__name__} a second time, but its saved arrays were "
@@ -260,6 +274,11 @@ def _run(roots, seeds, retain_graph, create_graph, wanted=None):
                 input_grads = ctx.fn.backward(ctx, g)
             if not isinstance(input_grads, tuple):
                 input_grads = (input_grads,)
+            if len(input_grads) != len(ctx.parents):
+                raise RuntimeError(
+                    f"{ctx.fn.__name__}.backward returned {len(input_grads)} gradients "
+                    f"for {len(ctx.parents)} inputs"
+                )
             for index, (parent, parent_grad, needed) in enumerate(
                 zip(ctx.parents, input_grads, ctx.needs_input_grad)
             ):
@@ -310,7 +329,7 @@ def _run_hooks(tensor: Tensor, g, create_graph: bool):
     for hook in list(tensor._hooks):
         result = hook(g if create_graph else Tensor._make(np.asarray(g)))
         if result is not None:
-            result = result if isinstance(result, Tensor) else Tensor(result)
+            result = result if isinstance(result, Tensor) else Tensor(result, dtype=tensor.dtype)
             if result.shape != tensor.shape:
                 raise ValueError(
                     f"a hook returned a gradient of shape {result.shape} for a tensor of shape {tensor.shape}"
@@ -320,10 +339,15 @@ def _run_hooks(tensor: Tensor, g, create_graph: bool):
 
 
 def _accumulate(leaf: Tensor, g, create_graph: bool) -> None:
-    """Add g into leaf.grad (a new array each time: never write into an existing gradient)."""
+    """Add g into leaf.grad, always as a new array of the leaf's own.
+
+    g may be a read-only broadcast view, or the very array another leaf received (Add hands
+    one gradient to both inputs), so the first gradient is copied, and later ones are added
+    with `+` rather than written into the existing array.
+    """
     if create_graph:
         leaf.grad = g if leaf.grad is None else leaf.grad + g
     elif leaf.grad is None:
-        leaf.grad = Tensor._make(np.asarray(g))
+        leaf.grad = Tensor._make(np.array(g))
     else:
         leaf.grad = Tensor._make(np.asarray(leaf.grad.data + g))

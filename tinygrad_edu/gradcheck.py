@@ -91,6 +91,7 @@ def gradcheck(fn, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1
     if not checked:
         raise ValueError("gradcheck: no input is a floating Tensor with requires_grad=True")
     weights = _output_weights(fn(*inputs))
+    weighted = any(w.size > 1 for w in weights)
 
     def weighted_sum(outputs):
         outputs = outputs if isinstance(outputs, (tuple, list)) else (outputs,)
@@ -116,6 +117,7 @@ def gradcheck(fn, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1
                 f"gradcheck failed for input {i}{name} of shape {n.shape}: at index {tuple(map(int, worst))} "
                 f"the analytic gradient is {a[worst]:.8g} but the numeric one is {n[worst]:.8g} "
                 f"(allowed error {atol:g} + {rtol:g} * |numeric|)"
+                + ("; both are gradients of sum(output * v), v fixed random weights" if weighted else "")
             )
             if raise_exception:
                 raise GradcheckError(message)

@@ -66,17 +66,30 @@ def array_ufunc(ufunc, method, inputs, kwargs):
     raise TypeError(f"numpy.{ufunc.__name__} is not supported on Tensors by tinygrad_edu")
 
 
+def _refuse(name: str, out, options: dict) -> None:
+    """Options the Tensor version cannot honour are an error, never silently dropped."""
+    refused = sorted(options) + (["out"] if out is not None else [])
+    if refused:
+        raise TypeError(f"numpy.{name} with {', '.join(refused)}= is not supported on Tensors")
+
+
 def _reduction(method: str):
-    def reduce(a, axis=None, dtype=None, out=None, keepdims=False, **ignored):
-        if out is not None:
-            raise TypeError(f"numpy.{method} with out= is not supported on Tensors")
+    def reduce(a, axis=None, dtype=None, out=None, keepdims=False, **options):
+        _refuse(method, out, options)
         result = getattr(_tensor(a), method)(axis=axis, keepdims=bool(keepdims))
         return result if dtype is None else result.astype(dtype)
 
     return reduce
 
 
+def _var(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, **options):
+    _refuse("var", out, options)
+    result = _tensor(a).var(axis=axis, keepdims=bool(keepdims), ddof=ddof)
+    return result if dtype is None else result.astype(dtype)
+
+
 def _dot(a, b, out=None):
+    _refuse("dot", out, {})
     a, b = _tensor(a), _tensor(b)
     if a.ndim == 0 or b.ndim == 0:
         return a * b
@@ -91,7 +104,10 @@ def _reshape(a, *args, **kwargs):
 
 
 def _transpose(a, axes=None):
-    return _tensor(a).transpose() if axes is None else _tensor(a).transpose(*axes)
+    # NumPy's meaning exactly (Tensor.transpose also accepts PyTorch's two-axis swap).
+    a = _tensor(a)
+    axes = tuple(reversed(range(a.ndim))) if axes is None else tuple(axes)
+    return ops.Transpose.apply(a, axes=axes)
 
 
 def _where(cond, x=None, y=None):
@@ -109,6 +125,7 @@ def _clip(a, a_min=None, a_max=None, **kwargs):
 
 
 def _outer(a, b, out=None):
+    _refuse("outer", out, {})
     return _tensor(a).reshape(-1, 1) * _tensor(b).reshape(1, -1)
 
 
@@ -119,9 +136,7 @@ _FUNCTIONS = {
     np.min: _reduction("min"),
     np.amax: _reduction("max"),
     np.amin: _reduction("min"),
-    np.var: lambda a, axis=None, dtype=None, out=None, ddof=0, keepdims=False: _tensor(a).var(
-        axis=axis, keepdims=keepdims, ddof=ddof
-    ),
+    np.var: _var,
     np.dot: _dot,
     np.outer: _outer,
     np.reshape: _reshape,
@@ -137,8 +152,8 @@ _FUNCTIONS = {
     np.shape: lambda a: np.shape(_plain(a)),
     np.ndim: lambda a: np.ndim(_plain(a)),
     np.size: lambda a, axis=None: np.size(_plain(a), axis),
-    np.argmax: lambda a, axis=None, out=None, keepdims=False: _tensor(a).argmax(axis, keepdims),
-    np.argmin: lambda a, axis=None, out=None, keepdims=False: _tensor(a).argmin(axis, keepdims),
+    np.argmax: lambda a, axis=None, keepdims=False: _tensor(a).argmax(axis, keepdims),
+    np.argmin: lambda a, axis=None, keepdims=False: _tensor(a).argmin(axis, keepdims),
 }
 
 # Functions that only look at values (no gradient can flow through them): run on the data.
@@ -158,5 +173,5 @@ def array_function(func, args, kwargs):
         return func(*args, **{k: _plain(v) for k, v in kwargs.items()})
     raise TypeError(
         f"numpy.{func.__name__} is not supported on Tensors by tinygrad_edu; "
-        "use the Tensor method of the same name, or call it on t.detach().numpy() to leave the graph"
+        "write it with Tensor operations, or call it on t.detach().numpy() to leave the graph"
     )

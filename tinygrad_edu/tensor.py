@@ -71,7 +71,7 @@ class Tensor:
     >>> y = (x * x).sum()
     >>> y.backward()
     >>> x.grad
-    Tensor([2., 4., 6.], dtype=float32)
+    Tensor([2., 4., 6.], shape=(3,), dtype=float32)
     """
 
     __slots__ = ("data", "grad", "requires_grad", "_ctx", "name", "_hooks", "__weakref__")
@@ -138,9 +138,9 @@ class Tensor:
 
     def __repr__(self) -> str:
         body = np.array2string(self.data, separator=", ", prefix="Tensor(")
-        extras = [f"dtype={self.data.dtype}"]
+        extras = [f"shape={self.data.shape}", f"dtype={self.data.dtype}"]
         if self._ctx is not None:
-            extras.append(f"grad_fn=<{self._ctx.fn.__name__}>")
+            extras.append(f"grad_fn={self._ctx!r}")
         elif self.requires_grad:
             extras.append("requires_grad=True")
         if self.name:

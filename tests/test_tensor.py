@@ -1,0 +1,243 @@
+"""The Tensor surface of API.md: construction and dtypes, attributes, factories, seeding,
+comparisons, and the errors a learner sees for bad input (shapes, dtypes)."""
+import numpy as np
+import pytest
+
+import tinygrad_edu as tg
+
+
+# ---- construction and dtypes ----------------------------------------------------------------
+def test_numpy_arrays_keep_their_dtype_and_identity():
+    array = np.arange(6.0).reshape(2, 3)
+    t = tg.Tensor(array)
+    assert t.data is array and t.dtype == np.float64
+    assert tg.Tensor(np.arange(3)).dtype == np.arange(3).dtype
+
+
+def test_python_numbers_and_lists_get_the_default_dtype():
+    assert tg.Tensor(3).dtype == np.float32
+    assert tg.Tensor([[1, 2], [3, 4]]).dtype == np.float32
+    tg.set_default_dtype(np.float64)
+    assert tg.Tensor([1.5]).dtype == np.float64
+    assert tg.get_default_dtype() == np.float64
+
+
+def test_default_dtype_must_be_floating():
+    with pytest.raises(TypeError, match="floating"):
+        tg.set_default_dtype(np.int32)
+
+
+def test_explicit_dtype_converts():
+    assert tg.Tensor([1, 2], dtype=np.float64).dtype == np.float64
+
+
+@pytest.mark.parametrize("data", [np.arange(3), np.array([True, False])])
+def test_only_floating_tensors_may_require_grad(data):
+    with pytest.raises(TypeError, match=f"{data.dtype}"):
+        tg.Tensor(data, requires_grad=True)
+
+
+def test_attributes():
+    t = tg.Tensor(np.zeros((2, 3, 4)), requires_grad=True, name="w")
+    assert (t.shape, t.ndim, t.size, t.name) == ((2, 3, 4), 3, 24, "w")
+    assert t.is_leaf and t.grad_fn is None and t.grad is None
+    out = t * 2.0
+    assert not out.is_leaf and out.grad_fn.name == "Mul" and out.requires_grad
+
+
+def test_writing_into_data_changes_the_tensor():
+    t = tg.Tensor(np.zeros(3))
+    t.data[1] = 5.0
+    assert t.tolist() == [0.0, 5.0, 0.0]
+    t.data = np.ones(2)
+    assert t.shape == (2,)
+
+
+def test_leaving_the_graph():
+    t = tg.Tensor(np.array([[1.5, 2.0]]), requires_grad=True)
+    assert t.numpy() is t.data
+    assert np.asarray(t) is t.data
+    assert t.tolist() == [[1.5, 2.0]]
+    assert tg.Tensor(np.array([4.0])).item() == 4.0
+    with pytest.raises(ValueError, match="one element"):
+        t.item()
+    assert t.astype(np.float32).dtype == np.float32
+
+
+def test_repr_shows_values_dtype_and_grad_fn():
+    t = tg.Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    assert "requires_grad=True" in repr(t) and "1." in repr(t)
+    assert "grad_fn=<MulBackward>" in repr(t * 2.0)
+    assert "float64" in repr(t) and "shape=(2,)" in repr(t)
+
+
+def test_astype_passes_gradients_back_in_the_input_dtype():
+    x = tg.Tensor(np.array([1.0, 2.0], dtype=np.float32), requires_grad=True)
+    (x.astype(np.float64) * 3.0).sum().backward()
+    assert x.grad.dtype == np.float32
+    np.testing.assert_allclose(x.grad.data, [3.0, 3.0])
+
+
+def test_float32_stays_float32_with_python_scalars():
+    x = tg.Tensor(np.ones(3, dtype=np.float32), requires_grad=True)
+    y = (2.5 * x + 1.0) ** 2 / 3.0 - 0.5
+    assert y.dtype == np.float32
+    y.sum().backward()
+    assert x.grad.dtype == np.float32
+
+
+# ---- factories and seeding ---------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "make, expected",
+    [
+        (lambda: tg.zeros(2, 3), np.zeros((2, 3))),
+        (lambda: tg.zeros((2, 3)), np.zeros((2, 3))),
+        (lambda: tg.ones(4), np.ones(4)),
+        (lambda: tg.full((2, 2), 7.0), np.full((2, 2), 7.0)),
+        (lambda: tg.eye(3), np.eye(3)),
+        (lambda: tg.zeros_like(tg.ones(2, 2)), np.zeros((2, 2))),
+        (lambda: tg.ones_like(np.zeros(3)), np.ones(3)),
+    ],
+)
+def test_factories(make, expected):
+    t = make()
+    np.testing.assert_array_equal(t.data, expected)
+    assert t.dtype.kind == "f"
+
+
+def test_factories_take_dtype_and_requires_grad():
+    for make in (tg.zeros, tg.ones, tg.rand, tg.randn):
+        t = make(2, 2, dtype=np.float64, requires_grad=True)
+        assert t.dtype == np.float64 and t.requires_grad
+    assert tg.full(3, 1.0, requires_grad=True).requires_grad
+    assert tg.eye(2, dtype=np.float64).dtype == np.float64
+
+
+def test_arange_gives_integers_for_integers_like_pytorch():
+    assert tg.arange(5).tolist() == [0, 1, 2, 3, 4]
+    assert tg.arange(5).dtype == np.int64
+    assert tg.arange(0.0, 1.0, 0.25).dtype == np.float32
+    assert tg.arange(1, 4, dtype=np.float64, requires_grad=True).requires_grad
+
+
+def test_manual_seed_makes_random_factories_reproducible():
+    tg.manual_seed(42)
+    first = (tg.rand(3).tolist(), tg.randn(2, 2).tolist())
+    tg.manual_seed(42)
+    assert (tg.rand(3).tolist(), tg.randn(2, 2).tolist()) == first
+    assert 0.0 <= tg.rand(1000).data.min() and tg.rand(1000).data.max() < 1.0
+
+
+# ---- comparisons and non-differentiable results --------------------------------------------------
+def test_comparisons_are_boolean_and_outside_the_graph():
+    x = tg.Tensor(np.array([1.0, 2.0, 3.0]), requires_grad=True)
+    for result, expected in [
+        (x < 2, [True, False, False]), (x <= 2, [True, True, False]), (x > 2, [False, False, True]),
+        (x >= 2, [False, True, True]), (x == 2, [False, True, False]), (x != 2, [True, False, True]),
+    ]:
+        assert result.dtype == bool and not result.requires_grad
+        assert result.tolist() == expected
+
+
+def test_argmax_and_argmin():
+    x = tg.Tensor(np.array([[1.0, 5.0, 2.0], [7.0, 0.0, 3.0]]), requires_grad=True)
+    assert x.argmax(axis=1).tolist() == [1, 0]
+    assert x.argmin().item() == 4
+    assert not x.argmax().requires_grad
+
+
+# ---- errors a learner can act on ----------------------------------------------------------------
+def test_matmul_mismatch_names_shapes_and_suggests_the_transpose():
+    a, w = tg.Tensor(np.ones((200, 400))), tg.Tensor(np.ones((25, 400)))
+    with pytest.raises(ValueError) as error:
+        a @ w
+    message = str(error.value)
+    assert "(200, 400)" in message and "(25, 400)" in message
+    assert "400" in message and "25" in message and "x @ y.T" in message
+
+
+def test_matmul_mismatch_suggests_transposing_the_left_operand():
+    with pytest.raises(ValueError, match=r"x\.T @ y"):
+        tg.Tensor(np.ones((3, 5))) @ tg.Tensor(np.ones((3, 2)))
+
+
+def test_matmul_batch_and_scalar_errors():
+    with pytest.raises(ValueError, match="batch dimensions"):
+        tg.Tensor(np.ones((2, 3, 4))) @ tg.Tensor(np.ones((5, 4, 2)))
+    with pytest.raises(ValueError, match="at least 1 dimension"):
+        tg.Tensor(np.ones(3)) @ tg.Tensor(2.0)
+
+
+def test_broadcast_mismatch_names_the_operation_and_both_shapes():
+    with pytest.raises(ValueError, match=r"Add of shapes \(2, 3\) and \(4,\)"):
+        tg.Tensor(np.ones((2, 3))) + tg.Tensor(np.ones(4))
+
+
+def test_bad_axis_and_shape_arguments_raise_clearly():
+    x = tg.Tensor(np.ones((2, 3)))
+    with pytest.raises(ValueError, match="axis 2 is out of range"):
+        x.sum(axis=2)
+    with pytest.raises(ValueError, match="squeeze"):
+        x.squeeze(0)
+    with pytest.raises(ValueError, match="Reshape"):
+        x.reshape(4, 2)
+
+
+def test_einsum_errors_name_the_subscripts():
+    with pytest.raises(ValueError, match="'ij,jk->ik' names 2 operands but got 1"):
+        tg.einsum("ij,jk->ik", tg.Tensor(np.ones((2, 2))))
+    with pytest.raises(ValueError, match="3 indices for an operand of shape"):
+        tg.einsum("ijk->i", tg.Tensor(np.ones((2, 2))))
+
+
+# ---- Python protocols ---------------------------------------------------------------------------
+def test_builtin_sum_len_iteration_and_truth():
+    x = tg.Tensor(np.array([[1.0, 2.0], [3.0, 4.0]]), requires_grad=True)
+    total = sum(sum(x))
+    assert total.item() == 10.0
+    total.backward()
+    np.testing.assert_allclose(x.grad.data, np.ones((2, 2)))
+    assert len(x) == 2 and [row.tolist() for row in x] == [[1.0, 2.0], [3.0, 4.0]]
+    assert bool(tg.Tensor(1.0)) is True
+    with pytest.raises(ValueError, match="ambiguous"):
+        bool(x)
+
+
+def test_numpy_arrays_on_the_left_give_tensors():
+    x = tg.Tensor(np.array([[1.0, 2.0], [3.0, 4.0]]), requires_grad=True)
+    products = [np.ones((1, 2)) @ x, np.array(2.0) * x, np.ones(2) - x, np.ones(2) / (x + 1.0)]
+    for result in products:
+        assert isinstance(result, tg.Tensor) and result.requires_grad
+    (np.ones((1, 2)) @ x).sum().backward()
+    np.testing.assert_allclose(x.grad.data, np.ones((2, 2)))
+
+
+def test_unsupported_numpy_function_names_itself():
+    with pytest.raises(TypeError, match="numpy.cumsum"):
+        np.cumsum(tg.Tensor(np.ones(3)))
+
+
+def test_numpy_out_argument_is_refused_rather_than_dropping_the_graph():
+    with pytest.raises(TypeError, match="out"):
+        np.exp(tg.Tensor(np.ones(3)), out=np.empty(3))
+
+
+@pytest.mark.parametrize(
+    "call, refused",
+    [
+        (lambda t: np.sum(t, initial=10.0), "initial"),
+        (lambda t: np.mean(t, where=np.array([True, True, False])), "where"),
+        (lambda t: np.dot(t, t, out=np.empty(())), "out"),
+    ],
+)
+def test_numpy_options_the_tensor_cannot_honour_are_refused(call, refused):
+    with pytest.raises(TypeError, match=refused):
+        call(tg.Tensor(np.array([1.0, 2.0, 3.0])))
+
+
+def test_np_transpose_keeps_numpys_meaning():
+    t = tg.Tensor(np.zeros((2, 3, 4)))
+    assert np.transpose(t).shape == (4, 3, 2)
+    assert t.transpose(0, 2).shape == (4, 3, 2)  # two axes: PyTorch's swap
+    with pytest.raises(ValueError):
+        np.transpose(t, (0, 2))
