@@ -1,0 +1,615 @@
+"""The op table: one OpSpec row per public op, run by both table tests.
+
+test_ops_forward.py checks each row's values against NumPy and test_ops_gradient.py
+its vector-Jacobian product against central differences. Adding an op means adding
+its Function class in tinygrad_edu/ops.py and its row here; nothing else.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import strategies as S
+import tinygrad_edu as tg
+import tinygrad_edu.functional as F
+import tinygrad_edu.ops as ops
+from strategies import Domain
+from tinygrad_edu import Tensor
+
+REALS = Domain(-3.0, 3.0)
+NONZERO = Domain(-3.0, 3.0, avoid=(0.0,))
+POSITIVE = Domain(1e-3, 3.0)
+BASES = Domain(0.2, 3.0)
+EXPONENTS = Domain(-2.0, 2.0)
+DISTINCT = Domain(-3.0, 3.0, distinct=True)
+INTEGERS = Domain(-2.0, 2.0, grid=0.0)
+HALF_INTEGERS = Domain(-3.0, 3.0, grid=0.5)
+PROBS = Domain(0.05, 0.95)
+CONST = Domain(-3.0, 3.0, kind="const")
+CONST_UNIT = Domain(0.0, 1.0, kind="const")
+BOOL = Domain(kind="bool")
+CLIP_LO, CLIP_HI = -1.0, 0.5
+AWAY_FROM_CLIP = Domain(-3.0, 3.0, avoid=(CLIP_LO, CLIP_HI))
+
+
+def _no_kwargs(shapes_strategy):
+    return shapes_strategy.map(lambda shapes: (tuple(shapes), {}))
+
+
+UNARY = _no_kwargs(S.broadcastable_shapes(1))
+BINARY = _no_kwargs(S.broadcastable_shapes(2))
+TERNARY = _no_kwargs(S.broadcastable_shapes(3))
+MATMUL = _no_kwargs(S.matmul_shapes())
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """One row of the table.
+
+    fn gets Tensors for "float" inputs (ndarrays for "const"/"bool" ones) plus kwargs;
+    ref gets the same inputs as ndarrays and returns what fn must return.
+    inputs: strategy of ``(shapes, kwargs)``: one shape per positional input; kwargs
+    (axes, indices, scalars) go unchanged to both fn and ref.
+    domains: one per positional input; the last one repeats for variadic ops.
+    grad: False for ops without a gradient (comparisons, argmax); their outputs must
+    not require grad. grad_domains replaces domains in the gradient test (kinks).
+    """
+
+    name: str
+    fn: Callable[..., Any]
+    ref: Callable[..., Any]
+    inputs: st.SearchStrategy = UNARY
+    domains: tuple = (REALS,)
+    grad: bool = True
+    rtol: float = 1e-5
+    atol: float = 1e-7
+    grad_domains: tuple | None = None
+
+    def __repr__(self):  # hypothesis prints the row in every falsifying example
+        return f"OpSpec({self.name!r})"
+
+    def domain(self, i, for_grad=False):
+        domains = self.grad_domains if (for_grad and self.grad_domains) else self.domains
+        return domains[min(i, len(domains) - 1)]
+
+
+# ---------------------------------------------------------------- drawing a case
+
+
+def freeze(obj):
+    """Make every ndarray in ``obj`` (nested in tuples, lists, dicts) read-only."""
+    if isinstance(obj, np.ndarray):
+        obj.flags.writeable = False
+    elif isinstance(obj, (tuple, list)):
+        for item in obj:
+            freeze(item)
+    elif isinstance(obj, dict):
+        for item in obj.values():
+            freeze(item)
+    return obj
+
+
+def draw_case(spec, data, dtype, for_grad=False):
+    """Draw ``(arrays, kwargs)`` for ``spec``: read-only inputs in the row's domains."""
+    shapes, kwargs = data.draw(spec.inputs, label="shapes, kwargs")
+    arrays = [
+        data.draw(S.arrays(spec.domain(i, for_grad), shape, dtype), label=f"input {i}")
+        for i, shape in enumerate(shapes)
+    ]
+    return freeze(arrays), freeze(kwargs)
+
+
+def make_inputs(spec, arrays, requires_grad):
+    """Tensors for the row's "float" inputs; "const" and "bool" inputs stay ndarrays."""
+    return [
+        Tensor(a, requires_grad=requires_grad) if spec.domain(i).kind == "float" else a
+        for i, a in enumerate(arrays)
+    ]
+
+
+def snapshot(obj):
+    """A deep, writable copy of drawn inputs, to detect mutation later."""
+    return copy.deepcopy(obj)
+
+
+def assert_unchanged(before, after, where):
+    """Fail if any ndarray in ``after`` differs from its copy in ``before``."""
+    if isinstance(before, np.ndarray):
+        same = before.dtype == after.dtype and np.array_equal(before, after, equal_nan=True)
+        assert same, f"{where}: an input was mutated: {before!r} became {after!r}"
+    elif isinstance(before, (tuple, list)):
+        for b, a in zip(before, after):
+            assert_unchanged(b, a, where)
+    elif isinstance(before, dict):
+        for key in before:
+            assert_unchanged(before[key], after[key], where)
+
+
+# ---------------------------------------------------------------- input strategies
+
+
+@st.composite
+def with_scalar(draw, lo=-3.0, hi=3.0):
+    """One array and a Python float ``c`` (for the reflected operators)."""
+    (shape,) = draw(S.broadcastable_shapes(1))
+    return (shape,), {"c": draw(st.floats(lo, hi))}
+
+
+@st.composite
+def reduction(draw, tuples=True, keepdims=True, none=True, min_dims=0):
+    """A shape and its ``axis`` (and ``keepdims``) kwargs."""
+    shape = draw(S.shapes(min_dims=min_dims))
+    kwargs = {"axis": draw(S.axes(len(shape), none=none, tuples=tuples))}
+    if keepdims:
+        kwargs["keepdims"] = draw(st.booleans())
+    return (shape,), kwargs
+
+
+def _divisors(n):
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+@st.composite
+def reshape_inputs(draw):
+    """A shape and a random compatible target, sometimes with one -1."""
+    shape = draw(S.shapes())
+    remaining = int(np.prod(shape))
+    ndim = draw(st.integers(0 if remaining == 1 else 1, S.MAX_DIMS))
+    target = []
+    for _ in range(ndim - 1):
+        target.append(draw(st.sampled_from(_divisors(remaining))))
+        remaining //= target[-1]
+    if ndim:
+        target.append(remaining)
+        target = draw(st.permutations(target))
+        if draw(st.booleans()):
+            target[draw(st.integers(0, ndim - 1))] = -1
+    return (shape,), {"shape": tuple(target)}
+
+
+@st.composite
+def transpose_inputs(draw):
+    shape = draw(S.shapes())
+    axes = tuple(draw(st.permutations(range(len(shape)))))
+    return (shape,), {"axes": axes, "as_tuple": draw(st.booleans())}
+
+
+@st.composite
+def squeeze_inputs(draw):
+    """A shape with some size-1 axes; axis None, one of them, or a tuple of them."""
+    shape = list(draw(S.shapes(min_dims=1)))
+    ndim = len(shape)
+    ones = draw(st.lists(st.integers(0, ndim - 1), min_size=1, unique=True))
+    for axis in ones:
+        shape[axis] = 1
+    signed = st.sampled_from(ones).flatmap(lambda a: st.sampled_from([a, a - ndim]))
+    axis = draw(st.one_of(st.none(), signed, st.just(tuple(ones))))
+    return (tuple(shape),), {"axis": axis}
+
+
+@st.composite
+def unsqueeze_inputs(draw):
+    shape = draw(S.shapes())
+    ndim = len(shape)
+    return (shape,), {"axis": draw(st.integers(-ndim - 1, ndim))}
+
+
+@st.composite
+def broadcast_to_inputs(draw):
+    """A shape and a different target it broadcasts to (stretched 1s, new leading axes)."""
+    shape = draw(S.shapes(max_side=3))
+    target = [draw(st.integers(1, 3)) if side == 1 else side for side in shape]
+    extra = draw(st.lists(st.integers(1, 3), max_size=4 - len(shape)))
+    target = tuple(extra + target)
+    if target == shape:
+        target = (2,) + target  # always a real broadcast (an identity may return x itself)
+    return (shape,), {"shape": target}
+
+
+@st.composite
+def flatten_inputs(draw):
+    shape = draw(S.shapes())
+    ndim = len(shape)
+    if ndim == 0:
+        return (shape,), {"start_axis": 0, "end_axis": -1}
+    start = draw(st.integers(-ndim, ndim - 1))
+    end = draw(st.integers(start % ndim, ndim - 1))
+    if draw(st.booleans()):
+        end -= ndim
+    return (shape,), {"start_axis": start, "end_axis": end}
+
+
+def _flatten_ref(x, start_axis, end_axis):
+    if x.ndim == 0:
+        return x.reshape(1)
+    start, end = start_axis % x.ndim, end_axis % x.ndim
+    return x.reshape(x.shape[:start] + (-1,) + x.shape[end + 1 :])
+
+
+@st.composite
+def index_inputs(draw, kind):
+    shape = draw(S.shapes(min_dims=0 if kind == "basic" else 1))
+    strategy = {"basic": S.basic_index, "int": S.integer_index, "mask": S.bool_mask}[kind]
+    return (shape,), {"index": draw(strategy(shape))}
+
+
+@st.composite
+def scatter_add_inputs(draw):
+    """Target shape and index; the positional input is a gradient shaped like x[index]."""
+    shape = draw(S.shapes(min_dims=1))
+    index = draw(S.any_index(shape))
+    return (np.zeros(shape)[index].shape,), {"index": index, "shape": shape}
+
+
+def _scatter_add_ref(grad, index, shape):
+    out = np.zeros(shape, dtype=grad.dtype)
+    np.add.at(out, index, grad)
+    return out
+
+
+@st.composite
+def concatenate_inputs(draw):
+    shape = draw(S.shapes(min_dims=1, max_side=3))
+    ndim = len(shape)
+    axis = draw(st.integers(-ndim, ndim - 1))
+    sizes = draw(st.lists(st.integers(1, 3), min_size=1, max_size=3))
+    shapes = [shape[: axis % ndim] + (n,) + shape[axis % ndim + 1 :] for n in sizes]
+    return tuple(shapes), {"axis": axis}
+
+
+@st.composite
+def stack_inputs(draw):
+    shape = draw(S.shapes(max_side=3))
+    ndim = len(shape)
+    count = draw(st.integers(1, 3))
+    return (shape,) * count, {"axis": draw(st.integers(-ndim - 1, ndim))}
+
+
+@st.composite
+def einsum_inputs(draw, subscripts):
+    """Operand shapes for ``subscripts``; each '...' gets its own broadcastable batch."""
+    operands = subscripts.split("->")[0].split(",")
+    letters = sorted(set(subscripts) - set(".,->"))
+    sizes = {letter: draw(st.integers(1, 4)) for letter in letters}
+    batches = draw(S.broadcastable_shapes(len(operands), max_dims=2, max_side=3))
+    shapes = []
+    for operand, batch in zip(operands, batches):
+        core = tuple(sizes[letter] for letter in operand.replace("...", ""))
+        shapes.append((batch if "..." in operand else ()) + core)
+    return tuple(shapes), {"subscripts": subscripts}
+
+
+@st.composite
+def linear_inputs(draw):
+    """x (..., in), weight (out, in) and, half the time, bias (out,)."""
+    n_in, n_out = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    batch = draw(S.shapes(max_dims=2, max_side=3))
+    shapes = [batch + (n_in,), (n_out, n_in)]
+    if draw(st.booleans()):
+        shapes.append((n_out,))
+    return tuple(shapes), {}
+
+
+REDUCTIONS = st.sampled_from(["mean", "sum", "none"])
+
+
+@st.composite
+def loss_inputs(draw, target):
+    """Loss inputs and a ``reduction``.
+
+    target "same": two arrays of one shape (elementwise losses); "class": (N, C) logits
+    with integer targets in kwargs; "probs": (N, C) logits and (N, C) target rows.
+    """
+    n, classes = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    kwargs = {"reduction": draw(REDUCTIONS)}
+    if target == "same":
+        shape = draw(S.shapes())
+        return (shape, shape), kwargs
+    if target == "probs":
+        return ((n, classes), (n, classes)), kwargs
+    kwargs["target"] = draw(hnp.arrays(np.intp, n, elements=st.integers(0, classes - 1)))
+    return ((n, classes),), kwargs
+
+
+@st.composite
+def one_hot_inputs(draw):
+    num_classes = draw(st.integers(1, 5))
+    shape = draw(S.shapes(max_dims=2))
+    labels = draw(hnp.arrays(np.intp, shape, elements=st.integers(0, num_classes - 1)))
+    return (), {"labels": labels, "num_classes": num_classes}
+
+
+# ---------------------------------------------------------------- NumPy references
+
+
+def _reduce(values, reduction):
+    if reduction == "mean":
+        return np.mean(values)
+    if reduction == "sum":
+        return np.sum(values)
+    return values
+
+
+def _logsumexp(x, axis=None):
+    peak = np.max(x, axis=axis, keepdims=True)
+    out = np.log(np.sum(np.exp(x - peak), axis=axis, keepdims=True)) + peak
+    return np.squeeze(out, axis=axis)
+
+
+def _softmax(x, axis):
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def _log_softmax(x, axis):
+    shifted = x - np.max(x, axis=axis, keepdims=True)
+    return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+
+
+def _sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+def _relu(x):
+    return np.maximum(x, 0)
+
+
+def _getitem(x, index):
+    return x[index]
+
+
+def _transpose(x, axes, as_tuple):
+    return np.transpose(x, axes)
+
+
+def _transpose_call(x, axes, as_tuple):
+    return x.transpose(axes) if as_tuple else x.transpose(*axes)
+
+
+def _cross_entropy_ref(logits, target, reduction):
+    log_probs = _log_softmax(logits, axis=1)
+    if target.ndim == 1:
+        return _reduce(-log_probs[np.arange(len(target)), target], reduction)
+    return _reduce(-np.sum(target * log_probs, axis=1), reduction)
+
+
+def _binary_cross_entropy_ref(probs, target, reduction):
+    return _reduce(-(target * np.log(probs) + (1 - target) * np.log(1 - probs)), reduction)
+
+
+def _bce_with_logits_ref(logits, target, reduction):
+    loss = np.maximum(logits, 0) - logits * target + np.log1p(np.exp(-np.abs(logits)))
+    return _reduce(loss, reduction)
+
+
+EINSUM_SUBSCRIPTS = [
+    "ij,jk->ik",
+    "i,i->",
+    "bij,bjk->bik",
+    "ii->i",
+    "ij->",
+    "ij,jk",
+    "...ij,...jk->...ik",
+]
+
+
+# ---------------------------------------------------------------- the table
+
+OPS = [
+    # arithmetic (broadcasting)
+    OpSpec("add", lambda x, y: x + y, np.add, BINARY, (REALS, REALS)),
+    OpSpec("sub", lambda x, y: x - y, np.subtract, BINARY, (REALS, REALS)),
+    OpSpec("mul", lambda x, y: x * y, np.multiply, BINARY, (REALS, REALS)),
+    OpSpec("div", lambda x, y: x / y, np.divide, BINARY, (REALS, NONZERO)),
+    OpSpec("pow", lambda x, y: x**y, np.power, BINARY, (BASES, EXPONENTS)),
+    OpSpec("matmul", lambda x, y: x @ y, np.matmul, MATMUL, (REALS, REALS)),
+    OpSpec("neg", lambda x: -x, np.negative),
+    # reflected forms: a Python scalar or an ndarray on the left
+    OpSpec("radd", lambda x, c: c + x, lambda x, c: c + x, with_scalar()),
+    OpSpec("rsub", lambda x, c: c - x, lambda x, c: c - x, with_scalar()),
+    OpSpec("rmul", lambda x, c: c * x, lambda x, c: c * x, with_scalar()),
+    OpSpec("rtruediv", lambda x, c: c / x, lambda x, c: c / x, with_scalar(), (NONZERO,)),
+    OpSpec("rpow", lambda x, c: c**x, lambda x, c: c**x, with_scalar(0.2, 3.0), (EXPONENTS,)),
+    OpSpec("rmatmul[ndarray]", lambda a, y: a @ y, np.matmul, MATMUL, (CONST, REALS)),
+    OpSpec("rmul[ndarray]", lambda a, y: a * y, np.multiply, BINARY, (CONST, REALS)),
+    # comparisons: forward only, boolean results
+    OpSpec("lt", lambda x, y: x < y, np.less, BINARY, (INTEGERS,), grad=False),
+    OpSpec("le", lambda x, y: x <= y, np.less_equal, BINARY, (INTEGERS,), grad=False),
+    OpSpec("gt", lambda x, y: x > y, np.greater, BINARY, (INTEGERS,), grad=False),
+    OpSpec("ge", lambda x, y: x >= y, np.greater_equal, BINARY, (INTEGERS,), grad=False),
+    OpSpec("eq", lambda x, y: x == y, np.equal, BINARY, (INTEGERS,), grad=False),
+    OpSpec("ne", lambda x, y: x != y, np.not_equal, BINARY, (INTEGERS,), grad=False),
+    # elementwise
+    OpSpec("exp", lambda x: x.exp(), np.exp),
+    OpSpec("log", lambda x: x.log(), np.log, UNARY, (POSITIVE,)),
+    OpSpec("sqrt", lambda x: x.sqrt(), np.sqrt, UNARY, (POSITIVE,)),
+    OpSpec("abs", lambda x: x.abs(), np.abs, grad_domains=(NONZERO,)),
+    OpSpec("sigmoid", lambda x: x.sigmoid(), _sigmoid),
+    OpSpec("tanh", lambda x: x.tanh(), np.tanh),
+    OpSpec("relu", lambda x: x.relu(), _relu, grad_domains=(NONZERO,)),
+    OpSpec(
+        "clip",
+        lambda x: x.clip(CLIP_LO, CLIP_HI),
+        lambda x: np.clip(x, CLIP_LO, CLIP_HI),
+        grad_domains=(AWAY_FROM_CLIP,),
+    ),
+    OpSpec("maximum", tg.maximum, np.maximum, BINARY, (INTEGERS, HALF_INTEGERS)),
+    OpSpec("minimum", tg.minimum, np.minimum, BINARY, (INTEGERS, HALF_INTEGERS)),
+    OpSpec("where", tg.where, np.where, TERNARY, (BOOL, REALS, REALS)),
+    # reductions
+    OpSpec("sum", lambda x, **kw: x.sum(**kw), np.sum, reduction()),
+    OpSpec("mean", lambda x, **kw: x.mean(**kw), np.mean, reduction()),
+    OpSpec("max", lambda x, **kw: x.max(**kw), np.max, reduction(), (DISTINCT,)),
+    OpSpec("min", lambda x, **kw: x.min(**kw), np.min, reduction(), (DISTINCT,)),
+    OpSpec("var", lambda x, **kw: x.var(**kw), np.var, reduction()),
+    OpSpec(
+        "argmax",
+        lambda x, **kw: x.argmax(**kw),
+        np.argmax,
+        reduction(tuples=False),
+        (DISTINCT,),
+        grad=False,
+    ),
+    OpSpec(
+        "argmin",
+        lambda x, **kw: x.argmin(**kw),
+        np.argmin,
+        reduction(tuples=False),
+        (DISTINCT,),
+        grad=False,
+    ),
+    OpSpec(
+        "logsumexp",
+        lambda x, axis: x.logsumexp(axis),
+        _logsumexp,
+        reduction(keepdims=False),
+    ),
+    # shape
+    OpSpec("reshape", lambda x, shape: x.reshape(*shape), np.reshape, reshape_inputs()),
+    OpSpec("transpose", _transpose_call, _transpose, transpose_inputs()),
+    OpSpec("transpose[reverse]", lambda x: x.transpose(), np.transpose),
+    OpSpec("T", lambda x: x.T, np.transpose),
+    OpSpec("squeeze", lambda x, axis: x.squeeze(axis), np.squeeze, squeeze_inputs()),
+    OpSpec("unsqueeze", lambda x, axis: x.unsqueeze(axis), np.expand_dims, unsqueeze_inputs()),
+    OpSpec(
+        "broadcast_to",
+        lambda x, shape: x.broadcast_to(shape),
+        np.broadcast_to,
+        broadcast_to_inputs(),
+    ),
+    OpSpec("flatten", lambda x, **kw: x.flatten(**kw), _flatten_ref, flatten_inputs()),
+    OpSpec("getitem[basic]", _getitem, _getitem, index_inputs("basic")),
+    OpSpec("getitem[int_array]", _getitem, _getitem, index_inputs("int")),
+    OpSpec("getitem[mask]", _getitem, _getitem, index_inputs("mask")),
+    OpSpec(
+        "ScatterAdd",
+        lambda grad, index, shape: ops.ScatterAdd.apply(grad, index=index, shape=shape),
+        _scatter_add_ref,
+        scatter_add_inputs(),
+    ),
+    OpSpec(
+        "concatenate",
+        lambda *xs, axis: tg.concatenate(list(xs), axis),
+        lambda *xs, axis: np.concatenate(xs, axis),
+        concatenate_inputs(),
+    ),
+    OpSpec(
+        "stack",
+        lambda *xs, axis: tg.stack(list(xs), axis),
+        lambda *xs, axis: np.stack(xs, axis),
+        stack_inputs(),
+    ),
+    # matmul's generalisation
+    *[
+        OpSpec(
+            f"einsum[{subscripts}]",
+            lambda *xs, subscripts: tg.einsum(subscripts, *xs),
+            lambda *xs, subscripts: np.einsum(subscripts, *xs),
+            einsum_inputs(subscripts),
+        )
+        for subscripts in EINSUM_SUBSCRIPTS
+    ],
+    # dtype
+    OpSpec("astype[float32]", lambda x: x.astype(np.float32), lambda x: x.astype(np.float32)),
+    OpSpec("astype[float64]", lambda x: x.astype(np.float64), lambda x: x.astype(np.float64)),
+    # tinygrad_edu.functional
+    OpSpec("F.sigmoid", F.sigmoid, _sigmoid),
+    OpSpec("F.tanh", F.tanh, np.tanh),
+    OpSpec("F.relu", F.relu, _relu, grad_domains=(NONZERO,)),
+    OpSpec(
+        "F.leaky_relu",
+        lambda x, c: F.leaky_relu(x, negative_slope=c),
+        lambda x, c: np.where(x > 0, x, c * x),
+        with_scalar(0.0, 0.5),
+        grad_domains=(NONZERO,),
+    ),
+    OpSpec(
+        "F.softmax",
+        lambda x, axis: F.softmax(x, axis=axis),
+        _softmax,
+        reduction(tuples=False, keepdims=False, none=False, min_dims=1),
+    ),
+    OpSpec(
+        "F.log_softmax",
+        lambda x, axis: F.log_softmax(x, axis=axis),
+        _log_softmax,
+        reduction(tuples=False, keepdims=False, none=False, min_dims=1),
+    ),
+    OpSpec(
+        "F.logsumexp",
+        lambda x, axis: F.logsumexp(x, axis),
+        _logsumexp,
+        reduction(keepdims=False),
+    ),
+    OpSpec(
+        "F.linear",
+        lambda x, weight, bias=None: F.linear(x, weight, bias),
+        lambda x, weight, bias=None: x @ weight.T + (0 if bias is None else bias),
+        linear_inputs(),
+    ),
+    OpSpec(
+        "F.dropout[eval]",
+        lambda x, c: F.dropout(x, c, training=False),
+        lambda x, c: x,
+        with_scalar(0.0, 0.9),
+    ),
+    OpSpec(
+        "F.dropout[p=0]",
+        lambda x: F.dropout(x, 0.0, training=True),
+        lambda x: x,
+    ),
+    OpSpec(
+        "F.one_hot",
+        lambda labels, num_classes: F.one_hot(labels, num_classes),
+        lambda labels, num_classes: np.eye(num_classes, dtype=tg.get_default_dtype())[labels],
+        one_hot_inputs(),
+        grad=False,
+    ),
+    OpSpec(
+        "F.mse_loss",
+        lambda x, target, reduction: F.mse_loss(x, target, reduction=reduction),
+        lambda x, target, reduction: _reduce((x - target) ** 2, reduction),
+        loss_inputs("same"),
+        (REALS, REALS),
+    ),
+    OpSpec(
+        "F.cross_entropy",
+        lambda x, target, reduction: F.cross_entropy(x, target, reduction=reduction),
+        _cross_entropy_ref,
+        loss_inputs("class"),
+    ),
+    OpSpec(
+        "F.cross_entropy[probs]",
+        lambda x, target, reduction: F.cross_entropy(x, target, reduction=reduction),
+        _cross_entropy_ref,
+        loss_inputs("probs"),
+        (REALS, CONST_UNIT),
+    ),
+    OpSpec(
+        "F.nll_loss",
+        lambda x, target, reduction: F.nll_loss(x, target, reduction=reduction),
+        lambda x, target, reduction: _reduce(-x[np.arange(len(target)), target], reduction),
+        loss_inputs("class"),
+    ),
+    OpSpec(
+        "F.binary_cross_entropy",
+        lambda p, target, reduction: F.binary_cross_entropy(p, target, reduction=reduction),
+        _binary_cross_entropy_ref,
+        loss_inputs("same"),
+        (PROBS, CONST_UNIT),
+    ),
+    OpSpec(
+        "F.binary_cross_entropy_with_logits",
+        lambda x, target, reduction: F.binary_cross_entropy_with_logits(
+            x, target, reduction=reduction
+        ),
+        _bce_with_logits_ref,
+        loss_inputs("same"),
+        (REALS, CONST_UNIT),
+    ),
+]
