@@ -5,7 +5,6 @@ Profiles: ``dev`` (fast, default), ``ci`` (more examples, no deadline) and
 """
 import os
 
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
