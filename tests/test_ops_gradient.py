@@ -3,15 +3,20 @@
 For float64 inputs and a random upstream gradient g, the engine's vector-Jacobian
 product (out.backward(g)) must match numeric_grad of sum(ref(*inputs) * g).
 Integer and boolean inputs (indices, masks, conditions) are constants.
+test_recorded_backward runs each op's backward on Tensors (create_graph=True), the
+path higher-order gradients take, and checks it against the same numbers.
 """
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import tinygrad_edu as tg
 from op_table import OPS, draw_case, make_inputs
 from tinygrad_edu import Tensor
 from tinygrad_edu.gradcheck import numeric_grad
+
+GRAD_ROWS = [spec for spec in OPS if spec.grad]
 
 EPS, RTOL, ATOL = 1e-6, 1e-4, 1e-6
 # A float32 output (astype) quantises f: a wider step keeps rounding error ~1e-4.
@@ -39,7 +44,7 @@ def assert_grad_close(where, analytic, numeric, rtol, atol):
         )
 
 
-@pytest.mark.parametrize("spec", [spec for spec in OPS if spec.grad], ids=lambda s: s.name)
+@pytest.mark.parametrize("spec", GRAD_ROWS, ids=lambda s: s.name)
 @given(data=st.data())
 def test_gradient(spec, data):
     arrays, kwargs = draw_case(spec, data, np.float64, for_grad=True)
@@ -75,3 +80,52 @@ def test_gradient(spec, data):
         assert grad.shape == arrays[i].shape, f"{where}: grad shape {grad.shape}"
         assert grad.dtype == arrays[i].dtype, f"{where}: grad dtype {grad.dtype}"
         assert_grad_close(where, np.asarray(grad.data), expected, rtol, atol)
+
+
+def vector_jacobian_product(spec, arrays, kwargs, g, create_graph):
+    """(the input Tensors, d sum(fn(inputs) * g) / d inputs): one gradient per float input."""
+    inputs = make_inputs(spec, arrays, requires_grad=True)
+    wrt = [x for x in inputs if isinstance(x, Tensor)]
+    out = spec.fn(*inputs, **kwargs)
+    grads = tg.grad(out, wrt, grad_outputs=Tensor(g), create_graph=create_graph, allow_unused=True)
+    return wrt, [np.zeros(x.shape) if gr is None else gr for gr, x in zip(grads, wrt)]
+
+
+@pytest.mark.parametrize("spec", GRAD_ROWS, ids=lambda s: s.name)
+@settings(max_examples=8)
+@given(data=st.data())
+def test_recorded_backward(spec, data):
+    """With create_graph=True the same backward runs on Tensors: equal values, and its own
+    gradient (a second derivative) matches central differences of the ordinary backward."""
+    arrays, kwargs = draw_case(spec, data, np.float64, for_grad=True)
+    out_shape = spec.fn(*make_inputs(spec, arrays, requires_grad=False), **kwargs).shape
+    g = upstream_gradient(data, out_shape, np.float64)
+    wrt, recorded = vector_jacobian_product(spec, arrays, kwargs, g, create_graph=True)
+    _, plain = vector_jacobian_product(spec, arrays, kwargs, g, create_graph=False)
+    where = f"{spec.name}: input shapes {[np.shape(a) for a in arrays]}, kwargs {kwargs}"
+    for r, p in zip(recorded, plain):
+        np.testing.assert_allclose(np.asarray(r), np.asarray(p), rtol=1e-12, atol=1e-12, err_msg=where)
+
+    # Second order: d/d inputs of sum(vjp_i * w_i), for fixed random weights w_i.
+    rng = np.random.default_rng(0)
+    weights = [rng.uniform(0.5, 1.5, np.shape(r)) for r in recorded]
+    total = sum((r * w).sum() for r, w in zip(recorded, weights) if isinstance(r, Tensor))
+    if isinstance(total, Tensor) and total.requires_grad:
+        analytic = tg.grad(total, wrt, allow_unused=True)
+    else:  # a backward that does not depend on the inputs (linear ops)
+        analytic = [None] * len(wrt)
+    float_positions = [
+        i for i, x in enumerate(make_inputs(spec, arrays, requires_grad=False)) if isinstance(x, Tensor)
+    ]
+
+    def weighted_vjp(*values):
+        trial = list(arrays)
+        for i, value in zip(float_positions, values):
+            trial[i] = value
+        _, vjp = vector_jacobian_product(spec, trial, kwargs, g, create_graph=False)
+        return sum(float(np.sum(np.asarray(v) * w)) for v, w in zip(vjp, weights))
+
+    numeric = numeric_grad(weighted_vjp, [arrays[i] for i in float_positions])
+    for i, a, n in zip(float_positions, analytic, numeric):
+        a = np.zeros_like(n) if a is None else a.data
+        assert_grad_close(f"{where}: second derivative wrt input {i}", a, n, 1e-4, 1e-5)

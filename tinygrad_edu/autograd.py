@@ -218,7 +218,8 @@ def _seed(root: Tensor, gradient, create_graph: bool):
             )
         seed = np.ones(root.shape, dtype=root.dtype)
     elif create_graph and isinstance(gradient, Tensor):
-        seed = gradient  # keep its graph: gradients may then be taken with respect to it
+        # Keep its graph (gradients may be taken with respect to it), in the root's dtype.
+        seed = gradient if gradient.dtype == root.dtype else gradient.astype(root.dtype)
     else:
         # A copy, so later writes to the caller's array cannot reach any .grad.
         seed = np.array(gradient.data if isinstance(gradient, Tensor) else gradient, dtype=root.dtype)
