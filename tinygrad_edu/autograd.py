@@ -60,13 +60,13 @@ class Context:
     """One node of the graph: which Function ran, on which inputs, and what it saved.
 
     Ops may also set their own attributes on it in forward (an axis, a shape) for backward.
+    After a backward without retain_graph, `saved` and `parents` are None: the node is spent.
     """
 
-    __slots__ = ("fn", "parents", "needs_input_grad", "saved", "freed", "__dict__")
+    __slots__ = ("fn", "parents", "needs_input_grad", "saved", "__dict__")
 
     def __init__(self):
         self.saved = ()
-        self.freed = False
 
     def save_for_backward(self, *arrays) -> None:
         self.saved = arrays
@@ -74,6 +74,11 @@ class Context:
     @property
     def name(self) -> str:
         return self.fn.__name__
+
+    @property
+    def freed(self) -> bool:
+        """True once a backward without retain_graph has used (and released) this node."""
+        return self.parents is None
 
     def __repr__(self) -> str:
         return f"<{self.fn.__name__}Backward>"  # PyTorch's spelling: the node that runs Mul's backward
@@ -100,7 +105,7 @@ class Function:
         """
         ctx = Context()
         arrays, needs, saw_tensor = [], [], False
-        for x in inputs:
+        for x in inputs:  # a plain loop: faster than comprehensions for one or two inputs
             if isinstance(x, Tensor):
                 arrays.append(x.data)
                 needs.append(x.requires_grad)
@@ -121,9 +126,7 @@ class Function:
         if not saw_tensor:
             return data
         if _grad_enabled and True in needs and data.dtype.kind == "f":
-            ctx.fn = cls
-            ctx.parents = inputs
-            ctx.needs_input_grad = needs
+            ctx.fn, ctx.parents, ctx.needs_input_grad = cls, inputs, needs
             return Tensor._make(data, True, ctx)
         return Tensor._make(data)
 
@@ -229,16 +232,19 @@ def _seed(root: Tensor, gradient, create_graph: bool):
 
 
 def _run(roots, seeds, retain_graph, create_graph, wanted=None):
-    """The backward walk. Grads are ndarrays, or Tensors recorded in the graph with create_graph."""
+    """The backward walk. Grads are ndarrays, or Tensors recorded in the graph with create_graph.
+
+    With `wanted` (tg.grad), returns their gradients instead of filling leaves' .grad.
+    """
     global _grad_enabled
     grads = {}
     for root, seed in zip(roots, seeds):
         grads[id(root)] = grads[id(root)] + seed if id(root) in grads else seed
-    found = None if wanted is None else {id(x): None for x in wanted}
     order = toposort(roots)
-    leads = None
-    if found is not None:
-        # tg.grad runs (and frees) only the nodes with a wanted tensor at or below them.
+    found = leads = None
+    if wanted is not None:
+        found = {id(x): None for x in wanted}
+        # Run (and free) only the nodes with a wanted tensor at or below them.
         leads = set()
         for tensor in order:  # inputs come before the tensors made from them
             parents = tensor._ctx.parents if tensor._ctx is not None else None
@@ -248,8 +254,7 @@ def _run(roots, seeds, retain_graph, create_graph, wanted=None):
     previous, _grad_enabled = _grad_enabled, create_graph
     try:
         for position in range(len(order) - 1, -1, -1):
-            tensor = order[position]
-            order[position] = None  # let processed tensors go as early as possible
+            tensor, order[position] = order[position], None  # let processed tensors go early
             g = grads.pop(id(tensor), None)
             if g is None:
                 continue
@@ -261,47 +266,46 @@ def _run(roots, seeds, retain_graph, create_graph, wanted=None):
             if ctx is None:
                 if found is None:
                     _accumulate(tensor, g, create_graph)
-                continue
-            if leads is not None and not any(id(p) in leads for p in ctx.parents or ()):
-                continue  # nothing tg.grad asked for lies below this tensor
-            if ctx.freed:
-                raise RuntimeError(
-                    f"backward through {ctx.fn.__name__} a second time, but its saved arrays were "
-                    "freed by the first backward; pass retain_graph=True to the first backward"
-                )
-            if create_graph:
-                input_grads = _backward_recorded(ctx, tensor, g)
-            else:
-                input_grads = ctx.fn.backward(ctx, g)
-            if not isinstance(input_grads, tuple):
-                input_grads = (input_grads,)
-            if len(input_grads) != len(ctx.parents):
-                raise RuntimeError(
-                    f"{ctx.fn.__name__}.backward returned {len(input_grads)} gradients "
-                    f"for {len(ctx.parents)} inputs"
-                )
-            for index, (parent, parent_grad, needed) in enumerate(
-                zip(ctx.parents, input_grads, ctx.needs_input_grad)
-            ):
-                if not needed or parent_grad is None:
-                    continue
-                if parent_grad.shape != parent.data.shape:
-                    parent_grad = unbroadcast(parent_grad, parent.data.shape)
-                    if parent_grad.shape != parent.data.shape:
-                        raise RuntimeError(
-                            f"{ctx.fn.__name__}.backward returned a gradient of shape "
-                            f"{parent_grad.shape} for input {index} of shape {parent.data.shape}"
-                        )
-                if parent_grad.dtype != parent.data.dtype:
-                    parent_grad = parent_grad.astype(parent.data.dtype)
-                key = id(parent)
-                # `+`, never `+=`: a gradient array may be shared with another branch.
-                grads[key] = grads[key] + parent_grad if key in grads else parent_grad
-            if not retain_graph:
-                ctx.saved, ctx.parents, ctx.freed = None, None, True
+            elif leads is None or any(id(p) in leads for p in ctx.parents or ()):
+                _propagate(ctx, tensor, g, grads, create_graph)
+                if not retain_graph:
+                    ctx.saved = ctx.parents = None  # release saved arrays and inputs
     finally:
         _grad_enabled = previous
     return found
+
+
+def _propagate(ctx: Context, out: Tensor, g, grads: dict, create_graph: bool) -> None:
+    """Run one node's backward; add each input's gradient, in that input's shape, to `grads`."""
+    if ctx.parents is None:
+        raise RuntimeError(
+            f"backward through {ctx.fn.__name__} a second time, but its saved arrays were "
+            "freed by the first backward; pass retain_graph=True to the first backward"
+        )
+    input_grads = _backward_recorded(ctx, out, g) if create_graph else ctx.fn.backward(ctx, g)
+    if type(input_grads) is not tuple:
+        input_grads = (input_grads,)
+    if len(input_grads) != len(ctx.parents):
+        raise RuntimeError(
+            f"{ctx.fn.__name__}.backward returned {len(input_grads)} gradients for {len(ctx.parents)} inputs"
+        )
+    for index, parent in enumerate(ctx.parents):
+        parent_grad = input_grads[index]
+        if parent_grad is None or not ctx.needs_input_grad[index]:
+            continue
+        shape = parent.data.shape
+        if parent_grad.shape != shape:
+            parent_grad = unbroadcast(parent_grad, shape)
+            if parent_grad.shape != shape:
+                raise RuntimeError(
+                    f"{ctx.fn.__name__}.backward returned a gradient of shape "
+                    f"{parent_grad.shape} for input {index} of shape {shape}"
+                )
+        if parent_grad.dtype != parent.data.dtype:
+            parent_grad = parent_grad.astype(parent.data.dtype)
+        key = id(parent)
+        # `+`, never `+=`: a gradient array may be shared with another branch.
+        grads[key] = grads[key] + parent_grad if key in grads else parent_grad
 
 
 def _backward_recorded(ctx: Context, out: Tensor, grad: Tensor):
