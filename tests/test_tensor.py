@@ -177,6 +177,10 @@ def test_bad_axis_and_shape_arguments_raise_clearly():
     x = tg.Tensor(np.ones((2, 3)))
     with pytest.raises(ValueError, match="axis 2 is out of range"):
         x.sum(axis=2)
+    with pytest.raises(ValueError, match="axis 0 is out of range for a tensor with 0 dimensions"):
+        tg.Tensor(np.float64(1.0)).sum(axis=0)  # as in NumPy
+    with pytest.raises(ValueError, match="repeats"):
+        x.max(axis=(1, -1))
     with pytest.raises(ValueError, match="squeeze"):
         x.squeeze(0)
     with pytest.raises(ValueError, match="Reshape"):

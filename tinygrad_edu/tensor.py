@@ -485,14 +485,13 @@ def _axis_tuple(axis, ndim: int):
     if axis is None:
         return None
     axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
-    normalised = []
     for a in axes:
-        if not -ndim <= a < max(ndim, 1) or (ndim == 0 and a not in (0, -1)):
+        if not -ndim <= a < ndim:
             raise ValueError(f"axis {a} is out of range for a tensor with {ndim} dimensions")
-        normalised.append(int(a) % max(ndim, 1))
+    normalised = tuple(int(a) % ndim for a in axes)
     if len(set(normalised)) != len(normalised):
         raise ValueError(f"axis {axis} repeats an axis")
-    return tuple(normalised) if ndim else None
+    return normalised
 
 
 def _plain_index(index):
