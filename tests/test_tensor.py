@@ -27,6 +27,12 @@ def test_default_dtype_must_be_floating():
         tg.set_default_dtype(np.int32)
 
 
+@pytest.mark.parametrize("data", ["abc", [1.0, "x"], None, np.array(["a"]), np.array([1j])])
+def test_non_numeric_data_is_refused(data):
+    with pytest.raises(TypeError, match="numbers or booleans"):
+        tg.Tensor(data)
+
+
 def test_explicit_dtype_converts():
     assert tg.Tensor([1, 2], dtype=np.float64).dtype == np.float64
 

@@ -31,13 +31,14 @@ def _as_array(data, dtype=None) -> np.ndarray:
     """Turn user data into an ndarray: arrays keep their dtype, Python numbers/lists get the default."""
     if isinstance(data, Tensor):
         data = data.data
-    if isinstance(data, np.ndarray):
-        return data if dtype is None else data.astype(dtype, copy=False)
-    if isinstance(data, np.generic):
-        return np.asarray(data, dtype=dtype)
-    array = np.asarray(data)
-    if dtype is None and array.dtype.kind in "iuf":
-        dtype = _default_dtype  # Python numbers and lists: float32 unless told otherwise
+    if isinstance(data, (np.ndarray, np.generic)):
+        array = np.asarray(data)
+    else:
+        array = np.asarray(data)
+        if dtype is None and array.dtype.kind in "iuf":
+            dtype = _default_dtype  # Python numbers and lists: float32 unless told otherwise
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"a Tensor holds numbers or booleans, not {array.dtype} data like {data!r:.40}")
     return array if dtype is None else array.astype(dtype, copy=False)
 
 
