@@ -48,3 +48,11 @@ def test_learner_network_example_learns(monkeypatch):
     history, train_accuracy, _ = example["train"](iterations=300, lr=2.0)
     assert history[-1] < 0.6 * history[0]
     assert train_accuracy > 0.5  # far above the 10% of an untrained network
+
+
+def test_scalar_demo_agrees_three_ways():
+    example = runpy.run_path(str(ROOT / "examples" / "scalar_demo.py"))
+    rows = example["main"]()
+    for name in ("autograd", "finite differences"):
+        for key in ("w", "b"):
+            assert rows[name][key] == pytest.approx(rows["by hand"][key], rel=1e-6)
