@@ -124,6 +124,7 @@ def test_arange_gives_integers_for_integers_like_pytorch():
     assert tg.arange(5).dtype == np.int64
     assert tg.arange(0.0, 1.0, 0.25).dtype == np.float32
     assert tg.arange(1, 4, dtype=np.float64, requires_grad=True).requires_grad
+    assert tg.arange(3, requires_grad=True).dtype == np.float32
 
 
 def test_manual_seed_makes_random_factories_reproducible():

@@ -52,12 +52,16 @@ def ones_like(t, dtype=None, requires_grad: bool = False) -> Tensor:
 
 
 def arange(start, stop=None, step=1, dtype=None, requires_grad: bool = False) -> Tensor:
-    """Evenly spaced values in [start, stop); integers give int64 (as in PyTorch), else floats."""
+    """Evenly spaced values in [start, stop).
+
+    Integer arguments give int64 (as in PyTorch), except with requires_grad=True, where
+    the default float dtype is used (only floating tensors have gradients).
+    """
     if stop is None:
         start, stop = 0, start
     if dtype is None:
         all_ints = all(isinstance(v, (int, np.integer)) for v in (start, stop, step))
-        dtype = np.int64 if all_ints else get_default_dtype()
+        dtype = np.int64 if all_ints and not requires_grad else get_default_dtype()
     return Tensor(np.arange(start, stop, step, dtype=dtype), requires_grad=requires_grad)
 
 
