@@ -189,7 +189,31 @@ def backward(root: Tensor, gradient=None, retain_graph=None, create_graph: bool 
 
 
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, allow_unused=False):
-    """Gradients of `outputs` with respect to `inputs`, as a tuple; ``.grad`` is left untouched."""
+    """Gradients of `outputs` with respect to `inputs`, as a tuple; ``.grad`` is left untouched.
+
+    Parameters
+    ----------
+    outputs : Tensor or sequence of Tensor
+        What to differentiate (summed, each weighted by its `grad_outputs`).
+    inputs : Tensor or sequence of Tensor
+        Tensors that require grad, leaves or not.
+    grad_outputs : array_like or sequence, optional
+        dL/d(output) for each output; may be omitted for one-element outputs.
+    retain_graph : bool, optional
+        Keep the graph for another backward (default: the value of `create_graph`).
+    create_graph : bool
+        Record this backward too, so the returned gradients can be differentiated again.
+    allow_unused : bool
+        Return None for an input the outputs do not depend on, instead of raising.
+
+    Examples
+    --------
+    >>> import tinygrad_edu as tg
+    >>> x = tg.Tensor([3.0], requires_grad=True)
+    >>> (dx,) = tg.grad((x ** 3).sum(), x, create_graph=True)   # 3 x^2
+    >>> tg.grad(dx.sum(), x)[0].item()                          # 6 x
+    18.0
+    """
     outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
     inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
     if grad_outputs is None or isinstance(grad_outputs, (Tensor, np.ndarray)):

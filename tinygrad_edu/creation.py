@@ -29,24 +29,29 @@ def _float_dtype(dtype):
 
 
 def zeros(*shape, dtype=None, requires_grad: bool = False) -> Tensor:
+    """A tensor of zeros; `zeros(2, 3)` and `zeros((2, 3))` both work."""
     return Tensor(np.zeros(_shape_args(shape), dtype=_float_dtype(dtype)), requires_grad=requires_grad)
 
 
 def ones(*shape, dtype=None, requires_grad: bool = False) -> Tensor:
+    """A tensor of ones; `ones(2, 3)` and `ones((2, 3))` both work."""
     return Tensor(np.ones(_shape_args(shape), dtype=_float_dtype(dtype)), requires_grad=requires_grad)
 
 
 def full(shape, fill_value, dtype=None, requires_grad: bool = False) -> Tensor:
+    """A tensor of `shape` filled with `fill_value`."""
     shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
     return Tensor(np.full(shape, fill_value, dtype=_float_dtype(dtype)), requires_grad=requires_grad)
 
 
 def zeros_like(t, dtype=None, requires_grad: bool = False) -> Tensor:
+    """Zeros with the shape (and, unless `dtype` is given, the dtype) of `t`."""
     dtype = np.asarray(t).dtype if dtype is None else dtype
     return Tensor(np.zeros(np.shape(t), dtype=dtype), requires_grad=requires_grad)
 
 
 def ones_like(t, dtype=None, requires_grad: bool = False) -> Tensor:
+    """Ones with the shape (and, unless `dtype` is given, the dtype) of `t`."""
     dtype = np.asarray(t).dtype if dtype is None else dtype
     return Tensor(np.ones(np.shape(t), dtype=dtype), requires_grad=requires_grad)
 
@@ -66,6 +71,7 @@ def arange(start, stop=None, step=1, dtype=None, requires_grad: bool = False) ->
 
 
 def eye(n: int, m=None, dtype=None, requires_grad: bool = False) -> Tensor:
+    """The n x m identity matrix (m defaults to n)."""
     return Tensor(np.eye(n, m, dtype=_float_dtype(dtype)), requires_grad=requires_grad)
 
 

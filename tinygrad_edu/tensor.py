@@ -181,6 +181,7 @@ class Tensor:
         return self.data.item()
 
     def tolist(self):
+        """The values as (nested) Python lists."""
         return self.data.tolist()
 
     def __array__(self, dtype=None, copy=None):
@@ -197,6 +198,7 @@ class Tensor:
         return ops.Cast.apply(self, dtype=np.dtype(dtype))
 
     def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
+        """Switch gradient recording for this leaf on or off, in place; returns self."""
         if requires_grad:
             _check_can_require_grad(self.data.dtype)
         self.requires_grad = requires_grad
@@ -291,24 +293,31 @@ class Tensor:
 
     # ---- elementwise -----------------------------------------------------------------
     def exp(self):
+        """e ** x, elementwise."""
         return ops.Exp.apply(self)
 
     def log(self):
+        """Natural logarithm, elementwise."""
         return ops.Log.apply(self)
 
     def sqrt(self):
+        """Square root, elementwise (as x ** 0.5)."""
         return ops.Pow.apply(self, 0.5)
 
     def abs(self):
+        """|x|, elementwise; the gradient at 0 is 0."""
         return ops.Abs.apply(self)
 
     def sigmoid(self):
+        """1 / (1 + exp(-x)), elementwise, without overflow for large |x|."""
         return ops.Sigmoid.apply(self)
 
     def tanh(self):
+        """Hyperbolic tangent, elementwise."""
         return ops.Tanh.apply(self)
 
     def relu(self):
+        """max(x, 0), elementwise; the gradient at 0 is 0."""
         return ops.Relu.apply(self)
 
     def clip(self, lo=None, hi=None):
@@ -317,9 +326,11 @@ class Tensor:
 
     # ---- reductions ------------------------------------------------------------------
     def sum(self, axis=None, keepdims: bool = False):
+        """Sum over `axis` (None: all elements), like ``np.sum``."""
         return ops.Sum.apply(self, axis=_axis_tuple(axis, self.ndim), keepdims=keepdims)
 
     def mean(self, axis=None, keepdims: bool = False):
+        """Mean over `axis` (None: all elements), like ``np.mean``."""
         return functional.mean(self, axis=axis, keepdims=keepdims)
 
     def var(self, axis=None, keepdims: bool = False, ddof: int = 0):
@@ -335,22 +346,28 @@ class Tensor:
         return ops.Min.apply(self, axis=_axis_tuple(axis, self.ndim), keepdims=keepdims)
 
     def argmax(self, axis=None, keepdims: bool = False):
+        """Index of the largest value (flat index when axis is None); outside the graph."""
         return Tensor._make(np.asarray(np.argmax(self.data, axis=axis, keepdims=keepdims)))
 
     def argmin(self, axis=None, keepdims: bool = False):
+        """Index of the smallest value (flat index when axis is None); outside the graph."""
         return Tensor._make(np.asarray(np.argmin(self.data, axis=axis, keepdims=keepdims)))
 
     def logsumexp(self, axis=None, keepdims: bool = False):
+        """log(sum(exp(x), axis)), computed without overflow."""
         return functional.logsumexp(self, axis=axis, keepdims=keepdims)
 
     def any(self, axis=None, keepdims: bool = False):
+        """True where any value along `axis` is nonzero; outside the graph."""
         return Tensor._make(np.asarray(np.any(self.data, axis=axis, keepdims=keepdims)))
 
     def all(self, axis=None, keepdims: bool = False):
+        """True where every value along `axis` is nonzero; outside the graph."""
         return Tensor._make(np.asarray(np.all(self.data, axis=axis, keepdims=keepdims)))
 
     # ---- shape -----------------------------------------------------------------------
     def reshape(self, *shape):
+        """The same values in a new shape; `reshape(2, 3)` or `reshape((2, 3))`, one -1 allowed."""
         shape = _shape_args(shape)
         return ops.Reshape.apply(self, shape=shape)
 
@@ -383,21 +400,26 @@ class Tensor:
         return ops.Transpose.apply(self, axes=tuple(axes))
 
     def squeeze(self, axis=None):
+        """Drop axes of length 1 (all of them, or those named by `axis`)."""
         return functional.squeeze(self, axis)
 
     def unsqueeze(self, axis: int):
+        """Insert an axis of length 1 at `axis`."""
         return functional.unsqueeze(self, axis)
 
     def flatten(self, start_axis: int = 0, end_axis: int = -1):
+        """Merge the axes from `start_axis` to `end_axis` (inclusive) into one."""
         return functional.flatten(self, start_axis, end_axis)
 
     def broadcast_to(self, *shape):
+        """Repeat along axes of length 1 (and new leading axes) to `shape`, like ``np.broadcast_to``."""
         shape = _shape_args(shape)
         if shape == self.shape:
             return self
         return ops.BroadcastTo.apply(self, shape=shape)
 
     def __getitem__(self, index):
+        """Basic and integer-array indexing like NumPy; repeated indices add up in the gradient."""
         return ops.GetItem.apply(self, index=_plain_index(index))
 
     # ---- NumPy interoperability ------------------------------------------------------
