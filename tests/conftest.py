@@ -1,7 +1,8 @@
 """Shared test set-up: hypothesis profiles and a fixture that seals global state.
 
-Profiles: ``dev`` (fast, default), ``ci`` (more examples, no deadline) and
-``thorough``; pick one with the ``HYPOTHESIS_PROFILE`` environment variable.
+Profiles: ``dev`` (fast, random examples each run), ``ci`` (more examples, derandomized so a
+run is repeatable, chosen automatically when the CI variable is set) and ``thorough``; pick
+one with the ``HYPOTHESIS_PROFILE`` environment variable.
 """
 import os
 
@@ -14,12 +15,12 @@ settings.register_profile(
     "dev", max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.register_profile(
-    "ci", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    "ci", max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.register_profile(
     "thorough", max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 
 
 @pytest.fixture(autouse=True)
