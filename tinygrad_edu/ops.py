@@ -484,7 +484,7 @@ class Einsum(Function):
         ctx.inputs, ctx.output = _parse_einsum(subscripts, shapes)
         ctx.shapes = shapes
         ctx.save_for_backward(*xs)
-        return np.einsum(",".join(ctx.inputs) + "->" + ctx.output, *xs, optimize=len(xs) > 2)
+        return _einsum(",".join(ctx.inputs) + "->" + ctx.output, *xs)
 
     @staticmethod
     def backward(ctx, grad):
@@ -508,8 +508,15 @@ class Einsum(Function):
                     subs.append(letter)
                     operands.append(np.ones(size, dtype=grad.dtype))
                 result += letter
-            grads.append(np.einsum(",".join(subs) + "->" + result, *operands, optimize=True))
+            grads.append(_einsum(",".join(subs) + "->" + result, *operands))
         return tuple(grads)
+
+
+def _einsum(subscripts: str, *operands):
+    """np.einsum, letting it plan a BLAS-backed order when that pays: several operands or big
+    ones (planning costs tens of microseconds; a plain einsum of big matrices costs far more)."""
+    plan = len(operands) > 2 or sum(np.size(x) for x in operands) > 2048
+    return np.einsum(subscripts, *operands, optimize=plan)
 
 
 def _unused_letters(used, count: int) -> str:
