@@ -252,3 +252,9 @@ def test_np_transpose_keeps_numpys_meaning():
     assert t.transpose(0, 2).shape == (4, 3, 2)  # two axes: PyTorch's swap
     with pytest.raises(ValueError):
         np.transpose(t, (0, 2))
+
+
+def test_a_misspelt_attribute_is_an_error_not_a_silent_no_op():
+    t = tg.Tensor(np.ones(2))
+    with pytest.raises(AttributeError, match="requires_grads"):
+        t.requires_grads = True  # the learner meant requires_grad
