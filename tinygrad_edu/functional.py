@@ -10,13 +10,9 @@ import math
 
 import numpy as np
 
-from .tensor import Tensor, where
+from .tensor import Tensor, as_tensor, where
 
 __all__ = ["sigmoid", "tanh", "relu", "leaky_relu", "softmax", "log_softmax", "logsumexp", "linear"]
-
-
-def _tensor(x) -> Tensor:
-    return x if isinstance(x, Tensor) else Tensor(x)
 
 
 def _reduced_count(shape: tuple, axis) -> int:
@@ -30,13 +26,13 @@ def _reduced_count(shape: tuple, axis) -> int:
 # ---- behind Tensor methods -------------------------------------------------------------------
 def mean(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:
     """Mean over `axis` (None: all elements), like ``np.mean``."""
-    x = _tensor(x)
+    x = as_tensor(x)
     return x.sum(axis=axis, keepdims=keepdims) / _reduced_count(x.shape, axis)
 
 
 def var(x: Tensor, axis=None, keepdims: bool = False, ddof: int = 0) -> Tensor:
     """Variance over `axis` like ``np.var``: mean squared deviation, divided by N - ddof."""
-    x = _tensor(x)
+    x = as_tensor(x)
     deviation = x - x.mean(axis=axis, keepdims=True)
     count = _reduced_count(x.shape, axis) - ddof
     return (deviation * deviation).sum(axis=axis, keepdims=keepdims) / count
@@ -44,7 +40,7 @@ def var(x: Tensor, axis=None, keepdims: bool = False, ddof: int = 0) -> Tensor:
 
 def squeeze(x: Tensor, axis=None) -> Tensor:
     """Drop axes of length 1 (all of them, or the ones named by `axis`)."""
-    x = _tensor(x)
+    x = as_tensor(x)
     if axis is None:
         drop = {i for i, n in enumerate(x.shape) if n == 1}
     else:
@@ -57,7 +53,7 @@ def squeeze(x: Tensor, axis=None) -> Tensor:
 
 def unsqueeze(x: Tensor, axis: int) -> Tensor:
     """Insert an axis of length 1 at position `axis` (negative counts from the new end)."""
-    x = _tensor(x)
+    x = as_tensor(x)
     if not -x.ndim - 1 <= axis <= x.ndim:
         raise ValueError(f"unsqueeze axis {axis} is out of range for shape {x.shape}")
     axis = axis % (x.ndim + 1)
@@ -66,7 +62,7 @@ def unsqueeze(x: Tensor, axis: int) -> Tensor:
 
 def flatten(x: Tensor, start_axis: int = 0, end_axis: int = -1) -> Tensor:
     """Merge axes start_axis..end_axis (inclusive) into one."""
-    x = _tensor(x)
+    x = as_tensor(x)
     if x.ndim == 0:
         return x.reshape(1)
     start, end = start_axis % x.ndim, end_axis % x.ndim
@@ -79,22 +75,22 @@ def flatten(x: Tensor, start_axis: int = 0, end_axis: int = -1) -> Tensor:
 # ---- the public functional API ---------------------------------------------------------------
 def sigmoid(x: Tensor) -> Tensor:
     """Logistic function 1 / (1 + exp(-x)), computed without overflow."""
-    return _tensor(x).sigmoid()
+    return as_tensor(x).sigmoid()
 
 
 def tanh(x: Tensor) -> Tensor:
     """Hyperbolic tangent."""
-    return _tensor(x).tanh()
+    return as_tensor(x).tanh()
 
 
 def relu(x: Tensor) -> Tensor:
     """max(x, 0)."""
-    return _tensor(x).relu()
+    return as_tensor(x).relu()
 
 
 def leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:
     """x where x > 0, else negative_slope * x."""
-    x = _tensor(x)
+    x = as_tensor(x)
     return where(x.data > 0, x, x * negative_slope)
 
 
@@ -104,7 +100,7 @@ def logsumexp(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:
     The largest value m is taken out first: log(sum(exp(x - m))) + m. m is a constant here,
     which is exact: its effect on the gradient cancels out.
     """
-    x = _tensor(x)
+    x = as_tensor(x)
     shift = np.max(x.data, axis=axis, keepdims=True)
     shift = np.where(np.isfinite(shift), shift, 0)  # all -inf (or an inf) would give nan
     out = (x - shift).exp().sum(axis=axis, keepdims=True).log() + shift
@@ -113,18 +109,18 @@ def logsumexp(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:
 
 def softmax(x: Tensor, axis: int = -1) -> Tensor:
     """exp(x) / sum(exp(x), axis), shifted by the maximum so large inputs cannot overflow."""
-    x = _tensor(x)
+    x = as_tensor(x)
     exps = (x - np.max(x.data, axis=axis, keepdims=True)).exp()
     return exps / exps.sum(axis=axis, keepdims=True)
 
 
 def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
     """x - logsumexp(x, axis): the log of softmax, without taking log of a rounded-to-zero value."""
-    x = _tensor(x)
+    x = as_tensor(x)
     return x - logsumexp(x, axis=axis, keepdims=True)
 
 
 def linear(x: Tensor, weight: Tensor, bias=None) -> Tensor:
     """x @ weight.T + bias, with weight shaped (out_features, in_features) as in PyTorch."""
-    out = _tensor(x) @ _tensor(weight).T
+    out = as_tensor(x) @ as_tensor(weight).T
     return out if bias is None else out + bias

@@ -10,11 +10,8 @@ import numpy as np
 import scipy.special
 
 from . import functional, ops
-from .tensor import Tensor, concatenate, einsum, stack, where
+from .tensor import Tensor, as_tensor, concatenate, einsum, stack, where
 
-
-def _tensor(x) -> Tensor:
-    return x if isinstance(x, Tensor) else Tensor(np.asarray(x))
 
 
 def _plain(x):
@@ -76,7 +73,7 @@ def _refuse(name: str, out, options: dict) -> None:
 def _reduction(method: str):
     def reduce(a, axis=None, dtype=None, out=None, keepdims=False, **options):
         _refuse(method, out, options)
-        result = getattr(_tensor(a), method)(axis=axis, keepdims=bool(keepdims))
+        result = getattr(as_tensor(a), method)(axis=axis, keepdims=bool(keepdims))
         return result if dtype is None else result.astype(dtype)
 
     return reduce
@@ -84,13 +81,13 @@ def _reduction(method: str):
 
 def _var(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, **options):
     _refuse("var", out, options)
-    result = _tensor(a).var(axis=axis, keepdims=bool(keepdims), ddof=ddof)
+    result = as_tensor(a).var(axis=axis, keepdims=bool(keepdims), ddof=ddof)
     return result if dtype is None else result.astype(dtype)
 
 
 def _dot(a, b, out=None):
     _refuse("dot", out, {})
-    a, b = _tensor(a), _tensor(b)
+    a, b = as_tensor(a), as_tensor(b)
     if a.ndim == 0 or b.ndim == 0:
         return a * b
     if a.ndim > 2 or b.ndim > 2:
@@ -100,12 +97,12 @@ def _dot(a, b, out=None):
 
 def _reshape(a, *args, **kwargs):
     shape = kwargs.get("shape", kwargs.get("newshape", args[0] if args else None))
-    return _tensor(a).reshape(shape)
+    return as_tensor(a).reshape(shape)
 
 
 def _transpose(a, axes=None):
     # NumPy's meaning exactly (Tensor.transpose also accepts PyTorch's two-axis swap).
-    a = _tensor(a)
+    a = as_tensor(a)
     axes = tuple(reversed(range(a.ndim))) if axes is None else tuple(axes)
     return ops.Transpose.apply(a, axes=axes)
 
@@ -121,12 +118,12 @@ def _expand_dims(a, axis):
 
 
 def _clip(a, a_min=None, a_max=None, **kwargs):
-    return _tensor(a).clip(kwargs.get("min", a_min), kwargs.get("max", a_max))
+    return as_tensor(a).clip(kwargs.get("min", a_min), kwargs.get("max", a_max))
 
 
 def _outer(a, b, out=None):
     _refuse("outer", out, {})
-    return _tensor(a).reshape(-1, 1) * _tensor(b).reshape(1, -1)
+    return as_tensor(a).reshape(-1, 1) * as_tensor(b).reshape(1, -1)
 
 
 _FUNCTIONS = {
@@ -143,7 +140,7 @@ _FUNCTIONS = {
     np.transpose: _transpose,
     np.squeeze: lambda a, axis=None: functional.squeeze(a, axis),
     np.expand_dims: _expand_dims,
-    np.broadcast_to: lambda array, shape, subok=False: _tensor(array).broadcast_to(shape),
+    np.broadcast_to: lambda array, shape, subok=False: as_tensor(array).broadcast_to(shape),
     np.concatenate: lambda arrays, axis=0, **kw: concatenate(arrays, axis=axis),
     np.stack: lambda arrays, axis=0, **kw: stack(arrays, axis=axis),
     np.where: _where,
@@ -152,8 +149,8 @@ _FUNCTIONS = {
     np.shape: lambda a: np.shape(_plain(a)),
     np.ndim: lambda a: np.ndim(_plain(a)),
     np.size: lambda a, axis=None: np.size(_plain(a), axis),
-    np.argmax: lambda a, axis=None, keepdims=False: _tensor(a).argmax(axis, keepdims),
-    np.argmin: lambda a, axis=None, keepdims=False: _tensor(a).argmin(axis, keepdims),
+    np.argmax: lambda a, axis=None, keepdims=False: as_tensor(a).argmax(axis, keepdims),
+    np.argmin: lambda a, axis=None, keepdims=False: as_tensor(a).argmin(axis, keepdims),
 }
 
 # Functions that only look at values (no gradient can flow through them): run on the data.

@@ -456,7 +456,7 @@ def concatenate(tensors, axis: int = 0) -> Tensor:
 
 def stack(tensors, axis: int = 0) -> Tensor:
     """Join same-shaped tensors along a new axis, like ``np.stack``."""
-    tensors = [t if isinstance(t, Tensor) else Tensor(t) for t in tensors]
+    tensors = [as_tensor(t) for t in tensors]
     if not tensors:
         raise ValueError("stack needs at least one tensor")
     shapes = {t.shape for t in tensors}
@@ -488,6 +488,11 @@ class _HookHandle:
     def remove(self) -> None:
         if self._fn in self._hooks:
             self._hooks.remove(self._fn)
+
+
+def as_tensor(x) -> Tensor:
+    """`x` itself if it is a Tensor, else a new (constant) Tensor of it."""
+    return x if isinstance(x, Tensor) else Tensor(x)
 
 
 def _compare(ufunc, x, y) -> Tensor:
