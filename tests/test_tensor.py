@@ -258,3 +258,20 @@ def test_a_misspelt_attribute_is_an_error_not_a_silent_no_op():
     t = tg.Tensor(np.ones(2))
     with pytest.raises(AttributeError, match="requires_grads"):
         t.requires_grads = True  # the learner meant requires_grad
+
+
+def test_small_extensions_beyond_the_api():
+    x = tg.Tensor(np.arange(24.0).reshape(2, 3, 4), requires_grad=True)
+    assert x.swapaxes(0, 2).shape == (4, 3, 2) and x.mT.shape == (2, 4, 3)
+    x.swapaxes(0, 2).sum().backward()
+    np.testing.assert_allclose(x.grad.data, np.ones((2, 3, 4)))
+    assert (x > 22).any().item() and not (x > 22).all().item()
+    assert (x >= 0).all(axis=0).shape == (3, 4)
+    assert float(tg.Tensor(2.5)) == 2.5 and int(tg.Tensor(np.array(3))) == 3
+    assert [10, 20, 30][tg.Tensor(np.array(1))] == 20
+    with pytest.raises(TypeError, match="integer"):
+        [1, 2][tg.Tensor(1.0)]
+    leaf = tg.Tensor(np.ones(2)).requires_grad_()
+    assert leaf.requires_grad and not leaf.requires_grad_(False).requires_grad
+    with pytest.raises(TypeError):
+        tg.Tensor(np.arange(2)).requires_grad_()
