@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 import numpy as np
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import strategies as S
 import tinygrad_edu as tg
@@ -28,7 +29,9 @@ EXPONENTS = Domain(-2.0, 2.0)
 DISTINCT = Domain(-3.0, 3.0, distinct=True)
 INTEGERS = Domain(-2.0, 2.0, grid=0.0)
 HALF_INTEGERS = Domain(-3.0, 3.0, grid=0.5)
+PROBS = Domain(0.05, 0.95)
 CONST = Domain(-3.0, 3.0, kind="const")
+CONST_UNIT = Domain(0.0, 1.0, kind="const")
 BOOL = Domain(kind="bool")
 CLIP_LO, CLIP_HI = -1.0, 0.5
 AWAY_FROM_CLIP = Domain(-3.0, 3.0, avoid=(CLIP_LO, CLIP_HI))
@@ -292,7 +295,44 @@ def linear_inputs(draw):
     return tuple(shapes), {}
 
 
+REDUCTIONS = st.sampled_from(["mean", "sum", "none"])
+
+
+@st.composite
+def loss_inputs(draw, target):
+    """Loss inputs and a ``reduction``.
+
+    target "same": two arrays of one shape (elementwise losses); "class": (N, C) logits
+    with integer targets in kwargs; "probs": (N, C) logits and (N, C) target rows.
+    """
+    n, classes = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    kwargs = {"reduction": draw(REDUCTIONS)}
+    if target == "same":
+        shape = draw(S.shapes())
+        return (shape, shape), kwargs
+    if target == "probs":
+        return ((n, classes), (n, classes)), kwargs
+    kwargs["target"] = draw(hnp.arrays(np.intp, n, elements=st.integers(0, classes - 1)))
+    return ((n, classes),), kwargs
+
+
+@st.composite
+def one_hot_inputs(draw):
+    num_classes = draw(st.integers(1, 5))
+    shape = draw(S.shapes(max_dims=2))
+    labels = draw(hnp.arrays(np.intp, shape, elements=st.integers(0, num_classes - 1)))
+    return (), {"labels": labels, "num_classes": num_classes}
+
+
 # ---------------------------------------------------------------- NumPy references
+
+
+def _reduce(values, reduction):
+    if reduction == "mean":
+        return np.mean(values)
+    if reduction == "sum":
+        return np.sum(values)
+    return values
 
 
 def _logsumexp(x, axis=None):
@@ -329,6 +369,22 @@ def _transpose(x, axes, as_tuple):
 
 def _transpose_call(x, axes, as_tuple):
     return x.transpose(axes) if as_tuple else x.transpose(*axes)
+
+
+def _cross_entropy_ref(logits, target, reduction):
+    log_probs = _log_softmax(logits, axis=1)
+    if target.ndim == 1:
+        return _reduce(-log_probs[np.arange(len(target)), target], reduction)
+    return _reduce(-np.sum(target * log_probs, axis=1), reduction)
+
+
+def _binary_cross_entropy_ref(probs, target, reduction):
+    return _reduce(-(target * np.log(probs) + (1 - target) * np.log(1 - probs)), reduction)
+
+
+def _bce_with_logits_ref(logits, target, reduction):
+    loss = np.maximum(logits, 0) - logits * target + np.log1p(np.exp(-np.abs(logits)))
+    return _reduce(loss, reduction)
 
 
 EINSUM_SUBSCRIPTS = [
@@ -495,5 +551,65 @@ OPS = [
         lambda x, weight, bias=None: F.linear(x, weight, bias),
         lambda x, weight, bias=None: x @ weight.T + (0 if bias is None else bias),
         linear_inputs(),
+    ),
+    OpSpec(
+        "F.dropout[eval]",
+        lambda x, c: F.dropout(x, c, training=False),
+        lambda x, c: x,
+        with_scalar(0.0, 0.9),
+    ),
+    OpSpec(
+        "F.dropout[p=0]",
+        lambda x: F.dropout(x, 0.0, training=True),
+        lambda x: x,
+    ),
+    OpSpec(
+        "F.one_hot",
+        lambda labels, num_classes: F.one_hot(labels, num_classes),
+        lambda labels, num_classes: np.eye(num_classes, dtype=tg.get_default_dtype())[labels],
+        one_hot_inputs(),
+        grad=False,
+    ),
+    OpSpec(
+        "F.mse_loss",
+        lambda x, target, reduction: F.mse_loss(x, target, reduction=reduction),
+        lambda x, target, reduction: _reduce((x - target) ** 2, reduction),
+        loss_inputs("same"),
+        (REALS, REALS),
+    ),
+    OpSpec(
+        "F.cross_entropy",
+        lambda x, target, reduction: F.cross_entropy(x, target, reduction=reduction),
+        _cross_entropy_ref,
+        loss_inputs("class"),
+    ),
+    OpSpec(
+        "F.cross_entropy[probs]",
+        lambda x, target, reduction: F.cross_entropy(x, target, reduction=reduction),
+        _cross_entropy_ref,
+        loss_inputs("probs"),
+        (REALS, PROBS),
+    ),
+    OpSpec(
+        "F.nll_loss",
+        lambda x, target, reduction: F.nll_loss(x, target, reduction=reduction),
+        lambda x, target, reduction: _reduce(-x[np.arange(len(target)), target], reduction),
+        loss_inputs("class"),
+    ),
+    OpSpec(
+        "F.binary_cross_entropy",
+        lambda p, target, reduction: F.binary_cross_entropy(p, target, reduction=reduction),
+        _binary_cross_entropy_ref,
+        loss_inputs("same"),
+        (PROBS, PROBS),
+    ),
+    OpSpec(
+        "F.binary_cross_entropy_with_logits",
+        lambda x, target, reduction: F.binary_cross_entropy_with_logits(
+            x, target, reduction=reduction
+        ),
+        _bce_with_logits_ref,
+        loss_inputs("same"),
+        (REALS, PROBS),
     ),
 ]

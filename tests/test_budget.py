@@ -64,4 +64,6 @@ def test_every_primitive_defines_forward_and_backward_itself():
 
 
 def test_primitive_count_stays_small():
-    assert len(primitives()) <= 30, [cls.__name__ for cls in primitives()]
+    # About 28 elementary operations, plus the fused losses (a composite would be slow, or,
+    # for clamped BCE, nan at p = 0 or 1). A new primitive has to earn its place.
+    assert len(primitives()) <= 32, [cls.__name__ for cls in primitives()]

@@ -10,9 +10,15 @@ import math
 
 import numpy as np
 
-from .tensor import Tensor, as_tensor, where
+from . import creation, ops
+from .tensor import Tensor, as_tensor, get_default_dtype, where
 
-__all__ = ["sigmoid", "tanh", "relu", "leaky_relu", "softmax", "log_softmax", "logsumexp", "linear"]
+__all__ = [
+    "sigmoid", "tanh", "relu", "leaky_relu", "softmax", "log_softmax", "logsumexp", "linear",
+    "dropout", "one_hot", "mse_loss", "cross_entropy", "nll_loss", "binary_cross_entropy",
+    "binary_cross_entropy_with_logits",
+]
+REDUCTIONS = ("mean", "sum", "none")
 
 
 def _reduced_count(shape: tuple, axis) -> int:
@@ -124,3 +130,206 @@ def linear(x: Tensor, weight: Tensor, bias=None) -> Tensor:
     """x @ weight.T + bias, with weight shaped (out_features, in_features) as in PyTorch."""
     out = as_tensor(x) @ as_tensor(weight).T
     return out if bias is None else out + bias
+
+
+def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
+    """Inverted dropout: zero each element with probability `p` and scale the survivors by 1 / (1 - p).
+
+    The scaling keeps every unit's expected value unchanged, so evaluation (``training=False``,
+    where dropout is the identity) needs no correction. Draws from the generator that
+    ``tg.manual_seed`` controls.
+    """
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, got {p}")
+    x = as_tensor(x)
+    if not training or p == 0.0:
+        return x
+    if p == 1.0:
+        return x * np.zeros(x.shape, dtype=x.dtype)
+    keep = creation.generator().random(x.shape) >= p
+    return x * (keep / (1.0 - p)).astype(x.dtype)
+
+
+def one_hot(labels, num_classes: int = -1) -> Tensor:
+    """Rows of zeros with a 1 at each label: shape ``labels.shape + (num_classes,)``.
+
+    Unlike PyTorch (int64), the result has the default float dtype, so it can be used as a
+    target directly. ``num_classes=-1`` means ``max(labels) + 1``.
+
+    >>> one_hot([0, 2], 3)
+    Tensor([[1., 0., 0.],
+            [0., 0., 1.]], shape=(2, 3), dtype=float32)
+    """
+    labels = _class_indices(labels, "one_hot")
+    if num_classes == -1:
+        num_classes = int(labels.max()) + 1 if labels.size else 0
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(
+            f"one_hot: labels must lie in [0, {num_classes}), got values from {labels.min()} to {labels.max()}"
+        )
+    return Tensor._make(np.eye(num_classes, dtype=get_default_dtype())[labels])
+
+
+# ---- losses ----------------------------------------------------------------------------------
+def mse_loss(input: Tensor, target, reduction: str = "mean") -> Tensor:
+    """Squared error (input - target)**2, averaged (or summed) over every element.
+
+    `target` must have exactly `input`'s shape: broadcasting (200, 1) against (200,) would
+    silently compare every prediction with every target.
+    """
+    input = as_tensor(input)
+    target = _target_like(input, target)
+    _check_same_shape("mse_loss", input, target)
+    return _reduced((input - target) ** 2, reduction)
+
+
+def cross_entropy(logits: Tensor, target, reduction: str = "mean") -> Tensor:
+    """Cross-entropy between softmax(logits) and the target, computed through log-sum-exp.
+
+    Parameters
+    ----------
+    logits : Tensor
+        Scores of shape (N, C) (also (C,) for one sample, or (N, C, d1, ...); classes on axis 1).
+    target : array_like
+        Integer class indices of shape (N,) (or (N, d1, ...)), or float probabilities (one-hot
+        or soft rows) of the same shape as `logits`.
+    reduction : {'mean', 'sum', 'none'}
+        'mean' averages the per-sample losses, 'sum' adds them, 'none' returns them.
+
+    The gradient with respect to the logits is the fused ``softmax(logits) - target`` (divided
+    by N for 'mean'): one node in the graph, exact even for logits of magnitude 1e4.
+
+    >>> logits = Tensor([[2.0, 0.0, -1.0]], requires_grad=True)
+    >>> loss = cross_entropy(logits, [0])
+    >>> round(loss.item(), 4)
+    0.1698
+    """
+    logits = as_tensor(logits)
+    _check_reduction(reduction)
+    axis = 1 if logits.ndim > 1 else 0
+    if logits.ndim == 0:
+        raise ValueError("cross_entropy: logits must have a class axis, got a 0-d tensor")
+    target = _probability_target(logits, target, axis, "cross_entropy")
+    return ops.SoftmaxCrossEntropy.apply(logits, target, axis=axis, reduction=reduction)
+
+
+def nll_loss(log_probs: Tensor, target, reduction: str = "mean") -> Tensor:
+    """Negative log-likelihood: minus the log-probability each sample gives its class.
+
+    `log_probs` is (N, C) (classes on axis 1, as in `cross_entropy`), usually from
+    `log_softmax`; `target` holds integer class indices of shape (N,).
+    """
+    log_probs = as_tensor(log_probs)
+    _check_reduction(reduction)
+    if log_probs.ndim == 0:
+        raise ValueError("nll_loss: log_probs must have a class axis, got a 0-d tensor")
+    axis = 1 if log_probs.ndim > 1 else 0
+    target = _checked_indices(log_probs, target, axis, "nll_loss")
+    # Pick log_probs[n, target[n], d1, ...]: index every other axis with a broadcast arange.
+    others = list(np.indices(target.shape, sparse=True))
+    index = tuple(others[:axis] + [target] + others[axis:])
+    return _reduced(-log_probs[index], reduction)
+
+
+def binary_cross_entropy(probs: Tensor, target, reduction: str = "mean") -> Tensor:
+    """-(t log p + (1 - t) log(1 - p)) for probabilities p in [0, 1].
+
+    Each log is clamped at -100, as PyTorch does, so p = 0 or 1 gives a large finite loss
+    instead of inf, and the gradient is PyTorch's finite (p - t) / max(p (1 - p), 1e-12). Prefer `binary_cross_entropy_with_logits` on scores: it is exact there too.
+    """
+    probs = as_tensor(probs)
+    target = _target_like(probs, target)
+    _check_same_shape("binary_cross_entropy", probs, target)
+    if probs.size and (np.min(probs.data) < 0 or np.max(probs.data) > 1):
+        raise ValueError(
+            "binary_cross_entropy: probs must lie in [0, 1] (apply sigmoid first, or use "
+            f"binary_cross_entropy_with_logits on raw scores); got values from {np.min(probs.data)} "
+            f"to {np.max(probs.data)}"
+        )
+    _check_reduction(reduction)
+    return ops.BinaryCrossEntropy.apply(probs, target, reduction=reduction)
+
+
+def binary_cross_entropy_with_logits(logits: Tensor, target, reduction: str = "mean") -> Tensor:
+    """Binary cross-entropy of sigmoid(logits) and target, in the stable form
+    max(x, 0) - x t + log(1 + exp(-|x|)); its gradient is the fused ``sigmoid(x) - t``."""
+    logits = as_tensor(logits)
+    target = _target_like(logits, target)
+    _check_same_shape("binary_cross_entropy_with_logits", logits, target)
+    _check_reduction(reduction)
+    return ops.BinaryCrossEntropyWithLogits.apply(logits, target, reduction=reduction)
+
+
+def _check_reduction(reduction: str) -> None:
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+
+
+def _reduced(losses: Tensor, reduction: str) -> Tensor:
+    _check_reduction(reduction)
+    if reduction == "mean":
+        return losses.mean()
+    return losses.sum() if reduction == "sum" else losses
+
+
+def _target_like(input: Tensor, target) -> Tensor:
+    """A constant target takes the input's dtype, so a float64 or integer target array does not
+    silently turn a float32 network's loss (and every gradient after it) into float64."""
+    if isinstance(target, Tensor):
+        return target
+    dtype = input.dtype if input.dtype.kind == "f" else None
+    return Tensor(np.asarray(target, dtype=dtype))
+
+
+def _check_same_shape(name: str, input: Tensor, target: Tensor) -> None:
+    if input.shape != target.shape:
+        raise ValueError(
+            f"{name}: target shape {target.shape} does not match input shape {input.shape}; "
+            "reshape one of them (broadcasting would pair every input with every target)"
+        )
+
+
+def _class_indices(labels, name: str) -> np.ndarray:
+    labels = np.asarray(labels.data if isinstance(labels, Tensor) else labels)
+    if labels.dtype.kind not in "iu":
+        raise ValueError(f"{name}: class labels must be integers, got dtype {labels.dtype}")
+    return labels
+
+
+def _checked_indices(scores: Tensor, target, axis: int, name: str) -> np.ndarray:
+    """Class-index targets: integers, one per sample, each a valid class."""
+    expected = scores.shape[:axis] + scores.shape[axis + 1:]
+    target = np.asarray(target.data if isinstance(target, Tensor) else target)
+    if target.dtype.kind not in "iu":
+        raise ValueError(
+            f"{name}: class-index targets must be integers of shape {expected}, got {target.dtype} "
+            f"of shape {target.shape}"
+        )
+    if target.shape != expected:
+        also = f" (or float probabilities of shape {scores.shape})" if name == "cross_entropy" else ""
+        raise ValueError(
+            f"{name}: expected integer class indices of shape {expected}{also} for scores of shape "
+            f"{scores.shape}, got {target.dtype} of shape {target.shape}"
+        )
+    classes = scores.shape[axis]
+    if target.size and (target.min() < 0 or target.max() >= classes):
+        raise ValueError(
+            f"{name}: class indices must lie in [0, {classes}), got values from {target.min()} to {target.max()}"
+        )
+    return target
+
+
+def _probability_target(logits: Tensor, target, axis: int, name: str):
+    """cross_entropy's target as probability rows: indices become one-hot rows (constants)."""
+    if not isinstance(target, Tensor):
+        target = np.asarray(target)
+    if target.dtype.kind == "f":
+        if target.shape != logits.shape:
+            raise ValueError(
+                f"{name}: a float target holds probabilities and must have the logits' shape "
+                f"{logits.shape}, got {target.shape} (class indices must be integers)"
+            )
+        return target if isinstance(target, Tensor) else target.astype(logits.dtype, copy=False)
+    indices = _checked_indices(logits, target, axis, name)
+    rows = np.eye(logits.shape[axis], dtype=logits.dtype)[indices]  # classes on the last axis
+    return np.moveaxis(rows, -1, axis)

@@ -559,6 +559,104 @@ def _parse_einsum(subscripts: str, shapes: list) -> tuple:
     return expanded, output
 
 
+# ---- fused losses: one node each, so backward is the short textbook formula ------------------
+
+
+class SoftmaxCrossEntropy(Function):
+    """z = -sum(t * log_softmax(x), axis);  dz/dx = softmax(x) * sum(t) - t,  dz/dt = -log_softmax(x)
+
+    For one-hot or probability rows t (summing to 1) the gradient is the familiar softmax(x) - t.
+    """
+
+    @staticmethod
+    def forward(ctx, x, t, axis, reduction):
+        ctx.axis, ctx.reduction = axis, reduction
+        ctx.save_for_backward(x, t)
+        losses = -np.sum(t * _log_softmax(x, axis), axis=axis)
+        ctx.kept_shape = np.expand_dims(losses, axis).shape  # where 'none' puts each row's gradient
+        return _reduce(ctx, losses)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, t = ctx.saved
+        grad = grad.reshape(ctx.kept_shape) if ctx.reduction == "none" else _spread(ctx, grad)
+        log_probs = _log_softmax(x, ctx.axis)
+        dx = grad * (np.exp(log_probs) * t.sum(axis=ctx.axis, keepdims=True) - t)
+        dt = -grad * log_probs if ctx.needs_input_grad[1] else None
+        return dx, dt
+
+
+class BinaryCrossEntropyWithLogits(Function):
+    """z = max(x, 0) - x * t + log(1 + exp(-|x|));  dz/dx = sigmoid(x) - t,  dz/dt = -x"""
+
+    @staticmethod
+    def forward(ctx, x, t, reduction):
+        ctx.reduction = reduction
+        ctx.save_for_backward(x, t)
+        # Equal to -(t log sigmoid(x) + (1 - t) log(1 - sigmoid(x))), but exp never overflows.
+        losses = np.maximum(x, 0) - x * t + np.log1p(np.exp(-np.abs(x)))
+        return _reduce(ctx, losses)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, t = ctx.saved
+        grad = _spread(ctx, grad)
+        dt = -grad * x if ctx.needs_input_grad[1] else None
+        return grad * (expit(x) - t), dt
+
+
+class BinaryCrossEntropy(Function):
+    """z = -(t log p + (1 - t) log(1 - p)), logs clamped at -100;  dz/dp = (p - t) / max(p (1 - p), 1e-12),  dz/dt = log(1 - p) - log(p)
+
+    A primitive because the clamp (PyTorch's, so p = 0 or 1 gives a finite loss) would give
+    a composite the gradient 0 * inf = nan there; this is PyTorch's finite backward.
+    """
+
+    @staticmethod
+    def forward(ctx, p, t, reduction):
+        ctx.reduction = reduction
+        ctx.save_for_backward(p, t)
+        log_p, log_not_p = _clamped_logs(p)
+        return _reduce(ctx, -(t * log_p + (1 - t) * log_not_p))
+
+    @staticmethod
+    def backward(ctx, grad):
+        p, t = ctx.saved
+        grad = _spread(ctx, grad)
+        dp = grad * (p - t) / np.maximum(p * (1 - p), 1e-12)
+        if not ctx.needs_input_grad[1]:
+            return dp, None
+        log_p, log_not_p = _clamped_logs(p)
+        return dp, grad * (log_not_p - log_p)
+
+
+def _clamped_logs(p):
+    """log(p) and log(1 - p), each at least -100 (log(0) would be -inf)."""
+    with np.errstate(divide="ignore"):
+        return np.maximum(np.log(p), -100.0), np.maximum(np.log(1 - p), -100.0)
+
+
+def _log_softmax(x, axis: int):
+    """x - logsumexp(x, axis). The shift by the maximum is a constant: it keeps exp from
+    overflowing and cancels out of the result (and of its gradient)."""
+    shift = np.max(np.asarray(x), axis=axis, keepdims=True)
+    shifted = x - np.where(np.isfinite(shift), shift, 0)
+    return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+
+
+def _reduce(ctx, losses):
+    """Apply a loss's reduction ('none' | 'sum' | 'mean'), remembering what backward must undo."""
+    ctx.count = losses.size
+    if ctx.reduction == "mean":
+        return np.mean(losses)
+    return np.sum(losses) if ctx.reduction == "sum" else losses
+
+
+def _spread(ctx, grad):
+    """The upstream gradient of a reduced loss, per element of the unreduced losses."""
+    return grad / ctx.count if ctx.reduction == "mean" else grad
+
+
 # ---- dtype -----------------------------------------------------------------------------------
 
 
