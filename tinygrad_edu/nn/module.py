@@ -1,0 +1,333 @@
+"""Module and Parameter: how a network keeps track of its weights and its sub-networks.
+
+A Module registers every Parameter and sub-Module assigned to it as an attribute, so that
+`parameters()`, `state_dict()`, `train()`/`eval()` and `repr` can walk the whole tree.
+It holds no math: layers compute with Tensor operations and `functional`.
+"""
+from __future__ import annotations
+
+from collections import namedtuple
+from typing import Callable, Iterator, Optional
+
+import numpy as np
+
+from ..tensor import Tensor
+
+
+class Parameter(Tensor):
+    """A Tensor that a Module registers as one of its weights: a leaf with ``requires_grad=True``.
+
+    >>> import numpy as np
+    >>> w = Parameter(np.zeros((2, 3), dtype=np.float32))
+    >>> w.requires_grad, w.is_leaf
+    (True, True)
+    """
+
+    __slots__ = ()
+
+    def __init__(self, data, requires_grad: bool = True):
+        super().__init__(data, requires_grad=requires_grad)
+
+    def __repr__(self) -> str:
+        return "Parameter containing:\n" + super().__repr__()
+
+
+class StateDictError(RuntimeError, ValueError):
+    """A state dict that does not fit the model: missing or unexpected keys, or wrong shapes.
+
+    A RuntimeError, as in PyTorch, and a ValueError, as any other bad input here.
+    """
+
+
+IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
+
+
+class Module:
+    """Base class of every layer and network.
+
+    Subclasses call ``super().__init__()`` first, assign their Parameters and sub-Modules as
+    attributes (they register themselves, in order), and define ``forward``.
+
+    >>> import tinygrad_edu as tg
+    >>> from tinygrad_edu import nn
+    >>> class TwoLayer(nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.hidden = nn.Linear(4, 3)
+    ...         self.out = nn.Linear(3, 2)
+    ...     def forward(self, x):
+    ...         return self.out(self.hidden(x).sigmoid())
+    >>> [name for name, _ in TwoLayer().named_parameters()]
+    ['hidden.weight', 'hidden.bias', 'out.weight', 'out.bias']
+    """
+
+    def __init__(self):
+        # object.__setattr__: our own __setattr__ needs these registries to exist first.
+        object.__setattr__(self, "_parameters", {})
+        object.__setattr__(self, "_modules", {})
+        object.__setattr__(self, "_forward_hooks", {})
+        object.__setattr__(self, "training", True)
+
+    # ---- registration ----------------------------------------------------------------------
+    def __setattr__(self, name: str, value) -> None:
+        parameters = self.__dict__.get("_parameters")
+        if isinstance(value, (Parameter, Module)) and parameters is None:
+            raise AttributeError(
+                f"cannot assign {type(value).__name__} '{name}' before Module.__init__() was called; "
+                f"call super().__init__() first in {type(self).__name__}.__init__"
+            )
+        if isinstance(value, Parameter):
+            self._modules.pop(name, None)
+            parameters[name] = value
+        elif isinstance(value, Module):
+            parameters.pop(name, None)
+            self._modules[name] = value
+        elif parameters is not None and (name in parameters or name in self._modules):
+            kind = "parameter" if name in parameters else "sub-module"
+            if value is not None:
+                wrap = " (wrap it: nn.Parameter(...))" if kind == "parameter" else ""
+                raise TypeError(f"cannot assign a {type(value).__name__} to {kind} '{name}'{wrap}")
+            (parameters if kind == "parameter" else self._modules)[name] = None
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        self._parameters.pop(name, None)
+        self._modules.pop(name, None)
+        object.__delattr__(self, name)
+
+    # ---- calling -----------------------------------------------------------------------------
+    def forward(self, *inputs):
+        raise NotImplementedError(f"{type(self).__name__} must define forward(...)")
+
+    def __call__(self, *inputs, **kwargs):
+        out = self.forward(*inputs, **kwargs)
+        if self._forward_hooks:
+            for hook in tuple(self._forward_hooks.values()):
+                result = hook(self, inputs, out)
+                if result is not None:
+                    out = result
+        return out
+
+    def register_forward_hook(self, fn: Callable) -> "HookHandle":
+        """Call ``fn(module, inputs, output)`` after every forward; a returned value replaces the output.
+
+        Returns a handle whose ``.remove()`` takes the hook off again.
+        """
+        handle = HookHandle(self._forward_hooks)
+        self._forward_hooks[handle.id] = fn
+        return handle
+
+    # ---- walking the tree ---------------------------------------------------------------------
+    def named_modules(self, prefix: str = "", _seen: Optional[set] = None) -> Iterator:
+        """(dotted name, module) for this module (name "") and every module below it, once each."""
+        seen = set() if _seen is None else _seen
+        if id(self) in seen:
+            return
+        seen.add(id(self))
+        yield prefix, self
+        for name, child in self._modules.items():
+            if child is not None:
+                yield from child.named_modules(f"{prefix}.{name}" if prefix else name, seen)
+
+    def modules(self) -> Iterator["Module"]:
+        for _, module in self.named_modules():
+            yield module
+
+    def named_children(self) -> Iterator:
+        for name, child in self._modules.items():
+            if child is not None:
+                yield name, child
+
+    def children(self) -> Iterator["Module"]:
+        for _, child in self.named_children():
+            yield child
+
+    def named_parameters(self, prefix: str = "", recurse: bool = True,
+                         remove_duplicate: bool = True) -> Iterator:
+        """(dotted name, parameter) pairs, e.g. ``("0.weight", w)``; a shared parameter comes once."""
+        seen = set()
+        modules = self.named_modules(prefix) if recurse else [(prefix, self)]
+        for module_name, module in modules:
+            for name, param in module._parameters.items():
+                if param is None or (remove_duplicate and id(param) in seen):
+                    continue
+                seen.add(id(param))
+                yield (f"{module_name}.{name}" if module_name else name), param
+
+    def parameters(self, recurse: bool = True) -> Iterator[Parameter]:
+        for _, param in self.named_parameters(recurse=recurse):
+            yield param
+
+    def apply(self, fn: Callable[["Module"], None]) -> "Module":
+        """Call ``fn`` on every sub-module and then on this one (e.g. to initialise weights)."""
+        for child in self.children():
+            child.apply(fn)
+        fn(self)
+        return self
+
+    # ---- training state -------------------------------------------------------------------------
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Clear every parameter's gradient (gradients accumulate across backward calls)."""
+        for param in self.parameters():
+            if set_to_none:
+                param.grad = None
+            elif param.grad is not None:
+                param.grad = Tensor._make(np.zeros_like(param.data))
+
+    def train(self, mode: bool = True) -> "Module":
+        """Put this module and all below it in training mode (dropout active); returns self."""
+        for module in self.modules():
+            module.training = bool(mode)
+        return self
+
+    def eval(self) -> "Module":
+        """Evaluation mode (dropout off); the same as ``train(False)``."""
+        return self.train(False)
+
+    # ---- state dicts --------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Every parameter as a NumPy array copy, keyed by its dotted name (``"0.weight"``).
+
+        Copies, so the dict is a snapshot: training on afterwards does not change it.
+        """
+        return {name: param.data.copy() for name, param in self.named_parameters(remove_duplicate=False)}
+
+    def load_state_dict(self, state_dict: dict, strict: bool = True) -> IncompatibleKeys:
+        """Copy values from `state_dict` into this module's parameters (which keep their identity).
+
+        With ``strict=True`` every key must match; a shape mismatch is always an error. On an
+        error nothing is changed. Returns the missing and unexpected keys.
+        """
+        own = dict(self.named_parameters(remove_duplicate=False))
+        missing = [key for key in own if key not in state_dict]
+        unexpected = [key for key in state_dict if key not in own]
+        problems, values = [], {}
+        for key in own.keys() & state_dict.keys():
+            value = state_dict[key]
+            value = np.asarray(value.data if isinstance(value, Tensor) else value)
+            if value.shape != own[key].shape:
+                problems.append(
+                    f"size mismatch for '{key}': the state dict has shape {value.shape}, "
+                    f"the parameter in this model has shape {own[key].shape}"
+                )
+            elif value.dtype.kind not in "biuf":
+                problems.append(f"'{key}' holds {value.dtype} data, not numbers")
+            values[key] = value
+        if strict and missing:
+            problems.insert(0, "missing key(s): " + ", ".join(repr(key) for key in missing))
+        if strict and unexpected:
+            problems.insert(0, "unexpected key(s): " + ", ".join(repr(key) for key in unexpected))
+        if problems:
+            raise StateDictError(
+                f"cannot load this state dict into {type(self).__name__}:\n  " + "\n  ".join(problems)
+            )
+        for key, value in values.items():
+            own[key].data[...] = value
+        return IncompatibleKeys(missing, unexpected)
+
+    # ---- printing -------------------------------------------------------------------------------------
+    def extra_repr(self) -> str:
+        """The text inside this module's parentheses, e.g. ``in_features=4, out_features=2``."""
+        return ""
+
+    def __repr__(self) -> str:
+        lines = [self.extra_repr()] if self.extra_repr() else []
+        for name, child in self._modules.items():
+            lines.append(f"({name}): " + repr(child).replace("\n", "\n  "))
+        if not self._modules:
+            return f"{type(self).__name__}({''.join(lines)})"
+        return type(self).__name__ + "(\n  " + "\n  ".join(lines) + "\n)"
+
+
+class HookHandle:
+    """What `register_forward_hook` returns: ``.remove()`` takes the hook off."""
+
+    _next_id = 0
+
+    def __init__(self, hooks: dict):
+        self._hooks = hooks
+        self.id = HookHandle._next_id
+        HookHandle._next_id += 1
+
+    def remove(self) -> None:
+        self._hooks.pop(self.id, None)
+
+
+class Sequential(Module):
+    """Modules applied one after another; indexable (``net[0]``, ``net[-1]``, ``net[1:]``), iterable.
+
+    Takes modules (named "0", "1", ...) or one dict of name -> module.
+
+    >>> from tinygrad_edu import nn
+    >>> nn.Sequential(nn.Linear(400, 25), nn.Sigmoid())
+    Sequential(
+      (0): Linear(in_features=400, out_features=25, bias=True)
+      (1): Sigmoid()
+    )
+    """
+
+    def __init__(self, *modules):
+        super().__init__()
+        if len(modules) == 1 and isinstance(modules[0], dict):
+            named = modules[0].items()
+        else:
+            named = ((str(i), module) for i, module in enumerate(modules))
+        for name, module in named:
+            _check_module(module, f"{type(self).__name__} item {name}")
+            setattr(self, name, module)
+
+    def forward(self, x):
+        for module in self._modules.values():
+            x = module(x)
+        return x
+
+    def __getitem__(self, index):
+        items = list(self._modules.items())
+        if isinstance(index, slice):
+            return type(self)(dict(items[index]))
+        return items[index][1]
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(self._modules.values())
+
+    def append(self, module: Module) -> "Sequential":
+        _check_module(module, f"{type(self).__name__}.append")
+        setattr(self, str(len(self)), module)
+        return self
+
+
+class ModuleList(Module):
+    """A list of modules that registers them (a plain Python list would hide their parameters)."""
+
+    def __init__(self, modules=()):
+        super().__init__()
+        for module in modules:
+            self.append(module)
+
+    def __getitem__(self, index):
+        values = list(self._modules.values())
+        return ModuleList(values[index]) if isinstance(index, slice) else values[index]
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(self._modules.values())
+
+    def append(self, module: Module) -> "ModuleList":
+        _check_module(module, "ModuleList.append")
+        setattr(self, str(len(self)), module)
+        return self
+
+    def extend(self, modules) -> "ModuleList":
+        for module in modules:
+            self.append(module)
+        return self
+
+
+def _check_module(module, where: str) -> None:
+    if not isinstance(module, Module):
+        raise TypeError(f"{where}: expected an nn.Module, got {type(module).__name__}")
