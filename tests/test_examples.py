@@ -10,15 +10,24 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
-def test_readme_python_blocks_run_in_order():
+def test_readme_python_blocks_run_in_order(tmp_path, monkeypatch):
     blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
-    assert len(blocks) >= 3
+    assert len(blocks) >= 4
+    monkeypatch.chdir(tmp_path)  # the tour writes a checkpoint
     namespace = {}
     for block in blocks:
         exec(compile(block, "README.md", "exec"), namespace)
     assert namespace["x"].grad.tolist() == [2.0, 4.0, 6.0]
     assert 0.0 <= namespace["accuracy"] <= 1.0
     assert namespace["w1"].grad.shape == (400, 25)
+    # the nn tour: it trains, and what was saved is what the model holds
+    model = namespace["model"]
+    assert namespace["loss"].item() < 0.5 * np.log(10)  # an untrained 10-class model scores ~log(10)
+    import tinygrad_edu as tg
+
+    saved = tg.load(tmp_path / "model.npz")
+    assert list(saved) == ["0.weight", "0.bias", "2.weight", "2.bias"]
+    assert np.array_equal(saved["0.weight"], model[0].weight.data)
 
 
 def test_readme_matmul_error_text_is_what_the_engine_says():
