@@ -327,7 +327,8 @@ def _probability_target(logits: Tensor, target, axis: int, name: str):
         if target.shape != logits.shape:
             raise ValueError(
                 f"{name}: a float target holds probabilities and must have the logits' shape "
-                f"{logits.shape}, got {target.shape} (class indices must be integers)"
+                f"{logits.shape}, got {target.shape}; class indices must be integers "
+                "(e.g. labels.astype(np.int64))"
             )
         return target if isinstance(target, Tensor) else target.astype(logits.dtype, copy=False)
     indices = _checked_indices(logits, target, axis, name)
