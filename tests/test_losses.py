@@ -252,14 +252,15 @@ BAD_TARGETS = {
     # the learner's bug: (200, 1) predictions against (200,) labels broadcast silently to (200, 200)
     "mse (200,1) vs (200,)": (F.mse_loss, np.zeros((200, 1)), np.zeros(200), [r"\(200, 1\)", r"\(200,\)"]),
     "mse (200,) vs (200,1)": (F.mse_loss, np.zeros(200), np.zeros((200, 1)), [r"\(200, 1\)", r"\(200,\)"]),
-    "ce float (N,)": (F.cross_entropy, LOGITS45, np.array([0.0, 1.0, 2.0, 3.0]), [r"(?i)int"]),
+    "ce float (N,)": (F.cross_entropy, LOGITS45, np.array([0.5, 1.0, 2.0, 3.0]), [r"(?i)int"]),
     "ce int (N,1)": (F.cross_entropy, LOGITS45, np.array([[0], [1], [2], [3]]), [r"\(4,\)"]),
     "ce int (N-1,)": (F.cross_entropy, LOGITS45, np.array([0, 1, 2]), [r"\(4,\)"]),
     "ce int (N,C)": (F.cross_entropy, LOGITS45, np.zeros((4, 5), dtype=np.int64), [r"\(4,\)", r"(?i)float"]),
     "ce index C": (F.cross_entropy, LOGITS45, np.array([0, 1, 5, 2]), [OUT_OF_RANGE]),
     "ce index -1": (F.cross_entropy, LOGITS45, np.array([0, -1, 4, 2]), [OUT_OF_RANGE]),
     "ce probs (N,C+1)": (F.cross_entropy, LOGITS45, np.full((4, 6), 1 / 6), [r"\(4, 5\)", r"\(4, 6\)"]),
-    "nll float (N,)": (F.nll_loss, LOGITS45, np.array([0.0, 1.0, 2.0, 3.0]), [r"(?i)int"]),
+    "nll float (N,)": (F.nll_loss, LOGITS45, np.array([0.5, 1.0, 2.0, 3.0]), [r"(?i)int"]),
+    "one_hot float": (lambda x, labels: F.one_hot(labels, 5), LOGITS45, np.array([0.5, 1.0]), [r"(?i)int"]),
     "nll int (N,1)": (F.nll_loss, LOGITS45, np.array([[0], [1], [2], [3]]), [r"\(4,\)"]),
     "nll index C": (F.nll_loss, LOGITS45, np.array([0, 1, 5, 2]), [OUT_OF_RANGE]),
     "nll index -1": (F.nll_loss, LOGITS45, np.array([0, -1, 4, 2]), [OUT_OF_RANGE]),
@@ -269,6 +270,34 @@ BAD_TARGETS = {
     "bce_with_logits shapes": (F.binary_cross_entropy_with_logits, np.zeros((4, 1)), np.zeros(4),
                                [r"\(4, 1\)", r"\(4,\)"]),
 }
+
+
+def test_out_of_range_class_indices_are_also_an_index_error_as_in_pytorch():
+    for fn in (F.cross_entropy, F.nll_loss):
+        with pytest.raises(IndexError, match=r"\[0, 5\)"):
+            fn(tg.Tensor(LOGITS45), [0, 1, 5, 2])
+    with pytest.raises(IndexError, match=r"\[0, 3\)"):
+        F.one_hot([0, 3], 3)
+
+
+def test_whole_number_float_labels_work_as_class_indices():
+    # tg.Tensor([0, 2, 1]) is float32 (Python lists get the default dtype): still valid labels
+    x = np.random.default_rng(6).standard_normal((3, 4))
+    labels = [0, 2, 1]
+    for fn in (F.cross_entropy, F.nll_loss):
+        np.testing.assert_array_equal(fn(tg.Tensor(x), tg.Tensor(labels)).data, fn(tg.Tensor(x), labels).data)
+    np.testing.assert_array_equal(F.one_hot(tg.Tensor(labels), 4).data, np.eye(4)[labels])
+
+
+def test_a_masked_logit_without_target_weight_adds_nothing():
+    # -inf logits mask a class; with the target elsewhere the loss is finite (PyTorch: 0.3133)
+    logits = tg.Tensor(np.array([[0.0, -np.inf, 1.0]]), requires_grad=True)
+    loss = F.cross_entropy(logits, [2])
+    expected = np.log(1 + np.e) - 1.0
+    np.testing.assert_allclose(loss.item(), expected, rtol=1e-12)
+    loss.backward()
+    softmax = np.array([1.0, 0.0, np.e]) / (1 + np.e)
+    np.testing.assert_allclose(logits.grad.data, [softmax - [0.0, 0.0, 1.0]], rtol=1e-12)
 
 
 @pytest.mark.parametrize("case", list(BAD_TARGETS))

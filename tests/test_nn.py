@@ -109,6 +109,10 @@ def test_shared_module_is_yielded_once():
     model = nn.Sequential(layer, nn.Tanh(), layer)
     assert [name for name, _ in model.named_parameters()] == ["0.weight", "0.bias"]
     assert [name for name, _ in model.named_modules()] == ["", "0", "1"]
+    # as in PyTorch, the state dict names the shared module at every place it is used
+    assert list(model.state_dict()) == ["0.weight", "0.bias", "2.weight", "2.bias"]
+    model.load_state_dict({key: np.full(value.shape, 0.5) for key, value in model.state_dict().items()})
+    np.testing.assert_array_equal(layer.weight.data, np.full((2, 2), 0.5, dtype=np.float32))
 
 
 def test_children_and_modules():
@@ -653,3 +657,33 @@ def test_mlp_gradients_agree_with_central_differences_in_float64():
     (numeric,) = numeric_grad(loss_at, [original])
     weight.data[...] = original
     np.testing.assert_allclose(weight.grad.data, numeric, rtol=1e-5, atol=1e-9)
+
+
+def test_zero_grad_without_set_to_none_zeroes_the_same_array_in_place():
+    model = nn.Linear(3, 2)
+    model(tg.ones(4, 3)).sum().backward()
+    held = model.weight.grad
+    model.zero_grad(set_to_none=False)
+    assert model.weight.grad is held
+    np.testing.assert_array_equal(held.data, np.zeros((2, 3)))
+
+
+def test_forward_hook_handle_works_as_a_context_manager():
+    layer = nn.Identity()
+    seen = []
+    with layer.register_forward_hook(lambda module, inputs, output: seen.append(output)):
+        layer(1.0)
+    layer(2.0)
+    assert seen == [1.0]
+
+
+def test_train_mode_must_be_a_bool():
+    with pytest.raises(ValueError, match="True or False"):
+        nn.Linear(2, 2).train("no")
+
+
+def test_loss_module_options_are_keywords():
+    # PyTorch's first positional parameter is `weight` (or `size_average`), not `reduction`
+    with pytest.raises(TypeError):
+        nn.CrossEntropyLoss(np.array([1.0, 2.0]))
+    assert nn.MSELoss(reduction="sum").reduction == "sum"

@@ -596,3 +596,40 @@ def test_load_state_dict_rejects_state_of_another_shape():
     with pytest.raises(ValueError):
         fresh.load_state_dict(opt.state_dict())
     assert not fresh.state or not fresh.state.get(fresh_param)  # nothing half-loaded
+
+
+def test_named_parameters_are_accepted_and_their_names_kept():
+    from tinygrad_edu import nn
+
+    model = nn.Linear(2, 1)
+    opt = optim.SGD(model.named_parameters(), lr=0.1)
+    assert opt.param_groups[0]["params"] == [model.weight, model.bias]
+    assert opt.param_groups[0]["param_names"] == ["weight", "bias"]
+    model(tg.ones(3, 2)).sum().backward()
+    before = model.bias.data.copy()
+    opt.step()
+    np.testing.assert_allclose(model.bias.data, before - 0.1 * 3.0, rtol=1e-6)
+
+
+def test_state_of_a_parameter_without_state_is_an_empty_dict():
+    p = leaf([1.0])
+    opt = optim.Adam([p])
+    assert opt.state[p] == {}
+    p.grad = tg.Tensor(np.array([0.5]))
+    opt.step()
+    assert opt.state[p]["step"] == 1
+
+
+def test_a_parameter_listed_twice_in_a_group_is_refused():
+    p = leaf([1.0])
+    with pytest.raises(ValueError, match="twice"):
+        optim.SGD([p, p], lr=0.1)
+
+
+def test_zero_grad_without_set_to_none_zeroes_in_place():
+    p = leaf([1.0, 2.0])
+    (p * p).sum().backward()
+    held = p.grad
+    optim.SGD([p], lr=0.1).zero_grad(set_to_none=False)
+    assert p.grad is held
+    np.testing.assert_array_equal(held.data, [0.0, 0.0])

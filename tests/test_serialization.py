@@ -327,3 +327,10 @@ def test_loading_never_runs_code_from_the_file(tmp_path, write, name):
 def test_missing_file_raises_file_not_found(tmp_path):
     with pytest.raises(FileNotFoundError):
         tg.load(tmp_path / "nowhere.ckpt")
+
+
+def test_saving_into_a_missing_folder_names_the_path_given(tmp_path):
+    target = tmp_path / "missing" / "model.npz"
+    with pytest.raises(FileNotFoundError, match="missing"):
+        tg.save({"a": np.zeros(2)}, target)
+    assert not (tmp_path / "missing").exists()

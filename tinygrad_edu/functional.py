@@ -163,10 +163,7 @@ def one_hot(labels, num_classes: int = -1) -> Tensor:
     labels = _class_indices(labels, "one_hot")
     if num_classes == -1:
         num_classes = int(labels.max()) + 1 if labels.size else 0
-    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-        raise ValueError(
-            f"one_hot: labels must lie in [0, {num_classes}), got values from {labels.min()} to {labels.max()}"
-        )
+    _check_classes(labels, num_classes, "one_hot")
     return Tensor._make(np.eye(num_classes, dtype=get_default_dtype())[labels])
 
 
@@ -289,33 +286,41 @@ def _check_same_shape(name: str, input: Tensor, target: Tensor) -> None:
         )
 
 
-def _class_indices(labels, name: str) -> np.ndarray:
+class ClassIndexError(ValueError, IndexError):
+    """A class index outside [0, num_classes): bad input (ValueError), and an IndexError as in PyTorch."""
+
+
+def _class_indices(labels, name: str, expected: str = "") -> np.ndarray:
+    """Labels as an integer array. Floats holding whole numbers count as well, since
+    ``tg.Tensor([0, 2])`` (a Python list) is float32 by the default-dtype rule."""
     labels = np.asarray(labels.data if isinstance(labels, Tensor) else labels)
+    if labels.dtype.kind == "f" and np.all(np.isfinite(labels)) and np.array_equal(labels, np.round(labels)):
+        return labels.astype(np.int64)
     if labels.dtype.kind not in "iu":
-        raise ValueError(f"{name}: class labels must be integers, got dtype {labels.dtype}")
+        raise ValueError(
+            f"{name}: class labels must be integers{expected}, got {labels.dtype} of shape {labels.shape}"
+        )
     return labels
+
+
+def _check_classes(labels: np.ndarray, classes: int, name: str) -> None:
+    if labels.size and (labels.min() < 0 or labels.max() >= classes):
+        raise ClassIndexError(
+            f"{name}: class indices must lie in [0, {classes}), got values from {labels.min()} to {labels.max()}"
+        )
 
 
 def _checked_indices(scores: Tensor, target, axis: int, name: str) -> np.ndarray:
     """Class-index targets: integers, one per sample, each a valid class."""
     expected = scores.shape[:axis] + scores.shape[axis + 1:]
-    target = np.asarray(target.data if isinstance(target, Tensor) else target)
-    if target.dtype.kind not in "iu":
-        raise ValueError(
-            f"{name}: class-index targets must be integers of shape {expected}, got {target.dtype} "
-            f"of shape {target.shape}"
-        )
+    target = _class_indices(target, name, f" of shape {expected}")
     if target.shape != expected:
         also = f" (or float probabilities of shape {scores.shape})" if name == "cross_entropy" else ""
         raise ValueError(
             f"{name}: expected integer class indices of shape {expected}{also} for scores of shape "
             f"{scores.shape}, got {target.dtype} of shape {target.shape}"
         )
-    classes = scores.shape[axis]
-    if target.size and (target.min() < 0 or target.max() >= classes):
-        raise ValueError(
-            f"{name}: class indices must lie in [0, {classes}), got values from {target.min()} to {target.max()}"
-        )
+    _check_classes(target, scores.shape[axis], name)
     return target
 
 
@@ -323,14 +328,14 @@ def _probability_target(logits: Tensor, target, axis: int, name: str):
     """cross_entropy's target as probability rows: indices become one-hot rows (constants)."""
     if not isinstance(target, Tensor):
         target = np.asarray(target)
-    if target.dtype.kind == "f":
-        if target.shape != logits.shape:
-            raise ValueError(
-                f"{name}: a float target holds probabilities and must have the logits' shape "
-                f"{logits.shape}, got {target.shape}; class indices must be integers "
-                "(e.g. labels.astype(np.int64))"
-            )
+    index_shape = logits.shape[:axis] + logits.shape[axis + 1:]
+    if target.dtype.kind == "f" and target.shape == logits.shape:
         return target if isinstance(target, Tensor) else target.astype(logits.dtype, copy=False)
+    if target.dtype.kind == "f" and target.shape != index_shape:
+        raise ValueError(
+            f"{name}: the target must be float probabilities of the logits' shape {logits.shape} "
+            f"or integer class indices of shape {index_shape}; got {target.dtype} of shape {target.shape}"
+        )
     indices = _checked_indices(logits, target, axis, name)
     rows = np.eye(logits.shape[axis], dtype=logits.dtype)[indices]  # classes on the last axis
     return np.moveaxis(rows, -1, axis)

@@ -572,7 +572,10 @@ class SoftmaxCrossEntropy(Function):
     def forward(ctx, x, t, axis, reduction):
         ctx.axis, ctx.reduction = axis, reduction
         ctx.save_for_backward(x, t)
-        losses = -np.sum(t * _log_softmax(x, axis), axis=axis)
+        log_probs = _log_softmax(x, axis)
+        with np.errstate(invalid="ignore"):
+            # 0 * log(0) counts as 0 (as in entropy): a masked -inf logit with no target weight adds nothing.
+            losses = -np.sum(np.where(t != 0, t * log_probs, 0), axis=axis)
         ctx.kept_shape = np.expand_dims(losses, axis).shape  # where 'none' puts each row's gradient
         return _reduce(ctx, losses)
 

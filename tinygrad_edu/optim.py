@@ -7,12 +7,13 @@ the parameters' arrays in place, outside the graph.
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from typing import Callable, Optional
 
 import numpy as np
 
 from .autograd import enable_grad
-from .tensor import Tensor
+from .tensor import Tensor, clear_grad
 
 
 class Optimizer:
@@ -25,7 +26,7 @@ class Optimizer:
     def __init__(self, params, defaults: dict):
         self.defaults = defaults
         # Keyed by the parameter itself, as in PyTorch: Tensors hash by identity.
-        self.state: dict = {}
+        self.state: defaultdict = defaultdict(dict)
         self.param_groups: list = []
         params = [params] if isinstance(params, Tensor) else list(params)
         if not params:
@@ -38,14 +39,21 @@ class Optimizer:
         """Add a group of parameters with its own options (e.g. a smaller lr for some layers)."""
         group = dict(group)
         params = group["params"]
-        group["params"] = [params] if isinstance(params, Tensor) else list(params)
-        for param in group["params"]:
+        params = [params] if isinstance(params, Tensor) else list(params)
+        if params and all(isinstance(item, tuple) and len(item) == 2 for item in params):
+            # model.named_parameters(), as PyTorch accepts: keep the names beside the params
+            group["param_names"] = [name for name, _ in params]
+            params = [param for _, param in params]
+        group["params"] = params
+        for param in params:
             if not isinstance(param, Tensor):
                 raise TypeError(f"{type(self).__name__} can only optimize Tensors, got {type(param).__name__}")
             if not param.is_leaf:
                 raise ValueError("can't optimize a non-leaf Tensor (optimize the leaves it was computed from)")
+        if len({id(p) for p in params}) != len(params):
+            raise ValueError("a parameter group lists the same parameter twice (it would be updated twice)")
         taken = {id(p) for g in self.param_groups for p in g["params"]}
-        if any(id(p) in taken for p in group["params"]):
+        if any(id(p) in taken for p in params):
             raise ValueError("some parameters appear in more than one parameter group")
         for name, default in self.defaults.items():
             group.setdefault(name, default)
@@ -56,10 +64,7 @@ class Optimizer:
         """Clear the gradients of all parameters (gradients accumulate across backward calls)."""
         for group in self.param_groups:
             for param in group["params"]:
-                if set_to_none:
-                    param.grad = None
-                elif param.grad is not None:
-                    param.grad = Tensor._make(np.zeros_like(param.data))
+                clear_grad(param, set_to_none)
 
     def step(self, closure: Optional[Callable] = None):
         """Update every parameter that has a gradient; returns `closure()`'s loss if given."""
@@ -141,7 +146,7 @@ class Optimizer:
             if "betas" in options:
                 options["betas"] = tuple(options["betas"])
             group.update(options)
-        self.state = state
+        self.state = defaultdict(dict, state)
 
     def __repr__(self) -> str:
         lines = [f"{type(self).__name__} ("]

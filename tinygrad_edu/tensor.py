@@ -495,6 +495,19 @@ def as_tensor(x) -> Tensor:
     return x if isinstance(x, Tensor) else Tensor(x)
 
 
+def clear_grad(t: Tensor, set_to_none: bool = True) -> None:
+    """What zero_grad does to one tensor: drop its gradient, or zero it in place (as PyTorch)."""
+    if set_to_none:
+        t.grad = None
+    elif t.grad is not None:
+        if t.grad.data.flags.writeable and not t.grad.requires_grad:
+            # Safe: backward gives every leaf a gradient array of its own. A recorded gradient
+            # (create_graph) may be part of a graph, so it is replaced instead.
+            t.grad.data[...] = 0
+        else:
+            t.grad = Tensor._make(np.zeros_like(t.data))
+
+
 def _compare(ufunc, x, y) -> Tensor:
     x = x.data if isinstance(x, Tensor) else x
     y = y.data if isinstance(y, Tensor) else y

@@ -6,7 +6,9 @@ from .module import Module
 
 
 class _Loss(Module):
-    def __init__(self, reduction: str = "mean"):
+    # reduction is keyword-only: PyTorch's first positional parameters are other things
+    # (weight, size_average), and a silent mix-up would be worse than a TypeError.
+    def __init__(self, *, reduction: str = "mean"):
         super().__init__()
         if reduction not in F.REDUCTIONS:
             raise ValueError(f"reduction must be one of {F.REDUCTIONS}, got {reduction!r}")

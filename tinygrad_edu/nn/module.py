@@ -11,7 +11,7 @@ from typing import Callable, Iterator, Optional
 
 import numpy as np
 
-from ..tensor import Tensor
+from ..tensor import Tensor, clear_grad
 
 
 class Parameter(Tensor):
@@ -118,16 +118,19 @@ class Module:
         return handle
 
     # ---- walking the tree ---------------------------------------------------------------------
-    def named_modules(self, prefix: str = "", _seen: Optional[set] = None) -> Iterator:
-        """(dotted name, module) for this module (name "") and every module below it, once each."""
+    def named_modules(self, prefix: str = "", remove_duplicate: bool = True,
+                      _seen: Optional[set] = None) -> Iterator:
+        """(dotted name, module) for this module (name "") and every module below it; a module
+        used in two places comes once unless remove_duplicate=False."""
         seen = set() if _seen is None else _seen
-        if id(self) in seen:
-            return
-        seen.add(id(self))
+        if remove_duplicate:
+            if id(self) in seen:
+                return
+            seen.add(id(self))
         yield prefix, self
         for name, child in self._modules.items():
             if child is not None:
-                yield from child.named_modules(f"{prefix}.{name}" if prefix else name, seen)
+                yield from child.named_modules(f"{prefix}.{name}" if prefix else name, remove_duplicate, seen)
 
     def modules(self) -> Iterator["Module"]:
         for _, module in self.named_modules():
@@ -146,7 +149,7 @@ class Module:
                          remove_duplicate: bool = True) -> Iterator:
         """(dotted name, parameter) pairs, e.g. ``("0.weight", w)``; a shared parameter comes once."""
         seen = set()
-        modules = self.named_modules(prefix) if recurse else [(prefix, self)]
+        modules = self.named_modules(prefix, remove_duplicate) if recurse else [(prefix, self)]
         for module_name, module in modules:
             for name, param in module._parameters.items():
                 if param is None or (remove_duplicate and id(param) in seen):
@@ -169,15 +172,14 @@ class Module:
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Clear every parameter's gradient (gradients accumulate across backward calls)."""
         for param in self.parameters():
-            if set_to_none:
-                param.grad = None
-            elif param.grad is not None:
-                param.grad = Tensor._make(np.zeros_like(param.data))
+            clear_grad(param, set_to_none)
 
     def train(self, mode: bool = True) -> "Module":
         """Put this module and all below it in training mode (dropout active); returns self."""
+        if not isinstance(mode, bool):
+            raise ValueError(f"training mode must be True or False, got {mode!r}")
         for module in self.modules():
-            module.training = bool(mode)
+            module.training = mode
         return self
 
     def eval(self) -> "Module":
@@ -251,6 +253,12 @@ class HookHandle:
 
     def remove(self) -> None:
         self._hooks.pop(self.id, None)
+
+    def __enter__(self) -> "HookHandle":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.remove()
 
 
 class Sequential(Module):
