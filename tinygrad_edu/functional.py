@@ -146,8 +146,8 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
         return x
     if p == 1.0:
         return x * np.zeros(x.shape, dtype=x.dtype)
-    keep = creation.generator().random(x.shape) >= p
-    return x * (keep / (1.0 - p)).astype(x.dtype)
+    keep = creation.generator().random(x.shape, dtype=np.float32) >= p
+    return x * (keep * x.dtype.type(1.0 / (1.0 - p)))  # the mask in x's dtype: one pass, no float64
 
 
 def one_hot(labels, num_classes: int = -1) -> Tensor:
@@ -177,6 +177,7 @@ def mse_loss(input: Tensor, target, reduction: str = "mean") -> Tensor:
     input = as_tensor(input)
     target = _target_like(input, target)
     _check_same_shape("mse_loss", input, target)
+    _check_reduction(reduction)
     return _reduced((input - target) ** 2, reduction)
 
 
@@ -232,7 +233,8 @@ def binary_cross_entropy(probs: Tensor, target, reduction: str = "mean") -> Tens
     """-(t log p + (1 - t) log(1 - p)) for probabilities p in [0, 1].
 
     Each log is clamped at -100, as PyTorch does, so p = 0 or 1 gives a large finite loss
-    instead of inf, and the gradient is PyTorch's finite (p - t) / max(p (1 - p), 1e-12). Prefer `binary_cross_entropy_with_logits` on scores: it is exact there too.
+    instead of inf, and the gradient is PyTorch's finite (p - t) / max(p (1 - p), 1e-12).
+    Prefer `binary_cross_entropy_with_logits` on scores: it is exact there too.
     """
     probs = as_tensor(probs)
     target = _target_like(probs, target)
@@ -263,7 +265,6 @@ def _check_reduction(reduction: str) -> None:
 
 
 def _reduced(losses: Tensor, reduction: str) -> Tensor:
-    _check_reduction(reduction)
     if reduction == "mean":
         return losses.mean()
     return losses.sum() if reduction == "sum" else losses
