@@ -687,3 +687,14 @@ def test_loss_module_options_are_keywords():
     with pytest.raises(TypeError):
         nn.CrossEntropyLoss(np.array([1.0, 2.0]))
     assert nn.MSELoss(reduction="sum").reduction == "sum"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dropout_keeps_the_input_dtype(dtype):
+    tg.manual_seed(0)
+    x = tg.Tensor(np.ones((50, 40), dtype=dtype), requires_grad=True)
+    out = nn.Dropout(0.3)(x)
+    assert out.dtype == dtype
+    out.sum().backward()
+    assert x.grad.dtype == dtype
+    np.testing.assert_array_equal(x.grad.data, out.data)  # the gradient is the scaled mask
