@@ -25,9 +25,18 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.ge
 
 @pytest.fixture(autouse=True)
 def _sealed_global_state():
-    """Every test starts with grad mode on and float32 as default, whatever the last one did."""
+    """Every test starts with grad mode on, float32 as default and the broadcast guard in its
+    default 'warn' mode (which setup.cfg turns into an error), whatever the last one did."""
     default_dtype = tg.get_default_dtype()
-    with tg.enable_grad():
+    with tg.enable_grad(), tg.set_broadcast_check("warn"):
         yield
     tg.set_default_dtype(default_dtype)
     assert tg.is_grad_enabled(), "a test left grad mode switched off"
+    assert not tg.is_anomaly_enabled(), "a test left detect_anomaly() switched on"
+
+
+@pytest.fixture
+def broadcast_guard_off():
+    """For tests that stretch both operands on purpose (random broadcastable shapes)."""
+    with tg.set_broadcast_check("off"):
+        yield

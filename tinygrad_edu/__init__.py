@@ -13,6 +13,10 @@ from .creation import (
     arange, eye, full, manual_seed, ones, ones_like, rand, randn, zeros, zeros_like,
 )
 from .gradcheck import GradcheckError, gradcheck
+from .guards import (
+    AnomalyError, BroadcastError, BroadcastWarning, detect_anomaly, get_broadcast_check,
+    is_anomaly_enabled, set_broadcast_check,
+)
 from .serialization import load, save
 from .tensor import (
     Tensor, concatenate, einsum, get_default_dtype, maximum, minimum, set_default_dtype, stack,
@@ -28,4 +32,6 @@ __all__ = [
     "zeros", "ones", "full", "zeros_like", "ones_like", "arange", "eye", "rand", "randn",
     "maximum", "minimum", "where", "concatenate", "stack", "einsum",
     "gradcheck", "GradcheckError",
+    "set_broadcast_check", "get_broadcast_check", "BroadcastWarning", "BroadcastError",
+    "detect_anomaly", "is_anomaly_enabled", "AnomalyError",
 ]

@@ -55,6 +55,11 @@ class enable_grad(_GradMode):
     enabled = True
 
 
+# Optional checks that guards.py installs while they are on: f(cls, arrays, output, ctx) after
+# each forward, f(ctx, input_grads) after each backward step. None costs nothing.
+_forward_check = _backward_check = None
+
+
 # ---- the graph node ----------------------------------------------------------------------
 class Context:
     """One node of the graph: which Function ran, on which inputs, and what it saved.
@@ -86,6 +91,8 @@ class Context:
 
 class Function:
     """Base class of every operation: a static `forward` on ndarrays and `backward` for its inputs."""
+
+    broadcasts = False  # True for elementwise ops that broadcast NumPy-style (the broadcast guard watches them)
 
     @staticmethod
     def forward(ctx: Context, *inputs, **params):
@@ -125,6 +132,8 @@ class Function:
             ctx.saved = tuple(data if s is scalar else s for s in ctx.saved)
         if not saw_tensor:
             return data
+        if _forward_check is not None:
+            _forward_check(cls, arrays, data, ctx)  # broadcast guard, anomaly mode (guards.py)
         if _grad_enabled and True in needs and data.dtype.kind == "f":
             ctx.fn, ctx.parents, ctx.needs_input_grad = cls, inputs, needs
             return Tensor._make(data, True, ctx)
@@ -313,6 +322,8 @@ def _propagate(ctx: Context, out: Tensor, g, grads: dict, create_graph: bool) ->
         raise RuntimeError(
             f"{ctx.fn.__name__}.backward returned {len(input_grads)} gradients for {len(ctx.parents)} inputs"
         )
+    if _backward_check is not None:
+        _backward_check(ctx, input_grads)
     for index, parent in enumerate(ctx.parents):
         parent_grad = input_grads[index]
         if parent_grad is None or not ctx.needs_input_grad[index]:

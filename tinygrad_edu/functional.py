@@ -16,7 +16,7 @@ from .tensor import Tensor, as_tensor, get_default_dtype, where
 __all__ = [
     "sigmoid", "tanh", "relu", "leaky_relu", "softmax", "log_softmax", "logsumexp", "linear",
     "dropout", "one_hot", "mse_loss", "cross_entropy", "nll_loss", "binary_cross_entropy",
-    "binary_cross_entropy_with_logits",
+    "binary_cross_entropy_with_logits", "accuracy",
 ]
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -257,6 +257,44 @@ def binary_cross_entropy_with_logits(logits: Tensor, target, reduction: str = "m
     _check_same_shape("binary_cross_entropy_with_logits", logits, target)
     _check_reduction(reduction)
     return ops.BinaryCrossEntropyWithLogits.apply(logits, target, reduction=reduction)
+
+
+def accuracy(scores, targets) -> float:
+    """Fraction of samples whose highest score is at their class: a number in [0, 1], not recorded.
+
+    Parameters
+    ----------
+    scores : Tensor or array_like
+        Shape (N, C): one row of class scores (logits, probabilities) per sample.
+    targets : Tensor or array_like
+        Class indices of shape (N,), or one-hot (or probability) rows of shape (N, C), whose
+        largest entry marks the class.
+
+    Shapes must match exactly: an (N, 1) column of labels is refused, because comparing it
+    with (N,) predictions broadcasts to an (N, N) table whose mean is about 1/C whatever the
+    network does.
+
+    >>> accuracy([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]], [1, 0, 0])
+    0.6666666666666666
+    """
+    scores = np.asarray(scores.data if isinstance(scores, Tensor) else scores)
+    targets = np.asarray(targets.data if isinstance(targets, Tensor) else targets)
+    if scores.ndim != 2:
+        raise ValueError(f"accuracy: scores must have shape (N, C), got shape {scores.shape}")
+    if targets.shape == scores.shape:
+        labels = targets.argmax(axis=1)
+    elif targets.shape == scores.shape[:1]:
+        labels = _class_indices(targets, "accuracy", f" of shape {scores.shape[:1]}")
+        _check_classes(labels, scores.shape[1], "accuracy")
+    else:
+        hint = " (use targets.reshape(-1) for a column of labels)" if targets.shape == scores.shape[:1] + (1,) else ""
+        raise ValueError(
+            f"accuracy: targets of shape {targets.shape} do not fit scores of shape {scores.shape}; "
+            f"expected class indices of shape {scores.shape[:1]} or one-hot rows of shape {scores.shape}{hint}"
+        )
+    if scores.shape[0] == 0:
+        raise ValueError("accuracy: no samples (scores have shape (0, C))")
+    return float(np.mean(scores.argmax(axis=1) == labels))
 
 
 def _check_reduction(reduction: str) -> None:

@@ -10,7 +10,7 @@ import numpy as np
 import scipy.special
 
 from . import functional, ops
-from .tensor import Tensor, as_tensor, concatenate, einsum, stack, where
+from .tensor import Tensor, as_tensor, compare, concatenate, einsum, stack, where
 
 
 
@@ -42,9 +42,10 @@ _UFUNCS = {
 # Ufuncs whose result is piecewise constant or boolean: computed on the data, outside the graph.
 _CONSTANT_UFUNCS = {
     np.sign, np.floor, np.ceil, np.rint, np.trunc, np.isnan, np.isinf, np.isfinite,
-    np.greater, np.greater_equal, np.less, np.less_equal, np.equal, np.not_equal,
     np.logical_and, np.logical_or, np.logical_not, np.logical_xor,
 }
+# Comparisons: outside the graph too, but through the Tensor's own, which the broadcast guard watches.
+_COMPARISONS = {np.greater, np.greater_equal, np.less, np.less_equal, np.equal, np.not_equal}
 
 
 def array_ufunc(ufunc, method, inputs, kwargs):
@@ -58,6 +59,8 @@ def array_ufunc(ufunc, method, inputs, kwargs):
         )
     if ufunc in _UFUNCS:
         return _UFUNCS[ufunc](*inputs)
+    if ufunc in _COMPARISONS:
+        return compare(ufunc, *inputs)
     if ufunc in _CONSTANT_UFUNCS:
         return Tensor._make(np.asarray(ufunc(*(_plain(x) for x in inputs))))
     raise TypeError(f"numpy.{ufunc.__name__} is not supported on Tensors by tinygrad_edu")
@@ -123,7 +126,8 @@ def _clip(a, a_min=None, a_max=None, **kwargs):
 
 def _outer(a, b, out=None):
     _refuse("outer", out, {})
-    return as_tensor(a).reshape(-1, 1) * as_tensor(b).reshape(1, -1)
+    # A column times a row, as a matrix product: the broadcast guard rightly flags the `*` form.
+    return as_tensor(a).reshape(-1, 1) @ as_tensor(b).reshape(1, -1)
 
 
 _FUNCTIONS = {

@@ -30,7 +30,7 @@ class Neg(Function):
 
 
 class Exp(Function):
-    """z = exp(x);  dz/dx = exp(x) = z"""
+    """z = exp(x);  dz/dx = exp(x)"""
 
     @staticmethod
     def forward(ctx, x):
@@ -144,6 +144,8 @@ class Clip(Function):
 class Add(Function):
     """z = x + y;  dz/dx = 1,  dz/dy = 1"""
 
+    broadcasts = True
+
     @staticmethod
     def forward(ctx, x, y):
         return x + y
@@ -156,6 +158,8 @@ class Add(Function):
 class Sub(Function):
     """z = x - y;  dz/dx = 1,  dz/dy = -1"""
 
+    broadcasts = True
+
     @staticmethod
     def forward(ctx, x, y):
         return x - y
@@ -167,6 +171,8 @@ class Sub(Function):
 
 class Mul(Function):
     """z = x * y;  dz/dx = y,  dz/dy = x"""
+
+    broadcasts = True
 
     @staticmethod
     def forward(ctx, x, y):
@@ -184,6 +190,8 @@ class Mul(Function):
 class Div(Function):
     """z = x / y;  dz/dx = 1 / y,  dz/dy = -x / y**2"""
 
+    broadcasts = True
+
     @staticmethod
     def forward(ctx, x, y):
         ctx.save_for_backward(x, y)
@@ -199,6 +207,8 @@ class Div(Function):
 
 class Pow(Function):
     """z = x ** y;  dz/dx = y * x**(y - 1),  dz/dy = z * log(x)"""
+
+    broadcasts = True
 
     @staticmethod
     def forward(ctx, x, y):
@@ -217,6 +227,8 @@ class Pow(Function):
 class Maximum(Function):
     """z = maximum(x, y);  dz/dx = 1 where x > y (1/2 at ties),  dz/dy = 1 - dz/dx"""
 
+    broadcasts = True
+
     @staticmethod
     def forward(ctx, x, y):
         out = np.maximum(x, y)
@@ -231,6 +243,8 @@ class Maximum(Function):
 
 class Minimum(Function):
     """z = minimum(x, y);  dz/dx = 1 where x < y (1/2 at ties),  dz/dy = 1 - dz/dx"""
+
+    broadcasts = True
 
     @staticmethod
     def forward(ctx, x, y):
@@ -251,6 +265,8 @@ def _share_of_x(wins, ties, dtype):
 
 class Where(Function):
     """z = x where cond else y;  dz/dx = cond,  dz/dy = not cond"""
+
+    broadcasts = True
 
     @staticmethod
     def forward(ctx, cond, x, y):
@@ -273,7 +289,7 @@ def _kept_shape(shape: tuple, axis) -> tuple:
 
 
 class Sum(Function):
-    """z = sum(x, axis);  dz/dx = 1 (grad is spread back over the summed axes)"""
+    """z = sum(x, axis);  dz/dx = grad spread back over the summed axes"""
 
     @staticmethod
     def forward(ctx, x, axis=None, keepdims=False):
@@ -422,7 +438,10 @@ class Concatenate(Function):
 
 
 class MatMul(Function):
-    """z = x @ y;  dz/dx = grad @ y.T,  dz/dy = x.T @ grad  (a 1-D x acts as a row, a 1-D y as a column)"""
+    """z = x @ y;  dz/dx = grad @ y.T,  dz/dy = x.T @ grad
+
+    A 1-D x acts as a row, a 1-D y as a column; leading axes broadcast as batches.
+    """
 
     @staticmethod
     def forward(ctx, x, y):
@@ -664,7 +683,7 @@ def _spread(ctx, grad):
 
 
 class Cast(Function):
-    """z = x.astype(dtype);  dz/dx = 1 (the engine casts grad back to x's dtype)"""
+    """z = x.astype(dtype);  dz/dx = grad, cast back to x's dtype by the engine"""
 
     @staticmethod
     def forward(ctx, x, dtype):

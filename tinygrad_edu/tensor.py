@@ -274,22 +274,22 @@ class Tensor:
 
     # Comparisons give boolean tensors, outside the graph.
     def __lt__(self, other):
-        return _compare(np.less, self, other)
+        return compare(np.less, self, other)
 
     def __le__(self, other):
-        return _compare(np.less_equal, self, other)
+        return compare(np.less_equal, self, other)
 
     def __gt__(self, other):
-        return _compare(np.greater, self, other)
+        return compare(np.greater, self, other)
 
     def __ge__(self, other):
-        return _compare(np.greater_equal, self, other)
+        return compare(np.greater_equal, self, other)
 
     def __eq__(self, other):
-        return _compare(np.equal, self, other)
+        return compare(np.equal, self, other)
 
     def __ne__(self, other):
-        return _compare(np.not_equal, self, other)
+        return compare(np.not_equal, self, other)
 
     # ---- elementwise -----------------------------------------------------------------
     def exp(self):
@@ -508,10 +508,21 @@ def clear_grad(t: Tensor, set_to_none: bool = True) -> None:
             t.grad = Tensor._make(np.zeros_like(t.data))
 
 
-def _compare(ufunc, x, y) -> Tensor:
+def compare(ufunc, x, y) -> Tensor:
+    """x < y and friends: a boolean Tensor outside the graph, checked by the broadcast guard."""
+    from . import guards  # here, not at the top: guards imports the engine, which imports this module
+
     x = x.data if isinstance(x, Tensor) else x
     y = y.data if isinstance(y, Tensor) else y
-    return Tensor._make(np.asarray(ufunc(x, y)))
+    result = np.asarray(ufunc(x, y))
+    guards.check_broadcast(_COMPARISON_SYMBOLS[ufunc], result.shape, np.shape(x), np.shape(y))
+    return Tensor._make(result)
+
+
+_COMPARISON_SYMBOLS = {
+    np.less: "<", np.less_equal: "<=", np.greater: ">", np.greater_equal: ">=", np.equal: "==",
+    np.not_equal: "!=",
+}
 
 
 def _shape_args(args: tuple) -> tuple:
