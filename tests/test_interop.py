@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 import scipy.special
 
+import seed_learner as learner
 import tinygrad_edu as tg
+from tinygrad_edu.gradcheck import numeric_grad
 
 RNG = np.random.default_rng(7)
 A = RNG.uniform(0.5, 2.0, (3, 4))
@@ -70,37 +72,51 @@ def test_value_only_functions_run_on_the_data():
     assert np.where(t.data > 0)[0].tolist() == [0]
 
 
-def test_the_first_learners_functions_run_unchanged_on_tensors():
-    """feedForward and cost from seeds/000, verbatim but for the Python 2 print."""
-    from scipy.special import expit
+def learner_case(m=30):
+    """Data and parameters shaped like the first learner's (400-25-10 becomes 20-5-4 for speed)."""
+    x = RNG.random((m, 20))
+    y = np.eye(4)[RNG.integers(0, 4, m)]
+    arrays = [RNG.uniform(-0.12, 0.12, s) for s in [(20, 5), (1, 5), (5, 4), (1, 4)]]
+    return arrays, x, y
 
-    lmda = 1
 
-    def g(z):
-        return expit(z)
-
-    def feedForward(p, x):
-        a1 = x
-        z2 = np.dot(a1, p[0]) + p[1]
-        a2 = g(z2)
-        z3 = np.dot(a2, p[2]) + p[3]
-        a3 = g(z3)
-        return [a1, a2, a3], [z2, z3]
-
-    def cost(p, x, y):
-        [a, z] = feedForward(p, x)
-        h = a[-1]
-        lmda_sum = (lmda * 0.5 / x.shape[0]) * (sum(sum(np.square(p[0]))) + sum(sum(np.square(p[2]))))
-        return sum(sum(np.square(y - h))) * 0.5 / x.shape[0] + lmda_sum
-
-    x = RNG.random((6, 5))
-    y = np.eye(3)[RNG.integers(0, 3, 6)]
-    arrays = [RNG.uniform(-0.12, 0.12, s) for s in [(5, 4), (1, 4), (4, 3), (1, 3)]]
+def test_the_first_learners_cost_runs_unchanged_on_tensors():
+    """feedForward and cost from seeds/000 (tests/seed_learner.py), verbatim."""
+    arrays, x, y = learner_case()
     params = [tg.Tensor(a, requires_grad=True) for a in arrays]
-    value = cost(params, x, y)
-    assert isinstance(value, tg.Tensor)
-    np.testing.assert_allclose(value.item(), cost(arrays, x, y), rtol=1e-12)
-    assert tg.gradcheck(lambda *p: cost(list(p), x, y), params)
+    value = learner.cost(params, x, y)
+    assert isinstance(value, tg.Tensor) and value.requires_grad
+    np.testing.assert_allclose(value.item(), learner.cost(arrays, x, y), rtol=1e-12)
+    assert tg.gradcheck(lambda *p: learner.cost(list(p), x, y), params)
+
+
+def test_the_first_learners_backpropagate_runs_on_tensors_and_matches_numeric_gradients():
+    arrays, x, y = learner_case()
+    params = [tg.Tensor(a, requires_grad=True) for a in arrays]
+    on_tensors = learner.backpropagate(params, x, y)
+    on_arrays = learner.backpropagate(arrays, x, y)
+    for t, a in zip(on_tensors, on_arrays):
+        assert isinstance(t, tg.Tensor) and t.requires_grad  # recorded: differentiable again
+        np.testing.assert_allclose(t.data, a, rtol=1e-12)
+    for i, (array, theirs) in enumerate(zip(arrays, on_arrays)):
+        def cost_of(values, i=i):
+            changed = list(arrays)
+            changed[i] = values
+            return learner.cost(changed, x, y)
+        (numeric,) = numeric_grad(cost_of, [array])
+        np.testing.assert_allclose(theirs.reshape(array.shape), numeric, rtol=1e-6, atol=1e-10)
+    # Their (m,)-summed bias gradients have shape (5,) for a (1, 5) bias; autograd's keep (1, 5).
+    gradients = tg.grad(learner.cost(params, x, y), params)
+    for g, theirs in zip(gradients, on_arrays):
+        np.testing.assert_allclose(g.data, theirs.reshape(g.shape), rtol=1e-10)
+
+
+def test_the_first_learners_training_loop_runs_on_tensors():
+    arrays, x, y = learner_case()
+    _, costs_numpy = learner.train(list(arrays), x, y, 3)
+    _, costs_tensor = learner.train([tg.Tensor(a, requires_grad=True) for a in arrays], x, y, 3)
+    np.testing.assert_allclose([c.item() for c in costs_tensor], costs_numpy, rtol=1e-12)
+    assert costs_numpy[2] < costs_numpy[0]
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,272 @@
+"""`tg.explain`: the backward pass of a graph written out as equations with shapes.
+
+Each op's docstring states its rule ("z = x @ y;  dz/dx = grad @ y.T, ..."); this module fills
+the op's symbols with the names of the tensors involved, so a learner can hold the result next
+to a derivation on paper. It only reads the graph.
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+import re
+
+import numpy as np
+
+from .autograd import toposort
+from .tensor import Tensor
+
+_SYMBOL = re.compile(r"\bxs\[i\]|\b(?:grad|cond|xs|[xyztp])\b")
+
+
+def explain(root: Tensor, params=None) -> str:
+    """The backward pass that produced ``root``'s gradients, one equation per step, with shapes.
+
+    Parameters
+    ----------
+    root : Tensor
+        The result (usually the scalar loss) whose graph to explain; call before ``backward()``
+        (or after ``backward(retain_graph=True)``), while the graph still exists.
+    params : Module, dict or list, optional
+        Names for tensors: a Module's parameter names, a dict's keys (arrays used as constant
+        inputs may be named too, e.g. ``{"X": X}``), or ``params[i]`` for a list. Otherwise a
+        tensor's own ``.name`` is used; other leaves are ``c1, c2, ...`` (constants) or
+        ``w1, w2, ...`` (requiring grad), intermediate values ``v1, v2, ...``, the root ``L``.
+
+    Returns
+    -------
+    str
+        A "Forward" section (each recorded operation with its input and output shapes) and a
+        "Backward" section: for every input that needs a gradient, ``dL/d<input> = ...`` in
+        terms of the step's upstream gradient ``dL/d<output>``, with shapes. A tensor used
+        twice gets ``=`` for its first contribution and ``+=`` for the next, as the engine adds them.
+
+    Examples
+    --------
+    >>> import tinygrad_edu as tg
+    >>> X = tg.Tensor([[1.0, 2.0]], name="X")
+    >>> W = tg.Tensor([[0.5], [-0.5]], requires_grad=True, name="W")
+    >>> print(tg.explain((X @ W).sigmoid().sum()))
+    Forward (3 operations):
+      v1 = X @ W                        (1, 2) @ (2, 1) -> (1, 1)
+      v2 = 1 / (1 + exp(-v1))           (1, 1) -> (1, 1)
+      L = sum(v2, axis)                 (1, 1) -> ()
+    Backward (chain rule from L back to the leaves; dL/dL = 1):
+      dL/dv2 = dL/dL spread back over the summed axes     -> (1, 1)
+      dL/dv1 = dL/dv2 * v2 * (1 - v2)                     -> (1, 1)
+      dL/dW = X.T @ dL/dv1                                (2, 1) @ (1, 1) -> (2, 1)
+    """
+    if not isinstance(root, Tensor):
+        raise TypeError(f"explain() needs the Tensor whose graph to explain, got {type(root).__name__}")
+    order = [t for t in toposort([root]) if t._ctx is not None]
+    if any(t._ctx.freed for t in order):
+        raise RuntimeError(
+            "explain(): the graph was freed by backward(); call explain() before backward(), "
+            "or call backward(retain_graph=True)"
+        )
+    folded, hidden = _builtin_sums(order)
+    order = [t for t in order if id(t) not in hidden]
+    names = _Names(params, root)
+    forward = [_folded_forward(t, folded[id(t)], names) if id(t) in folded else _forward_line(t, names)
+               for t in order]
+    backward = []
+    contributed = set()  # ids of tensors that already received a gradient contribution
+    for out in reversed(order):
+        ctx = out._ctx
+        inputs = [(0, folded[id(out)])] if id(out) in folded else enumerate(ctx.parents)
+        for index, parent in inputs:
+            if not (isinstance(parent, Tensor) and parent.requires_grad):
+                continue
+            operator = "+=" if id(parent) in contributed else "="
+            contributed.add(id(parent))
+            if id(out) in folded:
+                backward.append((f"dL/d{names.of(parent)} {operator} dL/d{names.of(out)} copied to every row",
+                                 f"{out.shape} -> {parent.shape}"))
+            else:
+                backward.append(_backward_line(out, index, parent, operator, names))
+    lines = [f"Forward ({len(order)} operation{'s' if len(order) != 1 else ''}):"]
+    lines += [_columns(text, shapes, 35) for text, shapes in forward]
+    lines.append(f"Backward (chain rule from {names.of(root)} back to the leaves; "
+                 f"dL/d{names.of(root)} = {'1' if root.size == 1 else 'the given gradient'}):")
+    lines += [_columns(text, shapes, 53) for text, shapes in backward]
+    return "\n".join(lines)
+
+
+def _columns(text: str, shapes: str, width: int) -> str:
+    return f"  {text:<{width - 2}} {shapes}".rstrip() if len(text) < width - 2 else f"  {text}   {shapes}"
+
+
+class _Names:
+    """Readable names for the tensors and constants of one graph, keyed by id()."""
+
+    def __init__(self, params, root: Tensor):
+        self.by_id = {id(tensor): name for name, tensor in _named(params)}
+        self.by_id.setdefault(id(root), root.name or "L")
+        self.counts = {"v": 0, "c": 0, "w": 0}
+
+    def of(self, obj) -> str:
+        if not isinstance(obj, (Tensor, np.ndarray)):
+            return _number(obj)
+        if id(obj) not in self.by_id:
+            if isinstance(obj, Tensor) and id(obj.data) in self.by_id:  # an array wrapped on the way in
+                self.by_id[id(obj)] = self.by_id[id(obj.data)]
+            elif isinstance(obj, Tensor) and obj.name:
+                self.by_id[id(obj)] = obj.name
+            else:
+                kind = "v" if isinstance(obj, Tensor) and obj._ctx is not None else (
+                    "w" if isinstance(obj, Tensor) and obj.requires_grad else "c")
+                self.counts[kind] += 1
+                self.by_id[id(obj)] = f"{kind}{self.counts[kind]}"
+        return self.by_id[id(obj)]
+
+
+def _named(params):
+    """(name, tensor-or-array) pairs from a Module, a dict or a list."""
+    if params is None:
+        return []
+    if hasattr(params, "named_parameters"):
+        return list(params.named_parameters())
+    if isinstance(params, dict):
+        return list(params.items())
+    if isinstance(params, (list, tuple)):
+        return [(getattr(t, "name", None) or f"params[{i}]", t) for i, t in enumerate(params)]
+    raise TypeError(f"params must be a Module, a dict or a list of tensors, got {type(params).__name__}")
+
+
+def _number(value) -> str:
+    return f"{value:g}" if isinstance(value, (int, float, np.number)) else repr(value)
+
+
+# ---- Python's built-in sum() ----------------------------------------------------------------------
+def _builtin_sums(order: list):
+    """Find Python's ``sum(t)`` in the graph: it adds t's rows one at a time, 0 + t[0] + t[1] + ...,
+    which is thousands of nodes for a 5000-row t. Returns {id(last add): t} for each complete
+    chain, and the ids of the nodes inside the chains, so each is shown as one sum over axis 0."""
+    chains = {}  # id(partial sum) -> (t, row indices added so far, ids of nodes inside the chain)
+    folded, hidden = {}, set()
+    for tensor in order:
+        ctx = tensor._ctx
+        if ctx.fn.__name__ != "Add" or not _is_row(ctx.parents[1]):
+            continue
+        left, row = ctx.parents
+        base, index = row._ctx.parents[0], row._ctx.index
+        if isinstance(left, (int, float)) and left == 0:
+            chain = (base, {index}, [id(row)])
+        elif isinstance(left, Tensor) and id(left) in chains and chains[id(left)][0] is base:
+            previous = chains[id(left)]
+            if index in previous[1]:
+                continue
+            chain = (base, previous[1] | {index}, previous[2] + [id(left), id(row)])
+        else:
+            continue
+        chains[id(tensor)] = chain
+        if len(chain[1]) == len(base) and len(base) > 1:
+            folded[id(tensor)] = base
+            hidden.update(chain[2])
+    return folded, hidden
+
+
+def _is_row(x) -> bool:
+    """x is t[i] for an integer i (what iterating over a Tensor gives)."""
+    ctx = getattr(x, "_ctx", None)
+    return ctx is not None and ctx.fn.__name__ == "GetItem" and isinstance(ctx.index, (int, np.integer))
+
+
+def _folded_forward(out: Tensor, base: Tensor, names: _Names) -> tuple:
+    return (f"{names.of(out)} = sum(rows of {names.of(base)})",
+            f"{base.shape} -> {out.shape}   (Python's built-in sum: {len(base)} additions)")
+
+
+# ---- reading an op's rule from its docstring ---------------------------------------------------
+@functools.lru_cache(maxsize=None)
+def _rule(fn) -> tuple:
+    """(forward expression, {input symbol: partial}, input symbols) from the op's docstring."""
+    first_line = (fn.__doc__ or "").strip().splitlines()[0]
+    forward, _, partials = first_line.partition(";")
+    rules = {}
+    for part in re.split(r",\s+(?=dz/d)", partials.strip()):
+        symbol, _, expression = part.partition(" = ")
+        rules[symbol.removeprefix("dz/d")] = expression.strip()
+    signature = inspect.signature(fn.forward).parameters.values()
+    symbols = tuple(p.name for p in signature if p.name != "ctx"
+                    and p.kind in (p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL) and p.default is p.empty)
+    return forward.strip().removeprefix("z = "), rules, symbols
+
+
+def _symbol_of(fn, index: int) -> str:
+    symbols = _rule(fn)[2]
+    if symbols and symbols[-1] == "xs":  # variadic ops (concatenate, einsum)
+        return "xs[i]"
+    return symbols[index]
+
+
+def _fill(expression: str, out: Tensor, names: _Names, current=None) -> str:
+    """The expression with the op's symbols replaced by names (grad -> dL/d<out>); for variadic
+    ops, xs[i] is the input at position `current`."""
+    ctx = out._ctx
+    symbols = _rule(ctx.fn)[2]
+    table = {"z": names.of(out), "grad": f"dL/d{names.of(out)}"}
+    if symbols and symbols[-1] == "xs":
+        table["xs"] = f"[{', '.join(names.of(p) for p in ctx.parents)}]"
+        table["xs[i]"] = names.of(ctx.parents[current]) if current is not None else "xs[i]"
+    else:
+        table.update((symbol, names.of(parent)) for symbol, parent in zip(symbols, ctx.parents))
+    return _SYMBOL.sub(lambda match: table.get(match.group(0), match.group(0)), expression)
+
+
+def _is_matrix_transpose(ctx) -> bool:
+    return ctx.fn.__name__ == "Transpose" and tuple(ctx.axes) == (1, 0)
+
+
+def _reduction_note(ctx) -> str:
+    """Fused losses reduce inside the op; say how, since the rule in the docstring is per sample."""
+    reduction = getattr(ctx, "reduction", None)
+    return "" if reduction in (None, "none") else f"  [reduction='{reduction}']"
+
+
+def _forward_line(out: Tensor, names: _Names) -> tuple:
+    ctx = out._ctx
+    if _is_matrix_transpose(ctx):  # what nn.Linear does to its weight: read it as W.T
+        return f"{names.of(out)} = {names.of(ctx.parents[0])}.T", f"{ctx.parents[0].shape} -> {out.shape}"
+    expression = _fill(_rule(ctx.fn)[0], out, names) + _reduction_note(ctx)
+    shapes = [np.shape(p.data if isinstance(p, Tensor) else p) for p in ctx.parents]
+    if ctx.fn.__name__ == "MatMul":
+        return f"{names.of(out)} = {expression}", f"{shapes[0]} @ {shapes[1]} -> {out.shape}"
+    shown = ", ".join(str(s) for p, s in zip(ctx.parents, shapes) if isinstance(p, (Tensor, np.ndarray)))
+    return f"{names.of(out)} = {expression}", f"{shown} -> {out.shape}"
+
+
+def _backward_line(out: Tensor, index: int, parent: Tensor, operator: str, names: _Names) -> tuple:
+    ctx = out._ctx
+    symbol = _symbol_of(ctx.fn, index)
+    partial = _rule(ctx.fn)[1].get(symbol, "")
+    upstream = f"dL/d{names.of(out)}"
+    if _is_matrix_transpose(ctx):
+        return f"dL/d{names.of(parent)} {operator} ({upstream}).T", f"{out.shape} -> {parent.shape}"
+    if re.search(r"\bgrad\b", partial):  # already a vector-Jacobian product: grad @ y.T, ...
+        rhs = _fill(partial, out, names, index)
+    elif partial == "1":
+        rhs = upstream
+    elif partial:
+        filled = _fill(partial, out, names, index)
+        rhs = f"{upstream} * {filled}" if re.fullmatch(r"[\w.\[\]]+|[^+\-]*\(.*\)", filled) else f"{upstream} * ({filled})"
+    else:
+        rhs = f"(the gradient rule of {ctx.fn.__name__})"
+    rhs += _reduction_note(ctx)
+    shape = parent.shape
+    if ctx.fn.__name__ == "MatMul" and out.ndim == 2 and parent.ndim == 2:
+        other = ctx.parents[1 - index]
+        other_shape = np.shape(other.data if isinstance(other, Tensor) else other)
+        shapes = (f"{out.shape} @ {other_shape[::-1]} -> {shape}" if index == 0
+                  else f"{other_shape[::-1]} @ {out.shape} -> {shape}")
+    elif ctx.fn.broadcasts and shape != out.shape:
+        shapes = f"{out.shape} summed over {_summed_axes(shape, out.shape)} -> {shape}"
+    else:
+        shapes = f"-> {shape}"
+    return f"dL/d{names.of(parent)} {operator} {rhs}", shapes
+
+
+def _summed_axes(shape: tuple, out_shape: tuple) -> str:
+    """Which axes of the output the engine sums to bring a gradient back to `shape` (unbroadcast)."""
+    extra = len(out_shape) - len(shape)
+    axes = list(range(extra)) + [extra + i for i, n in enumerate(shape) if n == 1 and out_shape[extra + i] != 1]
+    return f"axis {axes[0]}" if len(axes) == 1 else f"axes {tuple(axes)}"
