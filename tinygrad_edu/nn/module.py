@@ -106,6 +106,11 @@ class Module:
                 result = hook(self, inputs, out)
                 if result is not None:
                     out = result
+        ctx = getattr(out, "_ctx", None)
+        if ctx is not None:
+            # Lets viz.draw_graph fold this call into one node: which module made `out` from which
+            # inputs (ids are enough: the inputs stay alive as long as the graph that uses them).
+            ctx.__dict__.setdefault("module_calls", []).append((self, tuple(id(x) for x in inputs)))
         return out
 
     def register_forward_hook(self, fn: Callable) -> "HookHandle":

@@ -1,0 +1,551 @@
+"""Pictures of the graph: `draw_graph` turns the graph behind a tensor into a Graphviz drawing.
+
+It only reads the graph (parents, op names, shapes, `module_calls`) and never changes it: no
+`.grad` is touched and nothing is freed. `render` writes a drawing to a file with the `dot` program.
+"""
+from __future__ import annotations
+
+import colorsys
+import contextlib
+import math
+import numbers
+import os
+import pathlib
+import secrets
+from typing import Callable, Iterable, Optional, Union
+
+import graphviz
+import numpy as np
+
+from .autograd import grad as _grad
+from .nn.module import Module
+from .tensor import Tensor
+
+__all__ = ["draw_graph", "render", "GraphvizNotFoundError"]
+
+# Fill colours. Parameters stand out from constants; op nodes stay quiet.
+_OP_FILL = "#f2f2f2"
+_PARAMETER_FILL = "#c6dbef"
+_CONSTANT_FILL = "#ffffff"
+_FOLDED_FILL = "#e5dbf0"
+_NO_GRAD_FILL = "#d9d9d9"
+_NOT_FINITE_FILL = "#d95fd1"
+# Gradient colours run from green (as large as the largest) to red at this ratio and below.
+_VANISHING_RATIO = 1e-6
+_MAX_LISTED_PARAMETERS = 6
+
+_FORMATS = {".svg": "svg", ".png": "png", ".pdf": "pdf"}
+
+
+class GraphvizNotFoundError(RuntimeError):
+    """The Graphviz `dot` program is not installed, so a drawing cannot be rendered to a file."""
+
+
+class _Node:
+    """One box of the drawing: an op output, a leaf, a constant, or a folded module call."""
+
+    __slots__ = ("key", "kind", "obj", "inputs", "arguments", "module", "hidden")
+
+    def __init__(self, kind: str, obj, inputs=(), arguments=(), module=None, hidden=()):
+        self.key = ""
+        self.kind = kind  # "op", "leaf", "constant" or "folded"
+        self.obj = obj  # the Tensor (for "folded": the module call's output), or the constant
+        self.inputs = list(inputs)  # graph objects feeding this node, in argument order
+        self.arguments = arguments  # for "op": its arguments, numbers kept, graph inputs None
+        self.module = module
+        self.hidden = hidden  # for "folded": the leaves that require grad inside the call
+
+
+def draw_graph(
+    root: Tensor,
+    params=None,
+    show_shapes: bool = True,
+    show_grads: bool = False,
+    collapse: Union[None, bool, Iterable] = None,
+) -> graphviz.Digraph:
+    r"""Draw the graph that produced `root`: one node per operation and per input, edges along the data flow.
+
+    Op nodes (ellipses) show the op's name (``MatMul``) and output shape; Python numbers it
+    was given appear in its label (``Mul(·, 2)``: the tensor times 2). Leaves (boxes) show
+    a name, shape and dtype; blue boxes require grad (parameters), white dashed boxes are
+    constants (data, targets). The root has a double border. Node ids are ``n0, n1, ...``
+    in walk order (the root is ``n0``), so the DOT source is the same on every run.
+    In Jupyter the returned ``graphviz.Digraph`` displays itself inline; elsewhere use
+    `render`, or read ``.source`` (DOT text) without Graphviz installed.
+
+    Parameters
+    ----------
+    root : Tensor
+        The output whose graph to draw (usually the loss).
+    params : nn.Module, dict or list of Tensor, optional
+        Where leaf names come from: a module's ``named_parameters()`` (``"0.weight"``), a
+        dict name -> Tensor, or a list/tuple (``"params[0]"``, ... unless a tensor has a
+        ``.name``). Other leaves use ``Tensor.name``, else "tensor" (requires grad) or "constant".
+    show_shapes : bool
+        Add shapes (and leaves' dtypes) to the labels.
+    show_grads : bool
+        Add ``|grad| = ...`` (the L2 norm of d(root)/d(tensor)) to every node that requires
+        grad, and colour it by that norm relative to the largest one, on a log scale: green
+        is as large as the largest, red is a million times smaller or less (vanishing). A
+        legend node explains the colours. Needs a one-element `root`. Uses ``tg.grad`` with
+        ``retain_graph=True``, so ``.grad`` stays untouched, but tensor hooks do run.
+    collapse : True or iterable of str / Module classes, optional
+        Fold module calls into one node each (labelled e.g. ``0: Linear``, listing the
+        parameters it hides). True folds every direct child of the `params` module; names
+        are those of ``params.named_modules()`` (``"0"``, ``"block.2"``, ``""`` for the
+        whole model); classes (``nn.Linear``) fold every call of such a module.
+
+    Returns
+    -------
+    graphviz.Digraph
+
+    Raises
+    ------
+    TypeError
+        `root` is not a Tensor, or `params` / `collapse` has an unsupported type.
+    ValueError
+        ``show_grads=True`` with a root of more than one element; unknown module names in
+        `collapse`, or names / True without a module as `params`.
+    RuntimeError
+        The graph was freed by ``backward()``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import tinygrad_edu as tg
+    >>> w = tg.Tensor(np.ones(3, dtype=np.float32), requires_grad=True)
+    >>> loss = (w * 2.0).sum()
+    >>> source = draw_graph(loss, params={"w": w}).source
+    >>> for line in source.splitlines():
+    ...     if "->" in line or "label=" in line:
+    ...         print(line.split(" fillcolor")[0].strip())   # "\n" is DOT's line break
+    n0 [label="Sum\n()"
+    n1 [label="Mul(·, 2)\n(3,)"
+    n2 [label="w\n(3,) float32"
+    n1 -> n0
+    n2 -> n1
+    """
+    if not isinstance(root, Tensor):
+        raise TypeError(f"draw_graph needs the Tensor whose graph to draw, got {type(root).__name__}")
+    names = _parameter_names(params)
+    fold, module_names = _fold_rule(collapse, params)
+    nodes, index = _walk(root, fold)
+
+    norms = largest = None
+    if show_grads:
+        norms, largest = _gradient_norms(root, nodes)
+
+    graph = graphviz.Digraph(
+        name="graph",
+        graph_attr={"rankdir": "TB"},
+        node_attr={"fontname": "Helvetica", "fontsize": "10"},
+        edge_attr={"arrowsize": "0.7"},
+    )
+    for node in nodes:
+        lines, style = _describe(node, names, module_names, show_shapes)
+        if norms is not None and node.kind != "constant" and node.obj.requires_grad:
+            norm = norms.get(id(node.obj))
+            lines.append("|grad| = none" if norm is None else f"|grad| = {norm:.1e}")
+            style["fillcolor"] = _grad_colour(norm, largest)
+        if node is nodes[0]:
+            style["peripheries"] = "2"
+            style["penwidth"] = "1.5"
+        label = "\\n".join(line.replace("\\", "\\\\") for line in lines)
+        graph.node(node.key, label=graphviz.nohtml(label), **style)
+    for node in nodes:
+        for source in node.inputs:
+            graph.edge(index[id(source)].key, node.key)
+    if norms is not None:
+        graph.node("legend", label=_legend(largest), shape="plaintext")
+    return graph
+
+
+def render(
+    graph: graphviz.Digraph, path: Union[str, os.PathLike], format: Optional[str] = None
+) -> pathlib.Path:
+    """Write a drawing to `path` as SVG, PNG or PDF (from the suffix, or `format`); returns the path.
+
+    The file is written whole or not at all: the picture goes to a temporary file in the same
+    folder, which then replaces `path`, so a failure leaves an existing file untouched.
+    Needs the Graphviz `dot` program. In Jupyter no file is needed: a Digraph shows itself.
+
+    Parameters
+    ----------
+    graph : graphviz.Digraph
+        A drawing, e.g. from `draw_graph`.
+    path : str or path-like
+        Where to write; its folder must exist.
+    format : {"svg", "png", "pdf"}, optional
+        Overrides the suffix of `path`.
+
+    Raises
+    ------
+    ValueError
+        The format is not svg, png or pdf.
+    GraphvizNotFoundError
+        The `dot` program is missing (the message says how to install it).
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> import tinygrad_edu as tg
+    >>> x = tg.Tensor([1.0, 2.0], requires_grad=True, name="x")
+    >>> graph = draw_graph((x * x).sum())
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = render(graph, pathlib.Path(folder) / "square.svg")
+    ...     print(path.name, "<svg" in path.read_text())
+    square.svg True
+    """
+    if not hasattr(graph, "pipe"):
+        raise TypeError(f"render needs a graphviz.Digraph (e.g. from draw_graph), got {type(graph).__name__}")
+    path = pathlib.Path(path)
+    if format is None:
+        format = _FORMATS.get(path.suffix.lower())
+        if format is None:
+            raise ValueError(
+                f"cannot tell the format from the file name {path.name!r}: use a .svg, .png or .pdf "
+                "suffix, or pass format='svg' / 'png' / 'pdf'"
+            )
+    elif not isinstance(format, str) or format.lower() not in _FORMATS.values():
+        raise ValueError(f"format must be 'svg', 'png' or 'pdf', got {format!r}")
+    try:
+        picture = graph.pipe(format=format.lower())
+    except graphviz.ExecutableNotFound:
+        raise GraphvizNotFoundError(
+            "rendering needs the Graphviz 'dot' program, which was not found on PATH. Install it "
+            "with `apt-get install -y graphviz` (Debian/Ubuntu), `brew install graphviz` (macOS) "
+            "or `conda install graphviz`. Without it, `graph.source` still gives the DOT text "
+            "(paste it into any Graphviz viewer)."
+        ) from None
+    # Same folder, so os.replace is a rename on one file system and cannot leave half a file.
+    handle, temporary = _temporary_file(path)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(picture)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+    return path
+
+
+def _temporary_file(path: pathlib.Path):
+    """A new hidden file beside `path`, opened for writing; returns (file descriptor, its path).
+
+    Made with mode 0o666 less the umask, like any new file (tempfile.mkstemp would give 0o600,
+    and os.replace would pass that on to the picture).
+    """
+    while True:
+        temporary = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            return os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), temporary
+        except FileExistsError:
+            continue
+
+
+# ---- naming ------------------------------------------------------------------------------
+def _parameter_names(params) -> dict:
+    """id(tensor) -> (position, name) for the tensors `params` names; position keeps their order."""
+    if params is None:
+        return {}
+    if isinstance(params, Module):
+        pairs = list(params.named_parameters())
+    elif isinstance(params, dict):
+        pairs = [(str(name), tensor) for name, tensor in params.items()]
+    elif isinstance(params, (list, tuple)):
+        pairs = [
+            (tensor.name if isinstance(tensor, Tensor) and tensor.name else f"params[{i}]", tensor)
+            for i, tensor in enumerate(params)
+        ]
+    else:
+        # model.parameters() is a generator: its tensors have no names, and it can be used only once.
+        hint = " (pass the module itself, not .parameters())" if hasattr(params, "__next__") else ""
+        raise TypeError(
+            "params must be an nn.Module, a dict of name -> Tensor or a list of Tensors, got "
+            f"{type(params).__name__}{hint}"
+        )
+    names = {}
+    for position, (name, tensor) in enumerate(pairs):
+        if not isinstance(tensor, Tensor):
+            raise TypeError(f"params entry {name!r} is a {type(tensor).__name__}, not a Tensor")
+        names.setdefault(id(tensor), (position, name))
+    return names
+
+
+def _leaf_name(tensor: Tensor, names: dict) -> Optional[str]:
+    """The name a user gave this tensor (through params or .name), or None."""
+    if id(tensor) in names:
+        return names[id(tensor)][1]
+    return tensor.name or None
+
+
+# ---- collapsing module calls ------------------------------------------------------------
+def _fold_rule(collapse, params):
+    """Which module calls to fold: (a test module -> bool, or None; id(module) -> qualified name)."""
+    module_names = {}
+    if isinstance(params, Module):
+        for name, module in params.named_modules():
+            module_names.setdefault(id(module), name)
+    if collapse is None or collapse is False:
+        return None, module_names
+    if collapse is True:
+        if not isinstance(params, Module):
+            raise ValueError(
+                "collapse=True folds the direct children of the module given as params; "
+                f"pass params=model (got params of type {type(params).__name__})"
+            )
+        chosen = {id(child) for child in params.children()}
+        return (lambda module: id(module) in chosen), module_names
+    if isinstance(collapse, (str, type)):
+        collapse = [collapse]
+    try:
+        items = list(collapse)
+    except TypeError:
+        raise TypeError(
+            "collapse must be None, True, or a list of module names and/or Module classes, "
+            f"got {type(collapse).__name__}"
+        ) from None
+    wanted_names, classes = [], []
+    for item in items:
+        if isinstance(item, str):
+            wanted_names.append(item)
+        elif isinstance(item, type) and issubclass(item, Module):
+            classes.append(item)
+        else:
+            raise TypeError(f"collapse items are module names or nn.Module classes, got {item!r}")
+    chosen = set()
+    if wanted_names:
+        if not isinstance(params, Module):
+            raise ValueError(
+                "collapse by module name needs the model as params (names come from "
+                f"params.named_modules()), got params of type {type(params).__name__}"
+            )
+        modules = dict(params.named_modules())
+        unknown = [name for name in wanted_names if name not in modules]
+        if unknown:
+            valid = [repr(name) for name in modules]
+            shown = ", ".join(valid[:30]) + (f", ... ({len(valid)} in all)" if len(valid) > 30 else "")
+            raise ValueError(f"unknown module name(s) {', '.join(map(repr, unknown))}; valid names: {shown}")
+        chosen = {id(modules[name]) for name in wanted_names}
+    classes = tuple(classes)
+    return (lambda module: id(module) in chosen or isinstance(module, classes)), module_names
+
+
+def _folded_call(tensor: Tensor, fold: Callable):
+    """The outermost chosen module call that produced `tensor`, as (module, input ids), or None."""
+    chosen = None
+    # module_calls lists the innermost call first, so the last match is the outermost.
+    for module, input_ids in getattr(tensor._ctx, "module_calls", ()):
+        if fold(module) and id(tensor) not in input_ids:  # a call returning its input folds nothing
+            chosen = (module, input_ids)
+    return chosen
+
+
+def _fold_inputs(output: Tensor, input_ids: tuple):
+    """Walk back from a module call's output to its inputs; returns (inputs found, hidden leaves)."""
+    wanted = set(input_ids)
+    found, hidden = {}, []
+    seen = {id(output)}
+    stack = [output]
+    while stack:
+        ctx = stack.pop()._ctx
+        _check_not_freed(ctx)
+        for parent in ctx.parents:
+            if id(parent) in seen:
+                continue
+            seen.add(id(parent))
+            if id(parent) in wanted and isinstance(parent, (Tensor, np.ndarray)):
+                found[id(parent)] = parent
+            elif isinstance(parent, Tensor) and parent._ctx is not None:
+                stack.append(parent)
+            elif isinstance(parent, Tensor) and id(parent.data) in wanted:
+                # An array passed to the module and wrapped into a constant Tensor inside it.
+                found[id(parent.data)] = parent
+            elif isinstance(parent, Tensor) and parent.requires_grad:
+                hidden.append(parent)
+    return [found[i] for i in input_ids if i in found], hidden
+
+
+# ---- the walk ----------------------------------------------------------------------------
+def _walk(root: Tensor, fold: Optional[Callable]):
+    """Every node that leads to root, root first (depth first, an explicit stack).
+
+    Returns the nodes and a dict id(object) -> node. Keyed by id(): Tensors compare
+    elementwise, so they cannot go into sets or serve as dict keys.
+    """
+    nodes, index = [], {}
+    stack = [root]
+    while stack:
+        obj = stack.pop()
+        if id(obj) in index:
+            continue
+        node = _make_node(obj, fold)
+        node.key = f"n{len(nodes)}"
+        nodes.append(node)
+        index[id(obj)] = node
+        # Reversed, so the first argument is visited (and numbered) first.
+        stack.extend(source for source in reversed(node.inputs) if id(source) not in index)
+    return nodes, index
+
+
+def _make_node(obj, fold: Optional[Callable]) -> _Node:
+    if not isinstance(obj, Tensor):
+        return _Node("constant", obj)
+    ctx = obj._ctx
+    if ctx is None:
+        return _Node("leaf", obj)
+    _check_not_freed(ctx)
+    call = _folded_call(obj, fold) if fold is not None else None
+    if call is not None:
+        inputs, hidden = _fold_inputs(obj, call[1])
+        return _Node("folded", obj, inputs, module=call[0], hidden=hidden)
+    inputs, arguments = [], []
+    for parent in ctx.parents:
+        if isinstance(parent, (Tensor, np.ndarray, list, tuple)):
+            inputs.append(parent)
+            arguments.append(None)
+        else:
+            arguments.append(parent)  # a number: shown inside the op's label
+    return _Node("op", obj, inputs, arguments=tuple(arguments))
+
+
+def _check_not_freed(ctx) -> None:
+    if ctx.freed:
+        raise RuntimeError(
+            f"the graph was freed by backward() (at {ctx.name}), so it cannot be drawn; draw the "
+            "graph before calling backward(), or call backward(retain_graph=True)"
+        )
+
+
+# ---- labels and styles -------------------------------------------------------------------
+def _describe(node: _Node, names: dict, module_names: dict, show_shapes: bool):
+    """The label lines and the Graphviz attributes of one node."""
+    obj = node.obj
+    if node.kind == "constant":
+        lines = ["constant"]
+        if show_shapes:
+            dtype = f" {obj.dtype}" if isinstance(obj, np.ndarray) else ""  # lists have none
+            lines.append(_shape_text(np.shape(obj)) + dtype)
+        return lines, {"shape": "box", "style": "dashed,filled", "fillcolor": _CONSTANT_FILL}
+
+    if node.kind == "leaf":
+        default = "tensor" if obj.requires_grad else "constant"
+        lines = [_leaf_name(obj, names) or default]
+        if show_shapes:
+            lines.append(f"{_shape_text(obj.shape)} {obj.dtype}")
+        if obj.requires_grad:
+            return lines, {"shape": "box", "style": "filled", "fillcolor": _PARAMETER_FILL}
+        return lines, {"shape": "box", "style": "dashed,filled", "fillcolor": _CONSTANT_FILL}
+
+    if node.kind == "folded":
+        module = node.module
+        qualified = module_names.get(id(module))
+        title = type(module).__name__
+        lines = [f"{qualified}: {title}" if qualified else title]
+        if show_shapes:
+            lines.append(_shape_text(obj.shape))
+        lines.extend(_hidden_parameters(node.hidden, names, show_shapes))
+        return lines, {"shape": "box3d", "style": "filled", "fillcolor": _FOLDED_FILL}
+
+    title = obj._ctx.name
+    if any(argument is not None for argument in node.arguments):
+        shown = ", ".join("·" if argument is None else _number_text(argument) for argument in node.arguments)
+        title = f"{title}({shown})"
+    name = _leaf_name(obj, names)
+    lines = [f"{name} = {title}" if name else title]
+    if show_shapes:
+        lines.append(_shape_text(obj.shape))
+    return lines, {"shape": "ellipse", "style": "filled", "fillcolor": _OP_FILL}
+
+
+def _hidden_parameters(hidden: list, names: dict, show_shapes: bool) -> list:
+    """Lines naming the parameters a folded call hides, in the order params listed them."""
+    named = sorted(
+        ((names[id(t)] if id(t) in names else (math.inf, t.name), t) for t in hidden if _leaf_name(t, names)),
+        key=lambda pair: pair[0][0],  # never compare the Tensors themselves (elementwise)
+    )
+    lines = [name + (f" {_shape_text(t.shape)}" if show_shapes else "") for (_, name), t in named]
+    unnamed = len(hidden) - len(named)
+    if len(lines) > _MAX_LISTED_PARAMETERS:
+        unnamed += len(lines) - (_MAX_LISTED_PARAMETERS - 1)
+        lines = lines[: _MAX_LISTED_PARAMETERS - 1]
+    if unnamed:
+        lines.append(f"+{unnamed} more tensor{'s' if unnamed > 1 else ''}")
+    return lines
+
+
+def _shape_text(shape: tuple) -> str:
+    return str(tuple(shape))
+
+
+def _number_text(value) -> str:
+    if isinstance(value, bool) or not isinstance(value, numbers.Number):
+        return repr(value)[:12]
+    return f"{value:.4g}"
+
+
+# ---- gradient norms and their colours -----------------------------------------------------
+def _gradient_norms(root: Tensor, nodes: list):
+    """id(tensor) -> L2 norm of d(root)/d(tensor) (None: no gradient) for every drawn tensor that
+    requires grad, and the largest finite norm (None when there is none)."""
+    if root.size != 1:
+        raise ValueError(
+            f"show_grads=True needs a root with one element (a loss), but it has shape {root.shape}; "
+            "reduce it first, e.g. draw_graph(out.sum(), show_grads=True)"
+        )
+    tensors = [node.obj for node in nodes if node.kind != "constant" and node.obj.requires_grad]
+    norms = {}
+    if not tensors:
+        return norms, None
+    gradients = _grad(root, tensors, retain_graph=True, allow_unused=True)
+    finite = []
+    for tensor, gradient in zip(tensors, gradients):
+        if gradient is None:
+            norms[id(tensor)] = None
+            continue
+        # float64: squaring float32 gradients of 1e20 would overflow to inf.
+        norm = float(np.linalg.norm(np.asarray(gradient.data, dtype=np.float64).ravel()))
+        norms[id(tensor)] = norm
+        if math.isfinite(norm):
+            finite.append(norm)
+    return norms, (max(finite) if finite else None)
+
+
+def _grad_colour(norm: Optional[float], largest: Optional[float]) -> str:
+    """Green for the largest norm, through yellow and orange, to red at 1e-6 of it and below."""
+    if norm is None:
+        return _NO_GRAD_FILL
+    if not math.isfinite(norm):
+        return _NOT_FINITE_FILL
+    if not largest or norm <= 0.0:
+        return _ratio_colour(0.0)
+    return _ratio_colour(norm / largest)
+
+
+def _ratio_colour(ratio: float) -> str:
+    # Decades below the largest norm, 0 (largest) to 1 (a million times smaller or less).
+    depth = 1.0 if ratio <= _VANISHING_RATIO else math.log10(ratio) / math.log10(_VANISHING_RATIO)
+    depth = min(max(depth, 0.0), 1.0)
+    red, green, blue = colorsys.hsv_to_rgb((1.0 - depth) / 3.0, 0.55, 0.98)  # hue 1/3 is green
+    return "#{:02x}{:02x}{:02x}".format(round(red * 255), round(green * 255), round(blue * 255))
+
+
+def _legend(largest: Optional[float]) -> str:
+    """An HTML-like Graphviz label: a small table explaining the gradient colours."""
+    rows = [
+        (_ratio_colour(1.0), "as large as the largest"),
+        (_ratio_colour(1e-2), "1e-2 of the largest"),
+        (_ratio_colour(1e-4), "1e-4 of the largest"),
+        (_ratio_colour(_VANISHING_RATIO), "1e-6 or less: vanishing"),
+        (_NOT_FINITE_FILL, "nan or inf: exploding"),
+        (_NO_GRAD_FILL, "no gradient reaches it"),
+    ]
+    top = "none" if largest is None else f"{largest:.1e}"
+    cells = "".join(
+        f'<tr><td bgcolor="{colour}">  </td><td align="left">{text}</td></tr>' for colour, text in rows
+    )
+    return (
+        '<<table border="0" cellborder="1" cellspacing="0" cellpadding="3">'
+        f'<tr><td colspan="2"><b>|grad| colours</b> (largest |grad| = {top})</td></tr>{cells}</table>>'
+    )
