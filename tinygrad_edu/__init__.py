@@ -13,7 +13,7 @@ from .creation import (
     arange, eye, full, manual_seed, ones, ones_like, rand, randn, zeros, zeros_like,
 )
 from .explain import explain
-from .gradcheck import GradcheckError, gradcheck
+from .gradcheck import BackpropReport, GradcheckError, check_backprop, gradcheck
 from .guards import (
     AnomalyError, BroadcastError, BroadcastWarning, detect_anomaly, get_broadcast_check,
     is_anomaly_enabled, set_broadcast_check,
@@ -32,7 +32,7 @@ __all__ = [
     "get_default_dtype", "set_default_dtype", "manual_seed",
     "zeros", "ones", "full", "zeros_like", "ones_like", "arange", "eye", "rand", "randn",
     "maximum", "minimum", "where", "concatenate", "stack", "einsum",
-    "gradcheck", "GradcheckError", "explain",
+    "gradcheck", "GradcheckError", "check_backprop", "BackpropReport", "explain",
     "set_broadcast_check", "get_broadcast_check", "BroadcastWarning", "BroadcastError",
     "detect_anomaly", "is_anomaly_enabled", "AnomalyError",
 ]
