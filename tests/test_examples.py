@@ -10,7 +10,7 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
-def test_readme_python_blocks_run_in_order(tmp_path, monkeypatch):
+def test_readme_python_blocks_run_in_order(tmp_path, monkeypatch, capsys):
     blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
     assert len(blocks) >= 4
     monkeypatch.chdir(tmp_path)  # the tour writes a checkpoint
@@ -28,6 +28,13 @@ def test_readme_python_blocks_run_in_order(tmp_path, monkeypatch):
     saved = tg.load(tmp_path / "model.npz")
     assert list(saved) == ["0.weight", "0.bias", "2.weight", "2.bias"]
     assert np.array_equal(saved["0.weight"], model[0].weight.data)
+    # the see-inside tour: its tools ran and said what they should
+    printed = capsys.readouterr().out
+    assert namespace["report"].ok
+    assert "== of shapes (200, 1) and (200,)" in printed
+    assert re.search(r"dL/d0\.weight = \(dL/dv\d+\)\.T +\(400, 25\) -> \(25, 400\)", printed)
+    assert "<svg" in (tmp_path / "graph.svg").read_text()
+    assert "1 (Sigmoid)" in printed and "Training diagnostics: 5 step(s)" in printed
 
 
 def test_readme_matmul_error_text_is_what_the_engine_says():
