@@ -633,3 +633,87 @@ def test_zero_grad_without_set_to_none_zeroes_in_place():
     optim.SGD([p], lr=0.1).zero_grad(set_to_none=False)
     assert p.grad is held
     np.testing.assert_array_equal(held.data, [0.0, 0.0])
+
+
+# ---- optim.minimize: the SciPy bridge ---------------------------------------------------------
+def learner_network(seed=0, m=120):
+    """The first learner's 400-25-10 network in small (20-8-4): sigmoid, MSE + L2, full batch."""
+    rng = np.random.default_rng(seed)
+    x = rng.random((m, 20))
+    y = np.eye(4)[(x[:, :4].sum(axis=1) * 3).astype(int) % 4]  # a learnable rule
+    w1 = tg.Tensor(rng.uniform(-0.12, 0.12, (20, 8)), requires_grad=True)
+    b1 = tg.Tensor(np.zeros(8), requires_grad=True)
+    w2 = tg.Tensor(rng.uniform(-0.12, 0.12, (8, 4)), requires_grad=True)
+    b2 = tg.Tensor(np.zeros(4), requires_grad=True)
+
+    def cost():
+        out = ((x @ w1 + b1).sigmoid() @ w2 + b2).sigmoid()
+        return ((y - out) ** 2).sum() * (0.5 / m) + (0.5 / m) * ((w1 ** 2).sum() + (w2 ** 2).sum())
+
+    return cost, [w1, b1, w2, b2]
+
+
+@pytest.mark.parametrize("method", ["L-BFGS-B", "CG", "BFGS"])
+def test_minimize_finds_the_minimum_of_a_quadratic_and_writes_it_back(method):
+    w = tg.Tensor(np.array([[3.0, -2.0], [0.5, 4.0]]), requires_grad=True)
+    target = np.array([[1.0, 2.0], [3.0, 4.0]])
+    held = w.data
+    result = optim.minimize(lambda: ((w - target) ** 2).sum(), [w], method=method)
+    assert result.success and result.fun < 1e-10
+    assert w.data is held  # updated in place: references to the array see the result
+    np.testing.assert_allclose(w.data, target, atol=1e-5)
+    assert w.grad is None  # gradients come from tg.grad; .grad is untouched
+
+
+def test_minimize_reaches_gradient_descents_loss_in_far_fewer_iterations():
+    cost, params = learner_network()
+    result = optim.minimize(cost, params, method="L-BFGS-B", maxiter=50)
+    assert result.nit <= 50
+    target = result.fun
+
+    cost, params = learner_network()  # the same start
+    descent = optim.SGD(params, lr=2.0)
+    steps = 0
+    while cost().item() > target and steps < 5000:
+        descent.zero_grad()
+        cost().backward()
+        descent.step()
+        steps += 1
+    assert steps > 10 * result.nit, (steps, result.nit)
+
+
+def test_minimize_with_cg_and_maxiter_stops_there_and_calls_back_each_iteration():
+    cost, params = learner_network()
+    seen = []
+    result = optim.minimize(cost, params, method="CG", maxiter=5, callback=lambda: seen.append(cost().item()))
+    assert result.nit == 5 and len(seen) == 5
+    assert seen[-1] == pytest.approx(result.fun) and seen == sorted(seen, reverse=True)
+
+
+def test_minimize_takes_a_module_keeps_float32_and_gives_unused_parameters_zero_gradient():
+    tg.manual_seed(0)
+    model = tg.nn.Linear(3, 2)
+    unused = tg.Tensor(np.ones(2, dtype=np.float32), requires_grad=True)
+    x = np.random.default_rng(1).random((10, 3)).astype(np.float32)
+    result = optim.minimize(lambda: (model(x) ** 2).mean(), list(model.parameters()) + [unused], maxiter=200)
+    assert result.fun < 1e-6 and model.weight.dtype == np.float32
+    np.testing.assert_array_equal(unused.data, [1.0, 1.0])
+    optim.minimize(lambda: (model(x) ** 2).mean(), model, maxiter=5)
+
+
+@pytest.mark.parametrize(
+    "closure, params, message",
+    [
+        (lambda w: (lambda: w * 2.0), lambda w: [w], r"one-element Tensor, got a Tensor of shape \(2,\)"),
+        (lambda w: (lambda: 3.0), lambda w: [w], "got float"),
+        (lambda w: (lambda: tg.Tensor(1.0)), lambda w: [w], "does not depend on the parameters"),
+        (lambda w: (lambda: w.sum()), lambda w: [], "empty parameter list"),
+        (lambda w: (lambda: w.sum()), lambda w: [w, w], "parameter 1 appears twice"),
+        (lambda w: (lambda: w.sum()), lambda w: [tg.Tensor([1.0])], "parameter 0 does not require grad"),
+        (lambda w: (lambda: w.sum()), lambda w: [w.data], "parameter 0 is a ndarray"),
+    ],
+)
+def test_minimize_names_bad_input(closure, params, message):
+    w = tg.Tensor([1.0, 2.0], requires_grad=True)
+    with pytest.raises(ValueError, match=message):
+        optim.minimize(closure(w), params(w))

@@ -12,7 +12,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from .autograd import enable_grad
+from .autograd import enable_grad, grad
 from .tensor import Tensor, clear_grad
 
 
@@ -300,3 +300,105 @@ class RMSprop(Optimizer):
             param -= group["lr"] * buffer
         else:
             param -= group["lr"] * (grad / avg)
+
+
+# ---- the SciPy bridge ---------------------------------------------------------------------------
+def minimize(closure: Callable, params, method: str = "L-BFGS-B", maxiter: int = 100, tol=None,
+             callback: Optional[Callable] = None, **options):
+    """Train full-batch with ``scipy.optimize.minimize``: the parameters become one vector.
+
+    This is how the first learner's course trains its network (``fmincg``: conjugate
+    gradients, 50 iterations). Quasi-Newton methods such as L-BFGS use the history of
+    gradients to choose both the direction and the step, so they usually reach a given loss in
+    far fewer iterations than plain gradient descent, with no learning rate to tune.
+
+    Parameters
+    ----------
+    closure : callable
+        ``closure()`` computes and returns the scalar loss Tensor from the parameters' current
+        values (the whole batch: the function SciPy minimises must not change between calls).
+    params : iterable of Tensor, or nn.Module
+        The tensors to optimise; each must require grad.
+    method : str
+        Any gradient-based method of ``scipy.optimize.minimize``: 'L-BFGS-B' (default), 'CG',
+        'BFGS', 'Newton-CG', 'TNC', 'SLSQP', ...
+    maxiter : int
+        Iterations at most (passed in `options`).
+    tol : float, optional
+        SciPy's tolerance for termination.
+    callback : callable, optional
+        Called with no argument after each iteration, while the parameters hold that
+        iteration's values (e.g. to record an accuracy).
+    **options
+        More method options for SciPy (e.g. ``gtol=1e-8``).
+
+    Returns
+    -------
+    scipy.optimize.OptimizeResult
+        ``.fun`` (the final loss), ``.nit`` (iterations), ``.nfev`` (loss evaluations),
+        ``.success``, ``.message``. The parameters hold the result ``.x``.
+
+    The gradient comes from ``tg.grad(loss, params)`` (``.grad`` is left untouched) and is
+    handed to SciPy with the loss (``jac=True``), in float64; float32 parameters get the result
+    rounded to float32.
+
+    Examples
+    --------
+    >>> import tinygrad_edu as tg
+    >>> from tinygrad_edu import optim
+    >>> w = tg.Tensor([3.0, -2.0], requires_grad=True, dtype="float64")
+    >>> result = optim.minimize(lambda: ((w - 1.0) ** 2).sum(), [w])
+    >>> result.success, w.data.round(6).tolist()
+    (True, [1.0, 1.0])
+    """
+    import scipy.optimize
+
+    params = _optimisable(params)
+    sizes = [p.data.size for p in params]
+    bounds = np.cumsum([0] + sizes)
+
+    def write(vector: np.ndarray) -> None:
+        for p, start, stop in zip(params, bounds[:-1], bounds[1:]):
+            p.data[...] = vector[start:stop].reshape(p.shape)  # in place: the caller's arrays
+
+    def loss_and_gradient(vector: np.ndarray):
+        write(vector)
+        with enable_grad():
+            loss = closure()
+        if not isinstance(loss, Tensor) or loss.size != 1:
+            shape = f"a Tensor of shape {loss.shape}" if isinstance(loss, Tensor) else type(loss).__name__
+            raise ValueError(f"minimize: the closure must return the loss as a one-element Tensor, got {shape}")
+        if not loss.requires_grad:
+            raise ValueError("minimize: the loss does not depend on the parameters (it does not require grad)")
+        gradients = grad(loss, params, allow_unused=True)
+        flat = np.concatenate([
+            np.zeros(size) if g is None else g.data.ravel() for g, size in zip(gradients, sizes)
+        ]).astype(np.float64)
+        return float(loss.item()), flat
+
+    start = np.concatenate([p.data.ravel() for p in params]).astype(np.float64)
+    result = scipy.optimize.minimize(
+        loss_and_gradient, start, jac=True, method=method, tol=tol,
+        callback=None if callback is None else (lambda vector, *rest: (write(vector), callback())),
+        options={"maxiter": maxiter, **options},
+    )
+    write(result.x)
+    return result
+
+
+def _optimisable(params) -> list:
+    """The parameters as a list of distinct floating Tensors that require grad."""
+    if hasattr(params, "parameters") and callable(params.parameters):
+        params = params.parameters()
+    params = [params] if isinstance(params, Tensor) else list(params)
+    if not params:
+        raise ValueError("minimize got an empty parameter list")
+    seen = set()
+    for i, p in enumerate(params):
+        if not isinstance(p, Tensor) or not p.requires_grad:
+            what = "does not require grad" if isinstance(p, Tensor) else f"is a {type(p).__name__}, not a Tensor"
+            raise ValueError(f"minimize: parameter {i} {what}")
+        if id(p) in seen:
+            raise ValueError(f"minimize: parameter {i} appears twice in the list")
+        seen.add(id(p))
+    return params
