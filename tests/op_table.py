@@ -285,13 +285,13 @@ def einsum_inputs(draw, subscripts):
 
 
 @st.composite
-def linear_inputs(draw):
-    """x (..., in), weight (out, in) and, half the time, bias (out,)."""
+def linear_inputs(draw, bias):
+    """x (..., in), weight (out, in) and a bias: (out,) or, now and then, (1, out) or ()."""
     n_in, n_out = draw(st.integers(1, 4)), draw(st.integers(1, 4))
     batch = draw(S.shapes(max_dims=2, max_side=3))
     shapes = [batch + (n_in,), (n_out, n_in)]
-    if draw(st.booleans()):
-        shapes.append((n_out,))
+    if bias:
+        shapes.append(draw(st.sampled_from([(n_out,), (n_out,), (1, n_out), ()])))
     return tuple(shapes), {}
 
 
@@ -548,9 +548,15 @@ OPS = [
     ),
     OpSpec(
         "F.linear",
-        lambda x, weight, bias=None: F.linear(x, weight, bias),
-        lambda x, weight, bias=None: x @ weight.T + (0 if bias is None else bias),
-        linear_inputs(),
+        lambda x, weight: F.linear(x, weight),
+        lambda x, weight: x @ weight.T,
+        linear_inputs(bias=False),
+    ),
+    OpSpec(
+        "F.linear[bias]",  # the fused ops.Linear
+        lambda x, weight, bias: F.linear(x, weight, bias),
+        lambda x, weight, bias: x @ weight.T + bias,
+        linear_inputs(bias=True),
     ),
     OpSpec(
         "F.dropout[eval]",

@@ -65,5 +65,6 @@ def test_every_primitive_defines_forward_and_backward_itself():
 
 def test_primitive_count_stays_small():
     # About 28 elementary operations, plus the fused losses (a composite would be slow, or,
-    # for clamped BCE, nan at p = 0 or 1). A new primitive has to earn its place.
-    assert len(primitives()) <= 32, [cls.__name__ for cls in primitives()]
+    # for clamped BCE, nan at p = 0 or 1) and Linear (its weight gradient in the weight's own
+    # layout: see its docstring). A new primitive has to earn its place.
+    assert len(primitives()) <= 33, [cls.__name__ for cls in primitives()]

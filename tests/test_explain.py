@@ -66,13 +66,14 @@ def test_pythons_builtin_sum_is_shown_as_one_sum_not_thousands_of_rows(learner_e
     assert len(learner_explanation.splitlines()) < 60
 
 
-def test_module_parameters_are_named_and_linear_reads_as_a_transpose():
+def test_module_parameters_are_named_and_linear_shows_its_products():
     tg.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 2))
     x = tg.Tensor(RNG.random((5, 4)), name="X")
     text = tg.explain(F.cross_entropy(model(x), [0, 1, 0, 1, 1]), params=model)
-    assert re.search(r"v\d+ = 0\.weight\.T +\(3, 4\) -> \(4, 3\)", text)
-    assert re.search(r"dL/d0\.weight = \(dL/dv\d+\)\.T +\(4, 3\) -> \(3, 4\)", text)
+    assert re.search(r"v1 = X @ 0\.weight\.T \+ 0\.bias +\(5, 4\), \(3, 4\), \(3,\) -> \(5, 3\)", text)
+    assert re.search(r"dL/d0\.weight = \(dL/dv1\)\.T @ X +\(3, 5\) @ \(5, 4\) -> \(3, 4\)", text)
+    assert re.search(r"dL/dv2 = dL/dv3 @ 2\.weight +\(5, 2\) @ \(2, 3\) -> \(5, 3\)", text)
     assert re.search(r"dL/d2\.bias = dL/dv\d+ +\(5, 2\) summed over axis 0 -> \(2,\)", text)
     assert "[reduction='mean']" in text
     assert re.search(r"dL/dv\d+ = dL/dv\d+ \* \(1 - v\d+\*\*2\)", text)  # tanh' = 1 - tanh**2
@@ -110,6 +111,13 @@ def test_a_freed_graph_a_non_tensor_and_bad_params_are_refused_clearly():
     loss.backward()
     with pytest.raises(RuntimeError, match="retain_graph=True"):
         tg.explain(loss)
+
+
+def test_a_weight_transpose_reads_as_W_T():
+    w = tg.Tensor(RNG.random((3, 4)), requires_grad=True, name="W")
+    text = tg.explain(F.linear(tg.Tensor(RNG.random((5, 4)), name="X"), w).sum())  # no bias: W.T, then @
+    assert re.search(r"v1 = W\.T +\(3, 4\) -> \(4, 3\)", text)
+    assert re.search(r"dL/dW = \(dL/dv1\)\.T +\(4, 3\) -> \(3, 4\)", text)
 
 
 def test_a_leaf_has_nothing_to_explain():

@@ -68,10 +68,8 @@ class Context:
     After a backward without retain_graph, `saved` and `parents` are None: the node is spent.
     """
 
-    __slots__ = ("fn", "parents", "needs_input_grad", "saved", "__dict__")
-
-    def __init__(self):
-        self.saved = ()
+    __slots__ = ("fn", "parents", "needs_input_grad", "__dict__")
+    saved = ()  # a class default instead of an __init__: one Python call fewer per operation
 
     def save_for_backward(self, *arrays) -> None:
         self.saved = arrays
@@ -225,8 +223,8 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     """
     outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
     inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
-    if grad_outputs is None or isinstance(grad_outputs, (Tensor, np.ndarray)):
-        grad_outputs = [grad_outputs] * len(outputs) if grad_outputs is None else [grad_outputs]
+    if grad_outputs is None or isinstance(grad_outputs, (Tensor, np.ndarray)):  # one for each output
+        grad_outputs = [grad_outputs] * (len(outputs) if grad_outputs is None else 1)
     for i, x in enumerate(inputs):
         if not x.requires_grad:
             raise RuntimeError(f"grad(): input {i} does not require grad")
@@ -273,7 +271,7 @@ def _run(roots, seeds, retain_graph, create_graph, wanted=None):
     grads = {}
     for root, seed in zip(roots, seeds):
         grads[id(root)] = grads[id(root)] + seed if id(root) in grads else seed
-    order = toposort(roots)
+    order, given = toposort(roots), set()
     found = leads = None
     if wanted is not None:
         found = {id(x): None for x in wanted}
@@ -298,7 +296,7 @@ def _run(roots, seeds, retain_graph, create_graph, wanted=None):
             ctx = tensor._ctx
             if ctx is None:
                 if found is None:
-                    _accumulate(tensor, g, create_graph)
+                    _accumulate(tensor, g, create_graph, given)
             elif leads is None or any(id(p) in leads for p in ctx.parents or ()):
                 _propagate(ctx, tensor, g, grads, create_graph)
                 if not retain_graph:
@@ -316,8 +314,7 @@ def _propagate(ctx: Context, out: Tensor, g, grads: dict, create_graph: bool) ->
             "freed by the first backward; pass retain_graph=True to the first backward"
         )
     input_grads = _backward_recorded(ctx, out, g) if create_graph else ctx.fn.backward(ctx, g)
-    if type(input_grads) is not tuple:
-        input_grads = (input_grads,)
+    input_grads = input_grads if type(input_grads) is tuple else (input_grads,)
     if len(input_grads) != len(ctx.parents):
         raise RuntimeError(
             f"{ctx.fn.__name__}.backward returned {len(input_grads)} gradients for {len(ctx.parents)} inputs"
@@ -374,20 +371,23 @@ def _run_hooks(tensor: Tensor, g, create_graph: bool):
                 raise ValueError(
                     f"a hook returned a gradient of shape {result.shape} for a tensor of shape {tensor.shape}"
                 )
-            g = result if create_graph else result.data
+            g = result if create_graph else np.array(result.data)  # the hook's caller may keep it
     return g
 
 
-def _accumulate(leaf: Tensor, g, create_graph: bool) -> None:
-    """Add g into leaf.grad, always as a new array of the leaf's own.
+def _accumulate(leaf: Tensor, g, create_graph: bool, given: set) -> None:
+    """Add g into leaf.grad, as an array the leaf has to itself.
 
-    g may be a read-only broadcast view, or the very array another leaf received (Add hands
-    one gradient to both inputs), so the first gradient is copied, and later ones are added
-    with `+` rather than written into the existing array.
+    A fresh array from an op's backward is kept without a copy (for a big weight that copy
+    was a sixth of a training step). A view, maybe read-only (a broadcast), or an array
+    another leaf already holds (Add hands one gradient to both inputs; `given` remembers
+    this pass's) is copied. Later gradients are added with `+`, never written into the array.
     """
     if create_graph:
         leaf.grad = g if leaf.grad is None else leaf.grad + g
     elif leaf.grad is None:
-        leaf.grad = Tensor._make(np.array(g))
+        fresh = g.flags.owndata and g.flags.writeable and id(g) not in given
+        leaf.grad = Tensor._make(g if fresh else np.array(g))
+        given.add(id(g))
     else:
         leaf.grad = Tensor._make(np.asarray(leaf.grad.data + g))

@@ -15,7 +15,7 @@ import numpy as np
 from .autograd import toposort
 from .tensor import Tensor
 
-_SYMBOL = re.compile(r"\bxs\[i\]|\b(?:grad|cond|xs|[xyztp])\b")
+_SYMBOL = re.compile(r"\bxs\[i\]|\b(?:grad|cond|xs|[xyztpwb])\b")
 
 
 def explain(root: Tensor, params=None) -> str:
@@ -210,6 +210,7 @@ def _fill(expression: str, out: Tensor, names: _Names, current=None) -> str:
         table["xs[i]"] = names.of(ctx.parents[current]) if current is not None else "xs[i]"
     else:
         table.update((symbol, names.of(parent)) for symbol, parent in zip(symbols, ctx.parents))
+    expression = expression.replace("grad.T", "(grad).T")  # (dL/dv).T, not dL/d(v.T)
     return _SYMBOL.sub(lambda match: table.get(match.group(0), match.group(0)), expression)
 
 
@@ -253,16 +254,32 @@ def _backward_line(out: Tensor, index: int, parent: Tensor, operator: str, names
         rhs = f"(the gradient rule of {ctx.fn.__name__})"
     rhs += _reduction_note(ctx)
     shape = parent.shape
-    if ctx.fn.__name__ == "MatMul" and out.ndim == 2 and parent.ndim == 2:
-        other = ctx.parents[1 - index]
-        other_shape = np.shape(other.data if isinstance(other, Tensor) else other)
-        shapes = (f"{out.shape} @ {other_shape[::-1]} -> {shape}" if index == 0
-                  else f"{other_shape[::-1]} @ {out.shape} -> {shape}")
-    elif ctx.fn.broadcasts and shape != out.shape:
+    product = _product_shapes(partial, out, index) if "@" in partial else None
+    if product:
+        shapes = f"{product} -> {shape}"
+    elif (ctx.fn.broadcasts or partial == "grad") and shape != out.shape:
         shapes = f"{out.shape} summed over {_summed_axes(shape, out.shape)} -> {shape}"
     else:
         shapes = f"-> {shape}"
     return f"dL/d{names.of(parent)} {operator} {rhs}", shapes
+
+
+def _product_shapes(expression: str, out: Tensor, current: int):
+    """A matrix-product rule with shapes for names: 'grad @ y.T' -> '(5, 2) @ (2, 3)'.
+    None unless every operand is a matrix (vectors and batches are reshaped by the op)."""
+    ctx = out._ctx
+    symbols = _rule(ctx.fn)[2]
+    shapes = {"grad": out.shape, "z": out.shape}
+    shapes.update((s, np.shape(p.data if isinstance(p, Tensor) else p)) for s, p in zip(symbols, ctx.parents))
+    used = [shapes.get(name) for name in re.findall(r"\b(?:grad|[xyzwb])\b", expression)]
+    if any(shape is None or len(shape) != 2 for shape in used):
+        return None
+
+    def shape_of(match):
+        shape = shapes.get(match.group(1))
+        return match.group(0) if shape is None else str(shape[::-1] if match.group(2) else shape)
+
+    return re.sub(r"(\b(?:grad|[xyzwb])\b)(\.T)?", shape_of, expression.split("(")[0].strip())
 
 
 def _summed_axes(shape: tuple, out_shape: tuple) -> str:

@@ -127,9 +127,14 @@ def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
 
 
 def linear(x: Tensor, weight: Tensor, bias=None) -> Tensor:
-    """x @ weight.T + bias, with weight shaped (out_features, in_features) as in PyTorch."""
-    out = as_tensor(x) @ as_tensor(weight).T
-    return out if bias is None else out + bias
+    """x @ weight.T + bias, with weight shaped (out_features, in_features) as in PyTorch.
+
+    With a bias it is one node, ``ops.Linear`` (its weight gradient comes out in the weight's
+    own memory layout); without one, a transpose and a matrix product.
+    """
+    if bias is None:
+        return as_tensor(x) @ as_tensor(weight).T
+    return ops.Linear.apply(x, weight, bias)
 
 
 def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:

@@ -470,6 +470,43 @@ class MatMul(Function):
         return dx, dy
 
 
+class Linear(Function):
+    """z = x @ w.T + b;  dz/dx = grad @ w,  dz/dw = grad.T @ x,  dz/db = grad
+
+    A layer's affine map as one node (nn.Linear, F.linear), with PyTorch's weight layout
+    (out_features, in_features). Three nodes (Transpose, MatMul, Add) would give the same
+    values, but grad.T @ x builds the weight's gradient directly in the weight's own layout,
+    where the MatMul of a transposed weight hands back a transposed (Fortran-ordered) one that
+    every later update would walk against the grain. Batch axes of x are summed for w.
+    """
+
+    @staticmethod
+    def forward(ctx, x, w, b):
+        x, w = np.asarray(x), np.asarray(w)
+        _check_matmul_shapes(x.shape, w.shape[::-1])
+        ctx.save_for_backward(x, w)
+        out = x @ w.T
+        if getattr(b, "dtype", None) == out.dtype and _fits_into(b.shape, out.shape):
+            out += b  # the product is a fresh array: add the bias in place, no second temporary
+            return out
+        return out + b
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, w = ctx.saved
+        dx = grad @ w if ctx.needs_input_grad[0] else None
+        dw = None
+        if ctx.needs_input_grad[1]:
+            # Every leading axis of x is a batch axis: flatten them, so one product sums them.
+            dw = grad.reshape(-1, w.shape[0]).T @ x.reshape(-1, w.shape[1])
+        return dx, dw, grad  # the engine sums grad over the axes b was broadcast along
+
+
+def _fits_into(shape: tuple, target: tuple) -> bool:
+    """True when an array of `shape` broadcasts to `target` without enlarging it."""
+    return len(shape) <= len(target) and all(n == 1 or n == m for n, m in zip(shape[::-1], target[::-1]))
+
+
 def _check_matmul_shapes(x_shape: tuple, y_shape: tuple) -> None:
     """Raise a ValueError that says which dimensions of `x @ y` disagree, and what would fit."""
     if not x_shape or not y_shape:
