@@ -7,7 +7,7 @@
     >>> w.grad
     Tensor([30.], shape=(1,), dtype=float32)
 """
-from . import diagnostics, functional, nn, optim, viz
+from . import data, diagnostics, functional, nn, optim, viz
 from .autograd import enable_grad, grad, is_grad_enabled, no_grad
 from .creation import (
     arange, eye, full, manual_seed, ones, ones_like, rand, randn, zeros, zeros_like,
@@ -27,7 +27,7 @@ from .tensor import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "Tensor", "functional", "nn", "optim", "viz", "diagnostics", "save", "load",
+    "Tensor", "data", "functional", "nn", "optim", "viz", "diagnostics", "save", "load",
     "grad", "no_grad", "enable_grad", "is_grad_enabled",
     "get_default_dtype", "set_default_dtype", "manual_seed",
     "zeros", "ones", "full", "zeros_like", "ones_like", "arange", "eye", "rand", "randn",
