@@ -32,7 +32,7 @@ def test_readme_python_blocks_run_in_order(tmp_path, monkeypatch, capsys):
     printed = capsys.readouterr().out
     assert namespace["report"].ok
     assert "== of shapes (200, 1) and (200,)" in printed
-    assert re.search(r"dL/d0\.weight = \(dL/dv\d+\)\.T +\(400, 25\) -> \(25, 400\)", printed)
+    assert re.search(r"dL/d0\.weight = \(dL/dv\d+\)\.T @ c1 +\(25, 200\) @ \(200, 400\) -> \(25, 400\)", printed)
     assert "<svg" in (tmp_path / "graph.svg").read_text()
     assert "1 (Sigmoid)" in printed and "Training diagnostics: 5 step(s)" in printed
 
