@@ -1,0 +1,107 @@
+"""The benchmark is correct: its smoke run works, and its NumPy floor computes what tinygrad_edu does.
+
+No timing assertions (numbers depend on the machine and its load); what is checked is that
+the numbers are produced by the run, and that the floor the ratios divide by is the same
+math, with a gradient check that would catch it if it were not.
+"""
+import json
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # `benchmarks` lives beside the package, not inside it
+
+from benchmarks import numpy_floor, run, worker  # noqa: E402
+from benchmarks.specs import WORKLOADS  # noqa: E402
+from benchmarks.workloads import (  # noqa: E402
+    GradientMismatch, compare, implementation, make_problem, verify_gradients,
+)
+
+
+def test_quick_run_prints_the_check_and_a_row_per_workload_from_its_own_numbers(tmp_path):
+    path = tmp_path / "results.json"
+    process = subprocess.run(
+        [sys.executable, "benchmarks/run.py", "--quick", "--json", str(path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert process.returncode == 0, process.stderr
+    out = process.stdout
+    assert "OPENBLAS_NUM_THREADS=OMP_NUM_THREADS=MKL_NUM_THREADS=1" in out
+    assert re.search(r"^gradient check: OK.* W1 \(float64.* W5 \(float32", out, flags=re.M)
+    results = json.loads(path.read_text())["results"]
+    assert list(results) == list(WORKLOADS)
+    for name, spec in WORKLOADS.items():
+        row = re.search(rf"^\| {name} \| .*\|$", out, flags=re.M)
+        assert row, f"no table row for {name}"
+        cells = [c.strip() for c in row.group(0).strip("|").split("|")]
+        numbers = results[name]
+        assert numbers["tinygrad"]["median"] > 0 and numbers["floor"]["median"] > 0
+        ratio = numbers["tinygrad"]["median"] / numbers["floor"]["median"]
+        assert numbers["ratio"] == pytest.approx(ratio)
+        # the table shows this run's ratio and verdict, not a stored one
+        verdict = "yes" if ratio <= spec.target else "no"
+        assert cells[-3:] == [f"{ratio:.2f}x", f"<= {spec.target:.2f}x", verdict]
+    assert "MiB peak" in out and "us/op" in out and "ms/step" in out
+
+
+@pytest.mark.parametrize("name", list(WORKLOADS))
+def test_floor_gradients_and_update_match_tinygrad(name):
+    summary = verify_gradients(name, quick=True)
+    assert summary["workload"] == name
+    assert summary["worst_diff_over_max"] <= (1e-5 if summary["dtype"] == "float32" else 1e-12)
+
+
+@pytest.mark.parametrize("name", list(WORKLOADS))
+def test_gradient_check_rejects_a_floor_with_one_wrong_gradient(name):
+    problem = make_problem(name, quick=True)
+    loss, grads = implementation("floor", problem).loss_and_grads()
+    grads[-1] = grads[-1] * 1.01  # a 1% error in the last parameter's gradient
+    with pytest.raises(GradientMismatch, match=f"gradient of {problem.names[-1]} "):
+        compare(problem, (loss, grads), implementation("tinygrad", problem).loss_and_grads())
+
+
+def test_gradient_check_rejects_a_floor_that_skips_the_update(monkeypatch):
+    monkeypatch.setattr(numpy_floor._Floor, "step", lambda self, batch=None: None)
+    with pytest.raises(GradientMismatch, match="after one training step"):
+        verify_gradients("W2", quick=True)
+
+
+def test_both_sides_start_from_the_same_weights():
+    problem = make_problem("W2", quick=True)
+    floor, version = implementation("floor", problem), implementation("tinygrad", problem)
+    for initial, a, b in zip(problem.params, floor.parameter_arrays(), version.parameter_arrays()):
+        assert np.array_equal(a, initial) and np.array_equal(b, initial)
+        assert a is not initial and b is not initial  # copies: one side's update cannot reach the other
+
+
+@pytest.mark.parametrize("impl", ["floor", "tinygrad"])
+def test_memory_measurement_sees_numpy_buffers_allocated_by_the_step(impl):
+    problem = make_problem("W5", quick=True)
+    result = worker.measure_memory(implementation(impl, problem), impl)
+    # Every gradient is allocated during the step, so the peak is at least their total size.
+    assert result["value"] >= sum(p.nbytes for p in problem.params)
+    assert result["method"].startswith("tracemalloc")
+
+
+def test_a_failed_gradient_check_aborts_the_run_with_its_message(monkeypatch):
+    failure = {"ok": False, "error": "W2: gradient of b3 (4,) differs"}
+    monkeypatch.setattr(run, "run_worker", lambda arguments, env: (1, failure, ""))
+    with pytest.raises(SystemExit, match="gradient check failed.*\n.*gradient of b3"):
+        run.verify(["W2"], quick=True, seed=0, env={})
+
+
+def test_workers_get_the_thread_count_and_the_repository_on_their_path():
+    env = run.worker_environment(threads=3)
+    assert all(env[name] == "3" for name in run.THREAD_VARIABLES)
+    assert str(ROOT) in env["PYTHONPATH"].split(os.pathsep)
+    assert run.parse_args(["--workloads", "w1,W3", "--quick"]).workloads == ["W1", "W3"]
+    assert run.parse_args(["--quick"]).rounds == 1
+    with pytest.raises(SystemExit):
+        run.parse_args(["--workloads", "W9"])
