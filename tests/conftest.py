@@ -35,6 +35,20 @@ def _sealed_global_state():
     assert not tg.is_anomaly_enabled(), "a test left detect_anomaly() switched on"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_blas_thread():
+    """Tests multiply small matrices thousands of times; on a busy 2-core machine multithreaded
+    BLAS makes that several times slower and erratic. threadpoolctl comes with scikit-learn
+    (the examples extra); without it the suite still runs, only slower."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        yield
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
 @pytest.fixture
 def broadcast_guard_off():
     """For tests that stretch both operands on purpose (random broadcastable shapes)."""
