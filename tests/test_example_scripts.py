@@ -4,7 +4,6 @@ import pathlib
 import runpy
 
 import numpy as np
-import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 

@@ -3,7 +3,6 @@ the layers against NumPy, Dropout's statistics, and the loss modules against the
 
 Oracles are NumPy and central differences; names and reprs follow PyTorch exactly.
 """
-import re
 
 import numpy as np
 import pytest
