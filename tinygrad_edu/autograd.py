@@ -321,20 +321,20 @@ def _propagate(ctx: Context, out: Tensor, g, grads: dict, create_graph: bool) ->
         )
     if _backward_check is not None:
         _backward_check(ctx, input_grads)
-    for index, parent in enumerate(ctx.parents):
-        parent_grad = input_grads[index]
-        if parent_grad is None or not ctx.needs_input_grad[index]:
+    for parent, parent_grad, needed in zip(ctx.parents, input_grads, ctx.needs_input_grad):
+        if parent_grad is None or not needed:
             continue
-        shape = parent.data.shape
-        if parent_grad.shape != shape:
-            parent_grad = unbroadcast(parent_grad, shape)
-            if parent_grad.shape != shape:
+        data = parent.data
+        if parent_grad.shape != data.shape:
+            parent_grad = unbroadcast(parent_grad, data.shape)
+            if parent_grad.shape != data.shape:
+                index = next(i for i, p in enumerate(ctx.parents) if p is parent)
                 raise RuntimeError(
                     f"{ctx.fn.__name__}.backward returned a gradient of shape "
-                    f"{parent_grad.shape} for input {index} of shape {shape}"
+                    f"{parent_grad.shape} for input {index} of shape {data.shape}"
                 )
-        if parent_grad.dtype != parent.data.dtype:
-            parent_grad = parent_grad.astype(parent.data.dtype)
+        if parent_grad.dtype != data.dtype:
+            parent_grad = parent_grad.astype(data.dtype)
         key = id(parent)
         # `+`, never `+=`: a gradient array may be shared with another branch.
         grads[key] = grads[key] + parent_grad if key in grads else parent_grad
