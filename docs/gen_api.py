@@ -3,6 +3,8 @@
 Run ``python docs/gen_api.py`` after changing a public name or a docstring; ``--check`` only
 compares (exit status 1 if api.md is out of date). tests/test_docs.py fails while api.md
 differs from what this script produces, so the reference cannot drift from the code.
+A public name without a docstring fails both (exit status 1); a slot attribute, which cannot
+carry one, is described in its class docstring's "Attributes" section instead.
 Modules that cannot be imported yet are left out (the test's list of names catches that).
 """
 from __future__ import annotations
@@ -89,80 +91,8 @@ LINKS = {
     "tinygrad_edu.gradcheck.": "design_decisions.md",
 }
 
-# Summaries for names whose objects cannot carry a docstring of their own (slot attributes),
-# or do not have one yet. Used only when the docstring is missing; `main` lists them.
-FALLBACK = {
-    "tg.Tensor.data": "The ndarray itself, not a copy: writing into it changes the tensor, outside the graph.",
-    "tg.Tensor.grad": "The gradient accumulated by `backward` (a Tensor), or None; only leaves keep one.",
-    "tg.Tensor.requires_grad": "Whether operations on this tensor are recorded so `backward` reaches it.",
-    "tg.Tensor.name": "A label (str or None) used by `explain` and drawings of the graph.",
-    "tg.Tensor.shape": "The shape of the data, a tuple.",
-    "tg.Tensor.ndim": "The number of axes.",
-    "tg.Tensor.size": "The number of elements.",
-    "tg.Tensor.dtype": "The NumPy dtype of the data.",
-    "tg.Tensor.is_leaf": "True for a tensor no recorded operation made (`grad_fn is None`).",
-    "tg.Tensor.T": "The transpose (axes reversed), recorded in the graph.",
-    "tg.Tensor.swapaxes": "Swap two axes, like ``np.swapaxes``.",
-    "tg.Tensor.__add__": "`t + other`, broadcasting like NumPy.",
-    "tg.Tensor.__radd__": "`other + t`.",
-    "tg.Tensor.__sub__": "`t - other`.",
-    "tg.Tensor.__rsub__": "`other - t`.",
-    "tg.Tensor.__mul__": "`t * other`, elementwise (the Hadamard product).",
-    "tg.Tensor.__rmul__": "`other * t`.",
-    "tg.Tensor.__truediv__": "`t / other`.",
-    "tg.Tensor.__rtruediv__": "`other / t`.",
-    "tg.Tensor.__pow__": "`t ** other`.",
-    "tg.Tensor.__rpow__": "`other ** t`.",
-    "tg.Tensor.__matmul__": "`t @ other`: matrix product like ``np.matmul`` (1-D, 2-D, batched); "
-                            "a shape mismatch names the dimensions that disagree.",
-    "tg.Tensor.__rmatmul__": "`other @ t`, e.g. an ndarray times a Tensor.",
-    "tg.Tensor.__neg__": "`-t`.",
-    "tg.Tensor.__pos__": "`+t`: the tensor itself.",
-    "tg.Tensor.__eq__": "`t == other`: a boolean Tensor outside the graph (watched by the broadcast guard).",
-    "tg.Tensor.__ne__": "`t != other`: a boolean Tensor outside the graph.",
-    "tg.Tensor.__lt__": "`t < other`: a boolean Tensor outside the graph.",
-    "tg.Tensor.__le__": "`t <= other`: a boolean Tensor outside the graph.",
-    "tg.Tensor.__gt__": "`t > other`: a boolean Tensor outside the graph.",
-    "tg.Tensor.__ge__": "`t >= other`: a boolean Tensor outside the graph.",
-    "tg.Tensor.__len__": "The length of axis 0.",
-    "tg.Tensor.__iter__": "The rows, one recorded index each (so Python's built-in `sum()` works).",
-    "tg.Tensor.__bool__": "The truth value of a one-element tensor.",
-    "tg.Tensor.__float__": "`float(t)` of a one-element tensor.",
-    "tg.Tensor.__int__": "`int(t)` of a one-element tensor.",
-    "tg.Tensor.__index__": "Use a one-element integer tensor as an index.",
-    "tg.Tensor.__array__": "`np.asarray(t)`: the data, outside the graph.",
-    "tg.Tensor.__array_ufunc__": "NumPy ufuncs (`np.exp(t)`, `ndarray + t`) on Tensors return recorded Tensors.",
-    "tg.Tensor.__array_function__": "NumPy functions (`np.dot`, `np.sum`, ...) on Tensors return recorded Tensors.",
-    "tg.BackpropReport.ok": "True when every gradient matches (and no extra keys were returned).",
-    "tg.BackpropReport.__bool__": "`report.ok`, so `assert tg.check_backprop(...)` works.",
-    "tg.BackpropReport.__getitem__": "The `BackpropRow` of one parameter, by its index or dict key.",
-    "nn.Module.forward": "The computation of the module; subclasses define it, and call the module "
-                         "(`module(x)`), not `forward`, so that hooks run.",
-    "nn.Module.__call__": "Run `forward`, then the forward hooks; records the call for `viz.draw_graph`.",
-    "nn.Module.modules": "This module and every module below it.",
-    "nn.Module.named_children": "(name, module) for the direct sub-modules.",
-    "nn.Module.children": "The direct sub-modules.",
-    "nn.Module.parameters": "Every parameter of this module and those below it (each once), for an optimizer.",
-    "nn.Sequential.__getitem__": "`net[i]` is the i-th module; a slice gives a Sequential.",
-    "nn.Sequential.__len__": "The number of modules.",
-    "nn.Sequential.__iter__": "The modules, in order.",
-    "nn.Sequential.append": "Add a module at the end; returns the Sequential.",
-    "nn.ModuleList.__getitem__": "The i-th module; a slice gives a ModuleList.",
-    "nn.ModuleList.__len__": "The number of modules.",
-    "nn.ModuleList.__iter__": "The modules, in order.",
-    "nn.ModuleList.append": "Add a module at the end; returns the ModuleList.",
-    "nn.ModuleList.extend": "Add several modules at the end; returns the ModuleList.",
-    "nn.Linear.reset_parameters": "Re-draw weight and bias as at construction: PyTorch's default, "
-                                  "uniform in +-1/sqrt(in_features).",
-    "tinygrad_edu.diagnostics.DiagnosticsReport.kinds": "The set of the warnings' kinds.",
-    "tinygrad_edu.gradcheck.BackpropRow.ok": "True when this gradient matches (`kind == 'ok'`).",
-    "tinygrad_edu.data.TensorDataset.__len__": "The number of samples (rows).",
-    "tinygrad_edu.data.TensorDataset.__getitem__": "One sample (or several, for an index array): a tuple "
-                                                   "of Tensors, one row of each array.",
-    "tinygrad_edu.data.DataLoader.__len__": "The number of batches in one epoch.",
-    "tinygrad_edu.data.DataLoader.__iter__": "The batches of one epoch, each a tuple of Tensors "
-                                             "(a new order each time when `shuffle`).",
-}
+# What an entry without a docstring says; `main` then fails, and so does tests/test_docs.py.
+NO_DOCSTRING = "*(no docstring)*"
 
 HEADER = """\
 # API reference
@@ -277,6 +207,28 @@ def _own_doc(owner, name: str, obj) -> str:
     return ""
 
 
+def _attributes(doc) -> dict:
+    """The NumPy-style "Attributes" section of a class docstring: name -> (type, description).
+
+    Entries are ``name : type`` lines at the section's indentation, each followed by its
+    more-indented description; the section ends at the next underlined heading.
+    """
+    lines = inspect.cleandoc(doc or "").splitlines()
+    found, inside, name = {}, False, None
+    for line, below in zip(lines, lines[1:] + [""]):
+        if below.strip() and set(below.strip()) == {"-"}:  # a heading: its underline is below it
+            inside, name = line.strip() == "Attributes", None
+        elif not inside or (line.strip() and set(line.strip()) == {"-"}):
+            continue
+        elif line and not line[0].isspace():
+            name, _, kind = line.partition(":")
+            name = name.strip()
+            found[name] = (kind.strip(), [])
+        elif name is not None:
+            found[name][1].append(line.strip())
+    return {key: (kind, "\n".join(text).strip()) for key, (kind, text) in found.items()}
+
+
 def _link(display: str):
     if display in LINKS:
         return LINKS[display]
@@ -305,18 +257,16 @@ class _Writer:
         self.lines: list = []
         self.names: dict = {}  # id(object) -> the first display name it was documented under
         self.missing: list = []
-        self.fallbacks: list = []
 
     def summary(self, display: str, doc: str) -> str:
         text = _first_paragraph(doc)
-        if not text and display in FALLBACK:
-            self.fallbacks.append(display)
-            text = FALLBACK[display]
-        if not text:
+        if text:
+            text = _escape(text)
+        else:
             self.missing.append(display)
-            text = "*(no docstring)*"
+            text = NO_DOCSTRING  # not escaped: tests/test_docs.py looks for this exact marker
         page = _link(display)
-        return _escape(text) + (f" See [{page}]({page})." if page else "")
+        return text + (f" See [{page}]({page})." if page else "")
 
     def entry(self, level: str, display: str, code: str, summary: str, note: str = "") -> None:
         self.lines += [f"{level} `{display}`", "", "```python", code, "```", ""]
@@ -363,7 +313,10 @@ class _Writer:
                 code = full + _signature(function, not isinstance(member, staticmethod), False)
                 self.entry(level, full, code, self.summary(full, doc))
             elif type(member).__name__ == "member_descriptor":
-                self.entry(level, full, f"{full}  # attribute", self.summary(full, doc))
+                # A slot cannot carry a docstring: its description is in the class's Attributes section.
+                kind, doc = _attributes(cls.__doc__).get(name, ("", ""))
+                code = f"{full}  # attribute" + (f": {kind}" if kind else "")
+                self.entry(level, full, code, self.summary(full, doc))
 
     @staticmethod
     def _overrides(cls, name: str) -> bool:
@@ -413,19 +366,21 @@ def main(argv=None) -> int:
     parser.add_argument("--check", action="store_true", help="only compare; exit 1 if api.md is out of date")
     args = parser.parse_args(argv)
     text, writer = _generate()
-    if writer.missing:
-        print("no docstring: " + ", ".join(writer.missing), file=sys.stderr)
-    if writer.fallbacks:
-        print("summary from gen_api.FALLBACK (no docstring): " + ", ".join(writer.fallbacks), file=sys.stderr)
+    status = 0
     if args.check:
         current = API_MD.read_text(encoding="utf-8") if API_MD.exists() else ""
         if current != text:
             print(f"{API_MD} is out of date: run python docs/gen_api.py", file=sys.stderr)
-            return 1
-        return 0
-    API_MD.write_text(text, encoding="utf-8")
-    print(f"wrote {API_MD.relative_to(ROOT)}")
-    return 0
+            status = 1
+    else:
+        API_MD.write_text(text, encoding="utf-8")
+        print(f"wrote {API_MD.relative_to(ROOT)}")
+    if writer.missing:
+        # Written anyway, so the "*(no docstring)*" entries show where; the exit status still fails.
+        print(f"error: {len(writer.missing)} public name(s) have no docstring (a slot attribute needs an "
+              "entry in its class's Attributes section): " + ", ".join(writer.missing), file=sys.stderr)
+        status = 1
+    return status
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tinygrad_edu import Tensor
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 API_MD = DOCS / "api.md"
@@ -136,6 +138,7 @@ def test_resolve_fails_for_a_name_that_does_not_exist():
     assert "tg.Tensor.no_such_method" not in documented_names()
 
 
+@functools.lru_cache(maxsize=1)
 def _generator():
     spec = importlib.util.spec_from_file_location("docs_gen_api", DOCS / "gen_api.py")
     module = importlib.util.module_from_spec(spec)
@@ -143,8 +146,14 @@ def _generator():
     return module
 
 
+@functools.lru_cache(maxsize=1)
+def _generated():
+    """(api.md text, the writer) for the package as it is now: generated once for all tests."""
+    return _generator()._generate()
+
+
 def test_api_md_is_what_the_generator_writes_now():
-    expected = _generator().generate()
+    expected = _generated()[0]
     current = API_MD.read_text(encoding="utf-8")
     if current != expected:
         old, new = current.splitlines(), expected.splitlines()
@@ -161,8 +170,67 @@ def test_every_entry_has_a_summary():
     text = API_MD.read_text(encoding="utf-8")
     assert "*(no docstring)*" not in text, (
         "some entries of docs/api.md have no docstring (python docs/gen_api.py lists them): "
-        "write one, or a summary in gen_api.FALLBACK"
+        "write one (a slot attribute: in its class docstring's Attributes section)"
     )
+    assert _generated()[1].missing == [], "these public names have no docstring: write one"
+
+
+def test_generator_fails_on_a_name_without_docstring(tmp_path, monkeypatch, capsys):
+    # There is no table of stand-in summaries: a missing docstring must show and fail the run.
+    gen = _generator()
+
+    class Undocumented:
+        """A class whose method has no docstring."""
+
+        def method(self):
+            pass
+
+    writer = gen._Writer()
+    writer.document("tg.Undocumented", Undocumented)
+    assert writer.missing == ["tg.Undocumented.method"]
+    assert gen.NO_DOCSTRING == "*(no docstring)*"  # the marker test_every_entry_has_a_summary looks for
+    assert gen.NO_DOCSTRING in writer.lines
+    up_to_date = tmp_path / "api.md"
+    up_to_date.write_text("text\n", encoding="utf-8")
+    monkeypatch.setattr(gen, "_generate", lambda: ("text\n", writer))
+    monkeypatch.setattr(gen, "API_MD", up_to_date)
+    assert gen.main(["--check"]) == 1  # the file is up to date: only the missing docstring fails
+    assert "tg.Undocumented.method" in capsys.readouterr().err
+
+
+def test_slot_attributes_are_described_by_the_class_attributes_section():
+    gen = _generator()
+    doc = """Summary.
+
+    Parameters
+    ----------
+    data : array_like
+        Not an attribute.
+
+    Attributes
+    ----------
+    data : ndarray
+        The values,
+        on two lines.
+
+        Second paragraph.
+    grad : Tensor or None
+        The gradient.
+
+    Examples
+    --------
+    >>> 1
+    1
+    """
+    assert gen._attributes(doc) == {
+        "data": ("ndarray", "The values,\non two lines.\n\nSecond paragraph."),
+        "grad": ("Tensor or None", "The gradient."),
+    }
+    text = _generated()[0]
+    for name in ("data", "grad", "requires_grad", "name"):
+        entry = text.split(f"#### `tg.Tensor.{name}`\n", 1)[1].split("####", 1)[0]
+        assert "# attribute: " in entry, entry
+        assert gen._first_paragraph(gen._attributes(Tensor.__doc__)[name][1]) in entry
 
 
 def test_api_md_runs_no_code():

@@ -96,9 +96,11 @@ class TensorDataset:
         return [t.data if isinstance(t, Tensor) else t for t in self.tensors]
 
     def __len__(self) -> int:
+        """The number of samples (the length of axis 0)."""
         return len(self._arrays()[0])
 
     def __getitem__(self, index) -> tuple:
+        """One sample, or several for a slice or index array: a tuple of Tensors, one per array."""
         if isinstance(index, Tensor):
             index = index.data
         return tuple(Tensor(np.asarray(array[index])) for array in self._arrays())
@@ -157,11 +159,13 @@ class DataLoader:
         self.drop_last = bool(drop_last)
 
     def __len__(self) -> int:
+        """The number of batches in one epoch."""
         if self.drop_last:
             return len(self.dataset) // self.batch_size
         return math.ceil(len(self.dataset) / self.batch_size)
 
     def __iter__(self):
+        """The batches of one epoch, each a tuple of Tensors (in a new order each time if `shuffle`)."""
         # The order is drawn here, not lazily in the generator, so that iter(loader) fixes the epoch.
         n = len(self.dataset)
         order = creation.generator().permutation(n) if self.shuffle else np.arange(n)

@@ -93,6 +93,7 @@ class DiagnosticsReport:
 
     @property
     def kinds(self) -> set:
+        """The set of the warnings' kinds, e.g. ``{"saturation", "vanishing_gradient"}``."""
         return {warning.kind for warning in self.warnings}
 
     def __str__(self) -> str:

@@ -171,6 +171,7 @@ class BackpropRow:
 
     @property
     def ok(self) -> bool:
+        """True when this gradient matches (``kind == "ok"``)."""
         return self.kind == "ok"
 
 
@@ -189,6 +190,7 @@ class BackpropReport:
 
     @property
     def ok(self) -> bool:
+        """True when every gradient matches and none was returned for a key that params lacks."""
         return not self.extra_keys and all(row.ok for row in self.rows)
 
     @property
@@ -197,9 +199,11 @@ class BackpropReport:
         return [row for row in self.rows if not row.ok]
 
     def __bool__(self) -> bool:
+        """``report.ok``, so ``assert tg.check_backprop(...)`` fails on a wrong gradient."""
         return self.ok
 
     def __getitem__(self, key) -> BackpropRow:
+        """The `BackpropRow` of one parameter, by its key in params (a dict key or a list index)."""
         for row in self.rows:
             if row.key == key:
                 return row

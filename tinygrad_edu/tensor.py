@@ -65,6 +65,19 @@ class Tensor:
     name : str, optional
         A label used by drawings and explanations of the graph.
 
+    Attributes
+    ----------
+    data : ndarray
+        The values: the array itself, not a copy. Writing into it changes the tensor
+        without recording anything in the graph.
+    grad : Tensor or None
+        The gradient that ``backward`` accumulated into this leaf, or None before the first
+        one; gradients add up across calls until ``zero_grad``. Only leaves keep one.
+    requires_grad : bool
+        Whether operations on this tensor are recorded, so ``backward`` reaches it.
+    name : str or None
+        A label for ``tg.explain`` and ``viz.draw_graph`` (None: no label).
+
     Examples
     --------
     >>> import tinygrad_edu as tg
@@ -104,18 +117,22 @@ class Tensor:
     # ---- array attributes -------------------------------------------------------------
     @property
     def shape(self) -> tuple:
+        """The shape of the data, a tuple (``()`` for a 0-d tensor)."""
         return self.data.shape
 
     @property
     def ndim(self) -> int:
+        """The number of axes (0 for a 0-d tensor)."""
         return self.data.ndim
 
     @property
     def size(self) -> int:
+        """The number of elements (the product of the shape)."""
         return self.data.size
 
     @property
     def dtype(self) -> np.dtype:
+        """The NumPy dtype of the data (float32 for Python numbers and lists unless changed)."""
         return self.data.dtype
 
     @property
@@ -125,14 +142,17 @@ class Tensor:
 
     @property
     def is_leaf(self) -> bool:
+        """True when no recorded operation made this tensor (``grad_fn is None``)."""
         return self._ctx is None
 
     def __len__(self) -> int:
+        """The length of axis 0; a 0-d tensor has none (TypeError)."""
         if self.data.ndim == 0:
             raise TypeError("len() of a 0-d tensor")
         return len(self.data)
 
     def __iter__(self):
+        """The rows (axis 0), each taken with a recorded ``t[i]``."""
         # Lets Python's built-in sum() and unpacking work, one recorded index per row.
         for i in range(len(self)):
             yield self[i]
@@ -149,6 +169,7 @@ class Tensor:
         return f"Tensor({body}, {', '.join(extras)})"
 
     def __bool__(self) -> bool:
+        """The truth value of a one-element tensor; any other size raises ValueError."""
         if self.data.size != 1:
             raise ValueError(
                 f"the truth value of a tensor of shape {self.shape} is ambiguous; use .any() or .all()"
@@ -156,12 +177,15 @@ class Tensor:
         return bool(self.data)
 
     def __float__(self) -> float:
+        """``float(t)`` for a one-element tensor (outside the graph)."""
         return float(self.item())
 
     def __int__(self) -> int:
+        """``int(t)`` for a one-element tensor (outside the graph)."""
         return int(self.item())
 
     def __index__(self) -> int:
+        """A one-element integer tensor as a Python int, so it can index a list or a range."""
         if self.data.dtype.kind not in "iu":
             raise TypeError(f"only integer tensors can be used as an index, not {self.dtype}")
         return int(self.item())
@@ -185,6 +209,7 @@ class Tensor:
         return self.data.tolist()
 
     def __array__(self, dtype=None, copy=None):
+        """``np.asarray(t)``: the data itself (a copy or a cast if asked), outside the graph."""
         if dtype is None or dtype == self.data.dtype:
             return self.data.copy() if copy else self.data
         return self.data.astype(dtype)
@@ -231,64 +256,84 @@ class Tensor:
 
     # ---- arithmetic (each calls one op; `ops` does the math) ---------------------------
     def __add__(self, other):
+        """``t + other``, elementwise with NumPy broadcasting; recorded."""
         return ops.Add.apply(self, other)
 
     def __radd__(self, other):
+        """``other + t`` when the left operand is not a Tensor."""
         return ops.Add.apply(other, self)
 
     def __sub__(self, other):
+        """``t - other``, elementwise with NumPy broadcasting; recorded."""
         return ops.Sub.apply(self, other)
 
     def __rsub__(self, other):
+        """``other - t`` when the left operand is not a Tensor."""
         return ops.Sub.apply(other, self)
 
     def __mul__(self, other):
+        """``t * other``, elementwise (the Hadamard product; ``@`` is the matrix product); recorded."""
         return ops.Mul.apply(self, other)
 
     def __rmul__(self, other):
+        """``other * t`` when the left operand is not a Tensor."""
         return ops.Mul.apply(other, self)
 
     def __truediv__(self, other):
+        """``t / other``, elementwise with NumPy broadcasting; recorded."""
         return ops.Div.apply(self, other)
 
     def __rtruediv__(self, other):
+        """``other / t`` when the left operand is not a Tensor."""
         return ops.Div.apply(other, self)
 
     def __pow__(self, other):
+        """``t ** other``, elementwise; recorded (a Tensor exponent's gradient needs t > 0)."""
         return ops.Pow.apply(self, other)
 
     def __rpow__(self, other):
+        """``other ** t`` when the left operand is not a Tensor, e.g. ``2 ** t``."""
         return ops.Pow.apply(other, self)
 
     def __matmul__(self, other):
+        """``t @ other``, the matrix product like ``np.matmul``; a mismatch names the axes that disagree."""
         return ops.MatMul.apply(self, other)
 
     def __rmatmul__(self, other):
+        """``other @ t`` when the left operand is not a Tensor."""
         return ops.MatMul.apply(other, self)
 
     def __neg__(self):
+        """``-t``, recorded."""
         return ops.Neg.apply(self)
 
     def __pos__(self):
+        """``+t``: the tensor itself (nothing is recorded)."""
         return self
 
     # Comparisons give boolean tensors, outside the graph.
     def __lt__(self, other):
+        """``t < other``, elementwise: a boolean Tensor outside the graph."""
         return compare(np.less, self, other)
 
     def __le__(self, other):
+        """``t <= other``, elementwise: a boolean Tensor outside the graph."""
         return compare(np.less_equal, self, other)
 
     def __gt__(self, other):
+        """``t > other``, elementwise: a boolean Tensor outside the graph."""
         return compare(np.greater, self, other)
 
     def __ge__(self, other):
+        """``t >= other``, elementwise: a boolean Tensor outside the graph."""
         return compare(np.greater_equal, self, other)
 
     def __eq__(self, other):
+        """``t == other``, elementwise: a boolean Tensor outside the graph (use ``.all()`` for one answer)."""
         return compare(np.equal, self, other)
 
     def __ne__(self, other):
+        """``t != other``, elementwise: a boolean Tensor outside the graph."""
         return compare(np.not_equal, self, other)
 
     # ---- elementwise -----------------------------------------------------------------
@@ -387,6 +432,7 @@ class Tensor:
 
     @property
     def T(self):
+        """The transpose (all axes reversed, as ``transpose()``); recorded."""
         return self.transpose()
 
     @property
@@ -395,6 +441,7 @@ class Tensor:
         return self.transpose(-1, -2) if self.ndim != 2 else self.transpose()
 
     def swapaxes(self, axis1: int, axis2: int):
+        """Swap two axes, like ``np.swapaxes``; recorded."""
         axes = list(range(self.ndim))
         axes[axis1], axes[axis2] = axes[axis2], axes[axis1]
         return ops.Transpose.apply(self, axes=tuple(axes))
@@ -424,9 +471,11 @@ class Tensor:
 
     # ---- NumPy interoperability ------------------------------------------------------
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        """NumPy ufuncs on Tensors (``np.exp(t)``, ``ndarray + t``) give recorded Tensors, or a TypeError."""
         return interop.array_ufunc(ufunc, method, inputs, kwargs)
 
     def __array_function__(self, func, types, args, kwargs):
+        """NumPy functions on Tensors (``np.sum``, ``np.dot``, ...) give recorded Tensors, or a TypeError."""
         return interop.array_function(func, args, kwargs)
 
 

@@ -19,8 +19,9 @@ class Linear(Module):
     """y = x @ weight.T + bias, with weight shaped (out_features, in_features) as in PyTorch.
 
     Initialised as PyTorch does: weight and bias uniform in +-1/sqrt(in_features)
-    (``kaiming_uniform_`` with ``a=sqrt(5)``). For deep sigmoid/tanh networks prefer
-    ``nn.init.xavier_uniform_``, for ReLU networks ``nn.init.kaiming_uniform_(nonlinearity='relu')``.
+    (``kaiming_uniform_`` with ``a=sqrt(5)``). For deep networks prefer ``nn.init.xavier_uniform_``
+    before tanh (with ``gain=4.0`` before a sigmoid: its slope is at most 1/4) and
+    ``nn.init.kaiming_uniform_(nonlinearity='relu')`` before ReLU.
 
     >>> import tinygrad_edu as tg
     >>> from tinygrad_edu import nn
@@ -38,6 +39,7 @@ class Linear(Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
+        """Draw weight and bias again as at construction: PyTorch's uniform in +-1/sqrt(in_features)."""
         init.kaiming_uniform_(self.weight, a=math.sqrt(5))  # bound = 1 / sqrt(in_features)
         if self.bias is not None:
             bound = 1 / math.sqrt(self.in_features) if self.in_features > 0 else 0.0

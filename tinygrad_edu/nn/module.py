@@ -97,9 +97,16 @@ class Module:
 
     # ---- calling -----------------------------------------------------------------------------
     def forward(self, *inputs):
+        """The module's computation, defined by each subclass; call the module (``module(x)``),
+        not ``forward``, so that forward hooks run.
+        """
         raise NotImplementedError(f"{type(self).__name__} must define forward(...)")
 
     def __call__(self, *inputs, **kwargs):
+        """Run ``forward`` then the forward hooks (which may replace the output), and return it.
+
+        The call is also noted on the output's graph node, so ``viz.draw_graph`` can show the module.
+        """
         out = self.forward(*inputs, **kwargs)
         if self._forward_hooks:
             for hook in tuple(self._forward_hooks.values()):
@@ -138,15 +145,18 @@ class Module:
                 yield from child.named_modules(f"{prefix}.{name}" if prefix else name, remove_duplicate, seen)
 
     def modules(self) -> Iterator["Module"]:
+        """This module and every module below it, each once."""
         for _, module in self.named_modules():
             yield module
 
     def named_children(self) -> Iterator:
+        """(name, module) pairs for the direct sub-modules, in the order they were assigned."""
         for name, child in self._modules.items():
             if child is not None:
                 yield name, child
 
     def children(self) -> Iterator["Module"]:
+        """The direct sub-modules, in the order they were assigned."""
         for _, child in self.named_children():
             yield child
 
@@ -163,6 +173,7 @@ class Module:
                 yield (f"{module_name}.{name}" if module_name else name), param
 
     def parameters(self, recurse: bool = True) -> Iterator[Parameter]:
+        """Every parameter of this module and the modules below it, each once (what an optimizer takes)."""
         for _, param in self.named_parameters(recurse=recurse):
             yield param
 
@@ -295,18 +306,22 @@ class Sequential(Module):
         return x
 
     def __getitem__(self, index):
+        """``net[i]`` is the i-th module; a slice gives a Sequential that keeps the modules' names."""
         items = list(self._modules.items())
         if isinstance(index, slice):
             return type(self)(dict(items[index]))
         return items[index][1]
 
     def __len__(self) -> int:
+        """The number of modules."""
         return len(self._modules)
 
     def __iter__(self) -> Iterator[Module]:
+        """The modules, in order."""
         return iter(self._modules.values())
 
     def append(self, module: Module) -> "Sequential":
+        """Add `module` at the end, named ``str(len(self))``; returns the Sequential."""
         _check_module(module, f"{type(self).__name__}.append")
         setattr(self, str(len(self)), module)
         return self
@@ -321,21 +336,26 @@ class ModuleList(Module):
             self.append(module)
 
     def __getitem__(self, index):
+        """The i-th module; a slice gives a new ModuleList."""
         values = list(self._modules.values())
         return ModuleList(values[index]) if isinstance(index, slice) else values[index]
 
     def __len__(self) -> int:
+        """The number of modules."""
         return len(self._modules)
 
     def __iter__(self) -> Iterator[Module]:
+        """The modules, in order."""
         return iter(self._modules.values())
 
     def append(self, module: Module) -> "ModuleList":
+        """Add `module` at the end; returns the ModuleList."""
         _check_module(module, "ModuleList.append")
         setattr(self, str(len(self)), module)
         return self
 
     def extend(self, modules) -> "ModuleList":
+        """Add each of `modules` at the end; returns the ModuleList."""
         for module in modules:
             self.append(module)
         return self
