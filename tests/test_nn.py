@@ -697,3 +697,15 @@ def test_dropout_keeps_the_input_dtype(dtype):
     out.sum().backward()
     assert x.grad.dtype == dtype
     np.testing.assert_array_equal(x.grad.data, out.data)  # the gradient is the scaled mask
+
+
+def test_append_after_slicing_never_reuses_a_name():
+    net = nn.Sequential(nn.Linear(2, 2), nn.Tanh(), nn.Linear(2, 2))
+    tail = net[1:].append(nn.ReLU())  # keeps the names "1" and "2"
+    assert [name for name, _ in tail.named_children()] == ["1", "2", "3"]
+    assert isinstance(tail[-1], nn.ReLU) and isinstance(tail[1], nn.Linear)
+
+
+def test_swapaxes_out_of_range_names_the_axis():
+    with pytest.raises(ValueError, match=r"axis 5 is out of range for a tensor of shape \(2, 3\)"):
+        tg.Tensor(np.zeros((2, 3))).swapaxes(0, 5)

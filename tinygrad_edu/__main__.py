@@ -136,7 +136,9 @@ def build_model(inputs: int, hidden: int, classes: int, activation: str, init: s
 
     for layer in (model[0], model[2]):
         if init == "xavier":
-            nn.init.xavier_uniform_(layer.weight, gain=nn.init.calculate_gain(activation if layer is model[0] else "sigmoid"))
+            # A sigmoid's slope is at most 1/4: gain 4 keeps its gradient's variance (docs/initialisation.md)
+            gain = (4.0 if activation == "sigmoid" else nn.init.calculate_gain(activation)) if layer is model[0] else 1.0
+            nn.init.xavier_uniform_(layer.weight, gain=gain)
         elif init == "kaiming":
             nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
         elif init == "rand":  # the second learner's: all positive, every unit saturates

@@ -443,6 +443,9 @@ class Tensor:
     def swapaxes(self, axis1: int, axis2: int):
         """Swap two axes, like ``np.swapaxes``; recorded."""
         axes = list(range(self.ndim))
+        for axis in (axis1, axis2):
+            if not -self.ndim <= axis < self.ndim:
+                raise ValueError(f"swapaxes: axis {axis} is out of range for a tensor of shape {self.shape}")
         axes[axis1], axes[axis2] = axes[axis2], axes[axis1]
         return ops.Transpose.apply(self, axes=tuple(axes))
 

@@ -94,8 +94,10 @@ def zeros_(tensor):
 def xavier_uniform_(tensor, gain: float = 1.0):
     """U(-b, b) with b = gain * sqrt(6 / (fan_in + fan_out)) (Glorot & Bengio, 2010).
 
-    For sigmoid and tanh layers (gain from `calculate_gain`): it keeps the variance of both the
-    forward signal and the backward gradient about constant, so units do not saturate.
+    For tanh layers (gain 5/3 from `calculate_gain`) and sigmoid layers: it keeps the variance of
+    both the forward signal and the backward gradient about constant, so units do not saturate.
+    A sigmoid's slope is at most 1/4, so before a sigmoid pass ``gain=4.0`` (calculate_gain
+    gives 1, as PyTorch's does); see docs/initialisation.md.
     """
     if np.size(tensor) == 0:
         return tensor  # nothing to fill (and fans of 0 would divide by zero)
@@ -106,7 +108,7 @@ def xavier_uniform_(tensor, gain: float = 1.0):
 
 def xavier_normal_(tensor, gain: float = 1.0):
     """N(0, std**2) with std = gain * sqrt(2 / (fan_in + fan_out)); the normal form of Xavier,
-    for sigmoid and tanh layers."""
+    for tanh layers and (with ``gain=4.0``) sigmoid layers."""
     if np.size(tensor) == 0:
         return tensor  # nothing to fill (and fans of 0 would divide by zero)
     fan_in, fan_out = _fans(tensor)

@@ -321,9 +321,9 @@ class Sequential(Module):
         return iter(self._modules.values())
 
     def append(self, module: Module) -> "Sequential":
-        """Add `module` at the end, named ``str(len(self))``; returns the Sequential."""
+        """Add `module` at the end, named one past the largest numeric name; returns the Sequential."""
         _check_module(module, f"{type(self).__name__}.append")
-        setattr(self, str(len(self)), module)
+        setattr(self, _next_index_name(self._modules), module)
         return self
 
 
@@ -351,7 +351,7 @@ class ModuleList(Module):
     def append(self, module: Module) -> "ModuleList":
         """Add `module` at the end; returns the ModuleList."""
         _check_module(module, "ModuleList.append")
-        setattr(self, str(len(self)), module)
+        setattr(self, _next_index_name(self._modules), module)
         return self
 
     def extend(self, modules) -> "ModuleList":
@@ -364,3 +364,10 @@ class ModuleList(Module):
 def _check_module(module, where: str) -> None:
     if not isinstance(module, Module):
         raise TypeError(f"{where}: expected an nn.Module, got {type(module).__name__}")
+
+
+def _next_index_name(modules: dict) -> str:
+    """The name for an appended module: one past the largest numeric name, never one in use
+    (a slice such as net[1:] keeps the names "1" and "2", so len() would repeat "2")."""
+    numbers = [int(name) for name in modules if name.isdigit()]
+    return str(max(numbers, default=-1) + 1)
