@@ -717,3 +717,26 @@ def test_minimize_names_bad_input(closure, params, message):
     w = tg.Tensor([1.0, 2.0], requires_grad=True)
     with pytest.raises(ValueError, match=message):
         optim.minimize(closure(w), params(w))
+
+
+@pytest.mark.parametrize("dtype, rtol", [(np.float32, 1e-5), (np.float64, 1e-12)])
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_sgd_on_big_weights_takes_the_blas_path_and_updates_exactly_in_place(dtype, rtol, momentum):
+    rng = np.random.default_rng(5)
+    start = rng.standard_normal((80, 90)).astype(dtype)  # 7200 elements: the axpy path
+    grads = [rng.standard_normal((80, 90)).astype(dtype) for _ in range(3)]
+    p = tg.Tensor(start.copy(), requires_grad=True)
+    held = p.data
+    opt = optim.SGD([p], lr=0.1, momentum=momentum, dampening=0.2 if momentum else 0.0)
+    expected, buffer = start.astype(np.float64), None
+    for g in grads:
+        p.grad = tg.Tensor(g.copy())
+        opt.step()
+        if momentum:
+            buffer = g.astype(np.float64) if buffer is None else momentum * buffer + 0.8 * g
+            expected = expected - 0.1 * buffer
+        else:
+            expected = expected - 0.1 * g
+        np.testing.assert_array_equal(p.grad.data, g)  # the gradient is read, never scaled in place
+    assert p.data is held and p.data.dtype == dtype
+    np.testing.assert_allclose(p.data, expected, rtol=rtol, atol=rtol)

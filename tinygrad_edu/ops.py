@@ -84,7 +84,12 @@ class Sigmoid(Function):
     @staticmethod
     def backward(ctx, grad):
         (out,) = ctx.saved
-        return grad * (out * (1 - out))
+        # One temporary: on ndarrays *= works in place on the fresh `slope`; on Tensors
+        # (create_graph) it falls back to *, so the same lines record the backward.
+        slope = 1 - out
+        slope *= out
+        slope *= grad
+        return slope
 
 
 class Tanh(Function):
@@ -99,7 +104,9 @@ class Tanh(Function):
     @staticmethod
     def backward(ctx, grad):
         (out,) = ctx.saved
-        return grad * (1 - out * out)
+        slope = 1 - out * out
+        slope *= grad  # in place on ndarrays (see Sigmoid.backward)
+        return slope
 
 
 class Relu(Function):

@@ -11,6 +11,7 @@ from collections import defaultdict
 from typing import Callable, Optional
 
 import numpy as np
+import scipy.linalg.blas
 
 from .autograd import enable_grad, grad
 from .tensor import Tensor, clear_grad
@@ -160,6 +161,24 @@ def _copy(value):
     return value.copy() if isinstance(value, np.ndarray) else value
 
 
+_AXPY = {np.dtype(np.float32): scipy.linalg.blas.saxpy, np.dtype(np.float64): scipy.linalg.blas.daxpy}
+
+
+def _add_scaled(target: np.ndarray, scale: float, x: np.ndarray) -> None:
+    """target += scale * x, in place. For big contiguous float arrays BLAS's axpy does it
+    without the temporary `scale * x` (2-3x faster, and no second weight-sized array);
+    small or unusual arrays take NumPy's way, whose call costs less."""
+    if target.size < 4096:
+        target += scale * x
+        return
+    axpy = _AXPY.get(target.dtype)
+    if (axpy is not None and x.dtype == target.dtype and x.shape == target.shape
+            and target.flags.c_contiguous and x.flags.c_contiguous):
+        axpy(x.reshape(-1), target.reshape(-1), a=scale)  # a contiguous 1-D view: written in place
+    else:
+        target += scale * x
+
+
 class SGD(Optimizer):
     """Stochastic gradient descent, optionally with momentum (PyTorch's formulation).
 
@@ -189,9 +208,9 @@ class SGD(Optimizer):
                 buffer = state["momentum_buffer"] = grad.copy()  # no dampening on the first step
             else:
                 buffer *= momentum
-                buffer += (1 - group["dampening"]) * grad
+                _add_scaled(buffer, 1 - group["dampening"], grad)
             grad = grad + momentum * buffer if group["nesterov"] else buffer
-        param -= lr * grad
+        _add_scaled(param, -lr, grad)
 
 
 class Adam(Optimizer):
