@@ -183,7 +183,7 @@ def mse_loss(input: Tensor, target, reduction: str = "mean") -> Tensor:
     target = _target_like(input, target)
     _check_same_shape("mse_loss", input, target)
     _check_reduction(reduction)
-    return _reduced((input - target) ** 2, reduction)
+    return ops.SquaredError.apply(input, target, reduction=reduction)  # one node, like the other losses
 
 
 def cross_entropy(logits: Tensor, target, reduction: str = "mean") -> Tensor:
@@ -382,4 +382,6 @@ def _probability_target(logits: Tensor, target, axis: int, name: str):
         )
     indices = _checked_indices(logits, target, axis, name)
     rows = np.eye(logits.shape[axis], dtype=logits.dtype)[indices]  # classes on the last axis
+    if axis == rows.ndim - 1:
+        return rows  # (N, C) or (C,): already where the logits have their classes
     return np.moveaxis(rows, -1, axis)

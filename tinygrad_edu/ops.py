@@ -173,7 +173,7 @@ class Sub(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        return grad, -grad
+        return grad, -grad if ctx.needs_input_grad[1] else None  # y is often a constant target
 
 
 class Mul(Function):
@@ -226,8 +226,13 @@ class Pow(Function):
     @staticmethod
     def backward(ctx, grad):
         x, y, out = ctx.saved
-        dx = grad * y * x ** (y - 1) if ctx.needs_input_grad[0] else None
-        dy = grad * out * np.log(x) if ctx.needs_input_grad[1] else None
+        dx = dy = None
+        if ctx.needs_input_grad[0]:
+            # The square x**2 is the usual case: its slope 2x needs no power (and no x**1 copy).
+            dx = x * 2 if type(y) is int and y == 2 else y * x ** (y - 1)
+            dx *= grad  # dx is fresh and has grad's shape: in place on ndarrays (see Sigmoid.backward)
+        if ctx.needs_input_grad[1]:
+            dy = grad * out * np.log(x)
         return dx, dy
 
 
@@ -511,6 +516,8 @@ class Linear(Function):
 
 def _fits_into(shape: tuple, target: tuple) -> bool:
     """True when an array of `shape` broadcasts to `target` without enlarging it."""
+    if shape == target[len(target) - len(shape):]:
+        return True  # the usual bias: (out_features,) against (batch, out_features)
     return len(shape) <= len(target) and all(n == 1 or n == m for n, m in zip(shape[::-1], target[::-1]))
 
 
@@ -530,6 +537,8 @@ def _check_matmul_shapes(x_shape: tuple, y_shape: tuple) -> None:
         raise ValueError(
             f"the inner dimensions disagree: x.shape[-1] = {inner_x} but {where_y} = {inner_y}{hint}"
         )
+    if len(x_shape) <= 2 and len(y_shape) <= 2:
+        return  # no batch dimensions (the usual layer), so nothing else to check
     try:
         np.broadcast_shapes(x_shape[:-2], y_shape[:-2])
     except ValueError:
@@ -639,16 +648,49 @@ class SoftmaxCrossEntropy(Function):
         with np.errstate(invalid="ignore"):
             # 0 * log(0) counts as 0 (as in entropy): a masked -inf logit with no target weight adds nothing.
             losses = -np.sum(np.where(t != 0, t * log_probs, 0), axis=axis)
-        ctx.kept_shape = np.expand_dims(losses, axis).shape  # where 'none' puts each row's gradient
+        ctx.kept_shape = x.shape[:axis] + (1,) + x.shape[axis + 1:]  # where 'none' puts each row's gradient
         return _reduce(ctx, losses)
 
     @staticmethod
     def backward(ctx, grad):
         x, t = ctx.saved
+        axis = ctx.axis
         grad = grad.reshape(ctx.kept_shape) if ctx.reduction == "none" else _spread(ctx, grad)
-        log_probs = _log_softmax(x, ctx.axis)
-        dx = grad * (np.exp(log_probs) * t.sum(axis=ctx.axis, keepdims=True) - t)
-        dt = -grad * log_probs if ctx.needs_input_grad[1] else None
+        shifted = _shifted(x, axis)
+        dx = np.exp(shifted)
+        sums = dx.sum(axis=axis, keepdims=True)
+        dt = -grad * (shifted - np.log(sums)) if ctx.needs_input_grad[1] else None  # -grad * log_softmax(x)
+        # dx = grad * (softmax(x) * sum(t) - t), built in the fresh exp array: in place on ndarrays,
+        # while on Tensors (create_graph) each line records a new node (see Sigmoid.backward).
+        dx /= sums
+        dx *= t.sum(axis=axis, keepdims=True)
+        dx -= t
+        dx *= grad
+        return dx, dt
+
+
+class SquaredError(Function):
+    """z = (x - t)**2, reduced;  dz/dx = 2 (x - t),  dz/dt = -2 (x - t)
+
+    mse_loss as one node with the textbook gradient 2 (x - t) / N. The composite (Sub, Pow,
+    Sum, Div) gives the same values in four nodes, which cost a quarter of a small network's
+    training step (W3 in docs/performance.md).
+    """
+
+    @staticmethod
+    def forward(ctx, x, t, reduction):
+        ctx.reduction = reduction
+        ctx.save_for_backward(x, t)
+        losses = x - t
+        losses *= losses  # the difference is a fresh array: square it in place
+        return _reduce(ctx, losses)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, t = ctx.saved
+        dx = x - t
+        dx *= 2 * _spread(ctx, grad)  # in place on ndarrays (see Sigmoid.backward)
+        dt = -dx if ctx.needs_input_grad[1] else None
         return dx, dt
 
 
@@ -702,11 +744,16 @@ def _clamped_logs(p):
         return np.maximum(np.log(p), -100.0), np.maximum(np.log(1 - p), -100.0)
 
 
+def _shifted(x, axis: int):
+    """x minus its maximum along `axis`. The shift is a constant: it keeps exp from overflowing
+    and cancels out of softmax and log-softmax (and of their gradients)."""
+    shift = np.asarray(x).max(axis=axis, keepdims=True)
+    return x - np.where(np.isfinite(shift), shift, 0)
+
+
 def _log_softmax(x, axis: int):
-    """x - logsumexp(x, axis). The shift by the maximum is a constant: it keeps exp from
-    overflowing and cancels out of the result (and of its gradient)."""
-    shift = np.max(np.asarray(x), axis=axis, keepdims=True)
-    shifted = x - np.where(np.isfinite(shift), shift, 0)
+    """x - logsumexp(x, axis), computed from the shifted x."""
+    shifted = _shifted(x, axis)
     return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
 
 
@@ -714,8 +761,8 @@ def _reduce(ctx, losses):
     """Apply a loss's reduction ('none' | 'sum' | 'mean'), remembering what backward must undo."""
     ctx.count = losses.size
     if ctx.reduction == "mean":
-        return np.mean(losses)
-    return np.sum(losses) if ctx.reduction == "sum" else losses
+        return losses.sum() / ctx.count  # as Tensor.mean: the sum, then one division (np.mean costs 3x more)
+    return losses.sum() if ctx.reduction == "sum" else losses
 
 
 def _spread(ctx, grad):
