@@ -306,13 +306,16 @@ class _Writer:
                 continue  # documented once, at the base class
             full = f"{display}.{name}"
             doc = _own_doc(cls, name, member)
+            settable = isinstance(member, property) and member.fset is not None
+            if settable and name in _attributes(cls.__doc__):
+                member = None  # a property that reads and writes like an attribute: documented as one
             if isinstance(member, property):
                 self.entry(level, full, f"{full}  # property", self.summary(full, doc))
             elif inspect.isfunction(member) or isinstance(member, (classmethod, staticmethod)):
                 function = member.__func__ if isinstance(member, (classmethod, staticmethod)) else member
                 code = full + _signature(function, not isinstance(member, staticmethod), False)
                 self.entry(level, full, code, self.summary(full, doc))
-            elif type(member).__name__ == "member_descriptor":
+            elif member is None or type(member).__name__ == "member_descriptor":
                 # A slot cannot carry a docstring: its description is in the class's Attributes section.
                 kind, doc = _attributes(cls.__doc__).get(name, ("", ""))
                 code = f"{full}  # attribute" + (f": {kind}" if kind else "")

@@ -10,7 +10,7 @@ import pytest
 
 import tinygrad_edu as tg
 import tinygrad_edu.functional as F
-from tinygrad_edu.autograd import toposort, unbroadcast
+from tinygrad_edu.autograd import node_of, toposort, unbroadcast
 
 
 def leaf(values, dtype=np.float64):
@@ -47,7 +47,8 @@ def test_toposort_puts_inputs_before_outputs():
     b = a.exp()
     c = a + b
     order = toposort([c])
-    position = {id(t): i for i, t in enumerate(order)}
+    position = {id(item): i for i, item in enumerate(order)}  # a leaf, else the node that made it
+    x, a, b, c = (node_of(t) for t in (x, a, b, c))
     assert position[id(x)] < position[id(a)] < position[id(b)] < position[id(c)]
 
 
@@ -83,19 +84,23 @@ def test_retain_graph_allows_a_second_backward():
     np.testing.assert_allclose(x.grad.data, 4 * x.data)
 
 
-def test_backward_frees_saved_arrays_and_intermediate_tensors():
+def test_intermediates_live_only_as_long_as_backward_needs_them():
     x = leaf(np.ones(1000))
-    hidden = (x * 2.0).tanh()
+    product = x * 2.0  # tanh's backward needs tanh's output, not this input
+    product_data = weakref.ref(product.data)
+    hidden = product.tanh()
     hidden_ref = weakref.ref(hidden)
     saved_ref = weakref.ref(hidden._ctx.saved[0])  # tanh saves its output array
     loss = hidden.sum()
-    del hidden
+    del product, hidden
     gc.collect()
-    assert hidden_ref() is not None  # still held by the graph before backward
+    assert product_data() is None  # freed during the forward pass: the graph holds nodes, not tensors
+    assert hidden_ref() is None and saved_ref() is not None  # the Tensor went; what backward needs stays
     loss.backward()
     gc.collect()
-    assert hidden_ref() is None and saved_ref() is None
+    assert saved_ref() is None
     assert loss.grad_fn.saved is None
+    np.testing.assert_allclose(x.grad.data, 2.0 * (1.0 - np.tanh(2.0) ** 2))
 
 
 def test_grad_is_kept_on_leaves_only():

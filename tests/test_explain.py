@@ -123,3 +123,13 @@ def test_a_weight_transpose_reads_as_W_T():
 def test_a_leaf_has_nothing_to_explain():
     text = tg.explain(tg.Tensor([1.0], requires_grad=True, name="w"))
     assert text.splitlines()[0] == "Forward (0 operations):"
+
+
+def test_a_named_intermediate_keeps_its_name_after_the_tensor_is_gone():
+    w = tg.Tensor([1.0, 2.0], requires_grad=True, name="w")
+    hidden = w.tanh()
+    hidden.name = "h"
+    loss = (hidden * 3.0).sum()
+    del hidden  # the graph keeps nodes, not tensors
+    text = tg.explain(loss)
+    assert "  h = tanh(w)" in text and "dL/dh = dL/dv1 * 3" in text

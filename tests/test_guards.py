@@ -107,8 +107,9 @@ def test_an_unknown_mode_is_refused():
 
 def test_with_both_checks_off_the_engine_skips_them():
     with tg.set_broadcast_check("off"):
-        assert autograd._forward_check is None and autograd._backward_check is None
-    assert autograd._forward_check is not None  # 'warn' again
+        assert autograd._broadcast_check is None and autograd._forward_check is None
+        assert autograd._backward_check is None
+    assert autograd._broadcast_check is not None  # 'warn' again
 
 
 # ---- F.accuracy ------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import pytest
 import tinygrad_edu as tg
 import tinygrad_edu.functional as F
 from tinygrad_edu import nn
+from tinygrad_edu.autograd import Context
 from tinygrad_edu.gradcheck import numeric_grad
 
 
@@ -98,12 +99,12 @@ def test_bce_with_logits_gradient_is_sigmoid_minus_target_over_n():
 
 def nodes_to_reach(root, target_leaf, max_nodes):
     """At which depth, walking parents from root.grad_fn, target_leaf first appears (None: deeper)."""
-    frontier = [root]
+    frontier = [root.grad_fn]  # parents are nodes (Context), leaves or constants
     for depth in range(1, max_nodes + 1):
-        parents = [p for t in frontier if t.grad_fn is not None for p in t.grad_fn.parents]
+        parents = [p for node in frontier for p in node.parents]
         if any(p is target_leaf for p in parents):
             return depth
-        frontier = [p for p in parents if isinstance(p, tg.Tensor)]
+        frontier = [p for p in parents if isinstance(p, Context)]
     return None
 
 

@@ -15,7 +15,7 @@ import tinygrad_edu.functional as F
 import tinygrad_edu.ops as ops
 from op_table import OPS, assert_unchanged, draw_case, make_inputs, snapshot
 from tinygrad_edu import Tensor
-from tinygrad_edu.autograd import Function
+from tinygrad_edu.autograd import Context, Function
 
 # The table draws random broadcastable shapes, stretching both operands on purpose.
 pytestmark = pytest.mark.usefixtures("broadcast_guard_off")
@@ -80,14 +80,15 @@ def _primitives():
 
 def _functions_in_graph(out):
     """Every ``grad_fn.fn`` reachable from ``out``, walked with an explicit stack."""
-    found, seen, stack = set(), set(), [out]
+    found, seen, stack = set(), set(), [out.grad_fn]
     while stack:
-        node = stack.pop().grad_fn
-        if node is None or id(node) in seen:  # nodes are alive while out is: ids are stable
+        node = stack.pop()
+        # parents are nodes, leaves or constants; nodes are alive while out is: ids are stable
+        if not isinstance(node, Context) or id(node) in seen:
             continue
         seen.add(id(node))
         found.add(node.fn)
-        stack.extend(p for p in node.parents if isinstance(p, Tensor))
+        stack.extend(node.parents)
     return found
 
 

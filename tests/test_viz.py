@@ -2,7 +2,7 @@
 their colours, folding module calls, the errors, and rendering with the real `dot` program.
 
 The DOT text is parsed back into nodes and edges, so tests check structure, not formatting.
-Oracles: a separate walk over `ctx.parents` for edge counts, hand-derived gradients for norms.
+Oracles: a separate walk over the nodes' `parents` for edge counts, hand-derived gradients for norms.
 """
 import os
 import re
@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 import tinygrad_edu as tg
 import tinygrad_edu.functional as F
 from tinygrad_edu import nn
+from tinygrad_edu.autograd import Context
 from tinygrad_edu.viz import GraphvizNotFoundError, draw_graph, render
 
 NODE_LINE = re.compile(r'^\s*(\w+) \[label=(".*?(?<!\\)"|<.*>|[^\s"<]+)(.*)\]$')
@@ -73,32 +74,36 @@ def learners_layer(seed=0):
     return x, W1, b1, F.sigmoid(x @ W1 + b1)
 
 
+def drawn_parents(item):
+    """The inputs of a graph item that are drawn as boxes: nodes, tensors and arrays (numbers are
+    written into the op's label). Read from `ctx.parents` directly, independently of viz."""
+    if type(item) is not Context:
+        return []  # a leaf or a constant has no inputs
+    return [p for p in item.parents if isinstance(p, (Context, tg.Tensor, np.ndarray))]
+
+
 def reachable_objects(root):
-    """Distinct tensors and arrays the graph of root is made of, counted independently of viz."""
-    seen, stack = {}, [root]
+    """Distinct graph items (nodes, leaves, arrays) the graph of root is made of."""
+    seen, stack = set(), [root._ctx or root]
     while stack:
-        obj = stack.pop()
-        if id(obj) in seen:
-            continue
-        seen[id(obj)] = obj
-        if isinstance(obj, tg.Tensor) and obj._ctx is not None:
-            stack.extend(p for p in obj._ctx.parents if isinstance(p, (tg.Tensor, np.ndarray)))
+        item = stack.pop()
+        if id(item) not in seen:
+            seen.add(id(item))
+            stack.extend(drawn_parents(item))
     return len(seen)
 
 
 def input_op_pairs(root):
-    """(input, op) pairs of the graph, counted independently of viz: one per Tensor/array argument."""
-    pairs, seen, stack = 0, set(), [root]
+    """(input, op) pairs of the graph: one per node/tensor/array argument of each distinct node."""
+    pairs, seen, stack = 0, set(), [root._ctx or root]
     while stack:
-        tensor = stack.pop()
-        if id(tensor) in seen or tensor._ctx is None:
+        item = stack.pop()
+        if id(item) in seen:
             continue
-        seen.add(id(tensor))
-        for parent in tensor._ctx.parents:
-            if isinstance(parent, (tg.Tensor, np.ndarray)):
-                pairs += 1
-                if isinstance(parent, tg.Tensor):
-                    stack.append(parent)
+        seen.add(id(item))
+        parents = drawn_parents(item)
+        pairs += len(parents)
+        stack.extend(parents)
     return pairs
 
 
@@ -218,7 +223,9 @@ def test_a_named_intermediate_tensor_shows_its_name_with_the_op():
     w = leaf([1.0, 2.0], name="w")
     hidden = w.tanh()
     hidden.name = "hidden"
-    assert Drawing(draw_graph(hidden.sum())).find("hidden = Tanh")
+    loss = hidden.sum()
+    del hidden  # the graph keeps nodes, not tensors: the name must live on in the node
+    assert Drawing(draw_graph(loss)).find("hidden = Tanh")
 
 
 def test_show_shapes_false_leaves_shapes_out():

@@ -7,6 +7,8 @@ Read it top to bottom: grad mode, the node (`Context`), `Function.apply` (forwar
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
 
 import numpy as np
 
@@ -39,8 +41,7 @@ class _GradMode(contextlib.ContextDecorator):
 
     def __exit__(self, *exc_info):
         global _grad_enabled
-        _grad_enabled = self._previous.pop()  # restored even when the block raised
-        return False
+        _grad_enabled = self._previous.pop()  # restored even when the block raised (None: not swallowed)
 
 
 class no_grad(_GradMode):
@@ -55,21 +56,30 @@ class enable_grad(_GradMode):
     enabled = True
 
 
-# Optional checks that guards.py installs while they are on: f(cls, arrays, output, ctx) after
-# each forward, f(ctx, input_grads) after each backward step. None costs nothing.
-_forward_check = _backward_check = None
+# Optional checks that guards.py installs while they are on: f(cls, arrays, output) after the
+# forward of an op that broadcasts, f(cls, arrays, output, ctx) after every forward, and
+# f(ctx, input_grads) after each backward step. None costs nothing.
+_broadcast_check = _forward_check = _backward_check = None
 
 
 # ---- the graph node ----------------------------------------------------------------------
 class Context:
-    """One node of the graph: which Function ran, on which inputs, and what it saved.
+    """One node of the graph: which Function ran, on what, what it saved, and what it made.
 
+    `parents` lists the op's inputs as the graph sees them: the node that made an input (a
+    Context), a leaf Tensor, or a constant as given. Nodes point to nodes, not to the Tensors
+    they made, so an intermediate Tensor nobody keeps (nor saved) is freed during the forward
+    pass, as in PyTorch: memory then holds what backward needs, not every activation.
+    `shape` and `dtype` describe the output (its gradient must have them), `seq` is the node's
+    creation number (backward runs nodes from the newest), `out_id` the output array's id().
     Ops may also set their own attributes on it in forward (an axis, a shape) for backward.
     After a backward without retain_graph, `saved` and `parents` are None: the node is spent.
     """
 
-    __slots__ = ("fn", "parents", "needs_input_grad", "__dict__")
-    saved = ()  # a class default instead of an __init__: one Python call fewer per operation
+    __slots__ = ("fn", "parents", "needs_input_grad", "shape", "dtype", "seq", "out_id", "__dict__")
+    saved = ()  # class defaults instead of an __init__: one Python call fewer per operation
+    _hooks = None  # gradient hooks registered on the tensor this node made (Tensor.register_hook)
+    label = None  # that tensor's name, if it was given one
 
     def save_for_backward(self, *arrays) -> None:
         self.saved = arrays
@@ -85,6 +95,14 @@ class Context:
 
     def __repr__(self) -> str:
         return f"<{self.fn.__name__}Backward>"  # PyTorch's spelling: the node that runs Mul's backward
+
+
+_creation_count = itertools.count()  # gives every node its `seq`
+
+
+def node_of(tensor: Tensor):
+    """What stands for `tensor` in the graph: the node that made it, or the leaf itself."""
+    return tensor._ctx or tensor
 
 
 class Function:
@@ -109,14 +127,16 @@ class Function:
         arrays (an ordinary backward) and on Tensors (a recorded one, for create_graph).
         """
         ctx = Context()
-        arrays, needs, saw_tensor = [], [], False
+        arrays, parents, needs, saw_tensor = [], [], [], False
         for x in inputs:  # a plain loop: faster than comprehensions for one or two inputs
             if isinstance(x, Tensor):
                 arrays.append(x.data)
+                parents.append(x._ctx or x)
                 needs.append(x.requires_grad)
                 saw_tensor = True
             else:
                 arrays.append(x)
+                parents.append(x)
                 needs.append(False)
         try:
             data = cls.forward(ctx, *arrays, **params)
@@ -130,10 +150,13 @@ class Function:
             ctx.saved = tuple(data if s is scalar else s for s in ctx.saved)
         if not saw_tensor:
             return data
+        if cls.broadcasts and _broadcast_check is not None:
+            _broadcast_check(cls, arrays, data)  # the broadcast guard (guards.py)
         if _forward_check is not None:
-            _forward_check(cls, arrays, data, ctx)  # broadcast guard, anomaly mode (guards.py)
+            _forward_check(cls, arrays, data, ctx)  # anomaly mode (guards.py)
         if _grad_enabled and True in needs and data.dtype.kind == "f":
-            ctx.fn, ctx.parents, ctx.needs_input_grad = cls, inputs, needs
+            ctx.fn, ctx.parents, ctx.needs_input_grad = cls, parents, needs
+            ctx.shape, ctx.dtype, ctx.seq, ctx.out_id = data.shape, data.dtype, next(_creation_count), id(data)
             return Tensor._make(data, True, ctx)
         return Tensor._make(data)
 
@@ -147,9 +170,7 @@ def unbroadcast(grad, shape: tuple):
     extra = grad.ndim - len(shape)
     if extra < 0:
         return grad  # cannot be reduced; the caller reports the mismatch
-    stretched = tuple(
-        extra + i for i, n in enumerate(shape) if n == 1 and grad.shape[extra + i] != 1
-    )
+    stretched = tuple(extra + i for i, n in enumerate(shape) if n == 1 and grad.shape[extra + i] != 1)
     axes = tuple(range(extra)) + stretched
     if axes:
         grad = grad.sum(axis=axes, keepdims=True)
@@ -160,37 +181,34 @@ def unbroadcast(grad, shape: tuple):
 
 # ---- graph walk --------------------------------------------------------------------------
 def toposort(roots) -> list:
-    """Every tensor that requires grad and leads to `roots`, each after all of its inputs.
+    """Every node and leaf (that requires grad) leading to `roots`, each after all of its inputs.
 
-    Iterative (an explicit stack), so a chain of 100 000 ops does not hit Python's recursion
-    limit. Visited tensors are keyed by id(): Tensors compare elementwise, so no sets of them.
+    `roots` are Tensors (their nodes stand for them) or nodes. Iterative (an explicit stack),
+    so a chain of 100 000 ops does not hit Python's recursion limit. Visited items are keyed by
+    id(): Tensors compare elementwise, so no sets of them.
     """
     order, visited = [], set()
-    stack = [(root, False) for root in roots]
+    stack = [(node_of(root) if isinstance(root, Tensor) else root, False) for root in roots]
     while stack:
-        tensor, inputs_done = stack.pop()
+        item, inputs_done = stack.pop()
         if inputs_done:
-            order.append(tensor)
+            order.append(item)
             continue
-        if id(tensor) in visited:
+        if id(item) in visited:
             continue
-        visited.add(id(tensor))
-        stack.append((tensor, True))
-        ctx = tensor._ctx
-        if ctx is not None and ctx.parents is not None:
-            for parent in ctx.parents:
-                if isinstance(parent, Tensor) and parent.requires_grad and id(parent) not in visited:
-                    stack.append((parent, False))
+        visited.add(id(item))
+        stack.append((item, True))
+        for parent in (item.parents or ()) if type(item) is Context else ():
+            if id(parent) not in visited and (type(parent) is Context or getattr(parent, "requires_grad", False)):
+                stack.append((parent, False))
     return order
 
 
 def backward(root: Tensor, gradient=None, retain_graph=None, create_graph: bool = False):
     """Accumulate d(root)/d(leaf) into the ``.grad`` of every leaf that requires grad."""
     if not root.requires_grad:
-        raise RuntimeError(
-            "backward() on a tensor that does not require grad: no input of the computation "
-            "had requires_grad=True, or it was computed under no_grad()"
-        )
+        raise RuntimeError("backward() on a tensor that does not require grad: no input of the computation "
+                           "had requires_grad=True, or it was computed under no_grad()")
     keep = create_graph if retain_graph is None else retain_graph
     _run([root], [_seed(root, gradient, create_graph)], keep, create_graph)
 
@@ -203,7 +221,8 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     outputs : Tensor or sequence of Tensor
         What to differentiate (summed, each weighted by its `grad_outputs`).
     inputs : Tensor or sequence of Tensor
-        Tensors that require grad, leaves or not.
+        Tensors that require grad, leaves or not (a graph node, ``t.grad_fn``, stands for
+        the tensor it made).
     grad_outputs : array_like or sequence, optional
         dL/d(output) for each output; may be omitted for one-element outputs.
     retain_graph : bool, optional
@@ -226,18 +245,17 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     if grad_outputs is None or isinstance(grad_outputs, (Tensor, np.ndarray)):  # one for each output
         grad_outputs = [grad_outputs] * (len(outputs) if grad_outputs is None else 1)
     for i, x in enumerate(inputs):
-        if not x.requires_grad:
+        if not (type(x) is Context or x.requires_grad):
             raise RuntimeError(f"grad(): input {i} does not require grad")
+    items = [x if type(x) is Context else node_of(x) for x in inputs]
     seeds = [_seed(out, g, create_graph) for out, g in zip(outputs, grad_outputs)]
     keep = create_graph if retain_graph is None else retain_graph
-    found = _run(outputs, seeds, keep, create_graph, wanted=inputs)
+    found = _run(outputs, seeds, keep, create_graph, wanted=items)
     results = []
-    for i, x in enumerate(inputs):
-        g = found[id(x)]
+    for i, item in enumerate(items):
+        g = found[id(item)]
         if g is None and not allow_unused:
-            raise RuntimeError(
-                f"grad(): input {i} was not used to compute the outputs (allow_unused=True gives None)"
-            )
+            raise RuntimeError(f"grad(): input {i} was not used to compute the outputs (allow_unused=True gives None)")
         results.append(g if g is None or create_graph else Tensor._make(np.asarray(g)))
     return tuple(results)
 
@@ -246,10 +264,8 @@ def _seed(root: Tensor, gradient, create_graph: bool):
     """dL/d(root) to start from: ones for a one-element root, else the given gradient."""
     if gradient is None:
         if root.size != 1:
-            raise RuntimeError(
-                f"backward() without a gradient needs a one-element output, but this one has shape "
-                f"{root.shape}; reduce it first (e.g. .sum() or .mean()) or pass gradient= of that shape"
-            )
+            raise RuntimeError(f"backward() without a gradient needs a one-element output, but this one has shape "
+                               f"{root.shape}; reduce it first (e.g. .sum() or .mean()) or pass gradient= of that shape")
         seed = np.ones(root.shape, dtype=root.dtype)
     elif create_graph and isinstance(gradient, Tensor):
         # Keep its graph (gradients may be taken with respect to it), in the root's dtype.
@@ -265,95 +281,109 @@ def _seed(root: Tensor, gradient, create_graph: bool):
 def _run(roots, seeds, retain_graph, create_graph, wanted=None):
     """The backward walk. Grads are ndarrays, or Tensors recorded in the graph with create_graph.
 
+    Nodes run newest first (a priority queue on `seq`): every node that uses a tensor was
+    created after it, so a node runs only once all the gradient for its output has arrived,
+    without sorting the whole graph first. Leaves come after every node, their gradients complete.
     With `wanted` (tg.grad), returns their gradients instead of filling leaves' .grad.
     """
     global _grad_enabled
-    grads = {}
-    for root, seed in zip(roots, seeds):
-        grads[id(root)] = grads[id(root)] + seed if id(root) in grads else seed
-    order, given = toposort(roots), set()
+    grads, ready, given = {}, [], set()
+    _hand_on(zip(map(node_of, roots), seeds), grads, ready)
     found = leads = None
     if wanted is not None:
-        found = {id(x): None for x in wanted}
-        # Run (and free) only the nodes with a wanted tensor at or below them.
-        leads = set()
-        for tensor in order:  # inputs come before the tensors made from them
-            parents = tensor._ctx.parents if tensor._ctx is not None else None
-            if id(tensor) in found or any(id(p) in leads for p in parents or ()):
-                leads.add(id(tensor))
-        order = [tensor for tensor in order if id(tensor) in leads]
+        found = {id(item): None for item in wanted}
+        leads = set()  # run (and free) only the nodes with a wanted item at or below them
+        for item in toposort(roots):  # inputs come before the nodes made from them
+            if id(item) in found or any(id(p) in leads for p in getattr(item, "parents", None) or ()):
+                leads.add(id(item))
     previous, _grad_enabled = _grad_enabled, create_graph
     try:
-        for position in range(len(order) - 1, -1, -1):
-            tensor, order[position] = order[position], None  # let processed tensors go early
-            g = grads.pop(id(tensor), None)
-            if g is None:
-                continue
-            if tensor._hooks:
-                g = _run_hooks(tensor, g, create_graph)
-            if found is not None and id(tensor) in found:
-                found[id(tensor)] = g
-            ctx = tensor._ctx
-            if ctx is None:
+        while ready:
+            item = heapq.heappop(ready)[-1]
+            g = grads.pop(id(item))
+            if item._hooks or found is not None:
+                g = _arrived(item, g, create_graph, found)
+            if type(item) is not Context:  # a leaf
                 if found is None:
-                    _accumulate(tensor, g, create_graph, given)
-            elif leads is None or any(id(p) in leads for p in ctx.parents or ()):
-                _propagate(ctx, tensor, g, grads, create_graph)
+                    _accumulate(item, g, create_graph, given)
+            elif leads is None or any(id(p) in leads for p in item.parents or ()):
+                _hand_on(_propagate(item, g, create_graph), grads, ready)
                 if not retain_graph:
-                    ctx.saved = ctx.parents = None  # release saved arrays and inputs
+                    item.saved = item.parents = None  # release saved arrays and inputs
     finally:
         _grad_enabled = previous
     return found
 
 
-def _propagate(ctx: Context, out: Tensor, g, grads: dict, create_graph: bool) -> None:
-    """Run one node's backward; add each input's gradient, in that input's shape, to `grads`."""
+def _hand_on(pairs, grads: dict, ready: list) -> None:
+    """Add each (item, gradient) to `grads`; an item seen for the first time is queued:
+    a node by its -seq (newest first), a leaf after every node (1 sorts after any -seq)."""
+    for item, g in pairs:
+        key = id(item)
+        if key in grads:
+            grads[key] = grads[key] + g  # `+`, never `+=`: a gradient array may be shared with another branch
+        else:
+            grads[key] = g
+            heapq.heappush(ready, (-item.seq, item) if type(item) is Context else (1, key, item))
+
+
+def _arrived(item, g, create_graph: bool, found):
+    """The complete gradient of `item` (a leaf or a node): run its hooks, a result replaces g;
+    and note it if tg.grad wants it."""
+    for hook in list(item._hooks or ()):
+        result = hook(g if create_graph else Tensor._make(np.asarray(g)))
+        if result is not None:
+            result = result if isinstance(result, Tensor) else Tensor(result, dtype=item.dtype)
+            if result.shape != item.shape:
+                raise ValueError(f"a hook returned a gradient of shape {result.shape} for a tensor of shape "
+                                 f"{item.shape}")
+            g = result if create_graph else np.array(result.data)  # the hook's caller may keep it
+    if found is not None and id(item) in found:
+        found[id(item)] = g
+    return g
+
+
+def _propagate(ctx: Context, g, create_graph: bool) -> list:
+    """Run one node's backward; returns (parent, gradient in that parent's shape) pairs."""
     if ctx.parents is None:
-        raise RuntimeError(
-            f"backward through {ctx.fn.__name__} a second time, but its saved arrays were "
-            "freed by the first backward; pass retain_graph=True to the first backward"
-        )
-    input_grads = _backward_recorded(ctx, out, g) if create_graph else ctx.fn.backward(ctx, g)
+        raise RuntimeError(f"backward through {ctx.fn.__name__} a second time, but its saved arrays were "
+                           "freed by the first backward; pass retain_graph=True to the first backward")
+    input_grads = _backward_recorded(ctx, g) if create_graph else ctx.fn.backward(ctx, g)
     input_grads = input_grads if type(input_grads) is tuple else (input_grads,)
     if len(input_grads) != len(ctx.parents):
-        raise RuntimeError(
-            f"{ctx.fn.__name__}.backward returned {len(input_grads)} gradients for {len(ctx.parents)} inputs"
-        )
+        raise RuntimeError(f"{ctx.fn.__name__}.backward returned {len(input_grads)} gradients for "
+                           f"{len(ctx.parents)} inputs")
     if _backward_check is not None:
         _backward_check(ctx, input_grads)
-    for parent, parent_grad, needed in zip(ctx.parents, input_grads, ctx.needs_input_grad):
+    pairs = []
+    for index, (parent, parent_grad, needed) in enumerate(zip(ctx.parents, input_grads, ctx.needs_input_grad)):
         if parent_grad is None or not needed:
             continue
-        data = parent.data
-        if parent_grad.shape != data.shape:
-            parent_grad = unbroadcast(parent_grad, data.shape)
-            if parent_grad.shape != data.shape:
-                index = next(i for i, p in enumerate(ctx.parents) if p is parent)
-                raise RuntimeError(
-                    f"{ctx.fn.__name__}.backward returned a gradient of shape "
-                    f"{parent_grad.shape} for input {index} of shape {data.shape}"
-                )
-        if parent_grad.dtype != data.dtype:
-            parent_grad = parent_grad.astype(data.dtype)
-        key = id(parent)
-        # `+`, never `+=`: a gradient array may be shared with another branch.
-        grads[key] = grads[key] + parent_grad if key in grads else parent_grad
+        shape = parent.shape  # a node's output shape, or a leaf's
+        if parent_grad.shape != shape:
+            parent_grad = unbroadcast(parent_grad, shape)
+            if parent_grad.shape != shape:
+                raise RuntimeError(f"{ctx.fn.__name__}.backward returned a gradient of shape "
+                                   f"{parent_grad.shape} for input {index} of shape {shape}")
+        if parent_grad.dtype != parent.dtype:
+            parent_grad = parent_grad.astype(parent.dtype)
+        pairs.append((parent, parent_grad))
+    return pairs
 
 
-def _backward_recorded(ctx: Context, out: Tensor, grad: Tensor):
+def _backward_recorded(ctx: Context, grad: Tensor):
     """Run ctx's backward on Tensors, so the backward pass itself is recorded.
 
-    Saved arrays that are an input's or the output's data are swapped for those Tensors,
-    which connects the gradient to them; other saved arrays (masks) stay constants.
+    Saved arrays that are an input's or the output's data are swapped for Tensors standing
+    for them (a leaf itself; a node's output rebuilt on that node), which connects the
+    gradient to the graph; other saved arrays (masks) stay constants.
     """
     arrays = ctx.saved
     tensors = []
     for i, array in enumerate(arrays):
-        match = out if array is out.data else None
-        if match is None:
-            # Ops save inputs in order, so try the same position first (x * x.detach() shares data).
-            candidates = ctx.parents[i:i + 1] + ctx.parents
-            match = next((p for p in candidates if isinstance(p, Tensor) and p.data is array), None)
+        # Ops save inputs in order, so try the same position first (x * x.detach() shares data).
+        candidates = [ctx, *ctx.parents[i:i + 1], *ctx.parents]
+        match = next((t for t in (_tensor_of(item, array) for item in candidates) if t is not None), None)
         tensors.append(array if match is None else match)
     ctx.saved = tuple(tensors)
     try:
@@ -362,17 +392,15 @@ def _backward_recorded(ctx: Context, out: Tensor, grad: Tensor):
         ctx.saved = arrays
 
 
-def _run_hooks(tensor: Tensor, g, create_graph: bool):
-    for hook in list(tensor._hooks):
-        result = hook(g if create_graph else Tensor._make(np.asarray(g)))
-        if result is not None:
-            result = result if isinstance(result, Tensor) else Tensor(result, dtype=tensor.dtype)
-            if result.shape != tensor.shape:
-                raise ValueError(
-                    f"a hook returned a gradient of shape {result.shape} for a tensor of shape {tensor.shape}"
-                )
-            g = result if create_graph else np.array(result.data)  # the hook's caller may keep it
-    return g
+def _tensor_of(item, array):
+    """A Tensor in the graph whose data is `array`: leaf `item` itself, or node `item`'s output.
+
+    Comparing a node's `out_id` is exact here: the saved array and that output were both
+    alive while the consumer's forward ran, so equal ids mean the same array.
+    """
+    if type(item) is Context:
+        return Tensor._make(array, True, item) if item.out_id == id(array) else None
+    return item if isinstance(item, Tensor) and item.data is array else None
 
 
 def _accumulate(leaf: Tensor, g, create_graph: bool, given: set) -> None:

@@ -12,7 +12,7 @@ import re
 
 import numpy as np
 
-from .autograd import toposort
+from .autograd import Context, node_of, toposort
 from .tensor import Tensor
 
 _SYMBOL = re.compile(r"\bxs\[i\]|\b(?:grad|cond|xs|[xyztpwb])\b")
@@ -57,36 +57,37 @@ def explain(root: Tensor, params=None) -> str:
     """
     if not isinstance(root, Tensor):
         raise TypeError(f"explain() needs the Tensor whose graph to explain, got {type(root).__name__}")
-    order = [t for t in toposort([root]) if t._ctx is not None]
-    if any(t._ctx.freed for t in order):
+    order = [item for item in toposort([root]) if type(item) is Context]  # the ops, inputs first
+    if any(node.freed for node in order):
         raise RuntimeError(
             "explain(): the graph was freed by backward(); call explain() before backward(), "
             "or call backward(retain_graph=True)"
         )
     folded, hidden = _builtin_sums(order)
-    order = [t for t in order if id(t) not in hidden]
+    order = [node for node in order if id(node) not in hidden]
     names = _Names(params, root)
-    forward = [_folded_forward(t, folded[id(t)], names) if id(t) in folded else _forward_line(t, names)
-               for t in order]
+    forward = [_folded_forward(node, folded[id(node)], names) if id(node) in folded
+               else _forward_line(node, names) for node in order]
     backward = []
-    contributed = set()  # ids of tensors that already received a gradient contribution
-    for out in reversed(order):
-        ctx = out._ctx
-        inputs = [(0, folded[id(out)])] if id(out) in folded else enumerate(ctx.parents)
+    contributed = set()  # ids of items that already received a gradient contribution
+    for node in reversed(order):
+        if id(node) in folded:
+            inputs = [(0, folded[id(node)])]  # the summed tensor: its rows were recorded, so it needs one
+        else:
+            inputs = [(i, parent) for i, parent in enumerate(node.parents) if node.needs_input_grad[i]]
         for index, parent in inputs:
-            if not (isinstance(parent, Tensor) and parent.requires_grad):
-                continue
             operator = "+=" if id(parent) in contributed else "="
             contributed.add(id(parent))
-            if id(out) in folded:
-                backward.append((f"dL/d{names.of(parent)} {operator} dL/d{names.of(out)} copied to every row",
-                                 f"{out.shape} -> {parent.shape}"))
+            if id(node) in folded:
+                text = f"dL/d{names.of(parent)} {operator} dL/d{names.of(node)} copied to every row"
+                backward.append((text, f"{node.shape} -> {parent.shape}"))
             else:
-                backward.append(_backward_line(out, index, parent, operator, names))
+                backward.append(_backward_line(node, index, parent, operator, names))
     lines = [f"Forward ({len(order)} operation{'s' if len(order) != 1 else ''}):"]
     lines += [_columns(text, shapes, 35) for text, shapes in forward]
-    lines.append(f"Backward (chain rule from {names.of(root)} back to the leaves; "
-                 f"dL/d{names.of(root)} = {'1' if root.size == 1 else 'the given gradient'}):")
+    root_name = names.of(node_of(root))
+    lines.append(f"Backward (chain rule from {root_name} back to the leaves; "
+                 f"dL/d{root_name} = {'1' if root.size == 1 else 'the given gradient'}):")
     lines += [_columns(text, shapes, 53) for text, shapes in backward]
     return "\n".join(lines)
 
@@ -96,24 +97,26 @@ def _columns(text: str, shapes: str, width: int) -> str:
 
 
 class _Names:
-    """Readable names for the tensors and constants of one graph, keyed by id()."""
+    """Readable names for the items of one graph (nodes, leaves, arrays), keyed by id()."""
 
     def __init__(self, params, root: Tensor):
-        self.by_id = {id(tensor): name for name, tensor in _named(params)}
-        self.by_id.setdefault(id(root), root.name or "L")
+        # A Tensor is named through the item that stands for it in the graph (its node, or itself).
+        self.by_id = {id(node_of(x) if isinstance(x, Tensor) else x): name for name, x in _named(params)}
+        self.by_id.setdefault(id(node_of(root)), root.name or "L")
         self.counts = {"v": 0, "c": 0, "w": 0}
 
     def of(self, obj) -> str:
-        if not isinstance(obj, (Tensor, np.ndarray)):
+        if not isinstance(obj, (Context, Tensor, np.ndarray)):
             return _number(obj)
         if id(obj) not in self.by_id:
             if isinstance(obj, Tensor) and id(obj.data) in self.by_id:  # an array wrapped on the way in
                 self.by_id[id(obj)] = self.by_id[id(obj.data)]
+            elif type(obj) is Context and obj.label:  # a non-leaf's .name, kept by its node
+                self.by_id[id(obj)] = obj.label
             elif isinstance(obj, Tensor) and obj.name:
                 self.by_id[id(obj)] = obj.name
             else:
-                kind = "v" if isinstance(obj, Tensor) and obj._ctx is not None else (
-                    "w" if isinstance(obj, Tensor) and obj.requires_grad else "c")
+                kind = "v" if type(obj) is Context else "w" if getattr(obj, "requires_grad", False) else "c"
                 self.counts[kind] += 1
                 self.by_id[id(obj)] = f"{kind}{self.counts[kind]}"
         return self.by_id[id(obj)]
@@ -143,37 +146,38 @@ def _builtin_sums(order: list):
     chain, and the ids of the nodes inside the chains, so each is shown as one sum over axis 0."""
     chains = {}  # id(partial sum) -> (t, row indices added so far, ids of nodes inside the chain)
     folded, hidden = {}, set()
-    for tensor in order:
-        ctx = tensor._ctx
-        if ctx.fn.__name__ != "Add" or not _is_row(ctx.parents[1]):
+    for node in order:
+        if node.fn.__name__ != "Add" or not _is_row(node.parents[1]):
             continue
-        left, row = ctx.parents
-        base, index = row._ctx.parents[0], row._ctx.index
+        left, row = node.parents
+        base, index = row.parents[0], row.index
         if isinstance(left, (int, float)) and left == 0:
             chain = (base, {index}, [id(row)])
-        elif isinstance(left, Tensor) and id(left) in chains and chains[id(left)][0] is base:
+        elif type(left) is Context and id(left) in chains and chains[id(left)][0] is base:
             previous = chains[id(left)]
             if index in previous[1]:
                 continue
             chain = (base, previous[1] | {index}, previous[2] + [id(left), id(row)])
         else:
             continue
-        chains[id(tensor)] = chain
-        if len(chain[1]) == len(base) and len(base) > 1:
-            folded[id(tensor)] = base
+        chains[id(node)] = chain
+        rows = base.shape[0] if base.shape else 0
+        if len(chain[1]) == rows and rows > 1:
+            folded[id(node)] = base
             hidden.update(chain[2])
     return folded, hidden
 
 
-def _is_row(x) -> bool:
-    """x is t[i] for an integer i (what iterating over a Tensor gives)."""
-    ctx = getattr(x, "_ctx", None)
-    return ctx is not None and ctx.fn.__name__ == "GetItem" and isinstance(ctx.index, (int, np.integer))
+def _is_row(item) -> bool:
+    """item is the node of t[i] for an integer i (what iterating over a Tensor gives)."""
+    if type(item) is not Context or item.fn.__name__ != "GetItem":
+        return False
+    return isinstance(item.index, (int, np.integer))
 
 
-def _folded_forward(out: Tensor, base: Tensor, names: _Names) -> tuple:
+def _folded_forward(out: Context, base, names: _Names) -> tuple:
     return (f"{names.of(out)} = sum(rows of {names.of(base)})",
-            f"{base.shape} -> {out.shape}   (Python's built-in sum: {len(base)} additions)")
+            f"{base.shape} -> {out.shape}   (Python's built-in sum: {base.shape[0]} additions)")
 
 
 # ---- reading an op's rule from its docstring ---------------------------------------------------
@@ -199,78 +203,81 @@ def _symbol_of(fn, index: int) -> str:
     return symbols[index]
 
 
-def _fill(expression: str, out: Tensor, names: _Names, current=None) -> str:
-    """The expression with the op's symbols replaced by names (grad -> dL/d<out>); for variadic
+def _fill(expression: str, node: Context, names: _Names, current=None) -> str:
+    """The expression with the op's symbols replaced by names (grad -> dL/d<output>); for variadic
     ops, xs[i] is the input at position `current`."""
-    ctx = out._ctx
-    symbols = _rule(ctx.fn)[2]
-    table = {"z": names.of(out), "grad": f"dL/d{names.of(out)}"}
+    symbols = _rule(node.fn)[2]
+    table = {"z": names.of(node), "grad": f"dL/d{names.of(node)}"}
     if symbols and symbols[-1] == "xs":
-        table["xs"] = f"[{', '.join(names.of(p) for p in ctx.parents)}]"
-        table["xs[i]"] = names.of(ctx.parents[current]) if current is not None else "xs[i]"
+        table["xs"] = f"[{', '.join(names.of(p) for p in node.parents)}]"
+        table["xs[i]"] = names.of(node.parents[current]) if current is not None else "xs[i]"
     else:
-        table.update((symbol, names.of(parent)) for symbol, parent in zip(symbols, ctx.parents))
+        table.update((symbol, names.of(parent)) for symbol, parent in zip(symbols, node.parents))
     expression = expression.replace("grad.T", "(grad).T")  # (dL/dv).T, not dL/d(v.T)
     return _SYMBOL.sub(lambda match: table.get(match.group(0), match.group(0)), expression)
 
 
-def _is_matrix_transpose(ctx) -> bool:
-    return ctx.fn.__name__ == "Transpose" and tuple(ctx.axes) == (1, 0)
+def _shape(item) -> tuple:
+    """The shape of a graph input: a node's output, a leaf, or a constant (a list has one too)."""
+    return item.shape if isinstance(item, (Context, Tensor)) else np.shape(item)
 
 
-def _reduction_note(ctx) -> str:
+def _is_matrix_transpose(node: Context) -> bool:
+    return node.fn.__name__ == "Transpose" and tuple(node.axes) == (1, 0)
+
+
+def _reduction_note(node: Context) -> str:
     """Fused losses reduce inside the op; say how, since the rule in the docstring is per sample."""
-    reduction = getattr(ctx, "reduction", None)
+    reduction = getattr(node, "reduction", None)
     return "" if reduction in (None, "none") else f"  [reduction='{reduction}']"
 
 
-def _forward_line(out: Tensor, names: _Names) -> tuple:
-    ctx = out._ctx
-    if _is_matrix_transpose(ctx):  # what nn.Linear does to its weight: read it as W.T
-        return f"{names.of(out)} = {names.of(ctx.parents[0])}.T", f"{ctx.parents[0].shape} -> {out.shape}"
-    expression = _fill(_rule(ctx.fn)[0], out, names) + _reduction_note(ctx)
-    shapes = [np.shape(p.data if isinstance(p, Tensor) else p) for p in ctx.parents]
-    if ctx.fn.__name__ == "MatMul":
-        return f"{names.of(out)} = {expression}", f"{shapes[0]} @ {shapes[1]} -> {out.shape}"
-    shown = ", ".join(str(s) for p, s in zip(ctx.parents, shapes) if isinstance(p, (Tensor, np.ndarray)))
-    return f"{names.of(out)} = {expression}", f"{shown} -> {out.shape}"
+def _forward_line(node: Context, names: _Names) -> tuple:
+    if _is_matrix_transpose(node):  # what nn.Linear does to its weight: read it as W.T
+        weight = node.parents[0]
+        return f"{names.of(node)} = {names.of(weight)}.T", f"{weight.shape} -> {node.shape}"
+    expression = _fill(_rule(node.fn)[0], node, names) + _reduction_note(node)
+    shapes = [_shape(p) for p in node.parents]
+    if node.fn.__name__ == "MatMul":
+        return f"{names.of(node)} = {expression}", f"{shapes[0]} @ {shapes[1]} -> {node.shape}"
+    graph_inputs = (Context, Tensor, np.ndarray)  # numbers are written into the expression, not shaped
+    shown = ", ".join(str(s) for p, s in zip(node.parents, shapes) if isinstance(p, graph_inputs))
+    return f"{names.of(node)} = {expression}", f"{shown} -> {node.shape}"
 
 
-def _backward_line(out: Tensor, index: int, parent: Tensor, operator: str, names: _Names) -> tuple:
-    ctx = out._ctx
-    symbol = _symbol_of(ctx.fn, index)
-    partial = _rule(ctx.fn)[1].get(symbol, "")
-    upstream = f"dL/d{names.of(out)}"
-    if _is_matrix_transpose(ctx):
-        return f"dL/d{names.of(parent)} {operator} ({upstream}).T", f"{out.shape} -> {parent.shape}"
+def _backward_line(node: Context, index: int, parent, operator: str, names: _Names) -> tuple:
+    symbol = _symbol_of(node.fn, index)
+    partial = _rule(node.fn)[1].get(symbol, "")
+    upstream = f"dL/d{names.of(node)}"
+    if _is_matrix_transpose(node):
+        return f"dL/d{names.of(parent)} {operator} ({upstream}).T", f"{node.shape} -> {parent.shape}"
     if re.search(r"\bgrad\b", partial):  # already a vector-Jacobian product: grad @ y.T, ...
-        rhs = _fill(partial, out, names, index)
+        rhs = _fill(partial, node, names, index)
     elif partial == "1":
         rhs = upstream
     elif partial:
-        filled = _fill(partial, out, names, index)
+        filled = _fill(partial, node, names, index)
         rhs = f"{upstream} * {filled}" if re.fullmatch(r"[\w.\[\]]+|[^+\-]*\(.*\)", filled) else f"{upstream} * ({filled})"
     else:
-        rhs = f"(the gradient rule of {ctx.fn.__name__})"
-    rhs += _reduction_note(ctx)
+        rhs = f"(the gradient rule of {node.fn.__name__})"
+    rhs += _reduction_note(node)
     shape = parent.shape
-    product = _product_shapes(partial, out, index) if "@" in partial else None
+    product = _product_shapes(partial, node, index) if "@" in partial else None
     if product:
         shapes = f"{product} -> {shape}"
-    elif (ctx.fn.broadcasts or partial == "grad") and shape != out.shape:
-        shapes = f"{out.shape} summed over {_summed_axes(shape, out.shape)} -> {shape}"
+    elif (node.fn.broadcasts or partial == "grad") and shape != node.shape:
+        shapes = f"{node.shape} summed over {_summed_axes(shape, node.shape)} -> {shape}"
     else:
         shapes = f"-> {shape}"
     return f"dL/d{names.of(parent)} {operator} {rhs}", shapes
 
 
-def _product_shapes(expression: str, out: Tensor, current: int):
+def _product_shapes(expression: str, node: Context, current: int):
     """A matrix-product rule with shapes for names: 'grad @ y.T' -> '(5, 2) @ (2, 3)'.
     None unless every operand is a matrix (vectors and batches are reshaped by the op)."""
-    ctx = out._ctx
-    symbols = _rule(ctx.fn)[2]
-    shapes = {"grad": out.shape, "z": out.shape}
-    shapes.update((s, np.shape(p.data if isinstance(p, Tensor) else p)) for s, p in zip(symbols, ctx.parents))
+    symbols = _rule(node.fn)[2]
+    shapes = {"grad": node.shape, "z": node.shape}
+    shapes.update((s, _shape(p)) for s, p in zip(symbols, node.parents))
     used = [shapes.get(name) for name in re.findall(r"\b(?:grad|[xyzwb])\b", expression)]
     if any(shape is None or len(shape) != 2 for shape in used):
         return None

@@ -1,8 +1,9 @@
 """Opt-in checks on every operation: the broadcast guard and anomaly detection (NaN/Inf tracing).
 
-The engine calls two hooks, `autograd._forward_check` after each forward and
-`autograd._backward_check` after each backward step; this module installs them only while a
-check is on, so with both off an operation pays one `is None` test. Nothing here changes a value.
+The engine calls three hooks: `autograd._broadcast_check` after the forward of an op that
+broadcasts, `autograd._forward_check` after every forward and `autograd._backward_check` after
+each backward step; this module installs them only while a check is on, so with all off an
+operation pays an `is None` test. Nothing here changes a value.
 """
 from __future__ import annotations
 
@@ -196,19 +197,22 @@ def _nonfinite(array) -> str:
 
 
 def _input_shapes(inputs) -> str:
-    return ", ".join(str(np.shape(x)) for x in inputs)
+    """Shapes of arrays, or of graph items (a node or a leaf: both have .shape)."""
+    return ", ".join(str(x.shape if hasattr(x, "shape") else np.shape(x)) for x in inputs)
+
+
+def _after_broadcasting_op(cls, arrays, data) -> None:
+    # The common case costs a few comparisons: count operands smaller than the output but
+    # bigger than one element (numbers and equal shapes are never stretched).
+    stretched = 0
+    for a in arrays:
+        if type(a) is np.ndarray and 1 < a.size < data.size:
+            stretched += 1
+    if stretched > 1:
+        check_broadcast(cls.__name__, data.shape, *(np.shape(a) for a in arrays))
 
 
 def _after_forward(cls, arrays, data, ctx) -> None:
-    if cls.broadcasts and _broadcast_mode != "off":
-        # The common case costs a few comparisons: count operands smaller than the output but
-        # bigger than one element (numbers and equal shapes are never stretched).
-        stretched = 0
-        for a in arrays:
-            if type(a) is np.ndarray and 1 < a.size < data.size:
-                stretched += 1
-        if stretched > 1:
-            check_broadcast(cls.__name__, data.shape, *(np.shape(a) for a in arrays))
     if _anomaly_depth:
         frame, _ = _user_frame()
         ctx.origin = _describe_site(frame)
@@ -239,7 +243,8 @@ def _after_backward(ctx, input_grads) -> None:
 
 def _install_hooks() -> None:
     """Give the engine the checks that are on, or None so it skips them at no cost."""
-    autograd._forward_check = _after_forward if (_anomaly_depth or _broadcast_mode != "off") else None
+    autograd._broadcast_check = _after_broadcasting_op if _broadcast_mode != "off" else None
+    autograd._forward_check = _after_forward if _anomaly_depth else None
     autograd._backward_check = _after_backward if _anomaly_depth else None
 
 

@@ -88,7 +88,7 @@ class Tensor:
     Tensor([2., 4., 6.], shape=(3,), dtype=float32)
     """
 
-    __slots__ = ("data", "grad", "requires_grad", "_ctx", "name", "_hooks", "__weakref__")
+    __slots__ = ("data", "grad", "requires_grad", "_ctx", "_name", "_hooks", "__weakref__")
     # Lets NumPy hand `ndarray + Tensor` and friends to our __array_ufunc__ instead of its own.
     __array_priority__ = 1000
 
@@ -99,7 +99,7 @@ class Tensor:
         self.requires_grad = bool(requires_grad)
         self.grad: Optional[Tensor] = None
         self._ctx = None
-        self.name = name
+        self._name = name
         self._hooks = None
 
     @classmethod
@@ -110,9 +110,20 @@ class Tensor:
         out.requires_grad = requires_grad
         out.grad = None
         out._ctx = ctx
-        out.name = None
+        out._name = None
         out._hooks = None
         return out
+
+    @property
+    def name(self) -> Optional[str]:
+        """An optional label, shown by repr, viz.draw_graph and explain (None by default)."""
+        return self._name
+
+    @name.setter
+    def name(self, value: Optional[str]) -> None:
+        self._name = value
+        if self._ctx is not None:
+            self._ctx.label = value  # the graph keeps nodes, not tensors: the drawing finds it there
 
     # ---- array attributes -------------------------------------------------------------
     @property
@@ -249,10 +260,11 @@ class Tensor:
         """Call ``fn(grad)`` when this tensor's gradient is computed; a returned Tensor replaces it."""
         if not self.requires_grad:
             raise RuntimeError("cannot register a hook on a tensor that does not require grad")
-        if self._hooks is None:
-            self._hooks = []
-        self._hooks.append(fn)
-        return _HookHandle(self._hooks, fn)
+        owner = self._ctx or self  # a non-leaf's gradient arrives at the node that made it
+        if owner._hooks is None:
+            owner._hooks = []
+        owner._hooks.append(fn)
+        return _HookHandle(owner._hooks, fn)
 
     # ---- arithmetic (each calls one op; `ops` does the math) ---------------------------
     def __add__(self, other):

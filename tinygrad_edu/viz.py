@@ -17,6 +17,7 @@ from typing import Callable, Iterable, Optional, Union
 import graphviz
 import numpy as np
 
+from .autograd import Context, node_of
 from .autograd import grad as _grad
 from .nn.module import Module
 from .tensor import Tensor
@@ -42,15 +43,15 @@ class GraphvizNotFoundError(RuntimeError):
 
 
 class _Node:
-    """One box of the drawing: an op output, a leaf, a constant, or a folded module call."""
+    """One box of the drawing: an op (its graph node), a leaf, a constant, or a folded module call."""
 
     __slots__ = ("key", "kind", "obj", "inputs", "arguments", "module", "hidden")
 
     def __init__(self, kind: str, obj, inputs=(), arguments=(), module=None, hidden=()):
         self.key = ""
         self.kind = kind  # "op", "leaf", "constant" or "folded"
-        self.obj = obj  # the Tensor (for "folded": the module call's output), or the constant
-        self.inputs = list(inputs)  # graph objects feeding this node, in argument order
+        self.obj = obj  # the graph item: a Context (for "folded": the call's output), a leaf, a constant
+        self.inputs = list(inputs)  # graph items feeding this node, in argument order
         self.arguments = arguments  # for "op": its arguments, numbers kept, graph inputs None
         self.module = module
         self.hidden = hidden  # for "folded": the leaves that require grad inside the call
@@ -143,7 +144,7 @@ def draw_graph(
     )
     for node in nodes:
         lines, style = _describe(node, names, module_names, show_shapes)
-        if norms is not None and node.kind != "constant" and node.obj.requires_grad:
+        if norms is not None and node.kind != "constant" and _requires_grad(node.obj):
             norm = norms.get(id(node.obj))
             lines.append("|grad| = none" if norm is None else f"|grad| = {norm:.1e}")
             style["fillcolor"] = _grad_colour(norm, largest)
@@ -246,7 +247,7 @@ def _temporary_file(path: pathlib.Path):
 
 # ---- naming ------------------------------------------------------------------------------
 def _parameter_names(params) -> dict:
-    """id(tensor) -> (position, name) for the tensors `params` names; position keeps their order."""
+    """id(graph item) -> (position, name) for the tensors `params` names; position keeps their order."""
     if params is None:
         return {}
     if isinstance(params, Module):
@@ -269,15 +270,21 @@ def _parameter_names(params) -> dict:
     for position, (name, tensor) in enumerate(pairs):
         if not isinstance(tensor, Tensor):
             raise TypeError(f"params entry {name!r} is a {type(tensor).__name__}, not a Tensor")
-        names.setdefault(id(tensor), (position, name))
+        names.setdefault(id(node_of(tensor)), (position, name))  # the item that stands for it
     return names
 
 
-def _leaf_name(tensor: Tensor, names: dict) -> Optional[str]:
-    """The name a user gave this tensor (through params or .name), or None."""
-    if id(tensor) in names:
-        return names[id(tensor)][1]
-    return tensor.name or None
+def _given_name(item, names: dict) -> Optional[str]:
+    """The name a user gave the tensor this item stands for (params, else .name), or None."""
+    if id(item) in names:
+        return names[id(item)][1]
+    # Tensor.name on a non-leaf is kept by its node as `label`: the tensor itself may be gone.
+    return (item.label if type(item) is Context else item.name) or None
+
+
+def _requires_grad(item) -> bool:
+    # Nodes are recorded only when an input requires grad, so every node does.
+    return type(item) is Context or isinstance(item, Tensor) and item.requires_grad
 
 
 # ---- collapsing module calls ------------------------------------------------------------
@@ -332,32 +339,33 @@ def _fold_rule(collapse, params):
     return (lambda module: id(module) in chosen or isinstance(module, classes)), module_names
 
 
-def _folded_call(tensor: Tensor, fold: Callable):
-    """The outermost chosen module call that produced `tensor`, as (module, input ids), or None."""
+def _folded_call(node: Context, fold: Callable):
+    """The outermost chosen module call that produced `node`'s tensor, as (module, input ids), or None."""
     chosen = None
     # module_calls lists the innermost call first, so the last match is the outermost.
-    for module, input_ids in getattr(tensor._ctx, "module_calls", ()):
-        if fold(module) and id(tensor) not in input_ids:  # a call returning its input folds nothing
+    for module, input_ids in getattr(node, "module_calls", ()):
+        if fold(module) and id(node) not in input_ids:  # a call returning its input folds nothing
             chosen = (module, input_ids)
     return chosen
 
 
-def _fold_inputs(output: Tensor, input_ids: tuple):
-    """Walk back from a module call's output to its inputs; returns (inputs found, hidden leaves)."""
+def _fold_inputs(output: Context, input_ids: tuple):
+    """Walk back from a module call's output node to its inputs; returns (inputs found, hidden leaves)."""
     wanted = set(input_ids)
     found, hidden = {}, []
     seen = {id(output)}
     stack = [output]
     while stack:
-        ctx = stack.pop()._ctx
-        _check_not_freed(ctx)
-        for parent in ctx.parents:
+        node = stack.pop()
+        _check_not_freed(node)
+        for parent in node.parents:
             if id(parent) in seen:
                 continue
             seen.add(id(parent))
-            if id(parent) in wanted and isinstance(parent, (Tensor, np.ndarray)):
+            # The isinstance test: a number's id could equal a freed input's (ids are reused).
+            if id(parent) in wanted and isinstance(parent, (Context, Tensor, np.ndarray)):
                 found[id(parent)] = parent
-            elif isinstance(parent, Tensor) and parent._ctx is not None:
+            elif type(parent) is Context:
                 stack.append(parent)
             elif isinstance(parent, Tensor) and id(parent.data) in wanted:
                 # An array passed to the module and wrapped into a constant Tensor inside it.
@@ -369,13 +377,13 @@ def _fold_inputs(output: Tensor, input_ids: tuple):
 
 # ---- the walk ----------------------------------------------------------------------------
 def _walk(root: Tensor, fold: Optional[Callable]):
-    """Every node that leads to root, root first (depth first, an explicit stack).
+    """A box for every graph item that leads to root, root first (depth first, an explicit stack).
 
-    Returns the nodes and a dict id(object) -> node. Keyed by id(): Tensors compare
+    Returns the boxes and a dict id(item) -> box. Keyed by id(): Tensors compare
     elementwise, so they cannot go into sets or serve as dict keys.
     """
     nodes, index = [], {}
-    stack = [root]
+    stack = [node_of(root)]
     while stack:
         obj = stack.pop()
         if id(obj) in index:
@@ -389,25 +397,24 @@ def _walk(root: Tensor, fold: Optional[Callable]):
     return nodes, index
 
 
-def _make_node(obj, fold: Optional[Callable]) -> _Node:
-    if not isinstance(obj, Tensor):
-        return _Node("constant", obj)
-    ctx = obj._ctx
-    if ctx is None:
-        return _Node("leaf", obj)
-    _check_not_freed(ctx)
-    call = _folded_call(obj, fold) if fold is not None else None
+def _make_node(item, fold: Optional[Callable]) -> _Node:
+    if isinstance(item, Tensor):
+        return _Node("leaf", item)
+    if type(item) is not Context:
+        return _Node("constant", item)
+    _check_not_freed(item)
+    call = _folded_call(item, fold) if fold is not None else None
     if call is not None:
-        inputs, hidden = _fold_inputs(obj, call[1])
-        return _Node("folded", obj, inputs, module=call[0], hidden=hidden)
+        inputs, hidden = _fold_inputs(item, call[1])
+        return _Node("folded", item, inputs, module=call[0], hidden=hidden)
     inputs, arguments = [], []
-    for parent in ctx.parents:
-        if isinstance(parent, (Tensor, np.ndarray, list, tuple)):
+    for parent in item.parents:
+        if isinstance(parent, (Context, Tensor, np.ndarray, list, tuple)):
             inputs.append(parent)
             arguments.append(None)
         else:
             arguments.append(parent)  # a number: shown inside the op's label
-    return _Node("op", obj, inputs, arguments=tuple(arguments))
+    return _Node("op", item, inputs, arguments=tuple(arguments))
 
 
 def _check_not_freed(ctx) -> None:
@@ -431,7 +438,7 @@ def _describe(node: _Node, names: dict, module_names: dict, show_shapes: bool):
 
     if node.kind == "leaf":
         default = "tensor" if obj.requires_grad else "constant"
-        lines = [_leaf_name(obj, names) or default]
+        lines = [_given_name(obj, names) or default]
         if show_shapes:
             lines.append(f"{_shape_text(obj.shape)} {obj.dtype}")
         if obj.requires_grad:
@@ -448,11 +455,11 @@ def _describe(node: _Node, names: dict, module_names: dict, show_shapes: bool):
         lines.extend(_hidden_parameters(node.hidden, names, show_shapes))
         return lines, {"shape": "box3d", "style": "filled", "fillcolor": _FOLDED_FILL}
 
-    title = obj._ctx.name
+    title = obj.name
     if any(argument is not None for argument in node.arguments):
         shown = ", ".join("·" if argument is None else _number_text(argument) for argument in node.arguments)
         title = f"{title}({shown})"
-    name = _leaf_name(obj, names)
+    name = _given_name(obj, names)
     lines = [f"{name} = {title}" if name else title]
     if show_shapes:
         lines.append(_shape_text(obj.shape))
@@ -462,7 +469,7 @@ def _describe(node: _Node, names: dict, module_names: dict, show_shapes: bool):
 def _hidden_parameters(hidden: list, names: dict, show_shapes: bool) -> list:
     """Lines naming the parameters a folded call hides, in the order params listed them."""
     named = sorted(
-        ((names[id(t)] if id(t) in names else (math.inf, t.name), t) for t in hidden if _leaf_name(t, names)),
+        ((names[id(t)] if id(t) in names else (math.inf, t.name), t) for t in hidden if _given_name(t, names)),
         key=lambda pair: pair[0][0],  # never compare the Tensors themselves (elementwise)
     )
     lines = [name + (f" {_shape_text(t.shape)}" if show_shapes else "") for (_, name), t in named]
@@ -487,26 +494,27 @@ def _number_text(value) -> str:
 
 # ---- gradient norms and their colours -----------------------------------------------------
 def _gradient_norms(root: Tensor, nodes: list):
-    """id(tensor) -> L2 norm of d(root)/d(tensor) (None: no gradient) for every drawn tensor that
-    requires grad, and the largest finite norm (None when there is none)."""
+    """id(item) -> L2 norm of d(root)/d(the tensor it stands for) (None: no gradient) for every
+    drawn item that requires grad, and the largest finite norm (None when there is none)."""
     if root.size != 1:
         raise ValueError(
             f"show_grads=True needs a root with one element (a loss), but it has shape {root.shape}; "
             "reduce it first, e.g. draw_graph(out.sum(), show_grads=True)"
         )
-    tensors = [node.obj for node in nodes if node.kind != "constant" and node.obj.requires_grad]
+    # tg.grad takes nodes too: the gradient with respect to the tensor a node made.
+    items = [node.obj for node in nodes if node.kind != "constant" and _requires_grad(node.obj)]
     norms = {}
-    if not tensors:
+    if not items:
         return norms, None
-    gradients = _grad(root, tensors, retain_graph=True, allow_unused=True)
+    gradients = _grad(root, items, retain_graph=True, allow_unused=True)
     finite = []
-    for tensor, gradient in zip(tensors, gradients):
+    for item, gradient in zip(items, gradients):
         if gradient is None:
-            norms[id(tensor)] = None
+            norms[id(item)] = None
             continue
         # float64: squaring float32 gradients of 1e20 would overflow to inf.
         norm = float(np.linalg.norm(np.asarray(gradient.data, dtype=np.float64).ravel()))
-        norms[id(tensor)] = norm
+        norms[id(item)] = norm
         if math.isfinite(norm):
             finite.append(norm)
     return norms, (max(finite) if finite else None)

@@ -116,8 +116,10 @@ class Module:
         ctx = getattr(out, "_ctx", None)
         if ctx is not None:
             # Lets viz.draw_graph fold this call into one node: which module made `out` from which
-            # inputs (ids are enough: the inputs stay alive as long as the graph that uses them).
-            ctx.__dict__.setdefault("module_calls", []).append((self, tuple(id(x) for x in inputs)))
+            # inputs, as graph items (a Tensor's node, or the leaf or array itself; ids are enough:
+            # they stay alive as long as the graph that uses them).
+            ids = tuple(id(x._ctx or x) if isinstance(x, Tensor) else id(x) for x in inputs)
+            ctx.__dict__.setdefault("module_calls", []).append((self, ids))
         return out
 
     def register_forward_hook(self, fn: Callable) -> "HookHandle":
