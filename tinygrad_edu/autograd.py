@@ -76,8 +76,9 @@ class Context:
     After a backward without retain_graph, `saved` and `parents` are None: the node is spent.
     """
 
-    __slots__ = ("fn", "parents", "needs_input_grad", "shape", "dtype", "seq", "out_id", "__dict__")
-    saved = ()  # class defaults instead of an __init__: one Python call fewer per operation
+    __slots__ = ("fn", "parents", "needs_input_grad", "saved", "shape", "dtype", "seq", "out_id", "__dict__")
+    # Class defaults instead of an __init__ (one Python call fewer per operation); the slots
+    # keep most nodes without an instance dict (fewer objects for the garbage collector).
     _hooks = None  # gradient hooks registered on the tensor this node made (Tensor.register_hook)
     label = None  # that tensor's name, if it was given one
 
@@ -127,6 +128,7 @@ class Function:
         arrays (an ordinary backward) and on Tensors (a recorded one, for create_graph).
         """
         ctx = Context()
+        ctx.saved = ()  # until forward saves something
         arrays, parents, needs, saw_tensor = [], [], [], False
         for x in inputs:  # a plain loop: faster than comprehensions for one or two inputs
             if isinstance(x, Tensor):

@@ -6,6 +6,7 @@ that would be wrong or numerically unstable as a composite belongs in ops.py ins
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -368,6 +369,15 @@ def _checked_indices(scores: Tensor, target, axis: int, name: str) -> np.ndarray
     return target
 
 
+@functools.lru_cache(maxsize=32)
+def _identity(classes: int, dtype) -> np.ndarray:
+    """The one-hot rows of `classes` classes, kept (read-only) from one call to the next:
+    np.eye costs more than indexing into it, on every training step."""
+    rows = np.eye(classes, dtype=dtype)
+    rows.flags.writeable = False
+    return rows
+
+
 def _probability_target(logits: Tensor, target, axis: int, name: str):
     """cross_entropy's target as probability rows: indices become one-hot rows (constants)."""
     if not isinstance(target, Tensor):
@@ -381,7 +391,7 @@ def _probability_target(logits: Tensor, target, axis: int, name: str):
             f"or integer class indices of shape {index_shape}; got {target.dtype} of shape {target.shape}"
         )
     indices = _checked_indices(logits, target, axis, name)
-    rows = np.eye(logits.shape[axis], dtype=logits.dtype)[indices]  # classes on the last axis
+    rows = _identity(logits.shape[axis], logits.dtype)[indices]  # a new array, classes on the last axis
     if axis == rows.ndim - 1:
         return rows  # (N, C) or (C,): already where the logits have their classes
     return np.moveaxis(rows, -1, axis)

@@ -638,31 +638,33 @@ class SoftmaxCrossEntropy(Function):
     """z = -sum(t * log_softmax(x), axis);  dz/dx = softmax(x) * sum(t) - t,  dz/dt = -log_softmax(x)
 
     For one-hot or probability rows t (summing to 1) the gradient is the familiar softmax(x) - t.
+    Forward keeps log_softmax(x) for backward (softmax is its exp): on a small batch each NumPy
+    call costs more than its arithmetic, and recomputing it took half of the op's backward.
     """
 
     @staticmethod
     def forward(ctx, x, t, axis, reduction):
         ctx.axis, ctx.reduction = axis, reduction
-        ctx.save_for_backward(x, t)
         log_probs = _log_softmax(x, axis)
-        with np.errstate(invalid="ignore"):
-            # 0 * log(0) counts as 0 (as in entropy): a masked -inf logit with no target weight adds nothing.
-            losses = -np.sum(np.where(t != 0, t * log_probs, 0), axis=axis)
+        ctx.save_for_backward(x, t, log_probs)
+        # Where t is 0 the term is 0, even beside a masked -inf logit (0 * -inf would be nan).
+        losses = -(t * np.where(t != 0, log_probs, 0)).sum(axis=axis)
         ctx.kept_shape = x.shape[:axis] + (1,) + x.shape[axis + 1:]  # where 'none' puts each row's gradient
         return _reduce(ctx, losses)
 
     @staticmethod
     def backward(ctx, grad):
-        x, t = ctx.saved
+        x, t, log_probs = ctx.saved
         axis = ctx.axis
+        if not isinstance(x, np.ndarray):
+            # create_graph: x is the logits Tensor; the kept log_probs would be a constant, so
+            # compute them from x again and the recorded gradient depends on x (second derivatives).
+            log_probs = _log_softmax(x, axis)
         grad = grad.reshape(ctx.kept_shape) if ctx.reduction == "none" else _spread(ctx, grad)
-        shifted = _shifted(x, axis)
-        dx = np.exp(shifted)
-        sums = dx.sum(axis=axis, keepdims=True)
-        dt = -grad * (shifted - np.log(sums)) if ctx.needs_input_grad[1] else None  # -grad * log_softmax(x)
+        dt = -grad * log_probs if ctx.needs_input_grad[1] else None
         # dx = grad * (softmax(x) * sum(t) - t), built in the fresh exp array: in place on ndarrays,
         # while on Tensors (create_graph) each line records a new node (see Sigmoid.backward).
-        dx /= sums
+        dx = np.exp(log_probs)
         dx *= t.sum(axis=axis, keepdims=True)
         dx -= t
         dx *= grad
@@ -744,16 +746,12 @@ def _clamped_logs(p):
         return np.maximum(np.log(p), -100.0), np.maximum(np.log(1 - p), -100.0)
 
 
-def _shifted(x, axis: int):
-    """x minus its maximum along `axis`. The shift is a constant: it keeps exp from overflowing
-    and cancels out of softmax and log-softmax (and of their gradients)."""
-    shift = np.asarray(x).max(axis=axis, keepdims=True)
-    return x - np.where(np.isfinite(shift), shift, 0)
-
-
 def _log_softmax(x, axis: int):
-    """x - logsumexp(x, axis), computed from the shifted x."""
-    shifted = _shifted(x, axis)
+    """x - logsumexp(x, axis). The shift by the maximum is a constant: it keeps exp from
+    overflowing and cancels out of the result (and of its gradient); an infinite maximum is
+    not shifted by (inf - inf would be nan where log-sum-exp gives inf)."""
+    shift = np.asarray(x).max(axis=axis, keepdims=True)
+    shifted = x - np.where(np.isfinite(shift), shift, 0)
     return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
 
 
