@@ -98,7 +98,7 @@ class Context:
         return f"<{self.fn.__name__}Backward>"  # PyTorch's spelling: the node that runs Mul's backward
 
 
-_creation_count = itertools.count()  # gives every node its `seq`
+_created = itertools.count()  # numbers the nodes: each one's `seq`
 
 
 def node_of(tensor: Tensor):
@@ -158,7 +158,7 @@ class Function:
             _forward_check(cls, arrays, data, ctx)  # anomaly mode (guards.py)
         if _grad_enabled and True in needs and data.dtype.kind == "f":
             ctx.fn, ctx.parents, ctx.needs_input_grad = cls, parents, needs
-            ctx.shape, ctx.dtype, ctx.seq, ctx.out_id = data.shape, data.dtype, next(_creation_count), id(data)
+            ctx.shape, ctx.dtype, ctx.seq, ctx.out_id = data.shape, data.dtype, next(_created), id(data)
             return Tensor._make(data, True, ctx)
         return Tensor._make(data)
 
@@ -173,11 +173,10 @@ def unbroadcast(grad, shape: tuple):
     if extra < 0:
         return grad  # cannot be reduced; the caller reports the mismatch
     stretched = tuple(extra + i for i, n in enumerate(shape) if n == 1 and grad.shape[extra + i] != 1)
-    axes = tuple(range(extra)) + stretched
-    if axes:
-        grad = grad.sum(axis=axes, keepdims=True)
-    if extra:
-        grad = grad.reshape(shape)
+    if stretched:
+        grad = grad.sum(axis=stretched, keepdims=True)
+    if extra:  # summing the added leading axes away leaves `shape` (a bias: one sum, no reshape)
+        grad = grad.sum(axis=tuple(range(extra)) if extra > 1 else 0)
     return grad
 
 
@@ -268,7 +267,7 @@ def _seed(root: Tensor, gradient, create_graph: bool):
         if root.size != 1:
             raise RuntimeError(f"backward() without a gradient needs a one-element output, but this one has shape "
                                f"{root.shape}; reduce it first (e.g. .sum() or .mean()) or pass gradient= of that shape")
-        seed = np.ones(root.shape, dtype=root.dtype)
+        seed = np.ones(root.shape, dtype=root.dtype) if root.ndim else np.array(1, dtype=root.dtype)
     elif create_graph and isinstance(gradient, Tensor):
         # Keep its graph (gradients may be taken with respect to it), in the root's dtype.
         seed = gradient if gradient.dtype == root.dtype else gradient.astype(root.dtype)
@@ -416,7 +415,8 @@ def _accumulate(leaf: Tensor, g, create_graph: bool, given: set) -> None:
     if create_graph:
         leaf.grad = g if leaf.grad is None else leaf.grad + g
     elif leaf.grad is None:
-        fresh = g.flags.owndata and g.flags.writeable and id(g) not in given
+        flags = g.flags
+        fresh = flags.owndata and flags.writeable and id(g) not in given
         leaf.grad = Tensor._make(g if fresh else np.array(g))
         given.add(id(g))
     else:
