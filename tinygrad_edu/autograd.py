@@ -289,7 +289,7 @@ def _run(roots, seeds, retain_graph, create_graph, wanted=None):
     """
     global _grad_enabled
     grads, ready, given = {}, [], set()
-    _hand_on(zip(map(node_of, roots), seeds), grads, ready)
+    arriving = zip(map(node_of, roots), seeds)  # (item, gradient) pairs not yet added to grads
     found = leads = None
     if wanted is not None:
         found = {id(item): None for item in wanted}
@@ -299,8 +299,17 @@ def _run(roots, seeds, retain_graph, create_graph, wanted=None):
                 leads.add(id(item))
     previous, _grad_enabled = _grad_enabled, create_graph
     try:
-        while ready:
-            item = heapq.heappop(ready)[-1]
+        while True:
+            for item, g in arriving:
+                key = id(item)
+                if key in grads:
+                    grads[key] = grads[key] + g  # `+`, never `+=`: a gradient array may be shared
+                else:  # first seen: queue a node by -seq (newest first), a leaf after all nodes
+                    grads[key] = g
+                    heapq.heappush(ready, (-item.seq, item) if type(item) is Context else (1, key, item))
+            if not ready:
+                break
+            item, arriving = heapq.heappop(ready)[-1], ()
             g = grads.pop(id(item))
             if item._hooks or found is not None:
                 g = _arrived(item, g, create_graph, found)
@@ -308,24 +317,12 @@ def _run(roots, seeds, retain_graph, create_graph, wanted=None):
                 if found is None:
                     _accumulate(item, g, create_graph, given)
             elif leads is None or any(id(p) in leads for p in item.parents or ()):
-                _hand_on(_propagate(item, g, create_graph), grads, ready)
+                arriving = _propagate(item, g, create_graph)
                 if not retain_graph:
                     item.saved = item.parents = None  # release saved arrays and inputs
     finally:
         _grad_enabled = previous
     return found
-
-
-def _hand_on(pairs, grads: dict, ready: list) -> None:
-    """Add each (item, gradient) to `grads`; an item seen for the first time is queued:
-    a node by its -seq (newest first), a leaf after every node (1 sorts after any -seq)."""
-    for item, g in pairs:
-        key = id(item)
-        if key in grads:
-            grads[key] = grads[key] + g  # `+`, never `+=`: a gradient array may be shared with another branch
-        else:
-            grads[key] = g
-            heapq.heappush(ready, (-item.seq, item) if type(item) is Context else (1, key, item))
 
 
 def _arrived(item, g, create_graph: bool, found):
@@ -357,13 +354,14 @@ def _propagate(ctx: Context, g, create_graph: bool) -> list:
     if _backward_check is not None:
         _backward_check(ctx, input_grads)
     pairs = []
-    for index, (parent, parent_grad, needed) in enumerate(zip(ctx.parents, input_grads, ctx.needs_input_grad)):
+    for parent, parent_grad, needed in zip(ctx.parents, input_grads, ctx.needs_input_grad):
         if parent_grad is None or not needed:
             continue
         shape = parent.shape  # a node's output shape, or a leaf's
         if parent_grad.shape != shape:
             parent_grad = unbroadcast(parent_grad, shape)
             if parent_grad.shape != shape:
+                index = next(i for i, p in enumerate(ctx.parents) if p is parent)
                 raise RuntimeError(f"{ctx.fn.__name__}.backward returned a gradient of shape "
                                    f"{parent_grad.shape} for input {index} of shape {shape}")
         if parent_grad.dtype != parent.dtype:
@@ -415,8 +413,7 @@ def _accumulate(leaf: Tensor, g, create_graph: bool, given: set) -> None:
     if create_graph:
         leaf.grad = g if leaf.grad is None else leaf.grad + g
     elif leaf.grad is None:
-        flags = g.flags
-        fresh = flags.owndata and flags.writeable and id(g) not in given
+        fresh = g.flags.owndata and g.flags.writeable and id(g) not in given
         leaf.grad = Tensor._make(g if fresh else np.array(g))
         given.add(id(g))
     else:
