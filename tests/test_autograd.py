@@ -196,6 +196,59 @@ def test_hook_sees_the_gradient_and_can_replace_it():
     np.testing.assert_allclose(x.grad.data, [1.0, 1.0])
 
 
+def test_a_hook_on_an_intermediate_runs_after_its_tensor_is_gone():
+    # The hook lives on the node that made the tensor: the graph does not keep the Tensor.
+    x = leaf([1.0, 2.0])
+    hidden = x * 3.0
+    seen = []
+    hidden.register_hook(lambda g: seen.append(g.data.copy()))
+    hidden.register_hook(lambda g: g * 0.5)  # and may still replace the gradient
+    loss = (hidden * hidden).sum()
+    expected = 2 * hidden.data
+    del hidden
+    gc.collect()
+    loss.backward()
+    np.testing.assert_allclose(seen[0], expected)
+    np.testing.assert_allclose(x.grad.data, 0.5 * 3.0 * expected)
+
+
+def test_tg_grad_accepts_a_node_for_the_tensor_it_made():
+    x = leaf([1.0, 2.0])
+    hidden = x * 3.0
+    node = hidden.grad_fn
+    loss = (hidden * hidden).sum()
+    del hidden
+    (g,) = tg.grad(loss, node)
+    np.testing.assert_allclose(g.data, 2 * 3.0 * x.data)
+
+
+def test_second_derivative_through_an_output_tensor_nobody_kept():
+    # tanh saves its output array; with create_graph the engine rebuilds that output as a
+    # Tensor on tanh's node, although the original Tensor object is long gone.
+    x = leaf([0.3, -1.2])
+    loss = (x * 2.0).tanh().sum()
+    gc.collect()
+    (dx,) = tg.grad(loss, x, create_graph=True)
+    np.testing.assert_allclose(dx.data, 2.0 * (1 - np.tanh(2.0 * x.data) ** 2))
+    (d2x,) = tg.grad(dx.sum(), x)
+    t = np.tanh(2.0 * x.data)
+    np.testing.assert_allclose(d2x.data, -8.0 * t * (1 - t**2))
+
+
+def test_backward_runs_each_node_after_every_node_that_uses_its_output():
+    # A node used by a later and an earlier consumer: its gradient must be complete when it runs.
+    x = leaf([2.0])
+    a = x * 3.0
+    b = a.exp()  # uses a
+    c = (a * b) + a  # uses a twice more, and b
+    seen = []
+    a.register_hook(lambda g: seen.append(g.item()))
+    c.sum().backward()
+    va = 6.0
+    assert seen == [pytest.approx(np.exp(va) + va * np.exp(va) + 1.0)]  # one complete gradient
+    np.testing.assert_allclose(x.grad.data, [3.0 * seen[0]])
+
+
 def test_tg_grad_returns_gradients_without_touching_dot_grad():
     x, y = leaf([1.0, 2.0]), leaf([3.0, 4.0])
     gx, gy = tg.grad((x * y).sum(), [x, y])

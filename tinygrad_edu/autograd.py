@@ -242,7 +242,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     18.0
     """
     outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
-    inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+    inputs = [inputs] if isinstance(inputs, (Tensor, Context)) else list(inputs)
     if grad_outputs is None or isinstance(grad_outputs, (Tensor, np.ndarray)):  # one for each output
         grad_outputs = [grad_outputs] * (len(outputs) if grad_outputs is None else 1)
     for i, x in enumerate(inputs):
