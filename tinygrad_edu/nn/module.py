@@ -11,6 +11,7 @@ from typing import Callable, Iterator, Optional
 
 import numpy as np
 
+from ..autograd import node_of
 from ..tensor import Tensor, clear_grad
 
 
@@ -118,7 +119,7 @@ class Module:
             # Lets viz.draw_graph fold this call into one node: which module made `out` from which
             # inputs, as graph items (a Tensor's node, or the leaf or array itself; ids are enough:
             # they stay alive as long as the graph that uses them).
-            ids = tuple(id(x._ctx or x) if isinstance(x, Tensor) else id(x) for x in inputs)
+            ids = tuple(id(node_of(x)) if isinstance(x, Tensor) else id(x) for x in inputs)
             ctx.__dict__.setdefault("module_calls", []).append((self, ids))
         return out
 
