@@ -212,6 +212,14 @@ def test_a_hook_on_an_intermediate_runs_after_its_tensor_is_gone():
     np.testing.assert_allclose(x.grad.data, 0.5 * 3.0 * expected)
 
 
+def test_a_hook_returning_the_wrong_shape_is_refused_with_both_shapes():
+    x = leaf([1.0, 2.0])
+    hidden = x * 3.0
+    hidden.register_hook(lambda g: g.sum())  # () instead of (2,)
+    with pytest.raises(ValueError, match=r"a hook returned shape \(\) for a gradient of shape \(2,\)"):
+        hidden.sum().backward()
+
+
 def test_tg_grad_accepts_a_node_for_the_tensor_it_made():
     x = leaf([1.0, 2.0])
     hidden = x * 3.0

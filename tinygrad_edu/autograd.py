@@ -81,6 +81,7 @@ class Context:
     # keep most nodes without an instance dict (fewer objects for the garbage collector).
     _hooks = None  # gradient hooks registered on the tensor this node made (Tensor.register_hook)
     label = None  # that tensor's name, if it was given one
+    requires_grad = True  # a node is recorded only for an output that requires grad, as a leaf would say
 
     def save_for_backward(self, *arrays) -> None:
         self.saved = arrays
@@ -200,7 +201,7 @@ def toposort(roots) -> list:
         visited.add(id(item))
         stack.append((item, True))
         for parent in (item.parents or ()) if type(item) is Context else ():
-            if id(parent) not in visited and (type(parent) is Context or getattr(parent, "requires_grad", False)):
+            if id(parent) not in visited and getattr(parent, "requires_grad", False):  # not constants
                 stack.append((parent, False))
     return order
 
@@ -333,8 +334,7 @@ def _arrived(item, g, create_graph: bool, found):
         if result is not None:
             result = result if isinstance(result, Tensor) else Tensor(result, dtype=item.dtype)
             if result.shape != item.shape:
-                raise ValueError(f"a hook returned a gradient of shape {result.shape} for a tensor of shape "
-                                 f"{item.shape}")
+                raise ValueError(f"a hook returned shape {result.shape} for a gradient of shape {item.shape}")
             g = result if create_graph else np.array(result.data)  # the hook's caller may keep it
     if found is not None and id(item) in found:
         found[id(item)] = g

@@ -144,7 +144,7 @@ def draw_graph(
     )
     for node in nodes:
         lines, style = _describe(node, names, module_names, show_shapes)
-        if norms is not None and node.kind != "constant" and _requires_grad(node.obj):
+        if norms is not None and node.kind != "constant" and node.obj.requires_grad:
             norm = norms.get(id(node.obj))
             lines.append("|grad| = none" if norm is None else f"|grad| = {norm:.1e}")
             style["fillcolor"] = _grad_colour(norm, largest)
@@ -280,11 +280,6 @@ def _given_name(item, names: dict) -> Optional[str]:
         return names[id(item)][1]
     # Tensor.name on a non-leaf is kept by its node as `label`: the tensor itself may be gone.
     return (item.label if type(item) is Context else item.name) or None
-
-
-def _requires_grad(item) -> bool:
-    # Nodes are recorded only when an input requires grad, so every node does.
-    return type(item) is Context or isinstance(item, Tensor) and item.requires_grad
 
 
 # ---- collapsing module calls ------------------------------------------------------------
@@ -502,7 +497,7 @@ def _gradient_norms(root: Tensor, nodes: list):
             "reduce it first, e.g. draw_graph(out.sum(), show_grads=True)"
         )
     # tg.grad takes nodes too: the gradient with respect to the tensor a node made.
-    items = [node.obj for node in nodes if node.kind != "constant" and _requires_grad(node.obj)]
+    items = [node.obj for node in nodes if node.kind != "constant" and node.obj.requires_grad]
     norms = {}
     if not items:
         return norms, None
