@@ -79,6 +79,16 @@ def test_module_parameters_are_named_and_linear_shows_its_products():
     assert re.search(r"dL/dv\d+ = dL/dv\d+ \* \(1 - v\d+\*\*2\)", text)  # tanh' = 1 - tanh**2
 
 
+def test_class_labels_read_as_one_hot_rows_and_a_difference_is_bracketed():
+    logits = tg.Tensor(RNG.random((5, 3)), requires_grad=True, name="s")
+    by_index = tg.explain(F.cross_entropy(logits, [0, 2, 1, 1, 0]))
+    assert re.search(r"L = -sum\(onehot\(c1\) \* log_softmax\(s\), axis\).*\(5, 3\), \(5,\) -> \(\)", by_index)
+    # the upstream gradient multiplies the whole difference, not only its first term
+    assert "dL/ds = dL/dL * (softmax(s) * sum(onehot(c1)) - onehot(c1))" in by_index
+    by_rows = tg.explain(F.cross_entropy(logits, np.eye(3)[[0, 2, 1, 1, 0]]))
+    assert "dL/ds = dL/dL * (softmax(s) * sum(c1) - c1)" in by_rows
+
+
 def test_every_tensor_that_needs_a_gradient_gets_one_line_per_use_with_its_shape():
     a = tg.Tensor(RNG.random((3, 1)), requires_grad=True, name="a")
     b = tg.Tensor(RNG.random(4), requires_grad=True, name="b")

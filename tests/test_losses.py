@@ -259,6 +259,7 @@ BAD_TARGETS = {
     "ce int (N,C)": (F.cross_entropy, LOGITS45, np.zeros((4, 5), dtype=np.int64), [r"\(4,\)", r"(?i)float"]),
     "ce index C": (F.cross_entropy, LOGITS45, np.array([0, 1, 5, 2]), [OUT_OF_RANGE]),
     "ce index -1": (F.cross_entropy, LOGITS45, np.array([0, -1, 4, 2]), [OUT_OF_RANGE]),
+    "ce index -1 int8": (F.cross_entropy, LOGITS45, np.array([0, -1, 4, 2], dtype=np.int8), [OUT_OF_RANGE]),
     "ce probs (N,C+1)": (F.cross_entropy, LOGITS45, np.full((4, 6), 1 / 6), [r"\(4, 5\)", r"\(4, 6\)"]),
     "nll float (N,)": (F.nll_loss, LOGITS45, np.array([0.5, 1.0, 2.0, 3.0]), [r"(?i)int"]),
     "one_hot float": (lambda x, labels: F.one_hot(labels, 5), LOGITS45, np.array([0.5, 1.0]), [r"(?i)int"]),

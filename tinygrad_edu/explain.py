@@ -212,9 +212,27 @@ def _fill(expression: str, node: Context, names: _Names, current=None) -> str:
         table["xs"] = f"[{', '.join(names.of(p) for p in node.parents)}]"
         table["xs[i]"] = names.of(node.parents[current]) if current is not None else "xs[i]"
     else:
-        table.update((symbol, names.of(parent)) for symbol, parent in zip(symbols, node.parents))
+        table.update((symbol, _input_name(node, symbol, parent, names)) for symbol, parent in zip(symbols, node.parents))
     expression = expression.replace("grad.T", "(grad).T")  # (dL/dv).T, not dL/d(v.T)
     return _SYMBOL.sub(lambda match: table.get(match.group(0), match.group(0)), expression)
+
+
+def _input_name(node: Context, symbol: str, parent, names: _Names) -> str:
+    """The name an input goes by in the op's rule: cross-entropy's class indices stand for one-hot rows."""
+    name = names.of(parent)
+    if symbol == "t" and node.fn.__name__ == "SoftmaxCrossEntropy" and np.asarray(parent).dtype.kind in "iu":
+        return f"onehot({name})"
+    return name
+
+
+def _top_level_sum(expression: str) -> bool:
+    """True when a + or - outside all parentheses joins terms (a product must then bracket it)."""
+    depth = 0
+    for i, char in enumerate(expression):
+        depth += (char == "(") - (char == ")")
+        if depth == 0 and char in "+-" and expression[i - 1:i + 2] in (" + ", " - "):
+            return True
+    return False
 
 
 def _shape(item) -> tuple:
@@ -257,7 +275,8 @@ def _backward_line(node: Context, index: int, parent, operator: str, names: _Nam
         rhs = upstream
     elif partial:
         filled = _fill(partial, node, names, index)
-        rhs = f"{upstream} * {filled}" if re.fullmatch(r"[\w.\[\]]+|[^+\-]*\(.*\)", filled) else f"{upstream} * ({filled})"
+        bare = re.fullmatch(r"[\w.\[\]]+|[^+\-]*\(.*\)", filled) and not _top_level_sum(filled)
+        rhs = f"{upstream} * {filled}" if bare else f"{upstream} * ({filled})"
     else:
         rhs = f"(the gradient rule of {node.fn.__name__})"
     rhs += _reduction_note(node)

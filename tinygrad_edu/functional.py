@@ -6,7 +6,6 @@ that would be wrong or numerically unstable as a composite belongs in ops.py ins
 """
 from __future__ import annotations
 
-import functools
 import math
 
 import numpy as np
@@ -213,7 +212,7 @@ def cross_entropy(logits: Tensor, target, reduction: str = "mean") -> Tensor:
     axis = 1 if logits.ndim > 1 else 0
     if logits.ndim == 0:
         raise ValueError("cross_entropy: logits must have a class axis, got a 0-d tensor")
-    target = _probability_target(logits, target, axis, "cross_entropy")
+    target = _cross_entropy_target(logits, target, axis, "cross_entropy")
     return ops.SoftmaxCrossEntropy.apply(logits, target, axis=axis, reduction=reduction)
 
 
@@ -229,10 +228,7 @@ def nll_loss(log_probs: Tensor, target, reduction: str = "mean") -> Tensor:
         raise ValueError("nll_loss: log_probs must have a class axis, got a 0-d tensor")
     axis = 1 if log_probs.ndim > 1 else 0
     target = _checked_indices(log_probs, target, axis, "nll_loss")
-    # Pick log_probs[n, target[n], d1, ...]: index every other axis with a broadcast arange.
-    others = list(np.indices(target.shape, sparse=True))
-    index = tuple(others[:axis] + [target] + others[axis:])
-    return _reduced(-log_probs[index], reduction)
+    return _reduced(-log_probs[ops.class_index(target, axis)], reduction)
 
 
 def binary_cross_entropy(probs: Tensor, target, reduction: str = "mean") -> Tensor:
@@ -349,7 +345,13 @@ def _class_indices(labels, name: str, expected: str = "") -> np.ndarray:
 
 
 def _check_classes(labels: np.ndarray, classes: int, name: str) -> None:
-    if labels.size and (labels.min() < 0 or labels.max() >= classes):
+    if not labels.size:
+        return
+    if labels.dtype == np.int64:  # one reduction, not two: read as uint64, a negative label is above 2**63
+        wrong = labels.view(np.uint64).max() >= classes
+    else:
+        wrong = labels.min() < 0 or labels.max() >= classes
+    if wrong:
         raise ClassIndexError(
             f"{name}: class indices must lie in [0, {classes}), got values from {labels.min()} to {labels.max()}"
         )
@@ -369,17 +371,8 @@ def _checked_indices(scores: Tensor, target, axis: int, name: str) -> np.ndarray
     return target
 
 
-@functools.lru_cache(maxsize=32)
-def _identity(classes: int, dtype) -> np.ndarray:
-    """The one-hot rows of `classes` classes, kept (read-only) from one call to the next:
-    np.eye costs more than indexing into it, on every training step."""
-    rows = np.eye(classes, dtype=dtype)
-    rows.flags.writeable = False
-    return rows
-
-
-def _probability_target(logits: Tensor, target, axis: int, name: str):
-    """cross_entropy's target as probability rows: indices become one-hot rows (constants)."""
+def _cross_entropy_target(logits: Tensor, target, axis: int, name: str):
+    """cross_entropy's target: float probability rows of the logits' shape, or checked class indices."""
     if not isinstance(target, Tensor):
         target = np.asarray(target)
     index_shape = logits.shape[:axis] + logits.shape[axis + 1:]
@@ -390,8 +383,4 @@ def _probability_target(logits: Tensor, target, axis: int, name: str):
             f"{name}: the target must be float probabilities of the logits' shape {logits.shape} "
             f"or integer class indices of shape {index_shape}; got {target.dtype} of shape {target.shape}"
         )
-    indices = _checked_indices(logits, target, axis, name)
-    rows = _identity(logits.shape[axis], logits.dtype)[indices]  # a new array, classes on the last axis
-    if axis == rows.ndim - 1:
-        return rows  # (N, C) or (C,): already where the logits have their classes
-    return np.moveaxis(rows, -1, axis)
+    return _checked_indices(logits, target, axis, name)

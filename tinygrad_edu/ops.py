@@ -7,6 +7,7 @@ Each docstring's first line is the op's local gradient rule (`tg.explain` shows 
 """
 from __future__ import annotations
 
+import functools
 import string
 
 import numpy as np
@@ -458,9 +459,12 @@ class MatMul(Function):
     @staticmethod
     def forward(ctx, x, y):
         x, y = np.asarray(x), np.asarray(y)
-        _check_matmul_shapes(x.shape, y.shape)
         ctx.save_for_backward(x, y)
-        return x @ y
+        try:
+            return x @ y
+        except ValueError:
+            _check_matmul_shapes(x.shape, y.shape)  # says which dimensions disagree (checked only on failure)
+            raise
 
     @staticmethod
     def backward(ctx, grad):
@@ -495,9 +499,12 @@ class Linear(Function):
     @staticmethod
     def forward(ctx, x, w, b):
         x, w = np.asarray(x), np.asarray(w)
-        _check_matmul_shapes(x.shape, w.shape[::-1])
         ctx.save_for_backward(x, w)
-        out = x @ w.T
+        try:
+            out = x @ w.T
+        except ValueError:
+            _check_matmul_shapes(x.shape, w.shape[::-1])  # says which dimensions disagree
+            raise
         if getattr(b, "dtype", None) == out.dtype and _fits_into(b.shape, out.shape):
             out += b  # the product is a fresh array: add the bias in place, no second temporary
             return out
@@ -637,9 +644,11 @@ def _parse_einsum(subscripts: str, shapes: list) -> tuple:
 class SoftmaxCrossEntropy(Function):
     """z = -sum(t * log_softmax(x), axis);  dz/dx = softmax(x) * sum(t) - t,  dz/dt = -log_softmax(x)
 
-    For one-hot or probability rows t (summing to 1) the gradient is the familiar softmax(x) - t.
-    Forward keeps log_softmax(x) for backward (softmax is its exp): on a small batch each NumPy
-    call costs more than its arithmetic, and recomputing it took half of the op's backward.
+    t is probability rows of x's shape, or integer class indices (x's shape without `axis`),
+    which stand for one-hot rows: the loss picks each sample's log-probability and the gradient
+    is softmax(x) with 1 taken off at the picked class, without building the rows (on a small
+    batch that is a third of the op's NumPy calls). For rows summing to 1 the gradient is the
+    familiar softmax(x) - t. Forward keeps log_softmax(x) for backward (softmax is its exp).
     """
 
     @staticmethod
@@ -647,8 +656,10 @@ class SoftmaxCrossEntropy(Function):
         ctx.axis, ctx.reduction = axis, reduction
         log_probs = _log_softmax(x, axis)
         ctx.save_for_backward(x, t, log_probs)
-        # Where t is 0 the term is 0, even beside a masked -inf logit (0 * -inf would be nan).
-        losses = -(t * np.where(t != 0, log_probs, 0)).sum(axis=axis)
+        if t.dtype.kind in "iu":
+            losses = -log_probs[class_index(t, axis)]
+        else:  # where t is 0 the term is 0, even beside a masked -inf logit (0 * -inf would be nan)
+            losses = -(t * np.where(t != 0, log_probs, 0)).sum(axis=axis)
         ctx.kept_shape = x.shape[:axis] + (1,) + x.shape[axis + 1:]  # where 'none' puts each row's gradient
         return _reduce(ctx, losses)
 
@@ -656,11 +667,20 @@ class SoftmaxCrossEntropy(Function):
     def backward(ctx, grad):
         x, t, log_probs = ctx.saved
         axis = ctx.axis
+        grad = grad.reshape(ctx.kept_shape) if ctx.reduction == "none" else _spread(ctx, grad)
+        if isinstance(x, np.ndarray) and t.dtype.kind in "iu":
+            dx = np.exp(log_probs)
+            dx[class_index(t, axis)] -= 1
+            dx *= grad
+            return dx, None
         if not isinstance(x, np.ndarray):
             # create_graph: x is the logits Tensor; the kept log_probs would be a constant, so
             # compute them from x again and the recorded gradient depends on x (second derivatives).
             log_probs = _log_softmax(x, axis)
-        grad = grad.reshape(ctx.kept_shape) if ctx.reduction == "none" else _spread(ctx, grad)
+        if t.dtype.kind in "iu":  # the one-hot rows the indices stand for, as a constant
+            rows = np.zeros(x.shape, x.dtype)
+            rows[class_index(t, axis)] = 1
+            t = rows
         dt = -grad * log_probs if ctx.needs_input_grad[1] else None
         # dx = grad * (softmax(x) * sum(t) - t), built in the fresh exp array: in place on ndarrays,
         # while on Tensors (create_graph) each line records a new node (see Sigmoid.backward).
@@ -744,6 +764,21 @@ def _clamped_logs(p):
     """log(p) and log(1 - p), each at least -100 (log(0) would be -inf)."""
     with np.errstate(divide="ignore"):
         return np.maximum(np.log(p), -100.0), np.maximum(np.log(1 - p), -100.0)
+
+
+def class_index(labels: np.ndarray, axis: int) -> tuple:
+    """The index that picks scores[n, labels[n], d1, ...] from scores with classes on `axis`:
+    `labels` on that axis, a broadcast arange on every other (cached per shape)."""
+    others = _sparse_grid(labels.shape)
+    return others[:axis] + (labels,) + others[axis:]
+
+
+@functools.lru_cache(maxsize=32)
+def _sparse_grid(shape: tuple) -> tuple:
+    grid = np.indices(shape, sparse=True)
+    for axis in grid:
+        axis.flags.writeable = False  # shared from one call to the next
+    return tuple(grid)
 
 
 def _log_softmax(x, axis: int):
