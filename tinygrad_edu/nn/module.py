@@ -119,8 +119,8 @@ class Module:
             # Lets viz.draw_graph fold this call into one node: which module made `out` from which
             # inputs, as graph items (a Tensor's node, or the leaf or array itself; ids are enough:
             # they stay alive as long as the graph that uses them).
-            ids = tuple(id(node_of(x)) if isinstance(x, Tensor) else id(x) for x in inputs)
-            ctx.__dict__.setdefault("module_calls", []).append((self, ids))
+            ids = tuple([id(node_of(x)) if isinstance(x, Tensor) else id(x) for x in inputs])
+            ctx.module_calls = (*ctx.__dict__.get("module_calls", ()), (self, ids))  # innermost first
         return out
 
     def register_forward_hook(self, fn: Callable) -> "HookHandle":
