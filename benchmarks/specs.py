@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 IMPLS = ("tinygrad", "floor", "torch")
-LABELS = {"tinygrad": "tinygrad_edu", "floor": "NumPy floor", "torch": "PyTorch"}
+LABELS = {"tinygrad": "tinygrad_edu", "floor": "NumPy floor", "torch": "PyTorch", "bare": "bare engine"}
 
 
 @dataclass(frozen=True)

@@ -109,3 +109,26 @@ def test_workers_get_the_thread_count_and_the_repository_on_their_path():
     assert run.parse_args(["--quick"]).rounds == 1
     with pytest.raises(SystemExit):
         run.parse_args(["--workloads", "W9"])
+
+
+# ---- the bare engine (the lower bound docs/performance.md quotes) ----------------------------
+def test_bare_engine_quick_run_verifies_and_prints_a_ratio_per_workload(capsys):
+    from benchmarks import bare_engine
+
+    assert bare_engine.main(["--quick"]) == 0
+    out = capsys.readouterr().out
+    for name in ("W2", "W3", "W4"):
+        row = re.search(rf"^{name} +(\d+\.\d+)x \[.*\] +(\d+\.\d+)x \[.*\]$", out, flags=re.M)
+        assert row and float(row.group(1)) > 0 and float(row.group(2)) > 0, out
+
+
+@pytest.mark.parametrize("name", ["W2", "W3", "W4"])
+def test_bare_engine_gradients_match_the_floor_and_a_wrong_one_is_caught(name, monkeypatch):
+    from benchmarks import bare_engine
+
+    bare_engine.verify(name, quick=True)
+    backward = {"W2": "_sigmoid_backward", "W3": "_tanh_backward", "W4": "_tanh_backward"}[name]
+    right = getattr(bare_engine, backward)
+    monkeypatch.setattr(bare_engine, backward, lambda out, x: right(out, x) or bare_engine._add_grad(x, out.grad))
+    with pytest.raises(GradientMismatch):
+        bare_engine.verify(name, quick=True)
