@@ -286,7 +286,7 @@ def accuracy(scores, targets) -> float:
     if targets.shape == scores.shape:
         labels = targets.argmax(axis=1)
     elif targets.shape == scores.shape[:1]:
-        labels = _class_indices(targets, "accuracy", f" of shape {scores.shape[:1]}")
+        labels = _class_indices(targets, "accuracy", scores.shape[:1])
         _check_classes(labels, scores.shape[1], "accuracy")
     else:
         hint = " (use targets.reshape(-1) for a column of labels)" if targets.shape == scores.shape[:1] + (1,) else ""
@@ -331,7 +331,7 @@ class ClassIndexError(ValueError, IndexError):
     """A class index outside [0, num_classes): bad input (ValueError), and an IndexError as in PyTorch."""
 
 
-def _class_indices(labels, name: str, expected: str = "") -> np.ndarray:
+def _class_indices(labels, name: str, shape: tuple | None = None) -> np.ndarray:
     """Labels as an integer array. Floats holding whole numbers count as well, since
     ``tg.Tensor([0, 2])`` (a Python list) is float32 by the default-dtype rule."""
     labels = np.asarray(labels.data if isinstance(labels, Tensor) else labels)
@@ -339,7 +339,8 @@ def _class_indices(labels, name: str, expected: str = "") -> np.ndarray:
         return labels.astype(np.int64)
     if labels.dtype.kind not in "iu":
         raise ValueError(
-            f"{name}: class labels must be integers{expected}, got {labels.dtype} of shape {labels.shape}"
+            f"{name}: class labels must be integers{'' if shape is None else f' of shape {shape}'}, "
+            f"got {labels.dtype} of shape {labels.shape}"
         )
     return labels
 
@@ -360,7 +361,7 @@ def _check_classes(labels: np.ndarray, classes: int, name: str) -> None:
 def _checked_indices(scores: Tensor, target, axis: int, name: str) -> np.ndarray:
     """Class-index targets: integers, one per sample, each a valid class."""
     expected = scores.shape[:axis] + scores.shape[axis + 1:]
-    target = _class_indices(target, name, f" of shape {expected}")
+    target = _class_indices(target, name, expected)
     if target.shape != expected:
         also = f" (or float probabilities of shape {scores.shape})" if name == "cross_entropy" else ""
         raise ValueError(

@@ -646,46 +646,48 @@ class SoftmaxCrossEntropy(Function):
 
     t is probability rows of x's shape, or integer class indices (x's shape without `axis`),
     which stand for one-hot rows: the loss picks each sample's log-probability and the gradient
-    is softmax(x) with 1 taken off at the picked class, without building the rows (on a small
-    batch that is a third of the op's NumPy calls). For rows summing to 1 the gradient is the
-    familiar softmax(x) - t. Forward keeps log_softmax(x) for backward (softmax is its exp).
+    is softmax(x) with 1 taken off at the picked class, without building the rows. For rows
+    summing to 1 the gradient is the familiar softmax(x) - t. Forward keeps softmax(x) for
+    backward: on a small batch each NumPy call costs more than its arithmetic.
     """
 
     @staticmethod
     def forward(ctx, x, t, axis, reduction):
         ctx.axis, ctx.reduction = axis, reduction
-        log_probs = _log_softmax(x, axis)
-        ctx.save_for_backward(x, t, log_probs)
-        if t.dtype.kind in "iu":
-            losses = -log_probs[class_index(t, axis)]
+        shifted = x - _softmax_shift(x, axis)
+        probs = np.exp(shifted)
+        sums = probs.sum(axis=axis, keepdims=True)
+        log_sums = np.log(sums)
+        if t.dtype.kind in "iu":  # log_softmax at each sample's class: shifted - log_sums there
+            losses = log_sums.reshape(t.shape) - shifted[class_index(t, axis)]
         else:  # where t is 0 the term is 0, even beside a masked -inf logit (0 * -inf would be nan)
-            losses = -(t * np.where(t != 0, log_probs, 0)).sum(axis=axis)
-        ctx.kept_shape = x.shape[:axis] + (1,) + x.shape[axis + 1:]  # where 'none' puts each row's gradient
+            losses = -(t * np.where(t != 0, shifted - log_sums, 0)).sum(axis=axis)
+        probs /= sums
+        ctx.save_for_backward(x, t, probs)
+        ctx.kept_shape = sums.shape  # x's shape with 1 on the class axis: where 'none' puts each row's gradient
         return _reduce(ctx, losses)
 
     @staticmethod
     def backward(ctx, grad):
-        x, t, log_probs = ctx.saved
+        x, t, probs = ctx.saved
         axis = ctx.axis
         grad = grad.reshape(ctx.kept_shape) if ctx.reduction == "none" else _spread(ctx, grad)
         if isinstance(x, np.ndarray) and t.dtype.kind in "iu":
-            dx = np.exp(log_probs)
-            dx[class_index(t, axis)] -= 1
-            dx *= grad
+            dx = probs * grad
+            dx[class_index(t, axis)] -= grad.reshape(t.shape) if grad.ndim else grad
             return dx, None
         if not isinstance(x, np.ndarray):
-            # create_graph: x is the logits Tensor; the kept log_probs would be a constant, so
-            # compute them from x again and the recorded gradient depends on x (second derivatives).
-            log_probs = _log_softmax(x, axis)
+            # create_graph: x is the logits Tensor and the kept softmax a constant; compute it
+            # from x again, so the recorded gradient depends on x (second derivatives).
+            probs = _log_softmax(x, axis).exp()
         if t.dtype.kind in "iu":  # the one-hot rows the indices stand for, as a constant
             rows = np.zeros(x.shape, x.dtype)
             rows[class_index(t, axis)] = 1
             t = rows
-        dt = -grad * log_probs if ctx.needs_input_grad[1] else None
-        # dx = grad * (softmax(x) * sum(t) - t), built in the fresh exp array: in place on ndarrays,
+        dt = -grad * _log_softmax(x, axis) if ctx.needs_input_grad[1] else None
+        # dx = grad * (softmax(x) * sum(t) - t): in place on the fresh product for ndarrays,
         # while on Tensors (create_graph) each line records a new node (see Sigmoid.backward).
-        dx = np.exp(log_probs)
-        dx *= t.sum(axis=axis, keepdims=True)
+        dx = probs * t.sum(axis=axis, keepdims=True)
         dx -= t
         dx *= grad
         return dx, dt
@@ -782,12 +784,17 @@ def _sparse_grid(shape: tuple) -> tuple:
 
 
 def _log_softmax(x, axis: int):
-    """x - logsumexp(x, axis). The shift by the maximum is a constant: it keeps exp from
-    overflowing and cancels out of the result (and of its gradient); an infinite maximum is
-    not shifted by (inf - inf would be nan where log-sum-exp gives inf)."""
-    shift = np.asarray(x).max(axis=axis, keepdims=True)
-    shifted = x - np.where(np.isfinite(shift), shift, 0)
+    """x - logsumexp(x, axis), computed as shifted - log(sum(exp(shifted))) (see _softmax_shift)."""
+    shifted = x - _softmax_shift(x, axis)
     return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+
+
+def _softmax_shift(x, axis: int) -> np.ndarray:
+    """The maximum along `axis`, a constant: subtracting it keeps exp from overflowing and cancels
+    out of softmax and log-softmax (and their gradients). An infinite maximum is replaced by 0
+    (inf - inf would be nan where log-sum-exp gives inf)."""
+    shift = np.asarray(x).max(axis=axis, keepdims=True)
+    return np.where(np.isfinite(shift), shift, 0)
 
 
 def _reduce(ctx, losses):
