@@ -17,13 +17,17 @@ the floor's before it is timed.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
-import numpy as np
-from scipy.special import expit
+for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_variable, "1")  # as run.py's workers (effective when NumPy is not loaded yet)
 
-from .workloads import compare, compare_parameters, implementation, make_problem
+import numpy as np  # noqa: E402
+from scipy.special import expit  # noqa: E402
+
+from .workloads import compare, compare_parameters, implementation, make_problem  # noqa: E402
 
 
 # ---- the engine: a value, a tape, and the ops W2-W4 use ------------------------------------
@@ -273,7 +277,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="measuring time per workload")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, a fraction of a second: correctness only")
     args = parser.parse_args(argv)
-    print("ratio to the NumPy floor, median of paired blocks in one process [quartiles]")
+    threads = os.environ["OPENBLAS_NUM_THREADS"]
+    print(f"ratio to the NumPy floor, median of paired blocks in one process [quartiles]; BLAS threads {threads}")
     print(f"{'workload':9s} {'tinygrad_edu':>22s} {'bare engine':>22s}")
     for name in VERSIONS:
         verify(name, args.quick)
