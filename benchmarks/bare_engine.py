@@ -275,10 +275,11 @@ def _quartiles(values: list) -> tuple:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="measuring time per workload")
-    parser.add_argument("--quick", action="store_true", help="tiny sizes, a fraction of a second: correctness only")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, no measuring time: correctness only")
     args = parser.parse_args(argv)
     threads = os.environ["OPENBLAS_NUM_THREADS"]
-    print(f"ratio to the NumPy floor, median of paired blocks in one process [quartiles]; BLAS threads {threads}")
+    print("ratio to the NumPy floor, median of paired blocks in one process [quartiles]; "
+          f"BLAS threads {threads}")
     print(f"{'workload':9s} {'tinygrad_edu':>22s} {'bare engine':>22s}")
     for name in VERSIONS:
         verify(name, args.quick)

@@ -212,7 +212,8 @@ def _fill(expression: str, node: Context, names: _Names, current=None) -> str:
         table["xs"] = f"[{', '.join(names.of(p) for p in node.parents)}]"
         table["xs[i]"] = names.of(node.parents[current]) if current is not None else "xs[i]"
     else:
-        table.update((symbol, _input_name(node, symbol, parent, names)) for symbol, parent in zip(symbols, node.parents))
+        for symbol, parent in zip(symbols, node.parents):
+            table[symbol] = _input_name(node, symbol, parent, names)
     expression = expression.replace("grad.T", "(grad).T")  # (dL/dv).T, not dL/d(v.T)
     return _SYMBOL.sub(lambda match: table.get(match.group(0), match.group(0)), expression)
 
@@ -220,7 +221,8 @@ def _fill(expression: str, node: Context, names: _Names, current=None) -> str:
 def _input_name(node: Context, symbol: str, parent, names: _Names) -> str:
     """The name an input goes by in the op's rule: cross-entropy's class indices stand for one-hot rows."""
     name = names.of(parent)
-    if symbol == "t" and node.fn.__name__ == "SoftmaxCrossEntropy" and np.asarray(parent).dtype.kind in "iu":
+    if symbol == "t" and node.fn.__name__ == "SoftmaxCrossEntropy" and isinstance(parent, np.ndarray) \
+            and parent.dtype.kind in "iu":
         return f"onehot({name})"
     return name
 

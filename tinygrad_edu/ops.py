@@ -664,7 +664,7 @@ class SoftmaxCrossEntropy(Function):
             losses = -(t * np.where(t != 0, shifted - log_sums, 0)).sum(axis=axis)
         probs /= sums
         ctx.save_for_backward(x, t, probs)
-        ctx.kept_shape = sums.shape  # x's shape with 1 on the class axis: where 'none' puts each row's gradient
+        ctx.kept_shape = sums.shape  # x's shape with 1 on the class axis: 'none' puts row gradients there
         return _reduce(ctx, losses)
 
     @staticmethod
