@@ -709,3 +709,11 @@ def test_append_after_slicing_never_reuses_a_name():
 def test_swapaxes_out_of_range_names_the_axis():
     with pytest.raises(ValueError, match=r"axis 5 is out of range for a tensor of shape \(2, 3\)"):
         tg.Tensor(np.zeros((2, 3))).swapaxes(0, 5)
+
+
+def test_linear_with_the_wrong_input_width_says_what_the_layer_takes():
+    with pytest.raises(ValueError) as error:
+        nn.Linear(400, 25)(tg.Tensor(np.ones((200, 25))))
+    message = str(error.value)
+    assert "(25, 400)" in message and "400 features" in message and "(200, 25)" in message
+    assert "x @ y.T" not in message  # a matrix-product hint would not fit a layer call

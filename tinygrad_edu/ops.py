@@ -502,9 +502,9 @@ class Linear(Function):
         ctx.save_for_backward(x, w)
         try:
             out = x @ w.T
-        except ValueError:
-            _check_matmul_shapes(x.shape, w.shape[::-1])  # says which dimensions disagree
-            raise
+        except ValueError:  # say it in the layer's terms (checked only on failure)
+            raise ValueError(f"the weight of shape {w.shape} (out_features, in_features) takes inputs whose "
+                             f"last axis has {w.shape[-1]} features, got an input of shape {x.shape}") from None
         if getattr(b, "dtype", None) == out.dtype and _fits_into(b.shape, out.shape):
             out += b  # the product is a fresh array: add the bias in place, no second temporary
             return out
@@ -676,15 +676,19 @@ class SoftmaxCrossEntropy(Function):
             dx = probs * grad
             dx[class_index(t, axis)] -= grad.reshape(t.shape) if grad.ndim else grad
             return dx, None
+        log_probs = None
         if not isinstance(x, np.ndarray):
             # create_graph: x is the logits Tensor and the kept softmax a constant; compute it
             # from x again, so the recorded gradient depends on x (second derivatives).
-            probs = _log_softmax(x, axis).exp()
+            log_probs = _log_softmax(x, axis)
+            probs = log_probs.exp()
         if t.dtype.kind in "iu":  # the one-hot rows the indices stand for, as a constant
             rows = np.zeros(x.shape, x.dtype)
             rows[class_index(t, axis)] = 1
             t = rows
-        dt = -grad * _log_softmax(x, axis) if ctx.needs_input_grad[1] else None
+        dt = None
+        if ctx.needs_input_grad[1]:  # soft targets that require grad (rare): d/dt = -log_softmax(x)
+            dt = -grad * (_log_softmax(x, axis) if log_probs is None else log_probs)
         # dx = grad * (softmax(x) * sum(t) - t): in place on the fresh product for ndarrays,
         # while on Tensors (create_graph) each line records a new node (see Sigmoid.backward).
         dx = probs * t.sum(axis=axis, keepdims=True)
