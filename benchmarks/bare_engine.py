@@ -209,17 +209,16 @@ class W3Bare(_Bare):
 
 
 class W4Bare(_Bare):
-    def _loss(self, batch):
-        h = self.params[0]
-        scale, shift = self.hyper
-        for _ in range(self.cycles):
-            h = add_constant(tanh(mul_constant(h, scale)), shift)
-        return sum_all(h)
-
     def __init__(self, problem):
         super().__init__(problem)
         self.cycles = problem.hyper["cycles"]
-        self.hyper = problem.hyper["scale"], problem.hyper["shift"]
+        self.scale, self.shift = problem.hyper["scale"], problem.hyper["shift"]
+
+    def _loss(self, batch):
+        h = self.params[0]
+        for _ in range(self.cycles):
+            h = add_constant(tanh(mul_constant(h, self.scale)), self.shift)
+        return sum_all(h)
 
     def step(self, batch=None) -> None:
         self.reset()
