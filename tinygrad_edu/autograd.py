@@ -73,7 +73,8 @@ class Context:
     `shape` and `dtype` describe the output (its gradient must have them), `seq` is the node's
     creation number (backward runs nodes from the newest), `out_id` the output array's id().
     Ops may also set their own attributes on it in forward (an axis, a shape) for backward.
-    After a backward without retain_graph, `saved` and `parents` are None: the node is spent.
+    After a backward without retain_graph, `saved` is None: the arrays are freed, but the
+    structure (op, parents, shape, dtype, label) stays, so drawings and explanations still work.
     """
 
     __slots__ = ("fn", "parents", "needs_input_grad", "saved", "shape", "dtype", "seq", "out_id", "__dict__")
@@ -93,7 +94,7 @@ class Context:
     @property
     def freed(self) -> bool:
         """True once a backward without retain_graph has used (and released) this node."""
-        return self.parents is None
+        return self.saved is None
 
     def __repr__(self) -> str:
         return f"<{self.fn.__name__}Backward>"  # PyTorch's spelling: the node that runs Mul's backward
@@ -320,7 +321,7 @@ def _run(roots, seeds, retain_graph, create_graph, wanted=None):
             elif leads is None or any(id(p) in leads for p in item.parents or ()):
                 arriving = _propagate(item, g, create_graph)
                 if not retain_graph:
-                    item.saved = item.parents = None  # release saved arrays and inputs
+                    item.saved = None  # release the saved arrays; the structure stays for viz/explain
     finally:
         _grad_enabled = previous
     return found
@@ -343,7 +344,7 @@ def _arrived(item, g, create_graph: bool, found):
 
 def _propagate(ctx: Context, g, create_graph: bool) -> list:
     """Run one node's backward; returns (parent, gradient in that parent's shape) pairs."""
-    if ctx.parents is None:
+    if ctx.saved is None:
         raise RuntimeError(f"backward through {ctx.fn.__name__} a second time, but its saved arrays were "
                            "freed by the first backward; pass retain_graph=True to the first backward")
     input_grads = _backward_recorded(ctx, g) if create_graph else ctx.fn.backward(ctx, g)
