@@ -269,12 +269,32 @@ def test_params_entries_must_be_tensors():
         draw_graph(h, params={"W1": W1.data})
 
 
-def test_a_graph_freed_by_backward_cannot_be_drawn():
+def test_a_graph_can_be_drawn_after_backward_and_shows_the_kept_gradients():
     _, W1, b1, h = learners_layer()
     loss = h.sum()
+    expected = tg.grad(loss, [W1, b1], retain_graph=True)
     loss.backward()
-    with pytest.raises(RuntimeError, match=r"before calling backward\(\).*retain_graph=True"):
-        draw_graph(loss)
+    drawing = Drawing(draw_graph(loss, params={"W1": W1, "b1": b1}, show_grads=True))
+    assert drawing.find("MatMul") and drawing.find("Sigmoid")
+    for name, gradient in zip(["W1", "b1"], expected):
+        assert np.isclose(drawing.grad_norm(drawing.one(name)), np.linalg.norm(gradient.data), rtol=1e-2)
+    assert "|grad| not kept" in drawing.labels[drawing.one("Sigmoid")]
+    assert "not kept by backward" in drawing.source  # the legend says what the pale nodes mean
+    with pytest.raises(RuntimeError):
+        loss.backward()  # the structure is kept, but the saved arrays are gone
+
+
+def test_after_backward_a_retained_intermediate_shows_its_gradient():
+    _, W1, b1, h = learners_layer()
+    z = h * 2.0
+    if hasattr(z, "retain_grad"):
+        z.retain_grad()
+    else:
+        pytest.skip("Tensor.retain_grad() is not on this branch yet")
+    loss = z.sum()
+    loss.backward()
+    drawing = Drawing(draw_graph(loss, params={"W1": W1, "b1": b1, "z": z}, show_grads=True))
+    assert drawing.grad_norm(drawing.one("z = Mul(·, 2)")) == pytest.approx(np.sqrt(z.size), rel=1e-3)
 
 
 def test_a_graph_kept_by_retain_graph_can_be_drawn():
@@ -458,16 +478,133 @@ def test_folding_keeps_a_deep_network_readable():
     model = nn.Sequential(*layers)
     loss = model(const(np.ones((2, 3)))).sum()
 
-    open_nodes = len(Drawing(draw_graph(loss, params=model)).graph_nodes)
-    assert open_nodes == 4 * depth + 2  # per layer: weight, bias, Linear, Tanh
-    assert len(Drawing(draw_graph(loss, params=model, collapse=True)).graph_nodes) == 2 * depth + 2
-    assert len(Drawing(draw_graph(loss, params=model, collapse=[nn.Linear])).graph_nodes) == 2 * depth + 2
+    every_node = {"params": model, "max_nodes": None}
+    assert len(Drawing(draw_graph(loss, **every_node)).graph_nodes) == 4 * depth + 2  # W, b, Linear, Tanh
+    assert len(Drawing(draw_graph(loss, collapse=True, **every_node)).graph_nodes) == 2 * depth + 2
+    assert len(Drawing(draw_graph(loss, collapse=[nn.Linear], **every_node)).graph_nodes) == 2 * depth + 2
 
     blocks = nn.Sequential(*[nn.Sequential(nn.Linear(3, 3), nn.Tanh()) for _ in range(depth)])
     loss = blocks(const(np.ones((2, 3)))).sum()
-    drawing = Drawing(draw_graph(loss, params=blocks, collapse=True))
+    drawing = Drawing(draw_graph(loss, params=blocks, collapse=True, max_nodes=None))
     assert len(drawing.graph_nodes) == depth + 2
     assert drawing.labels[drawing.one("0: Sequential")][2:] == ["0.0.weight (3, 3)", "0.0.bias (3,)"]
+
+
+def test_a_deep_network_folds_into_its_repeated_block_by_default():
+    tg.manual_seed(0)
+    depth = 300
+    model = nn.Sequential(*[module for _ in range(depth) for module in (nn.Linear(3, 3), nn.Tanh())])
+    loss = model(const(np.ones((2, 3)))).sum()
+    drawing = Drawing(draw_graph(loss, params=model))
+    run = drawing.one("Linear -> Tanh x 300")
+    assert drawing.labels[run][1] == "(2, 3)"
+    assert drawing.labels[run][2:] == ["0.weight (3, 3)", "0.bias (3,)", "2.weight (3, 3)", "2.bias (3,)",
+                                       "4.weight (3, 3)", "+595 more tensors"]
+    assert len(drawing.graph_nodes) == 3 and ("n2", run) in drawing.edges  # the input feeds the run
+    assert "Linear -> Tanh x 300 as one node" in drawing.source
+
+    blocks = nn.Sequential(*[nn.Sequential(nn.Linear(3, 3), nn.Tanh()) for _ in range(depth)])
+    drawing = Drawing(draw_graph(blocks(const(np.ones((2, 3)))).sum(), params=blocks, collapse=True))
+    assert drawing.find("Sequential x 300") and len(drawing.graph_nodes) == 3
+
+
+def test_a_long_elementwise_chain_is_one_node_with_its_count_and_gradient():
+    x = leaf([1.0, 2.0, 3.0], name="x")
+    y = x
+    for _ in range(3000):
+        y = y * 1.001
+    loss = y.sum()
+    drawing = Drawing(draw_graph(loss, show_grads=True))
+    run = drawing.one("Mul x 3000")
+    assert drawing.labels[run][1] == "(3,)"
+    assert drawing.graph_nodes == ["n0", run, drawing.one("x")]
+    assert drawing.grad_norm(drawing.one("x")) == pytest.approx(np.sqrt(3) * 1.001 ** 3000, rel=2e-2)
+    assert drawing.grad_norm(run) == pytest.approx(np.sqrt(3), rel=2e-2)  # d(sum)/d(the run's output)
+
+
+def test_a_run_of_blocks_with_a_constant_each_hides_the_constants():
+    x = leaf([1.0, 2.0], name="x")
+    y = x
+    for i in range(50):
+        y = (y * np.array([1.0, 0.5], dtype=np.float32)).tanh()
+    drawing = Drawing(draw_graph(y.sum()))
+    run = drawing.one("Mul -> Tanh x 50")
+    assert drawing.labels[run][2:] == ["+50 constants"]
+    assert len(drawing.graph_nodes) == 3
+
+
+def test_short_repeats_and_small_graphs_are_drawn_node_by_node():
+    x = leaf([1.0, 2.0], name="x")
+    y = x
+    for _ in range(10):
+        y = y * 2.0
+    assert len(Drawing(draw_graph(y.sum())).find("Mul(·, 2)")) == 10  # 12 nodes: within the budget
+    assert Drawing(draw_graph(y.sum(), max_nodes=5)).find("Mul x 10")
+
+
+def test_python_builtin_sum_over_rows_is_one_node_saying_how_many_rows():
+    t = leaf(np.arange(12.0).reshape(6, 2), name="t")
+    total = sum(t * 2.0)  # 0 + row 0 + row 1 + ... : 6 adds and 6 row picks
+    drawing = Drawing(draw_graph(total.sum()))
+    folded = drawing.one("sum over 6 rows")
+    assert drawing.labels[folded][1] == "(2,)"
+    assert len(drawing.graph_nodes) == 4 and "1 built-in sum over rows (6 rows)" in drawing.source
+    assert len(Drawing(draw_graph(total.sum(), max_nodes=None)).find("GetItem")) == 6
+
+
+def test_learner_000s_cost_at_full_size_draws_small_and_renders(tmp_path):
+    """Their cost, verbatim (built-in sum(sum(...)) over 5000 rows), on Tensor parameters: 10959 graph
+    items become a drawing of a few dozen nodes, which the dot program renders."""
+    import seed_learner
+
+    rng = np.random.default_rng(0)
+    X = rng.random((5000, 400))
+    Y = np.eye(10)[rng.integers(0, 10, 5000)]
+    shapes = {"W1": (400, 25), "b1": (1, 25), "W2": (25, 10), "b2": (1, 10)}
+    params = {name: tg.Tensor(rng.uniform(-0.12, 0.12, shape), requires_grad=True)
+              for name, shape in shapes.items()}
+    J = seed_learner.cost(list(params.values()), X, Y)
+    assert reachable_objects(J) > 10000
+    drawing = Drawing(draw_graph(J, params=params, show_grads=True))
+    assert len(drawing.graph_nodes) < 200
+    assert drawing.find("sum over 5000 rows") and drawing.find("W1")
+    path = render(draw_graph(J, params=params, show_grads=True), tmp_path / "cost.svg")
+    assert path.read_text().lstrip().startswith(("<?xml", "<svg")) and "<svg" in path.read_text()
+
+
+def test_over_budget_the_nodes_farthest_from_the_root_become_one():
+    leaves = [leaf(np.ones(i + 1), name=f"p{i}") for i in range(40)]
+    total = leaves[0].sum()
+    for p in leaves[1:]:
+        total = total + (p * 2.0).sum()  # no repeats: every parameter has its own shape
+    drawing = Drawing(draw_graph(total, max_nodes=20))
+    assert len(drawing.graph_nodes) == 20
+    more = [key for key in drawing.graph_nodes if drawing.labels[key][0].endswith("more nodes")]
+    # The 38 adds below the root fold into one run first; 19 nodes are kept, the rest is one node.
+    assert len(more) == 1
+    assert drawing.labels[more[0]][0] == f"... {reachable_objects(total) - 37 - 19} more nodes"
+    assert drawing.find("Add x 38")
+    assert "shown as one (max_nodes=20)" in drawing.source
+    assert drawing.labels["n0"][0] == "Add"  # the root is always kept
+
+
+@pytest.mark.parametrize("bad", [0, 1, -5, 2.5, True, "100"])
+def test_max_nodes_must_be_an_int_of_at_least_two(bad):
+    x = leaf([1.0], name="x")
+    with pytest.raises(ValueError, match="max_nodes must be an int >= 2 or None"):
+        draw_graph(x * 2.0, max_nodes=bad)
+
+
+def test_a_large_model_graph_is_collapsed_automatically():
+    tg.manual_seed(0)
+    # Different widths: no two layers repeat, so only collapsing modules makes it small.
+    widths = [3 + i for i in range(60)]
+    model = nn.Sequential(*[nn.Sequential(nn.Linear(a, b), nn.Tanh(), nn.Linear(b, b)) for a, b in
+                            zip(widths, widths[1:])])
+    loss = model(const(np.ones((2, 3)))).sum()
+    drawing = Drawing(draw_graph(loss, params=model))
+    assert len(drawing.graph_nodes) <= 150
+    assert drawing.find("0: Sequential") and "module calls collapsed" in drawing.source
 
 
 # ---- rendering ---------------------------------------------------------------------------------------

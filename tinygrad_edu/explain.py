@@ -58,12 +58,9 @@ def explain(root: Tensor, params=None) -> str:
     if not isinstance(root, Tensor):
         raise TypeError(f"explain() needs the Tensor whose graph to explain, got {type(root).__name__}")
     order = [item for item in toposort([root]) if type(item) is Context]  # the ops, inputs first
-    if any(node.freed for node in order):
-        raise RuntimeError(
-            "explain(): the graph was freed by backward(); call explain() before backward(), "
-            "or call backward(retain_graph=True)"
-        )
-    folded, hidden = _builtin_sums(order)
+    chains = builtin_sum_chains(order)
+    folded = {key: base for key, (base, _) in chains.items()}
+    hidden = {inside for _, ids in chains.values() for inside in ids}
     order = [node for node in order if id(node) not in hidden]
     names = _Names(params, root)
     forward = [_folded_forward(node, folded[id(node)], names) if id(node) in folded
@@ -140,32 +137,34 @@ def _number(value) -> str:
 
 
 # ---- Python's built-in sum() ----------------------------------------------------------------------
-def _builtin_sums(order: list):
+def builtin_sum_chains(order: list) -> dict:
     """Find Python's ``sum(t)`` in the graph: it adds t's rows one at a time, 0 + t[0] + t[1] + ...,
-    which is thousands of nodes for a 5000-row t. Returns {id(last add): t} for each complete
-    chain, and the ids of the nodes inside the chains, so each is shown as one sum over axis 0."""
-    chains = {}  # id(partial sum) -> (t, row indices added so far, ids of nodes inside the chain)
-    folded, hidden = {}, set()
+    which is thousands of nodes for a 5000-row t. `order` lists the ops, inputs first. Returns
+    {id(last add): (t, ids of the adds and row picks inside the chain)} for each complete chain,
+    so drawings and explanations can show it as one sum over axis 0."""
+    partial = {}  # id(partial sum) -> [t, row indices added so far, ids of nodes inside the chain]
+    complete = {}
     for node in order:
-        if node.fn.__name__ != "Add" or not _is_row(node.parents[1]):
+        if node.fn.__name__ != "Add" or len(node.parents) != 2 or not _is_row(node.parents[1]):
             continue
         left, row = node.parents
         base, index = row.parents[0], row.index
         if isinstance(left, (int, float)) and left == 0:
-            chain = (base, {index}, [id(row)])
-        elif type(left) is Context and id(left) in chains and chains[id(left)][0] is base:
-            previous = chains[id(left)]
-            if index in previous[1]:
-                continue
-            chain = (base, previous[1] | {index}, previous[2] + [id(left), id(row)])
+            chain = [base, {index}, [id(row)]]
+        elif type(left) is Context and id(left) in partial and partial[id(left)][0] is base \
+                and index not in partial[id(left)][1]:
+            # The partial sum is extended by one more row: its records move on (no copies, so
+            # a 5000-row sum costs 5000 steps, not 5000**2).
+            chain = partial.pop(id(left))
+            chain[1].add(index)
+            chain[2] += [id(left), id(row)]
         else:
             continue
-        chains[id(node)] = chain
+        partial[id(node)] = chain
         rows = base.shape[0] if base.shape else 0
         if len(chain[1]) == rows and rows > 1:
-            folded[id(node)] = base
-            hidden.update(chain[2])
-    return folded, hidden
+            complete[id(node)] = (base, chain[2])
+    return complete
 
 
 def _is_row(item) -> bool:

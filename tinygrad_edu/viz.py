@@ -19,10 +19,11 @@ import numpy as np
 
 from .autograd import Context, node_of
 from .autograd import grad as _grad
+from .explain import builtin_sum_chains
 from .nn.module import Module
 from .tensor import Tensor
 
-__all__ = ["draw_graph", "render", "GraphvizNotFoundError"]
+__all__ = ["draw_graph", "render", "GraphvizNotFoundError", "MAX_NODES"]
 
 # Fill colours. Parameters stand out from constants; op nodes stay quiet.
 _OP_FILL = "#f2f2f2"
@@ -33,7 +34,13 @@ _NO_GRAD_FILL = "#d9d9d9"
 _NOT_FINITE_FILL = "#d95fd1"
 # Gradient colours run from green (as large as the largest) to red at this ratio and below.
 _VANISHING_RATIO = 1e-6
+_NOT_KEPT_FILL = "#f7f7f7"
 _MAX_LISTED_PARAMETERS = 6
+MAX_NODES = 150  # the node budget: Graphviz lays out a few hundred nodes in about a second
+_MAX_PERIOD = 8  # the longest block of ops looked for when folding repeats
+_MIN_REPEATS = 3  # a block folds when it repeats at least this often in a row ...
+_MIN_FOLDED = 6  # ... and covers at least this many nodes
+_NOT_KEPT = "not kept"  # the norm of an intermediate whose gradient backward did not keep
 
 _FORMATS = {".svg": "svg", ".png": "png", ".pdf": "pdf"}
 
@@ -45,16 +52,19 @@ class GraphvizNotFoundError(RuntimeError):
 class _Node:
     """One box of the drawing: an op (its graph node), a leaf, a constant, or a folded module call."""
 
-    __slots__ = ("key", "kind", "obj", "inputs", "arguments", "module", "hidden")
+    __slots__ = ("key", "kind", "obj", "inputs", "arguments", "module", "hidden", "title")
 
-    def __init__(self, kind: str, obj, inputs=(), arguments=(), module=None, hidden=()):
+    def __init__(self, kind: str, obj, inputs=(), arguments=(), module=None, hidden=(), title=""):
         self.key = ""
-        self.kind = kind  # "op", "leaf", "constant" or "folded"
-        self.obj = obj  # the graph item: a Context (for "folded": the call's output), a leaf, a constant
+        self.kind = kind  # "op", "leaf", "constant", "folded" (a module call), "repeat" or "more"
+        # The graph item: a Context (for "folded" and "repeat": the output), a leaf, a constant;
+        # for "more" (the nodes beyond the budget) None.
+        self.obj = obj
         self.inputs = list(inputs)  # graph items feeding this node, in argument order
         self.arguments = arguments  # for "op": its arguments, numbers kept, graph inputs None
         self.module = module
-        self.hidden = hidden  # for "folded": the leaves that require grad inside the call
+        self.hidden = hidden  # for "folded" and "repeat": the tensors folded away inside
+        self.title = title  # for "repeat" and "more": what the node stands for
 
 
 def draw_graph(
@@ -63,6 +73,7 @@ def draw_graph(
     show_shapes: bool = True,
     show_grads: bool = False,
     collapse: Union[None, bool, Iterable] = None,
+    max_nodes: Optional[int] = MAX_NODES,
 ) -> graphviz.Digraph:
     r"""Draw the graph that produced `root`: one node per operation and per input, edges along the data flow.
 
@@ -73,6 +84,15 @@ def draw_graph(
     in walk order (the root is ``n0``), so the DOT source is the same on every run.
     In Jupyter the returned ``graphviz.Digraph`` displays itself inline; elsewhere use
     `render`, or read ``.source`` (DOT text) without Graphviz installed.
+
+    Graphs of any size draw in moments, because repeated structure is folded into one node
+    (purple, ``box3d``) that says how many it stands for: Python's built-in ``sum`` over the
+    rows of a tensor (``sum over 5000 rows``), and, in a graph of more than `max_nodes` nodes,
+    a run of one op or of one block of ops (``Mul x 3000``, ``Linear -> Tanh x 300``). If the
+    graph is still too large, module calls are collapsed (as ``collapse=True`` would), and
+    what remains beyond `max_nodes` (nearest the root kept) becomes one ``... more`` node.
+    The drawing's title says what was folded. Drawing also works after ``backward()``:
+    backward frees only the saved arrays, never the graph's structure.
 
     Parameters
     ----------
@@ -88,13 +108,21 @@ def draw_graph(
         Add ``|grad| = ...`` (the L2 norm of d(root)/d(tensor)) to every node that requires
         grad, and colour it by that norm relative to the largest one, on a log scale: green
         is as large as the largest, red is a million times smaller or less (vanishing). A
-        legend node explains the colours. Needs a one-element `root`. Uses ``tg.grad`` with
-        ``retain_graph=True``, so ``.grad`` stays untouched, but tensor hooks do run.
+        legend node explains the colours. Needs a one-element `root`. Before ``backward()``
+        it uses ``tg.grad`` with ``retain_graph=True``, so ``.grad`` stays untouched, but
+        tensor hooks do run. After a ``backward()`` (without retain_graph) the gradients of
+        intermediate values are gone: the drawing shows the ``.grad`` that backward left on
+        leaves (and on tensors in `params` that called ``retain_grad()``), and marks the
+        other nodes "not kept".
     collapse : True or iterable of str / Module classes, optional
         Fold module calls into one node each (labelled e.g. ``0: Linear``, listing the
         parameters it hides). True folds every direct child of the `params` module; names
         are those of ``params.named_modules()`` (``"0"``, ``"block.2"``, ``""`` for the
         whole model); classes (``nn.Linear``) fold every call of such a module.
+    max_nodes : int or None
+        The node budget (default `MAX_NODES`, 150): beyond it, runs fold, modules collapse
+        and the rest is summarised, so Graphviz always gets a graph it lays out quickly.
+        None draws every node and folds nothing (not even built-in sums): slow for big graphs.
 
     Returns
     -------
@@ -107,9 +135,6 @@ def draw_graph(
     ValueError
         ``show_grads=True`` with a root of more than one element; unknown module names in
         `collapse`, or names / True without a module as `params`.
-    RuntimeError
-        The graph was freed by ``backward()``.
-
     Examples
     --------
     >>> import numpy as np
@@ -128,13 +153,16 @@ def draw_graph(
     """
     if not isinstance(root, Tensor):
         raise TypeError(f"draw_graph needs the Tensor whose graph to draw, got {type(root).__name__}")
+    if max_nodes is not None and (isinstance(max_nodes, bool) or not isinstance(max_nodes, int)
+                                  or max_nodes < 2):
+        raise ValueError(f"max_nodes must be an int >= 2 or None, got {max_nodes!r}")
     names = _parameter_names(params)
     fold, module_names = _fold_rule(collapse, params)
-    nodes, index = _walk(root, fold)
+    nodes, index, folded = _fold_to_budget(root, fold, collapse, params, max_nodes)
 
     norms = largest = None
     if show_grads:
-        norms, largest = _gradient_norms(root, nodes)
+        norms, largest = _gradient_norms(root, nodes, params)
 
     graph = graphviz.Digraph(
         name="graph",
@@ -144,10 +172,14 @@ def draw_graph(
     )
     for node in nodes:
         lines, style = _describe(node, names, module_names, show_shapes)
-        if norms is not None and node.kind != "constant" and node.obj.requires_grad:
-            norm = norms.get(id(node.obj))
-            lines.append("|grad| = none" if norm is None else f"|grad| = {norm:.1e}")
-            style["fillcolor"] = _grad_colour(norm, largest)
+        if norms is not None and id(node.obj) in norms:
+            norm = norms[id(node.obj)]
+            if norm is _NOT_KEPT:
+                lines.append("|grad| not kept")
+                style["fillcolor"] = _NOT_KEPT_FILL
+            else:
+                lines.append("|grad| = none" if norm is None else f"|grad| = {norm:.1e}")
+                style["fillcolor"] = _grad_colour(norm, largest)
         if node is nodes[0]:
             style["peripheries"] = "2"
             style["penwidth"] = "1.5"
@@ -157,7 +189,9 @@ def draw_graph(
         for source in node.inputs:
             graph.edge(index[id(source)].key, node.key)
     if norms is not None:
-        graph.node("legend", label=_legend(largest), shape="plaintext")
+        graph.node("legend", label=_legend(largest, _NOT_KEPT in norms.values()), shape="plaintext")
+    if folded:
+        graph.attr(label=graphviz.nohtml("folded: " + "; ".join(folded)), labelloc="t", fontsize="11")
     return graph
 
 
@@ -248,8 +282,18 @@ def _temporary_file(path: pathlib.Path):
 # ---- naming ------------------------------------------------------------------------------
 def _parameter_names(params) -> dict:
     """id(graph item) -> (position, name) for the tensors `params` names; position keeps their order."""
+    names = {}
+    for position, (name, tensor) in enumerate(_params_pairs(params)):
+        if not isinstance(tensor, Tensor):
+            raise TypeError(f"params entry {name!r} is a {type(tensor).__name__}, not a Tensor")
+        names.setdefault(id(node_of(tensor)), (position, name))  # the item that stands for it
+    return names
+
+
+def _params_pairs(params) -> list:
+    """(name, tensor) pairs from params: a Module, a dict or a list."""
     if params is None:
-        return {}
+        return []
     if isinstance(params, Module):
         pairs = list(params.named_parameters())
     elif isinstance(params, dict):
@@ -266,12 +310,7 @@ def _parameter_names(params) -> dict:
             "params must be an nn.Module, a dict of name -> Tensor or a list of Tensors, got "
             f"{type(params).__name__}{hint}"
         )
-    names = {}
-    for position, (name, tensor) in enumerate(pairs):
-        if not isinstance(tensor, Tensor):
-            raise TypeError(f"params entry {name!r} is a {type(tensor).__name__}, not a Tensor")
-        names.setdefault(id(node_of(tensor)), (position, name))  # the item that stands for it
-    return names
+    return pairs
 
 
 def _given_name(item, names: dict) -> Optional[str]:
@@ -352,7 +391,6 @@ def _fold_inputs(output: Context, input_ids: tuple):
     stack = [output]
     while stack:
         node = stack.pop()
-        _check_not_freed(node)
         for parent in node.parents:
             if id(parent) in seen:
                 continue
@@ -397,7 +435,6 @@ def _make_node(item, fold: Optional[Callable]) -> _Node:
         return _Node("leaf", item)
     if type(item) is not Context:
         return _Node("constant", item)
-    _check_not_freed(item)
     call = _folded_call(item, fold) if fold is not None else None
     if call is not None:
         inputs, hidden = _fold_inputs(item, call[1])
@@ -412,12 +449,193 @@ def _make_node(item, fold: Optional[Callable]) -> _Node:
     return _Node("op", item, inputs, arguments=tuple(arguments))
 
 
-def _check_not_freed(ctx) -> None:
-    if ctx.freed:
-        raise RuntimeError(
-            f"the graph was freed by backward() (at {ctx.name}), so it cannot be drawn; draw the "
-            "graph before calling backward(), or call backward(retain_graph=True)"
-        )
+# ---- folding repeated structure ------------------------------------------------------------
+def _fold_to_budget(root: Tensor, fold, collapse, params, max_nodes):
+    """The boxes to draw, id(item) -> box, and what was folded (phrases for the title).
+
+    Cheapest loss first: built-in sums (never worth drawing row by row), then, in a graph
+    over the budget, runs of repeated ops, then module calls, then the nodes farthest away.
+    """
+    nodes, index = _walk(root, fold)
+    if max_nodes is None:
+        return nodes, index, []
+    folded = _fold_builtin_sums(nodes, index)
+    if len(_reachable(nodes[0], index)) > max_nodes:
+        folded += _fold_repeats(_reachable(nodes[0], index), index)
+    if len(_reachable(nodes[0], index)) > max_nodes and collapse is None:
+        automatic = _automatic_fold_rule(params)
+        nodes, index = _walk(root, automatic)
+        folded = _fold_builtin_sums(nodes, index) + _fold_repeats(_reachable(nodes[0], index), index)
+        folded.append("module calls collapsed")
+    nodes = _reachable(nodes[0], index)
+    if len(nodes) > max_nodes:
+        nodes, dropped = _cut_to_budget(nodes, index, max_nodes)
+        folded.append(f"{dropped} nodes farthest from the root shown as one (max_nodes={max_nodes})")
+    return nodes, index, folded
+
+
+def _automatic_fold_rule(params) -> Callable:
+    """For a large graph: fold the calls of the model's direct children, else of modules without
+    children of their own (layers such as Linear)."""
+    if isinstance(params, Module):
+        chosen = {id(child) for child in params.children()}
+        if chosen:
+            return lambda module: id(module) in chosen
+    return lambda module: next(iter(module.children()), None) is None
+
+
+def _reachable(root_box: _Node, index: dict) -> list:
+    """The boxes that lead to root_box, root first, numbered n0, n1, ... in walk order."""
+    boxes, seen = [], set()
+    stack = [root_box]
+    while stack:
+        box = stack.pop()
+        if id(box) in seen:
+            continue
+        seen.add(id(box))
+        box.key = f"n{len(boxes)}"
+        boxes.append(box)
+        stack.extend(index[id(source)] for source in reversed(box.inputs))
+    return boxes
+
+
+def _replace(members: list, box: _Node, index: dict) -> None:
+    """Let `box` stand for every graph item of the boxes in `members` (edges then meet it)."""
+    for member in members:
+        index[id(member.obj)] = box
+
+
+def _fold_builtin_sums(nodes: list, index: dict) -> list:
+    """Replace each chain 0 + t[0] + t[1] + ... (Python's built-in sum over t) by one box."""
+    order = sorted((node.obj for node in nodes if node.kind == "op"), key=lambda ctx: ctx.seq)
+    chains = {last_id: (base, inside) for last_id, (base, inside) in builtin_sum_chains(order).items()
+              if all(index[i].kind == "op" for i in inside)}  # none of it inside a folded module call
+    for last_id, (base, inside) in chains.items():
+        members = [index[last_id]] + [index[i] for i in inside]
+        box = _Node("repeat", index[last_id].obj, [base], title=f"sum over {base.shape[0]} rows")
+        _replace(members, box, index)
+    if not chains:
+        return []
+    rows = ", ".join(str(base.shape[0]) for base, _ in chains.values())
+    return [f"{len(chains)} built-in sum{'s' if len(chains) > 1 else ''} over rows ({rows} rows)"]
+
+
+def _signature(box: _Node) -> Optional[tuple]:
+    """What a box does, for spotting repeats: (op name, module class or folded title; output shape)."""
+    if box.kind == "op":
+        return box.obj.name, box.obj.shape
+    if box.kind == "folded":
+        return type(box.module).__name__, box.obj.shape
+    if box.kind == "repeat":
+        return box.title, box.obj.shape
+    return None
+
+
+def _fold_repeats(boxes: list, index: dict) -> list:
+    """Fold runs of one op or one block of ops along a chain (each feeding only the next) into
+    one box: ``Mul x 3000``, ``Linear -> Tanh x 300``."""
+    consumers = {}
+    for box in boxes:
+        for source in box.inputs:
+            consumers[id(index[id(source)])] = consumers.get(id(index[id(source)]), 0) + 1
+    predecessor, successor, position = {}, {}, {}
+    for box in boxes[1:]:  # the root stays a node of its own
+        if _signature(box) is None:
+            continue
+        for i, source in enumerate(box.inputs):  # the chain runs through the first input only one box uses
+            before = index[id(source)]
+            if _signature(before) is not None and consumers[id(before)] == 1:
+                predecessor[id(box)], successor[id(before)], position[id(box)] = before, box, i
+                break
+    folded = []
+    for box in boxes[1:]:
+        if _signature(box) is None or id(box) in predecessor:
+            continue
+        path = [box]
+        while id(path[-1]) in successor:
+            path.append(successor[id(path[-1])])
+        folded += _fold_path(path, position, consumers, index)
+    return folded
+
+
+def _fold_path(path: list, position: dict, consumers: dict, index: dict) -> list:
+    """Fold the repeated blocks of one chain of boxes (inputs first); returns what was folded."""
+    signatures = [_signature(box) for box in path]
+    folded, start = [], 0
+    while start < len(path):
+        period, repeats = 1, 1
+        for length in range(1, _MAX_PERIOD + 1):
+            block = signatures[start:start + length]
+            count = 1
+            while signatures[start + count * length:start + (count + 1) * length] == block:
+                count += 1
+            if count >= _MIN_REPEATS and length * count >= _MIN_FOLDED and length * count > period * repeats:
+                period, repeats = length, count
+        if repeats == 1:
+            start += 1
+            continue
+        members = path[start:start + period * repeats]
+        # What the run transforms comes in where the next block's copy of this op takes the chain.
+        entry = members[0].inputs[position[id(members[period])]]
+        folded.append(_fold_run(members, entry, signatures[start:start + period], repeats, consumers, index))
+        start += period * repeats
+    return folded
+
+
+def _fold_run(members: list, entry, block: list, repeats: int, consumers: dict, index: dict) -> str:
+    """One box for `members` (a block repeated `repeats` times, fed `entry`); returns the phrase
+    for the title."""
+    inside = {id(member) for member in members}
+    inputs, hidden, seen = [], [], set()
+    for member in members:
+        for source in member.inputs:
+            origin = index[id(source)]
+            if id(origin) in inside or id(origin) in seen:
+                continue
+            seen.add(id(origin))
+            # Tensors and constants only this run uses are listed inside the box, not drawn.
+            if origin.kind in ("leaf", "constant") and source is not entry \
+                    and consumers[id(origin)] == _uses(origin, members, index):
+                hidden.append(origin.obj)
+            else:
+                inputs.append(source)
+    title = f"{' -> '.join(name for name, _ in block)} x {repeats}"
+    box = _Node("repeat", members[-1].obj, inputs, hidden=hidden, title=title)
+    _replace(members, box, index)
+    for item in hidden:
+        index[id(item)] = box
+    return f"{title} as one node"
+
+
+def _uses(origin: _Node, members: list, index: dict) -> int:
+    return sum(1 for member in members for source in member.inputs if index[id(source)] is origin)
+
+
+def _cut_to_budget(boxes: list, index: dict, max_nodes: int):
+    """Keep the max_nodes - 1 boxes nearest the root (breadth first); one box stands for the rest."""
+    kept, seen = [], {id(boxes[0])}
+    queue = [boxes[0]]
+    while queue and len(kept) < max_nodes - 1:
+        box = queue.pop(0)
+        kept.append(box)
+        for source in box.inputs:
+            origin = index[id(source)]
+            if id(origin) not in seen:
+                seen.add(id(origin))
+                queue.append(origin)
+    dropped = len(boxes) - len(kept)
+    kept_ids = {id(box) for box in kept}
+    more = _Node("more", None, title=f"... {dropped} more nodes")
+    for number, box in enumerate(kept + [more]):
+        box.key = f"n{number}"
+    for item_id, box in index.items():
+        if id(box) not in kept_ids:
+            index[item_id] = more
+    for box in kept:  # one edge from the summary into each kept box that it feeds
+        outside = [source for source in box.inputs if index[id(source)] is more]
+        if outside:
+            box.inputs = [source for source in box.inputs if index[id(source)] is not more] + outside[:1]
+    return kept + [more], dropped
 
 
 # ---- labels and styles -------------------------------------------------------------------
@@ -450,6 +668,17 @@ def _describe(node: _Node, names: dict, module_names: dict, show_shapes: bool):
         lines.extend(_hidden_parameters(node.hidden, names, show_shapes))
         return lines, {"shape": "box3d", "style": "filled", "fillcolor": _FOLDED_FILL}
 
+    if node.kind == "more":
+        style = {"shape": "note", "style": "filled", "fillcolor": _FOLDED_FILL}
+        return [node.title, "(beyond max_nodes)"], style
+
+    if node.kind == "repeat":
+        lines = [node.title]
+        if show_shapes:
+            lines.append(_shape_text(obj.shape))
+        lines.extend(_hidden_parameters(node.hidden, names, show_shapes, constants=True))
+        return lines, {"shape": "box3d", "style": "filled", "fillcolor": _FOLDED_FILL}
+
     title = obj.name
     if any(argument is not None for argument in node.arguments):
         shown = ", ".join("·" if argument is None else _number_text(argument) for argument in node.arguments)
@@ -461,8 +690,16 @@ def _describe(node: _Node, names: dict, module_names: dict, show_shapes: bool):
     return lines, {"shape": "ellipse", "style": "filled", "fillcolor": _OP_FILL}
 
 
-def _hidden_parameters(hidden: list, names: dict, show_shapes: bool) -> list:
-    """Lines naming the parameters a folded call hides, in the order params listed them."""
+def _hidden_parameters(hidden: list, names: dict, show_shapes: bool, constants: bool = False) -> list:
+    """Lines naming the parameters a folded call hides, in the order params listed them (and,
+    for a folded run, how many constants it hides)."""
+    if constants:
+        arrays = [item for item in hidden if not getattr(item, "requires_grad", False)]
+        hidden = [item for item in hidden if getattr(item, "requires_grad", False)]
+        lines = _hidden_parameters(hidden, names, show_shapes)
+        if arrays:
+            lines.append(f"+{len(arrays)} constant{'s' if len(arrays) > 1 else ''}")
+        return lines
     named = sorted(
         ((names[id(t)] if id(t) in names else (math.inf, t.name), t) for t in hidden if _given_name(t, names)),
         key=lambda pair: pair[0][0],  # never compare the Tensors themselves (elementwise)
@@ -488,31 +725,50 @@ def _number_text(value) -> str:
 
 
 # ---- gradient norms and their colours -----------------------------------------------------
-def _gradient_norms(root: Tensor, nodes: list):
-    """id(item) -> L2 norm of d(root)/d(the tensor it stands for) (None: no gradient) for every
-    drawn item that requires grad, and the largest finite norm (None when there is none)."""
+def _gradient_norms(root: Tensor, nodes: list, params):
+    """id(item) -> L2 norm of d(root)/d(the tensor it stands for) (None: no gradient; _NOT_KEPT:
+    backward did not keep it) for every drawn item that requires grad, and the largest finite norm
+    (None when there is none)."""
     if root.size != 1:
         raise ValueError(
             f"show_grads=True needs a root with one element (a loss), but it has shape {root.shape}; "
             "reduce it first, e.g. draw_graph(out.sum(), show_grads=True)"
         )
-    # tg.grad takes nodes too: the gradient with respect to the tensor a node made.
-    items = [node.obj for node in nodes if node.kind != "constant" and node.obj.requires_grad]
-    norms = {}
+    items = [node.obj for node in nodes if node.kind not in ("constant", "more") and node.obj.requires_grad]
     if not items:
-        return norms, None
-    gradients = _grad(root, items, retain_graph=True, allow_unused=True)
-    finite = []
+        return {}, None
+    if any(type(item) is Context and item.freed for item in items):
+        gradients = _kept_gradients(items, params)
+    else:
+        # tg.grad takes nodes too: the gradient with respect to the tensor a node made.
+        gradients = _grad(root, items, retain_graph=True, allow_unused=True)
+    norms, finite = {}, []
     for item, gradient in zip(items, gradients):
-        if gradient is None:
-            norms[id(item)] = None
+        if gradient is None or gradient is _NOT_KEPT:
+            norms[id(item)] = gradient
             continue
         # float64: squaring float32 gradients of 1e20 would overflow to inf.
-        norm = float(np.linalg.norm(np.asarray(gradient.data, dtype=np.float64).ravel()))
+        values = np.asarray(getattr(gradient, "data", gradient), dtype=np.float64)
+        norm = float(np.linalg.norm(values.ravel()))
         norms[id(item)] = norm
         if math.isfinite(norm):
             finite.append(norm)
     return norms, (max(finite) if finite else None)
+
+
+def _kept_gradients(items: list, params) -> list:
+    """After backward: each item's .grad where backward kept one (leaves; tensors in params that
+    asked with retain_grad()), else _NOT_KEPT for intermediates, None for leaves it never reached."""
+    tensors = {id(node_of(tensor)): tensor for _, tensor in _params_pairs(params)
+               if isinstance(tensor, Tensor)}
+    gradients = []
+    for item in items:
+        tensor = item if isinstance(item, Tensor) else tensors.get(id(item))
+        if tensor is not None and tensor.grad is not None:
+            gradients.append(tensor.grad)
+        else:
+            gradients.append(None if isinstance(item, Tensor) else _NOT_KEPT)
+    return gradients
 
 
 def _grad_colour(norm: Optional[float], largest: Optional[float]) -> str:
@@ -534,7 +790,7 @@ def _ratio_colour(ratio: float) -> str:
     return "#{:02x}{:02x}{:02x}".format(round(red * 255), round(green * 255), round(blue * 255))
 
 
-def _legend(largest: Optional[float]) -> str:
+def _legend(largest: Optional[float], after_backward: bool = False) -> str:
     """An HTML-like Graphviz label: a small table explaining the gradient colours."""
     rows = [
         (_ratio_colour(1.0), "as large as the largest"),
@@ -544,6 +800,8 @@ def _legend(largest: Optional[float]) -> str:
         (_NOT_FINITE_FILL, "nan or inf: exploding"),
         (_NO_GRAD_FILL, "no gradient reaches it"),
     ]
+    if after_backward:
+        rows.append((_NOT_KEPT_FILL, "not kept by backward (retain_grad() keeps it)"))
     top = "none" if largest is None else f"{largest:.1e}"
     cells = "".join(
         f'<tr><td bgcolor="{colour}">  </td><td align="left">{text}</td></tr>' for colour, text in rows
