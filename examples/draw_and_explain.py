@@ -51,7 +51,7 @@ def main(argv=None) -> dict:
     print(f"loss = cross_entropy(model(x), labels) = {loss.item():.4f}   "
           f"x {x.shape}, labels {labels.shape}\n")
 
-    # explain() reads the graph, so it comes before backward(), which frees the graph.
+    # explain() reads the graph's structure, which backward() keeps: before or after, same text.
     explanation = tg.explain(loss, params=model)
     print(explanation)
     print(

@@ -1,5 +1,6 @@
 """tg.explain: the backward pass as equations with shapes, parameters named; checked on the first
 learner's 400-25-10 network (their own cost function, run on Tensors) and on nn modules."""
+import html
 import inspect
 import re
 
@@ -46,10 +47,48 @@ def test_bias_gradients_say_which_axis_is_summed(learner_explanation):
 
 
 def test_the_l2_term_adds_to_the_weight_gradients(learner_explanation):
-    # W1 is used by X @ W1 and twice by np.square(W1) = W1 * W1: three contributions, added.
+    # W1 is used by X @ W1 and twice by np.square(W1) = W1 * W1: the two equal terms are one line.
     dW1 = lines_for(learner_explanation, "W1")
-    assert len(dW1) == 3 and [line.split()[1] for line in dW1].count("+=") == 2
-    assert sum("* W1" in line for line in dW1) == 2
+    assert len(dW1) == 2 and [line.split()[1] for line in dW1] == ["=", "+="]
+    assert re.search(r"dL/dW1 \+= 2 \* \(dL/dv\d+ \* W1\) +-> \(400, 25\)", dW1[1])
+
+
+def test_an_input_used_twice_by_one_op_gives_one_line_with_a_factor_not_two_equal_lines():
+    w = tg.Tensor([1.0, 2.0], requires_grad=True, name="w")
+    text = str(tg.explain((w * w).sum()))
+    assert lines_for(text, "w") == ["dL/dw = 2 * (dL/dv1 * w)                            -> (2,)"]
+    mixed = str(tg.explain((w * w.exp()).sum()))  # different rules: two lines, added
+    assert [line.split()[1] for line in lines_for(mixed, "w")] == ["=", "+="]
+
+
+def test_well_known_functions_are_named_with_their_rule_beside_them():
+    x = tg.Tensor(RNG.random((4, 3)), requires_grad=True, name="x")
+    text = str(tg.explain(F.relu(x.sigmoid()).sum()))
+    assert "v1 = sigmoid(x) = 1 / (1 + exp(-x))" in text
+    assert "v2 = relu(v1) = max(v1, 0)" in text
+    assert "v1 = exp(x)" in str(tg.explain(x.exp().sum()))  # a rule that names itself stays as it is
+    assert "v1 = x + x" in str(tg.explain((x + x).sum()))  # operators need no name
+
+
+def test_a_sum_says_which_axis_it_runs_over():
+    x = tg.Tensor(RNG.random((4, 3)), requires_grad=True, name="x")
+    text = str(tg.explain(x.sum(axis=0).max(axis=-1)))
+    assert re.search(r"v1 = sum\(x, axis=0\) +\(4, 3\) -> \(3,\)", text)
+    assert re.search(r"L = max\(v1, axis=0\) +\(3,\) -> \(\)", text)
+    assert "dL/dv1 = dL/dL * (1 at the maximum" in text
+    assert re.search(r"dL/dx = dL/dv1 spread back over axis 0 +-> \(4, 3\)", text)
+    assert "sum(x, axis=(0, 1))" in str(tg.explain(x.sum()))
+
+
+def test_explain_displays_as_text_in_jupyter_and_is_still_a_str():
+    w = tg.Tensor([1.0, 2.0], requires_grad=True, name="w")
+    explanation = tg.explain((w * 3.0).sum())
+    assert isinstance(explanation, str) and explanation.startswith("Forward (2 operations):")
+    assert repr(explanation) == str(explanation)  # the prompt shows lines, not a quoted "...\n..."
+    assert explanation._repr_html_() == "<pre>" + html.escape(str(explanation)) + "</pre>"
+    pytest.importorskip("IPython")
+    from IPython.lib.pretty import pretty
+    assert pretty(explanation) == str(explanation)
 
 
 def test_the_sigmoid_steps_show_the_learners_gPrime(learner_explanation):
@@ -82,7 +121,8 @@ def test_module_parameters_are_named_and_linear_shows_its_products():
 def test_class_labels_read_as_one_hot_rows_and_a_difference_is_bracketed():
     logits = tg.Tensor(RNG.random((5, 3)), requires_grad=True, name="s")
     by_index = tg.explain(F.cross_entropy(logits, [0, 2, 1, 1, 0]))
-    forward = r"L = -sum\(onehot\(c1\) \* log_softmax\(s\), axis\).*\(5, 3\), \(5,\) -> \(\)"
+    forward = (r"L = softmax_cross_entropy\(s, c1\) = -sum\(onehot\(c1\) \* log_softmax\(s\), axis=1\)"
+               r".*\(5, 3\), \(5,\) -> \(\)")
     assert re.search(forward, by_index)
     # the upstream gradient multiplies the whole difference, not only its first term
     assert "dL/ds = dL/dL * (softmax(s) * sum(onehot(c1)) - onehot(c1))" in by_index

@@ -7,6 +7,7 @@ to a derivation on paper. It only reads the graph.
 from __future__ import annotations
 
 import functools
+import html
 import inspect
 import re
 
@@ -18,14 +19,14 @@ from .tensor import Tensor
 _SYMBOL = re.compile(r"\bxs\[i\]|\b(?:grad|cond|xs|[xyztpwb])\b")
 
 
-def explain(root: Tensor, params=None) -> str:
+def explain(root: Tensor, params=None) -> "Explanation":
     """The backward pass that produced ``root``'s gradients, one equation per step, with shapes.
 
     Parameters
     ----------
     root : Tensor
-        The result (usually the scalar loss) whose graph to explain; call before ``backward()``
-        (or after ``backward(retain_graph=True)``), while the graph still exists.
+        The result (usually the scalar loss) whose graph to explain, before or after
+        ``backward()`` (backward frees the saved arrays, not the graph's structure).
     params : Module, dict or list, optional
         Names for tensors: a Module's parameter names, a dict's keys (arrays used as constant
         inputs may be named too, e.g. ``{"X": X}``), or ``params[i]`` for a list. Otherwise a
@@ -34,11 +35,14 @@ def explain(root: Tensor, params=None) -> str:
 
     Returns
     -------
-    str
-        A "Forward" section (each recorded operation with its input and output shapes) and a
+    Explanation
+        A str (shown as formatted text in Jupyter): a "Forward" section (each recorded operation with its input and output shapes) and a
         "Backward" section: for every input that needs a gradient, ``dL/d<input> = ...`` in
         terms of the step's upstream gradient ``dL/d<output>``, with shapes. A tensor used
-        twice gets ``=`` for its first contribution and ``+=`` for the next, as the engine adds them.
+        twice gets ``=`` for its first contribution and ``+=`` for the next, as the engine adds them;
+        equal contributions from one op are one line with their count (``2 * (...)``).
+        Well-known functions are named with their rule beside them (``sigmoid(v1) = ...``)
+        and reductions say their axes (``sum(v2, axis=0)``).
 
     Examples
     --------
@@ -48,10 +52,10 @@ def explain(root: Tensor, params=None) -> str:
     >>> print(tg.explain((X @ W).sigmoid().sum()))
     Forward (3 operations):
       v1 = X @ W                        (1, 2) @ (2, 1) -> (1, 1)
-      v2 = 1 / (1 + exp(-v1))           (1, 1) -> (1, 1)
-      L = sum(v2, axis)                 (1, 1) -> ()
+      v2 = sigmoid(v1) = 1 / (1 + exp(-v1))   (1, 1) -> (1, 1)
+      L = sum(v2, axis=(0, 1))          (1, 1) -> ()
     Backward (chain rule from L back to the leaves; dL/dL = 1):
-      dL/dv2 = dL/dL spread back over the summed axes     -> (1, 1)
+      dL/dv2 = dL/dL spread back over axes (0, 1)         -> (1, 1)
       dL/dv1 = dL/dv2 * v2 * (1 - v2)                     -> (1, 1)
       dL/dW = X.T @ dL/dv1                                (2, 1) @ (1, 1) -> (2, 1)
     """
@@ -69,24 +73,58 @@ def explain(root: Tensor, params=None) -> str:
     contributed = set()  # ids of items that already received a gradient contribution
     for node in reversed(order):
         if id(node) in folded:
-            inputs = [(0, folded[id(node)])]  # the summed tensor: its rows were recorded, so it needs one
+            # The summed tensor: its rows were recorded, so it needs a gradient.
+            steps = [(folded[id(node)], f"dL/d{names.of(node)} copied to every row",
+                      f"{node.shape} -> {folded[id(node)].shape}")]
         else:
-            inputs = [(i, parent) for i, parent in enumerate(node.parents) if node.needs_input_grad[i]]
-        for index, parent in inputs:
+            steps = [(parent, *_backward_line(node, i, parent, names))
+                     for i, parent in enumerate(node.parents) if node.needs_input_grad[i]]
+        for parent, rhs, shapes, uses in _merge_repeated(steps):
             operator = "+=" if id(parent) in contributed else "="
             contributed.add(id(parent))
-            if id(node) in folded:
-                text = f"dL/d{names.of(parent)} {operator} dL/d{names.of(node)} copied to every row"
-                backward.append((text, f"{node.shape} -> {parent.shape}"))
-            else:
-                backward.append(_backward_line(node, index, parent, operator, names))
+            rhs = rhs if uses == 1 else f"{uses} * {rhs}" if _is_bare(rhs) else f"{uses} * ({rhs})"
+            backward.append((f"dL/d{names.of(parent)} {operator} {rhs}", shapes))
     lines = [f"Forward ({len(order)} operation{'s' if len(order) != 1 else ''}):"]
     lines += [_columns(text, shapes, 35) for text, shapes in forward]
     root_name = names.of(node_of(root))
     lines.append(f"Backward (chain rule from {root_name} back to the leaves; "
                  f"dL/d{root_name} = {'1' if root.size == 1 else 'the given gradient'}):")
     lines += [_columns(text, shapes, 53) for text, shapes in backward]
-    return "\n".join(lines)
+    return Explanation("\n".join(lines))
+
+
+class Explanation(str):
+    """The text `explain` returns: a str (print it, compare it, write it to a file) that a Jupyter
+    notebook shows as formatted text, not as a quoted string full of \\n."""
+
+    def __repr__(self) -> str:  # the Python prompt shows the text itself, as print() would
+        return str(self)
+
+    def _repr_pretty_(self, printer, cycle) -> None:  # IPython's text display
+        printer.text(str(self))
+
+    def _repr_html_(self) -> str:  # Jupyter: the equations, monospaced so their columns line up
+        return f"<pre>{html.escape(str(self))}</pre>"
+
+
+def _merge_repeated(steps: list) -> list:
+    """(parent, rhs, shapes, uses): one line for a tensor that is several inputs of one op with the
+    same rule (w * w gives dL/dw = 2 * (dL/dv * w), not the same line twice)."""
+    merged = []
+    for parent, rhs, shapes in steps:
+        same = [i for i, (p, r, _, _) in enumerate(merged) if p is parent and r == rhs]
+        if same:
+            p, r, sh, uses = merged[same[0]]
+            merged[same[0]] = (p, r, sh, uses + 1)
+        else:
+            merged.append((parent, rhs, shapes, 1))
+    return merged
+
+
+def _is_bare(expression: str) -> bool:
+    """True when the expression needs no brackets as a factor: a name, or a call / bracketed term."""
+    return bool(re.fullmatch(r"[\w.\[\]/]+|[^+\-]*\(.*\)", expression)) and not _top_level_sum(expression) \
+        and " * " not in expression
 
 
 def _columns(text: str, shapes: str, width: int) -> str:
@@ -255,7 +293,11 @@ def _forward_line(node: Context, names: _Names) -> tuple:
     if _is_matrix_transpose(node):  # what nn.Linear does to its weight: read it as W.T
         weight = node.parents[0]
         return f"{names.of(node)} = {names.of(weight)}.T", f"{weight.shape} -> {node.shape}"
-    expression = _fill(_rule(node.fn)[0], node, names) + _reduction_note(node)
+    expression = _with_axis(_fill(_rule(node.fn)[0], node, names), node)
+    if _named_function(node.fn):  # sigmoid(v1) = 1 / (1 + exp(-v1)): the name, then the rule
+        arguments = ", ".join(names.of(p) for p in node.parents)
+        expression = f"{_named_function(node.fn)}({arguments}) = {expression}"
+    expression += _reduction_note(node)
     shapes = [_shape(p) for p in node.parents]
     if node.fn.__name__ == "MatMul":
         return f"{names.of(node)} = {expression}", f"{shapes[0]} @ {shapes[1]} -> {node.shape}"
@@ -264,12 +306,13 @@ def _forward_line(node: Context, names: _Names) -> tuple:
     return f"{names.of(node)} = {expression}", f"{shown} -> {node.shape}"
 
 
-def _backward_line(node: Context, index: int, parent, operator: str, names: _Names) -> tuple:
+def _backward_line(node: Context, index: int, parent, names: _Names) -> tuple:
+    """(the gradient that flows from `node` to its input `parent`, the shapes involved)."""
     symbol = _symbol_of(node.fn, index)
     partial = _rule(node.fn)[1].get(symbol, "")
     upstream = f"dL/d{names.of(node)}"
     if _is_matrix_transpose(node):
-        return f"dL/d{names.of(parent)} {operator} ({upstream}).T", f"{node.shape} -> {parent.shape}"
+        return f"({upstream}).T", f"{node.shape} -> {parent.shape}"
     if re.search(r"\bgrad\b", partial):  # already a vector-Jacobian product: grad @ y.T, ...
         rhs = _fill(partial, node, names, index)
     elif partial == "1":
@@ -280,7 +323,7 @@ def _backward_line(node: Context, index: int, parent, operator: str, names: _Nam
         rhs = f"{upstream} * {filled}" if bare else f"{upstream} * ({filled})"
     else:
         rhs = f"(the gradient rule of {node.fn.__name__})"
-    rhs += _reduction_note(node)
+    rhs = _with_axis(rhs, node) + _reduction_note(node)
     shape = parent.shape
     product = _product_shapes(partial, node, index) if "@" in partial else None
     if product:
@@ -289,7 +332,40 @@ def _backward_line(node: Context, index: int, parent, operator: str, names: _Nam
         shapes = f"{node.shape} summed over {_summed_axes(shape, node.shape)} -> {shape}"
     else:
         shapes = f"-> {shape}"
-    return f"dL/d{names.of(parent)} {operator} {rhs}", shapes
+    return rhs, shapes
+
+
+@functools.lru_cache(maxsize=None)
+def _named_function(fn) -> str:
+    """The well-known name of an op whose rule is a formula that does not say it (Sigmoid's
+    "1 / (1 + exp(-x))" is ``sigmoid``), else "". Operators (x + y, x[index]) and rules that
+    already name their function (exp(x), x.reshape(shape)) need none."""
+    name = re.sub(r"(?<!^)(?=[A-Z])", "_", fn.__name__).lower()  # SoftmaxCrossEntropy -> softmax_cross_entropy
+    expression, _, symbols = _rule(fn)
+    words = set(re.findall(r"[A-Za-z_]\w*", expression)) - set(symbols) - {"T", "xs"}
+    return name if words and name not in words else ""
+
+
+def _with_axis(text: str, node: Context) -> str:
+    """The rule with the axes this node reduced over: sum(v1, axis=0), spread back over axis 0."""
+    axes = _reduced_axes(node)
+    if axes is None:
+        return text
+    axis = axes[0] if len(axes) == 1 else axes
+    text = re.sub(r"\baxis\b(?!\s*=)", f"axis={axis}", text)
+    return text.replace("the summed axes", f"axis {axis}" if len(axes) == 1 else f"axes {axes}")
+
+
+def _reduced_axes(node: Context):
+    """The axes a reduction ran over, as a tuple, or None when the op does not reduce."""
+    if "axis" in getattr(node, "__dict__", {}) and node.axis is not None:
+        return tuple(np.atleast_1d(node.axis).tolist())
+    kept = getattr(node, "kept_shape", None)
+    if kept is None or not node.parents:
+        return None
+    shape = _shape(node.parents[0])
+    dropped = len(node.shape) < len(shape)  # keepdims=False: every reduced axis went away
+    return tuple(i for i, (n, k) in enumerate(zip(shape, kept)) if k == 1 and (n != 1 or dropped))
 
 
 def _product_shapes(expression: str, node: Context, current: int):

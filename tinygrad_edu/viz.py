@@ -248,9 +248,10 @@ def render(
     except graphviz.ExecutableNotFound:
         raise GraphvizNotFoundError(
             "rendering needs the Graphviz 'dot' program, which was not found on PATH. Install it "
-            "with `apt-get install -y graphviz` (Debian/Ubuntu), `brew install graphviz` (macOS) "
-            "or `conda install graphviz`. Without it, `graph.source` still gives the DOT text "
-            "(paste it into any Graphviz viewer)."
+            "with `apt-get install -y graphviz` (Debian/Ubuntu), `brew install graphviz` (macOS), "
+            "`conda install graphviz`, or an installer from https://graphviz.org/download/ "
+            "(Windows: tick 'add to PATH'). The Python package `graphviz` alone is not enough. "
+            "Without it, `graph.source` still gives the DOT text (paste it into any Graphviz viewer)."
         ) from None
     # Same folder, so os.replace is a rename on one file system and cannot leave half a file.
     handle, temporary = _temporary_file(path)
