@@ -268,7 +268,10 @@ def test_the_callers_arrays_are_never_modified():
 def test_report_repr_and_html_are_short_and_safe():
     report = tg.check_backprop(cost, broken("sign of dw2b"), P, X, Y)
     assert repr(report) == "BackpropReport(ok=False, method='autograd', wrong=[3])"
-    assert report._repr_html_().startswith("<pre>check_backprop: 1 of 4")
+    page = report._repr_html_()
+    assert page.startswith("<div><p><b>check_backprop: 1 of 4") and page.count("<tr") == 5  # header + 4
+    assert page.count("background:") == 1 and "<td style='text-align:left'><code>sign</code></td>" in page
+    assert "y - h vs h - y" in page and "<script" not in page
     header = str(report).splitlines()[1].split()
     assert header[:3] == ["param", "expected", "shape"] and header[-1] == "kind"
 

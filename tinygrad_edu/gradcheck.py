@@ -7,14 +7,14 @@ arrays it is given.
 """
 from __future__ import annotations
 
-import html
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 import numpy as np
 
-from .autograd import enable_grad, grad
+from ._tables import html_table, text_table
+from .autograd import Context, enable_grad, grad, node_of, toposort
 from .tensor import Tensor
 
 
@@ -213,35 +213,42 @@ class BackpropReport:
         return (f"BackpropReport(ok={self.ok}, method={self.method!r}, "
                 f"wrong={[row.key for row in self.wrong]})")
 
-    def __str__(self) -> str:
+    _key_title, _key_word = "param", "parameter"  # the first column's heading; the word in notes
+
+    def _title(self) -> str:
         reference = self.method + (f" (autograd was not usable: {self.reason})" if self.reason else "")
         verdict = ("all gradients match" if self.ok
                    else f"{len(self.wrong)} of {len(self.rows)} gradients are wrong")
-        lines = [f"check_backprop: {verdict}; reference: {reference}"]
-        header = ("param", "expected shape", "returned shape", "max abs err", "max rel err",
+        return f"check_backprop: {verdict}; reference: {reference}"
+
+    def _table(self) -> tuple:
+        """(header, rows of strings): one row per gradient."""
+        header = (self._key_title, "expected shape", "returned shape", "max abs err", "max rel err",
                   "worst index", "kind")
-        table = [header] + [
-            (str(row.key), _shape_text(row.expected_shape), _shape_text(row.returned_shape),
-             _number_text(row.max_abs_error), _number_text(row.max_rel_error),
-             "-" if row.worst_index is None else str(row.worst_index), row.kind)
-            for row in self.rows
-        ]
-        widths = [max(len(line[i]) for line in table) for i in range(len(header))]
-        lines += ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip()
-                  for line in table]
-        # Every wrong parameter gets its own line; ok rows only when they carry a note.
-        lines += [f"parameter {row.key!r}: {row.message}" for row in self.rows
-                  if not row.ok or row.message != "correct"]
+        rows = [(str(row.key), _shape_text(row.expected_shape), _shape_text(row.returned_shape),
+                 _number_text(row.max_abs_error), _number_text(row.max_rel_error),
+                 "-" if row.worst_index is None else str(row.worst_index), row.kind)
+                for row in self.rows]
+        return header, rows
+
+    def _notes(self) -> list:
+        # Every wrong gradient gets its own line; ok rows only when they carry a note.
+        notes = [f"{self._key_word} {row.key!r}: {row.message}" for row in self.rows
+                 if not row.ok or row.message != "correct"]
         if self.extra_keys:
-            lines.append("backprop also returned gradients for keys that params does not have: "
+            notes.append("backprop also returned gradients for keys that params does not have: "
                          + ", ".join(repr(key) for key in self.extra_keys))
-        return "\n".join(lines)
+        return notes
+
+    def __str__(self) -> str:
+        return "\n".join([self._title(), *text_table(*self._table()), *self._notes()])
 
     def _repr_pretty_(self, printer, cycle) -> None:  # IPython / Jupyter text display
         printer.text(str(self))
 
-    def _repr_html_(self) -> str:  # Jupyter: the same table, kept monospaced
-        return f"<pre>{html.escape(str(self))}</pre>"
+    def _repr_html_(self) -> str:  # Jupyter: a table, the wrong rows tinted
+        bad = tuple(i for i, row in enumerate(self.rows) if not row.ok)
+        return html_table(self._title(), *self._table(), self._notes(), bad_rows=bad)
 
 
 def check_backprop(cost: Callable, backprop: Callable, params, *args,
