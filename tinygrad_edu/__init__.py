@@ -13,12 +13,15 @@ from .creation import (
     arange, eye, full, manual_seed, ones, ones_like, rand, randn, zeros, zeros_like,
 )
 from .explain import explain
-from .gradcheck import BackpropReport, GradcheckError, check_backprop, gradcheck
+from .gradcheck import (
+    BackpropReport, GradcheckError, GradientReport, check_backprop, compare_grads, gradcheck,
+)
 from .guards import (
     AnomalyError, BroadcastError, BroadcastWarning, detect_anomaly, get_broadcast_check,
     is_anomaly_enabled, set_broadcast_check,
 )
 from .serialization import load, save
+from .summary import ModelSummary, summary
 from .tensor import (
     Tensor, concatenate, einsum, get_default_dtype, maximum, minimum, set_default_dtype, stack,
     where,
@@ -33,6 +36,7 @@ __all__ = [
     "zeros", "ones", "full", "zeros_like", "ones_like", "arange", "eye", "rand", "randn",
     "maximum", "minimum", "where", "concatenate", "stack", "einsum",
     "gradcheck", "GradcheckError", "check_backprop", "BackpropReport", "explain",
+    "compare_grads", "GradientReport", "summary", "ModelSummary",
     "set_broadcast_check", "get_broadcast_check", "BroadcastWarning", "BroadcastError",
     "detect_anomaly", "is_anomaly_enabled", "AnomalyError",
 ]

@@ -614,3 +614,121 @@ def _shape_text(shape) -> str:
 
 def _number_text(value) -> str:
     return "-" if value is None else f"{value:.1e}"
+
+
+class GradientReport(BackpropReport):
+    """What `compare_grads` found: one `BackpropRow` per name, in backward order.
+
+    ``report.first_wrong`` is the row to fix first: gradients after it in backward order are
+    computed from it, so they may be wrong only because it is.
+    """
+
+    _key_title, _key_word = "name", "gradient"
+
+    def __init__(self, rows: list, extra_keys: tuple = ()):
+        super().__init__(rows, method="autograd", extra_keys=extra_keys)
+
+    @property
+    def first_wrong(self) -> Optional[BackpropRow]:
+        """The first wrong gradient in backward order (None when all match)."""
+        return self.wrong[0] if self.wrong else None
+
+    def _title(self) -> str:
+        if self.ok:
+            return f"compare_grads: all {len(self.rows)} gradients match autograd's (rows in backward order)"
+        first = self.first_wrong
+        if first is None:  # only unknown names
+            return "compare_grads: the gradients given match, but some names are not in expected"
+        return (f"compare_grads: {len(self.wrong)} of {len(self.rows)} gradients are wrong; the first in "
+                f"backward order is {first.key!r} ({first.kind}): fix it first, the ones after it are "
+                "computed from it")
+
+    def __repr__(self) -> str:
+        first = None if self.first_wrong is None else self.first_wrong.key
+        return f"GradientReport(ok={self.ok}, first_wrong={first!r}, wrong={[row.key for row in self.wrong]})"
+
+
+def compare_grads(expected: Mapping, actual: Mapping, atol: float = 1e-6, rtol: float = 1e-4,
+                  samples: Optional[int] = None) -> GradientReport:
+    """Hold a learner's own gradients of every step against autograd's (Karpathy's ``cmp``).
+
+    Parameters
+    ----------
+    expected : dict of name -> Tensor
+        Tensors whose ``.grad`` autograd filled: leaves, or intermediate tensors that called
+        ``retain_grad()`` before ``loss.backward()``.
+    actual : dict of name -> array
+        The learner's gradients under the same names (``"dz2": dz2``).
+    atol, rtol : float
+        Tolerances, as in ``np.allclose``.
+    samples : int, optional
+        The batch size m, so that a factor of m or 1/m is named as a missing or extra 1/m.
+
+    Returns
+    -------
+    GradientReport
+        ``.ok``, one row per name in backward order (shape, max abs/rel error, kind of error:
+        shape, transposed, scale, sign, values, ...) and ``.first_wrong``, the one to fix first.
+        Prints as a table; shows as an HTML table in Jupyter.
+
+    Raises
+    ------
+    TypeError
+        `expected` or `actual` is not a dict, or an expected value is not a Tensor.
+    ValueError
+        A tensor in `expected` has no ``.grad`` (say which, and that retain_grad() keeps it).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import tinygrad_edu as tg
+    >>> w = tg.Tensor([1.0, 2.0, 3.0], requires_grad=True)
+    >>> z = w * 2.0
+    >>> z.retain_grad()
+    >>> (z * z).sum().backward()
+    >>> dz = 2 * z.numpy()                     # right: d(z**2)/dz
+    >>> dw = dz                                # wrong: forgot dz/dw = 2
+    >>> report = tg.compare_grads({"dw": w, "dz": z}, {"dw": dw, "dz": dz})
+    >>> [row.key for row in report.rows]      # backward order: dz is known before dw
+    ['dz', 'dw']
+    >>> report.ok, report.first_wrong.key, report.first_wrong.kind
+    (False, 'dw', 'scale')
+    """
+    if not isinstance(expected, Mapping) or not isinstance(actual, Mapping):
+        raise TypeError("compare_grads needs two dicts: expected (name -> Tensor whose .grad autograd filled) "
+                        f"and actual (name -> your array), got {type(expected).__name__} and "
+                        f"{type(actual).__name__}")
+    for name, tensor in expected.items():
+        if not isinstance(tensor, Tensor):
+            raise TypeError(f"expected[{name!r}] is a {type(tensor).__name__}, not a Tensor whose .grad autograd "
+                            "filled")
+        if tensor.grad is None:
+            kept = ("call .retain_grad() on it before loss.backward(): an intermediate tensor does not "
+                    "keep its gradient otherwise" if not tensor.is_leaf
+                    else "call loss.backward() first, and check that the loss depends on it")
+            raise ValueError(f"expected[{name!r}] has no .grad: {kept}")
+    rows = []
+    for name, tensor in _backward_order(expected):
+        reference = np.asarray(tensor.grad.data, dtype=np.float64)
+        # The L2 term is read off a parameter's own values; an intermediate has none.
+        param = np.asarray(tensor.data, dtype=np.float64) if tensor.is_leaf else np.zeros_like(reference)
+        rows.append(_diagnose(name, reference, actual.get(name, _MISSING), param, samples, atol, rtol))
+    return GradientReport(rows, extra_keys=tuple(key for key in actual if key not in expected))
+
+
+def _backward_order(expected: Mapping) -> list:
+    """(name, tensor) pairs in the order backward completes their gradients: an intermediate at
+    the step that made it (newest first), a leaf just after its last use."""
+    pairs = list(expected.items())
+    last_use = {}  # id(leaf) -> seq of the newest node that used it
+    for item in toposort([tensor for _, tensor in pairs if not tensor.is_leaf]):
+        if type(item) is Context:
+            for parent in item.parents:
+                if isinstance(parent, Tensor):
+                    last_use[id(parent)] = max(last_use.get(id(parent), -1), item.seq)
+
+    def position(pair):
+        tensor = pair[1]
+        return (tensor._ctx.seq, 1) if not tensor.is_leaf else (last_use.get(id(tensor), -1), 0)
+
+    return sorted(pairs, key=position, reverse=True)  # stable: ties keep the caller's order

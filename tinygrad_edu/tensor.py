@@ -266,6 +266,16 @@ class Tensor:
         owner._hooks.append(fn)
         return _HookHandle(owner._hooks, fn)
 
+    def retain_grad(self) -> None:
+        """Keep this non-leaf tensor's gradient in ``.grad`` after backward, as leaves do (PyTorch)."""
+        if self._ctx is None:
+            return  # a leaf keeps its gradient anyway
+
+        def keep(grad):
+            self.grad = grad if self.grad is None else self.grad + grad  # accumulates, like a leaf's
+
+        self.register_hook(keep)
+
     # ---- arithmetic (each calls one op; `ops` does the math) ---------------------------
     def __add__(self, other):
         """``t + other``, elementwise with NumPy broadcasting; recorded."""
