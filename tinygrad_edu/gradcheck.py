@@ -695,13 +695,13 @@ def compare_grads(expected: Mapping, actual: Mapping, atol: float = 1e-6, rtol: 
     (False, 'dw', 'scale')
     """
     if not isinstance(expected, Mapping) or not isinstance(actual, Mapping):
-        raise TypeError("compare_grads needs two dicts: expected (name -> Tensor whose .grad autograd filled) "
-                        f"and actual (name -> your array), got {type(expected).__name__} and "
+        raise TypeError("compare_grads needs two dicts: expected (name -> Tensor whose .grad autograd "
+                        f"filled) and actual (name -> your array), got {type(expected).__name__} and "
                         f"{type(actual).__name__}")
     for name, tensor in expected.items():
         if not isinstance(tensor, Tensor):
-            raise TypeError(f"expected[{name!r}] is a {type(tensor).__name__}, not a Tensor whose .grad autograd "
-                            "filled")
+            raise TypeError(f"expected[{name!r}] is a {type(tensor).__name__}, not a Tensor whose .grad "
+                            "autograd filled")
         if tensor.grad is None:
             kept = ("call .retain_grad() on it before loss.backward(): an intermediate tensor does not "
                     "keep its gradient otherwise" if not tensor.is_leaf

@@ -28,7 +28,8 @@ class ModelSummary:
 
     def _table(self) -> tuple:
         header = ("layer", "type", "output shape", "params")
-        rows = [("  " * depth + name, kind, shape, f"{count:,}") for name, kind, shape, count, depth in self.rows]
+        rows = [("  " * depth + name, kind, shape, f"{count:,}")
+                for name, kind, shape, count, depth in self.rows]
         return header, rows
 
     def _footer(self) -> list:
