@@ -23,7 +23,7 @@ from .explain import builtin_sum_chains
 from .nn.module import Module
 from .tensor import Tensor
 
-__all__ = ["draw_graph", "render", "GraphvizNotFoundError", "MAX_NODES"]
+__all__ = ["draw_graph", "render", "GraphvizNotFoundError"]
 
 # Fill colours. Parameters stand out from constants; op nodes stay quiet.
 _OP_FILL = "#f2f2f2"
