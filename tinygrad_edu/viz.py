@@ -460,15 +460,19 @@ def _fold_to_budget(root: Tensor, fold, collapse, params, max_nodes):
     nodes, index = _walk(root, fold)
     if max_nodes is None:
         return nodes, index, []
+
+    def drawn():  # the boxes left, from whatever box now stands for the root
+        return _reachable(index[id(node_of(root))], index)
+
     folded = _fold_builtin_sums(nodes, index)
-    if len(_reachable(nodes[0], index)) > max_nodes:
-        folded += _fold_repeats(_reachable(nodes[0], index), index)
-    if len(_reachable(nodes[0], index)) > max_nodes and collapse is None:
+    if len(drawn()) > max_nodes:
+        folded += _fold_repeats(drawn(), index)
+    if len(drawn()) > max_nodes and collapse is None:
         automatic = _automatic_fold_rule(params)
         nodes, index = _walk(root, automatic)
-        folded = _fold_builtin_sums(nodes, index) + _fold_repeats(_reachable(nodes[0], index), index)
+        folded = _fold_builtin_sums(nodes, index) + _fold_repeats(drawn(), index)
         folded.append("module calls collapsed")
-    nodes = _reachable(nodes[0], index)
+    nodes = drawn()
     if len(nodes) > max_nodes:
         nodes, dropped = _cut_to_budget(nodes, index, max_nodes)
         folded.append(f"{dropped} nodes farthest from the root shown as one (max_nodes={max_nodes})")
