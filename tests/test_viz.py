@@ -287,10 +287,7 @@ def test_a_graph_can_be_drawn_after_backward_and_shows_the_kept_gradients():
 def test_after_backward_a_retained_intermediate_shows_its_gradient():
     _, W1, b1, h = learners_layer()
     z = h * 2.0
-    if hasattr(z, "retain_grad"):
-        z.retain_grad()
-    else:
-        pytest.skip("Tensor.retain_grad() is not on this branch yet")
+    z.retain_grad()
     loss = z.sum()
     loss.backward()
     drawing = Drawing(draw_graph(loss, params={"W1": W1, "b1": b1, "z": z}, show_grads=True))
