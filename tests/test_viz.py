@@ -660,8 +660,8 @@ def test_render_without_dot_explains_and_leaves_the_old_file(graph, tmp_path, mo
     with pytest.raises(GraphvizNotFoundError) as error:
         render(graph, old)
     message = str(error.value)
-    advice = ("apt-get install -y graphviz", "brew install graphviz", "conda install graphviz", "graphviz.org",
-              ".source")
+    advice = ("apt-get install -y graphviz", "brew install graphviz", "conda install graphviz",
+              "graphviz.org", ".source")
     assert all(text in message for text in advice), message
     assert isinstance(error.value, RuntimeError)
     assert old.read_bytes() == b"old picture"

@@ -36,8 +36,8 @@ def explain(root: Tensor, params=None) -> "Explanation":
     Returns
     -------
     Explanation
-        A str (shown as formatted text in Jupyter): a "Forward" section (each recorded operation with its input and output shapes) and a
-        "Backward" section: for every input that needs a gradient, ``dL/d<input> = ...`` in
+        A str (shown as formatted text in Jupyter): a "Forward" section (each recorded
+        operation with its input and output shapes) and a "Backward" section: for every input that needs a gradient, ``dL/d<input> = ...`` in
         terms of the step's upstream gradient ``dL/d<output>``, with shapes. A tensor used
         twice gets ``=`` for its first contribution and ``+=`` for the next, as the engine adds them;
         equal contributions from one op are one line with their count (``2 * (...)``).
@@ -340,7 +340,8 @@ def _named_function(fn) -> str:
     """The well-known name of an op whose rule is a formula that does not say it (Sigmoid's
     "1 / (1 + exp(-x))" is ``sigmoid``), else "". Operators (x + y, x[index]) and rules that
     already name their function (exp(x), x.reshape(shape)) need none."""
-    name = re.sub(r"(?<!^)(?=[A-Z])", "_", fn.__name__).lower()  # SoftmaxCrossEntropy -> softmax_cross_entropy
+    # SoftmaxCrossEntropy -> softmax_cross_entropy
+    name = re.sub(r"(?<!^)(?=[A-Z])", "_", fn.__name__).lower()
     expression, _, symbols = _rule(fn)
     words = set(re.findall(r"[A-Za-z_]\w*", expression)) - set(symbols) - {"T", "xs"}
     return name if words and name not in words else ""
