@@ -38,6 +38,7 @@ CHANCE_STEPS = 10  # accuracies needed before calling them "stuck"
 UNSTABLE_WINDOW = 10
 UNSTABLE_JUMP = 0.5  # mean |loss step-to-step change| above half the mean loss: oscillating
 UNSTABLE_CLIMB = 1.5  # the last third of the window 1.5x above the first third: climbing
+UNSTABLE_FLOOR = 0.1  # ... both measured against at least a tenth of the first loss
 # Inputs: standardised data has RMS 1, pixels in [0, 1] about 0.3, pixels 0..255 about 80.
 # "About [-5, 5]" (the issue's wording; LeCun et al., "Efficient BackProp", 1998: inputs should
 # have mean near 0 and similar, unit-sized variances).
@@ -216,17 +217,20 @@ def loss_warnings(monitor) -> list:
 
 def unstable_loss(losses: list) -> list:
     """Oscillating (big jumps between steps) or climbing losses over the last window."""
+    finite = [value for value in losses if math.isfinite(value)]
     window = np.asarray(losses[-UNSTABLE_WINDOW:], dtype=np.float64)
     window = window[np.isfinite(window)]
     if window.size < UNSTABLE_WINDOW // 2:
         return []
-    level = float(np.mean(window))
+    # Near zero loss, noise is large relative to the level but tiny against where training
+    # started: measure against at least a tenth of the first loss.
+    level = max(float(np.mean(window)), UNSTABLE_FLOOR * abs(finite[0]))
     jump = float(np.mean(np.abs(np.diff(window))))
     third = max(window.size // 3, 1)
     early, late = float(np.mean(window[:third])), float(np.mean(window[-third:]))
     if level > 0 and jump > UNSTABLE_JUMP * level:
         how = f"it jumps by {jump / level:.0%} of its level from step to step"
-    elif early > 0 and late > UNSTABLE_CLIMB * early:
+    elif early > 0 and late > UNSTABLE_CLIMB * max(early, UNSTABLE_FLOOR * abs(finite[0])):
         how = f"it climbed from {early:.3g} to {late:.3g} over the last {window.size} steps"
     else:
         return []
