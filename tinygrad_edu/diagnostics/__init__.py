@@ -12,8 +12,12 @@ from .kinds import (
     UNSTABLE_CLIMB, UNSTABLE_JUMP, UNSTABLE_WINDOW, VANISHING_RATIO,
 )
 from .monitor import LayerHistory, Monitor, ParameterHistory
+from .numpy_code import BroadcastReport, NumpyMonitor, check_broadcasts
 from .report import DiagnosticsReport, DiagnosticWarning
+from .sanity import Check, LRFindResult, SanityReport, lr_find, sanity_check
 
 __all__ = [
     "Monitor", "DiagnosticsReport", "DiagnosticWarning", "LayerHistory", "ParameterHistory",
+    "sanity_check", "SanityReport", "Check", "lr_find", "LRFindResult",
+    "NumpyMonitor", "check_broadcasts", "BroadcastReport",
 ]
