@@ -342,3 +342,19 @@ def test_monitor_and_report_display_as_html_tables_and_str_is_the_text():
     assert monitor._repr_html_() == page
     assert str(report).startswith("Training diagnostics: 2 step(s) recorded")
     assert "<" not in str(report).split("warnings:")[0]
+
+
+def test_the_long_run_memory_script_runs_in_quick_mode():
+    import pathlib
+    import re
+    import subprocess
+    import sys
+
+    root = pathlib.Path(__file__).resolve().parent.parent
+    process = subprocess.run([sys.executable, "benchmarks/monitor_memory.py", "--quick"], cwd=root,
+                             capture_output=True, text=True, timeout=300)
+    assert process.returncode == 0, process.stderr
+    growths = re.findall(r"growth after 300 steps \(max_points 50\): ([+-][\d.]+) KiB", process.stdout)
+    assert len(growths) == 2
+    # 50 points of ~28 series of floats is about 45 KiB; unbounded, 300 steps held over 200 KiB.
+    assert all(float(value) < 100 for value in growths)
