@@ -208,6 +208,7 @@ class BroadcastReport:
         return not self.findings
 
     def __bool__(self) -> bool:
+        """``report.ok``, so ``assert report`` fails when a check found a problem."""
         return self.ok
 
     def __str__(self) -> str:

@@ -60,6 +60,7 @@ class SanityReport:
         return {check.kind for check in self.checks if check.ok is False}
 
     def __bool__(self) -> bool:
+        """``report.ok``, so ``assert report`` fails when a check found a problem."""
         return self.ok
 
     def __str__(self) -> str:
