@@ -179,7 +179,8 @@ def parameter_warnings(monitor, rows: dict) -> list:
         ))
     if monitor._not_zeroed:
         step = min(monitor._not_zeroed.values())
-        names = ", ".join(sorted(monitor._not_zeroed, key=monitor._not_zeroed.get))
+        names = sorted(monitor._not_zeroed, key=monitor._not_zeroed.get)
+        names = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
         found.append(warn(
             "grad_not_zeroed",
             f"step {step}: .grad of {names} holds more than this step's backward gave it — gradients "
