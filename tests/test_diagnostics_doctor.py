@@ -204,7 +204,8 @@ class CrossEntropyANN(ANN):
 def test_the_same_class_with_xavier_and_cross_entropy_gets_none_of_those(seed):
     _, monitor = watched_run("xavier", seed, cls=CrossEntropyANN)
     report = monitor.report()
-    assert not report.kinds & {"all_positive_init", "saturation", "vanishing_gradient", "output_loss_mismatch"}
+    problems = {"all_positive_init", "saturation", "vanishing_gradient", "output_loss_mismatch"}
+    assert not report.kinds & problems
     ratio = np.mean(monitor.output_grad["W1"]) / np.mean(monitor.output_grad["W3"])
     assert ratio > 1 / 100  # measured: 1/40-1/60
 

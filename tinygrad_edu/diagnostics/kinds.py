@@ -53,6 +53,9 @@ INPUT_RMS_LIMIT = 5.0
 # 128 times; five in a row, 1 in 3e10).
 PATTERN_BATCH, PATTERN_STEPS = 8, 5
 CONSTANT_SHARE = 0.99  # the most common predicted class takes 99% or more of every batch
+# ... judged only after this many recorded steps: an untrained network often gives nearly the same
+# scores to every input (a deep sigmoid one with Xavier weights does for its first steps).
+CONSTANT_MIN_STEPS = 10
 # Prechelt, "Early stopping - but when?" (1998): the generalisation loss GL = val / best val - 1;
 # he stops at GL above 1-5%. Above 10% for the last two validations, while the training loss fell.
 OVERFIT_RISE, OVERFIT_PATIENCE = 0.1, 2
@@ -165,8 +168,8 @@ def parameter_warnings(monitor, rows: dict) -> list:
     if growing:
         found.append(warn(
             "exploding_gradient",
-            f"gradient norms grew over {EXPLODING_GROWTH:.0f}x during training: {', '.join(growing)} — each "
-            "step makes the next one bigger; lower lr, or clip the gradient",
+            f"gradient norms grew over {EXPLODING_GROWTH:.0f}x during training: {', '.join(growing)} — "
+            "each step makes the next one bigger; lower lr, or clip the gradient",
         ))
     by_step: dict = {}  # one line per step where something first went non-finite
     for (name, where), step in monitor._non_finite.items():
@@ -278,7 +281,8 @@ def batch_warnings(monitor, last: int) -> list:
             "them: x = (x - x.mean(axis=0)) / (x.std(axis=0) + 1e-8) (pixels: x / 255)",
         ))
     shares = _pattern(monitor.top_prediction_share, last)
-    if shares is not None and shares.min() >= CONSTANT_SHARE:
+    trained = len(monitor.steps) >= CONSTANT_MIN_STEPS
+    if trained and shares is not None and shares.min() >= CONSTANT_SHARE:
         found.append(warn(
             "constant_output",
             f"every prediction is the same class in each of the last {shares.size} batches (whose targets "
@@ -289,8 +293,8 @@ def batch_warnings(monitor, last: int) -> list:
     if single is not None and single.min() == 1.0 and (monitor.num_classes or 0) > 1:
         found.append(warn(
             "unshuffled_data",
-            f"each of the last {single.size} batches holds a single class — the data is sorted by label and "
-            "each step undoes the last; shuffle: DataLoader(..., shuffle=True) or x[rng.permutation(n)]",
+            f"each of the last {single.size} batches holds a single class — the data is sorted by label "
+            "and each step undoes the last; shuffle: DataLoader(..., shuffle=True) or x[rng.permutation(n)]",
         ))
     return found
 

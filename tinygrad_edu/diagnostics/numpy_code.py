@@ -161,8 +161,8 @@ class NumpyMonitor:
             if np.ndim(getattr(self.obj, name)) >= 2 and ratios[name] < kinds.SMALL_UPDATE:
                 found.append(warn(
                     "small_update",
-                    f"{name}: update/weight ratio {ratios[name]:.1e} per step — barely changing; raise "
-                    "the learning rate, or fix a vanishing gradient if one is reported (about 1e-3 is healthy)",
+                    f"{name}: update/weight ratio {ratios[name]:.1e} per step — barely changing; raise the "
+                    "learning rate, or fix a vanishing gradient if one is reported (about 1e-3 is healthy)",
                 ))
         if self._mismatch:
             found.append(warn("output_loss_mismatch", self._mismatch))
@@ -246,7 +246,8 @@ def check_broadcasts(fn: Callable, *args, **kwargs) -> BroadcastReport:
     >>> report.ok, round(float(report.result), 3)      # 1/3 instead of 1: the bug
     (False, 0.333)
     >>> print(report.findings[0])                       # doctest: +ELLIPSIS
-    <doctest ...>:2, in accuracy: `return np.mean(predictions.reshape(-1, 1) == labels)`: == of shapes (3, 1) and (3,): ...
+    <doctest ...>:2, in accuracy: `return np.mean(predictions.reshape(-1, 1) == labels)`: == of
+    shapes (3, 1) and (3,): ...
     """
     args = [_to_tensors(a) for a in args]
     kwargs = {key: _to_tensors(value) for key, value in kwargs.items()}
