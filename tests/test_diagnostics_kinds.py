@@ -280,6 +280,15 @@ def test_clipped_gradients_and_several_backwards_in_one_step_are_not_flagged():
     assert "grad_not_zeroed" not in kinds_of(monitor)
 
 
+def test_gradients_filled_without_the_hooks_running_are_not_judged():
+    model = mlp()
+    monitor = Monitor(model)
+    for p in model.parameters():  # as a step that bypasses the graph (a compiled step) would
+        p.grad = tg.Tensor(np.ones(p.shape, dtype=np.float32))
+    monitor.step(1.0)
+    assert "grad_not_zeroed" not in kinds_of(monitor)
+
+
 # ---- overfitting ------------------------------------------------------------------------------------
 def test_validation_loss_rising_while_training_loss_falls_is_overfitting():
     rng = np.random.default_rng(17)

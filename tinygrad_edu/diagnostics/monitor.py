@@ -150,6 +150,9 @@ class Monitor:
         self._snapshot = {name: p.data.copy() for name, p in self._params}
         # What this step's backward passes delivered to each parameter: .grad should hold no more.
         self._arrived = {name: np.zeros(p.shape, dtype=np.float64) for name, p in self._params}
+        # Parameters whose hook ran this step: a step that fills .grad without running the hooks
+        # (e.g. a compiled step) gives nothing to compare, and is not judged.
+        self._delivered: set = set()
         for name, p in self._params:
             self._handles.append(p.register_hook(self._parameter_hook(name)))
 
@@ -205,6 +208,7 @@ class Monitor:
         def hook(grad):
             if self._recording():
                 np.add(self._arrived[name], np.asarray(grad.data), out=self._arrived[name])
+                self._delivered.add(name)
             return None
 
         return hook
@@ -261,7 +265,7 @@ class Monitor:
                 self._non_finite.setdefault((name, "parameter"), index)
             if grad is not None and not np.all(np.isfinite(grad)):
                 self._non_finite.setdefault((name, "gradient"), index)
-            elif grad is not None and _holds_older_gradients(grad, self._arrived[name]):
+            elif name in self._delivered and _holds_older_gradients(grad, self._arrived[name]):
                 self._not_zeroed.setdefault(name, index)
         if len(self.steps) > self.max_points:
             self._thin_out()
@@ -326,6 +330,7 @@ class Monitor:
             for name, p in self._params:
                 np.copyto(self._snapshot[name], p.data)
                 self._arrived[name].fill(0.0)
+            self._delivered.clear()
 
     # ---- hooks off ---------------------------------------------------------------------------
     def remove(self) -> None:
