@@ -330,6 +330,14 @@ def test_histories_stay_within_max_points_and_stay_evenly_spaced():
     assert monitor.val_steps[-1] == 999
 
 
+def test_remove_takes_the_input_and_parameter_hooks_off_too():
+    model = mlp()
+    monitor = Monitor(model)
+    assert model._forward_hooks and all(p._hooks for p in model.parameters())
+    monitor.remove()
+    assert not model._forward_hooks and not any(p._hooks for p in model.parameters())
+
+
 def test_forward_passes_without_step_do_not_pile_up_hooks():
     model = nn.Sequential(nn.Linear(2, 3), nn.Sigmoid(), nn.Linear(3, 2), nn.ReLU())
     monitor = Monitor(model)
