@@ -1,7 +1,6 @@
 """The eight later kinds of the Monitor: each scenario really has its problem (the precondition is
 asserted on numbers measured outside the Monitor), the Monitor names it, and healthy runs raise
 none of them. Also: bounded history and pending hooks, and the Jupyter display."""
-import math
 
 import numpy as np
 import pytest

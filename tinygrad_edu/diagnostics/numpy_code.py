@@ -19,7 +19,7 @@ from ..guards import BroadcastWarning, set_broadcast_check
 from ..tensor import Tensor
 from . import kinds
 from .monitor import _mismatch_message
-from .report import DiagnosticsReport, columns, html_table, pct, sci, warn
+from .report import DiagnosticsReport, columns, pct, sci, warn
 
 _SATURATING = ("sigmoid", "tanh")
 
