@@ -84,6 +84,11 @@ CONTRACT = (
     "tinygrad_edu.diagnostics.Monitor.report", "tinygrad_edu.diagnostics.Monitor.remove",
     "tinygrad_edu.diagnostics.Monitor.plot", "tinygrad_edu.diagnostics.DiagnosticsReport",
     "tinygrad_edu.diagnostics.DiagnosticWarning",
+    "tinygrad_edu.diagnostics.sanity_check", "tinygrad_edu.diagnostics.SanityReport",
+    "tinygrad_edu.diagnostics.lr_find", "tinygrad_edu.diagnostics.LRFindResult",
+    "tinygrad_edu.diagnostics.NumpyMonitor", "tinygrad_edu.diagnostics.NumpyMonitor.step",
+    "tinygrad_edu.diagnostics.NumpyMonitor.report", "tinygrad_edu.diagnostics.check_broadcasts",
+    "tinygrad_edu.diagnostics.BroadcastReport",
 )
 
 PREFIXES = {

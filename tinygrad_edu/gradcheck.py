@@ -235,6 +235,14 @@ class BackpropReport:
         # Every wrong gradient gets its own line; ok rows only when they carry a note.
         notes = [f"{self._key_word} {row.key!r}: {row.message}" for row in self.rows
                  if not row.ok or row.message != "correct"]
+        if len(self.rows) >= 2 and all(row.kind == "values" for row in self.rows):
+            # One wrong output error spoils every gradient behind it, each by a different amount.
+            notes.append(
+                "every gradient is wrong, and none by a constant factor, sign, transpose or shape: the "
+                "mistake is where they all start, the error at the output. backprop probably "
+                "differentiates another cost than `cost`: a - y is the output error of softmax with "
+                "cross-entropy (or sigmoid with binary cross-entropy), not of binary cross-entropy on "
+                "a softmax or of a squared error. Derive dcost/d(output) from `cost` itself.")
         if self.extra_keys:
             notes.append("backprop also returned gradients for keys that params does not have: "
                          + ", ".join(repr(key) for key in self.extra_keys))

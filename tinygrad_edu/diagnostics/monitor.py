@@ -1,9 +1,10 @@
-"""Training diagnostics: watch a network train and say, in plain words, why it is not learning.
+"""The Monitor: watch a network train and record, step by step, what the warnings read.
 
 `Monitor(model)` hooks the model's activation modules (forward hooks, and a gradient hook on
-each activation output) and reads the parameters after each optimizer step. It only reads:
-training with and without a Monitor gives the same numbers. It stores a few scalars per
-step and one copy of the parameters, never whole activations or gradient histories.
+each activation output), the model's input (a forward hook on the model) and each parameter's
+gradient, and reads the parameters after each optimizer step. It only reads: training with and
+without a Monitor gives the same numbers. Its memory is bounded: a fixed number of summary points
+per series, one copy of the parameters and one of this step's gradients; never whole activations.
 """
 from __future__ import annotations
 
@@ -15,47 +16,24 @@ from typing import Optional
 
 import numpy as np
 
-from . import functional as F
-from .autograd import is_grad_enabled
-from .nn.layers import LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
-from .nn.module import Module
-from .tensor import Tensor
+from .. import functional as F
+from ..autograd import Context, is_grad_enabled
+from ..nn.layers import LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from ..nn.module import Module
+from ..tensor import Tensor
+from . import kinds
+from .report import DiagnosticsReport, columns, fmt, pct, sci
 
 # The activation modules a Monitor watches (see _activation_stats for what it measures on each).
 _WATCHED = (Sigmoid, Tanh, ReLU, LeakyReLU, Softmax)
-
-# Warning thresholds. Measured on the second learner's network (784-128-128-10 sigmoid, weights
-# rand * sqrt(1/n), zero biases, MNIST-like inputs, SGD lr 0.1, 5 steps of 64, three seeds; see
-# tests/test_diagnostics.py) against the same network with Xavier weights:
-#   saturated fraction of the 2nd sigmoid layer   learner 0.82-0.88       Xavier 0.00
-#   dL/d(activation) RMS, first / last layer      learner 6.3e-3-6.6e-3   Xavier 0.23-0.24
-# (with sparser, dimmer inputs, pixels U(0, 1) with 80% zeros: saturation 0.36-0.40, ratio ~9e-3).
-# Each healthy sigmoid layer passes back at most ~1/4 of its gradient (max sigmoid' = 0.25), so
-# the ratio limit sits between the two cases, about 5x from each.
-SATURATION_LIMIT = 0.5  # half the units give (almost) no gradient: the layer has mostly stopped learning
-DEAD_LIMIT = 0.5  # the same reasoning for ReLU units that never fire
-VANISHING_RATIO = 0.03  # the first layer gets under 3% of the gradient the last one gets
-# Karpathy's rule of thumb: a healthy step changes a weight matrix by about 1e-3 of its size.
-SMALL_UPDATE, LARGE_UPDATE = 1e-6, 1e-1
-FIRST_LOSS_FACTOR = 1.5  # first loss above 1.5 ln C: the untrained outputs are confidently wrong
-CHANCE_STEPS = 10  # accuracies needed before calling them "stuck"
-
-
-@dataclass(frozen=True)
-class DiagnosticWarning:
-    """One finding of `Monitor.report`: a `kind` tests and code can check, and a one-line
-    `message` that names the layer or parameter and suggests a fix.
-
-    Kinds: ``saturation``, ``vanishing_gradient``, ``dead_relu``, ``small_update``,
-    ``large_update``, ``high_first_loss``, ``chance_accuracy``, ``all_positive_init``,
-    ``all_equal_init``, ``non_finite``.
-    """
-
-    kind: str
-    message: str
-
-    def __str__(self) -> str:
-        return self.message
+# Each series keeps at most this many points (see Monitor's max_points).
+MAX_POINTS = 1000
+# Gradient hooks kept per layer for forward passes not yet followed by step(): an evaluation
+# loop in training mode must not pile them up. The oldest beyond this are taken off.
+MAX_PENDING_FORWARDS = 16
+# The loss nodes whose input must be logits (cross-entropy) or independent probabilities (BCE).
+_LOSS_NODES = ("SoftmaxCrossEntropy", "BinaryCrossEntropy")
+_GRAPH_WALK_LIMIT = 100_000  # nodes visited looking for the loss node, once
 
 
 @dataclass
@@ -83,27 +61,6 @@ class ParameterHistory:
     update_ratio: list = field(default_factory=list)
 
 
-class DiagnosticsReport:
-    """What `Monitor.report` returns: ``str(report)`` is the table followed by the warnings;
-    ``report.warnings`` is the list of `DiagnosticWarning`, ``report.kinds`` their kinds."""
-
-    def __init__(self, table: str, warnings: list):
-        self.table = table
-        self.warnings = warnings
-
-    @property
-    def kinds(self) -> set:
-        """The set of the warnings' kinds, e.g. ``{"saturation", "vanishing_gradient"}``."""
-        return {warning.kind for warning in self.warnings}
-
-    def __str__(self) -> str:
-        if not self.warnings:
-            return self.table + "\nno warnings"
-        return self.table + "\nwarnings:\n" + "\n".join(f"- {w.message}" for w in self.warnings)
-
-    __repr__ = __str__
-
-
 class Monitor:
     """Record activation, gradient and update statistics while a model trains.
 
@@ -114,12 +71,17 @@ class Monitor:
         (activations applied as functions inside ``forward``, e.g. ``x.sigmoid()``, are not seen).
     every : int
         Record one step in `every` (steps in between cost nothing).
+    max_points : int
+        The most points each history keeps (default 1000). When a history is full, every
+        second point is dropped and the Monitor records half as often from then on, so a run
+        of any length stays covered evenly in bounded memory.
 
     Call ``monitor.step(loss, scores, targets)`` once per training step, *after*
     ``optimizer.step()`` (it reads ``p.grad``, which is kept until the next ``zero_grad``).
     Forward passes are recorded only in training mode with grad enabled, so evaluation under
     ``tg.no_grad()`` or ``model.eval()`` does not mix into the statistics. The hooks stay on
-    the model until `remove` is called, or the ``with`` block of the Monitor ends.
+    the model until `remove` is called, or the ``with`` block of the Monitor ends. In Jupyter
+    a Monitor displays as its report's tables.
 
     Examples
     --------
@@ -142,15 +104,25 @@ class Monitor:
     ['all_positive_init', 'saturation', 'small_update']
     """
 
-    def __init__(self, model: Module, every: int = 1):
+    def __init__(self, model: Module, every: int = 1, max_points: int = MAX_POINTS):
         if not isinstance(model, Module):
             raise TypeError(f"Monitor needs an nn.Module, got {type(model).__name__}")
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise ValueError(f"every must be a positive int (record one step in `every`), got {every!r}")
-        self.model, self.every = model, every
+        if isinstance(max_points, bool) or not isinstance(max_points, int) or max_points < 2:
+            raise ValueError(f"max_points must be an int of at least 2, got {max_points!r}")
+        self.model, self.every, self.max_points = model, every, max_points
+        self._stride = every  # doubles each time the histories are thinned out
         self.steps: list = []  # index (0, 1, ...) of each recorded step
         self.loss: list = []
         self.accuracy: list = []
+        self.input_rms: list = []  # root-mean-square of the model's input
+        self.top_prediction_share: list = []  # share of the batch predicted as its most common class
+        self.single_class_batch: list = []  # 1.0 when every target of the batch is one class
+        self.val_steps: list = []
+        self.val_loss: list = []
+        self._train_at_val: list = []  # the training loss (recent mean) when each val_loss came
+        self.input_dtype: Optional[str] = None  # set when an integer input was seen
         self.num_classes: Optional[int] = None
         self.cross_entropy = False  # whether the first recorded loss came from cross-entropy
         self.layers: dict = {}
@@ -159,23 +131,34 @@ class Monitor:
         self._order: list = []  # layer names in the order the forward pass first called them
         self._pending: dict = {}  # layer name -> sums over the forwards/backwards of this step
         self._handles: list = []
-        self._tensor_handles: list = []
+        self._tensor_handles: dict = {}  # layer name -> gradient-hook handles of this step's forwards
         self._attached = True
         self._non_finite: dict = {}  # (name, "parameter"/"gradient"/"loss") -> first step seen
+        self._not_zeroed: dict = {}  # parameter name -> first step its .grad held older gradients
+        self._mismatch: Optional[str] = None  # the output_loss_mismatch message, once found
+        self._loss_node: Optional[str] = None  # the loss node found in the first recorded graph
 
         for name, module in model.named_modules():
             if isinstance(module, _WATCHED):
                 self.layers[name] = LayerHistory(type(module).__name__)
                 self._handles.append(module.register_forward_hook(self._forward_hook(name)))
+        self._handles.append(model.register_forward_hook(self._input_hook))
         self._params = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
         self.params = {name: ParameterHistory(tuple(p.shape)) for name, p in self._params}
         # Checked now, on the initial weights, so no second copy of them is kept.
-        self._initial_problems = _initial_weight_problems(self._params)
+        self._initial_problems = kinds.initial_weight_problems([(n, p.data) for n, p in self._params])
         self._snapshot = {name: p.data.copy() for name, p in self._params}
+        # What this step's backward passes delivered to each parameter: .grad should hold no more.
+        self._arrived = {name: np.zeros(p.shape, dtype=np.float64) for name, p in self._params}
+        # Parameters whose hook ran this step: a step that fills .grad without running the hooks
+        # (e.g. a compiled step) gives nothing to compare, and is not judged.
+        self._delivered: set = set()
+        for name, p in self._params:
+            self._handles.append(p.register_hook(self._parameter_hook(name)))
 
     # ---- recording -------------------------------------------------------------------------
     def _recording(self) -> bool:
-        return self._attached and self._count % self.every == 0
+        return self._attached and self._count % self._stride == 0
 
     def _forward_hook(self, name: str):
         def hook(module, inputs, output):
@@ -190,7 +173,10 @@ class Monitor:
                 sums[key] = sums.get(key, 0.0) + value
             sums["forwards"] = sums.get("forwards", 0) + 1
             if output.requires_grad:
-                self._tensor_handles.append(output.register_hook(self._grad_hook(name)))
+                handles = self._tensor_handles.setdefault(name, [])
+                handles.append(output.register_hook(self._grad_hook(name)))
+                if len(handles) > MAX_PENDING_FORWARDS:
+                    handles.pop(0).remove()
             return None
 
         return hook
@@ -207,7 +193,27 @@ class Monitor:
 
         return hook
 
-    def step(self, loss=None, scores=None, targets=None) -> None:
+    def _input_hook(self, module, inputs, output):
+        if not (self._recording() and module.training and is_grad_enabled()) or not inputs:
+            return None
+        x = inputs[0].data if isinstance(inputs[0], Tensor) else inputs[0]
+        if isinstance(x, np.ndarray) and x.size:
+            if x.dtype.kind in "iu" and self.input_dtype is None:
+                self.input_dtype = str(x.dtype)
+            rms = math.sqrt(float(np.mean(np.square(x, dtype=np.float64))))
+            self._pending["input_rms"] = max(self._pending.get("input_rms", 0.0), rms)
+        return None
+
+    def _parameter_hook(self, name: str):
+        def hook(grad):
+            if self._recording():
+                np.add(self._arrived[name], np.asarray(grad.data), out=self._arrived[name])
+                self._delivered.add(name)
+            return None
+
+        return hook
+
+    def step(self, loss=None, scores=None, targets=None, val_loss=None) -> None:
         """Record this training step; call it right after ``optimizer.step()``.
 
         Parameters
@@ -217,31 +223,25 @@ class Monitor:
             ``nn.CrossEntropyLoss()``) and `scores` are given, the first loss is compared with
             ln C, the loss of an untrained classifier over C classes.
         scores, targets : optional
-            The model's outputs (N, C) and the class labels, for the accuracy (``F.accuracy``).
+            The model's outputs (N, C) and the class labels, for the accuracy (``F.accuracy``),
+            constant predictions and one-class batches.
+        val_loss : float, optional
+            The loss on held-out data, when you computed one (e.g. once per epoch); recorded
+            on every step it is given, to recognise overfitting.
         """
         recording = self._recording()
         index, self._count = self._count, self._count + 1
+        if val_loss is not None:
+            self._record_validation(index, loss, val_loss)
         if not recording:
-            self._take_snapshot_if_next_records()
+            self._prepare_if_next_records()
             return
         self.steps.append(index)
-        if scores is not None and targets is not None:
-            self.accuracy.append(F.accuracy(scores, targets))
-        else:
-            self.accuracy.append(math.nan)
-        if scores is not None and self.num_classes is None:
-            self.num_classes = int(np.shape(scores.data if isinstance(scores, Tensor) else scores)[-1])
         self.loss.append(_loss_value(loss))
-        if len(self.steps) == 1:
-            ctx = getattr(loss, "grad_fn", None)
-            # After backward the node keeps its op and options (only arrays and inputs are freed).
-            self.cross_entropy = (
-                ctx is not None
-                and ctx.name == "SoftmaxCrossEntropy"
-                and getattr(ctx, "reduction", None) == "mean"
-            )
+        self._record_batch(loss, scores, targets)
         if loss is not None and not math.isfinite(self.loss[-1]):
             self._non_finite.setdefault(("loss", "loss"), index)
+        self.input_rms.append(self._pending.pop("input_rms", math.nan))
 
         for name, history in self.layers.items():
             sums = self._pending.get(name, {})
@@ -251,7 +251,7 @@ class Monitor:
                 getattr(history, key).append(value)
             history.grad_rms.append(sums["grad_rms"] / backwards if backwards else math.nan)
         self._pending = {}
-        self._tensor_handles = []  # the outputs they hook belong to this step's graph, now spent
+        self._tensor_handles = {}  # the outputs they hook belong to this step's graph, now spent
 
         for name, p in self._params:
             history, before = self.params[name], self._snapshot[name]
@@ -265,20 +265,80 @@ class Monitor:
                 self._non_finite.setdefault((name, "parameter"), index)
             if grad is not None and not np.all(np.isfinite(grad)):
                 self._non_finite.setdefault((name, "gradient"), index)
-        self._take_snapshot_if_next_records()
+            elif name in self._delivered and _holds_older_gradients(grad, self._arrived[name]):
+                self._not_zeroed.setdefault(name, index)
+        if len(self.steps) > self.max_points:
+            self._thin_out()
+        self._prepare_if_next_records()
 
-    def _take_snapshot_if_next_records(self) -> None:
-        # The update ratio of a recorded step compares with the weights just before that step.
-        if self._count % self.every == 0:
+    def _record_batch(self, loss, scores, targets) -> None:
+        """Accuracy, prediction and target patterns, and the loss/output pairing of one batch."""
+        scores = scores.data if isinstance(scores, Tensor) else scores
+        targets = targets.data if isinstance(targets, Tensor) else targets
+        self.accuracy.append(F.accuracy(scores, targets) if scores is not None and targets is not None
+                             else math.nan)
+        if scores is not None and self.num_classes is None:
+            self.num_classes = int(np.shape(scores)[-1])
+        if len(self.steps) == 1:
+            ctx = getattr(loss, "grad_fn", None)
+            # After backward the node keeps its op and options (only arrays and inputs are freed).
+            self.cross_entropy = (
+                ctx is not None
+                and ctx.name == "SoftmaxCrossEntropy"
+                and getattr(ctx, "reduction", None) == "mean"
+            )
+            self._loss_node = _find_loss_node(ctx)
+        share, single = math.nan, math.nan
+        labels = _class_labels(scores, targets)
+        if labels is not None and labels.size >= kinds.PATTERN_BATCH:
+            several = np.unique(labels).size > 1
+            single = 0.0 if several else 1.0
+            if several:
+                predicted = np.asarray(scores).reshape(labels.size, -1).argmax(axis=1)
+                share = float(np.bincount(predicted).max()) / predicted.size
+        self.top_prediction_share.append(share)
+        self.single_class_batch.append(single)
+        if self._mismatch is None and self._loss_node and scores is not None:
+            self._mismatch = _mismatch_message(self._loss_node, np.asarray(scores))
+
+    def _record_validation(self, index: int, loss, val_loss) -> None:
+        self.val_steps.append(index)
+        self.val_loss.append(_loss_value(val_loss))
+        recent = [value for value in self.loss[-kinds.UNSTABLE_WINDOW // 2:] if math.isfinite(value)]
+        if loss is not None:
+            recent.append(_loss_value(loss))
+        self._train_at_val.append(float(np.mean(recent)) if recent else math.nan)
+        if len(self.val_steps) > self.max_points:
+            for series in (self.val_steps, self.val_loss, self._train_at_val):
+                series[:] = series[:-1:2] + series[-1:]  # every second point, and the latest
+
+    def _thin_out(self) -> None:
+        """Drop every second recorded point and record half as often: the kept points are the
+        steps at multiples of the doubled stride, so the history stays evenly spaced."""
+        histories = [self.steps, self.loss, self.accuracy, self.input_rms, self.top_prediction_share,
+                     self.single_class_batch]
+        for history in list(self.layers.values()) + list(self.params.values()):
+            histories += [value for value in vars(history).values() if isinstance(value, list)]
+        for series in histories:
+            del series[1::2]
+        self._stride *= 2
+
+    def _prepare_if_next_records(self) -> None:
+        # The update ratio of a recorded step compares with the weights just before that step,
+        # and the gradients that arrive during it are counted from zero.
+        if self._count % self._stride == 0:
             for name, p in self._params:
                 np.copyto(self._snapshot[name], p.data)
+                self._arrived[name].fill(0.0)
+            self._delivered.clear()
 
     # ---- hooks off ---------------------------------------------------------------------------
     def remove(self) -> None:
         """Take every hook off the model; what was recorded stays readable."""
-        for handle in self._handles + self._tensor_handles:
+        pending = [handle for handles in self._tensor_handles.values() for handle in handles]
+        for handle in self._handles + pending:
             handle.remove()
-        self._handles, self._tensor_handles = [], []
+        self._handles, self._tensor_handles = [], {}
         self._attached = False
 
     def __enter__(self) -> "Monitor":
@@ -300,12 +360,16 @@ class Monitor:
             raise ValueError(f"last must be at least 1, got {last}")
         layer_rows = {name: _recent(self.layers[name], last) for name in self._layer_order()}
         param_rows = {name: _recent(history, last) for name, history in self.params.items()}
-        table = self._table(layer_rows, param_rows, last)
+        table, tables = self._table(layer_rows, param_rows, last)
         warnings = list(self._initial_problems)
-        warnings += self._layer_warnings(layer_rows)
-        warnings += self._parameter_warnings(param_rows)
-        warnings += self._loss_warnings()
-        return DiagnosticsReport(table, warnings)
+        warnings += kinds.layer_warnings(self, layer_rows)
+        warnings += kinds.parameter_warnings(self, param_rows)
+        warnings += kinds.loss_warnings(self)
+        warnings += kinds.batch_warnings(self, last)
+        return DiagnosticsReport(table, warnings, tables)
+
+    def _repr_html_(self) -> str:  # Jupyter: a Monitor shows its report
+        return self.report()._repr_html_()
 
     def _layer_order(self) -> list:
         called = [name for name in self._order if name in self.layers]
@@ -314,7 +378,7 @@ class Monitor:
     def _label(self, name: str) -> str:
         return f"layer {name or '(model)'} ({self.layers[name].kind})"
 
-    def _table(self, layer_rows: dict, param_rows: dict, last: int) -> str:
+    def _table(self, layer_rows: dict, param_rows: dict, last: int):
         recorded = len(self.steps)
         window = min(last, recorded)
         lines = [
@@ -327,22 +391,25 @@ class Monitor:
         summary = self._loss_summary()
         if summary:
             lines.append(summary)
+        tables = []
         if layer_rows:
             rows = [["layer", "mean", "std", "saturated", "dead", "grad rms"]]
             for name, stats in layer_rows.items():
                 rows.append([
-                    self._label(name)[len("layer "):], _fmt(stats["mean"]), _fmt(stats["std"]),
-                    _pct(stats["saturated"]), _pct(stats["dead"]), _sci(stats["grad_rms"]),
+                    self._label(name)[len("layer "):], fmt(stats["mean"]), fmt(stats["std"]),
+                    pct(stats["saturated"]), pct(stats["dead"]), sci(stats["grad_rms"]),
                 ])
-            lines += _columns(rows)
+            lines += columns(rows)
+            tables.append(rows)
         else:
             lines.append("(no Sigmoid/Tanh/ReLU/LeakyReLU/Softmax module in this model: no layer statistics)")
         rows = [["parameter", "shape", "grad norm", "update/weight"]]
         for name, stats in param_rows.items():
             shape = str(self.params[name].shape)
-            rows.append([name, shape, _sci(stats["grad_norm"]), _sci(stats["update_ratio"])])
-        lines += _columns(rows)
-        return "\n".join(lines)
+            rows.append([name, shape, sci(stats["grad_norm"]), sci(stats["update_ratio"])])
+        lines += columns(rows)
+        tables.append(rows)
+        return "\n".join(lines), tuple(tables)
 
     def _loss_summary(self) -> str:
         parts = []
@@ -355,99 +422,9 @@ class Monitor:
         accuracies = [value for value in self.accuracy if not math.isnan(value)]
         if accuracies:
             parts.append(f"accuracy: last {accuracies[-1]:.1%}")
+        if self.val_loss:
+            parts.append(f"validation loss: last {self.val_loss[-1]:.4g}")
         return "; ".join(parts)
-
-    def _layer_warnings(self, rows: dict) -> list:
-        found = []
-        for name, stats in rows.items():
-            label = self._label(name)
-            if stats["saturated"] >= SATURATION_LIMIT:
-                found.append(DiagnosticWarning(
-                    "saturation",
-                    f"{label}: {stats['saturated']:.0%} of units saturated — gradients vanish; "
-                    "see nn.init.xavier_uniform_",
-                ))
-            if stats["dead"] >= DEAD_LIMIT:
-                found.append(DiagnosticWarning(
-                    "dead_relu",
-                    f"{label}: {stats['dead']:.0%} of units dead (zero for the whole batch) — they never "
-                    "learn; use nn.init.kaiming_normal_(w, nonlinearity='relu'), nn.LeakyReLU or a lower lr",
-                ))
-        with_grad = [name for name, stats in rows.items() if not math.isnan(stats["grad_rms"])]
-        if len(with_grad) >= 2:
-            first_name, last_name = with_grad[0], with_grad[-1]
-            first, last_layer = rows[first_name]["grad_rms"], rows[last_name]["grad_rms"]
-            if last_layer > 0 and first < VANISHING_RATIO * last_layer:
-                found.append(DiagnosticWarning(
-                    "vanishing_gradient",
-                    f"gradients vanish toward the input: dL/d(output) RMS {first:.1e} at "
-                    f"{self._label(first_name)} vs {last_layer:.1e} at {self._label(last_name)}, "
-                    f"{_times(last_layer, first)} weaker; use nn.init.xavier_uniform_ (sigmoid/tanh) "
-                    "or ReLU with nn.init.kaiming_normal_",
-                ))
-        return found
-
-    def _parameter_warnings(self, rows: dict) -> list:
-        found = []
-        for name, stats in rows.items():
-            if len(self.params[name].shape) < 2:
-                continue  # bias vectors start at zero and move relatively far: not a symptom
-            ratio, grad_norm = stats["update_ratio"], stats["grad_norm"]
-            if grad_norm == 0:
-                found.append(DiagnosticWarning(
-                    "vanishing_gradient",
-                    f"{name}: gradient exactly zero — nothing reaches this weight; check for dead units "
-                    "right after it, or a detach()/no_grad in the forward",
-                ))
-            elif ratio < SMALL_UPDATE:
-                found.append(DiagnosticWarning(
-                    "small_update",
-                    f"{name}: update/weight ratio {ratio:.1e} per step — barely changing; raise lr, or "
-                    "fix a vanishing gradient if one is reported (about 1e-3 is healthy)",
-                ))
-            elif ratio > LARGE_UPDATE:
-                found.append(DiagnosticWarning(
-                    "large_update",
-                    f"{name}: update/weight ratio {ratio:.1e} per step — jumping around; lower lr "
-                    "(about 1e-3 is healthy)",
-                ))
-        by_step: dict = {}  # one line per step where something first went non-finite
-        for (name, where), step in self._non_finite.items():
-            by_step.setdefault(step, []).append("the loss" if name == "loss" else f"{name} ({where})")
-        for step in sorted(by_step):
-            found.append(DiagnosticWarning(
-                "non_finite",
-                f"step {step}: NaN/Inf in {', '.join(by_step[step])} — lower lr, look for log(0) or "
-                "division by zero; tg.detect_anomaly() names the op that made it",
-            ))
-        return found
-
-    def _loss_warnings(self) -> list:
-        found = []
-        classes = self.num_classes
-        first = self.loss[0] if self.loss else math.nan
-        if self.cross_entropy and classes and classes > 1 and math.isfinite(first):
-            expected = math.log(classes)
-            if first > FIRST_LOSS_FACTOR * expected:
-                found.append(DiagnosticWarning(
-                    "high_first_loss",
-                    f"first loss {first:.3g} is far above ln({classes}) ≈ {expected:.2f}, the loss of an "
-                    "untrained classifier — the initial outputs are confidently wrong; use smaller "
-                    "initial weights (nn.init.xavier_uniform_)",
-                ))
-        accuracies = [value for value in self.accuracy if not math.isnan(value)]
-        if classes and classes > 1 and len(accuracies) >= CHANCE_STEPS:
-            recent, chance = float(np.mean(accuracies[-CHANCE_STEPS:])), 1.0 / classes
-            # Within 30% of chance (at most 5 points): at chance, the accuracy of a batch of 64 varies
-            # by ~4 points, the mean of 10 such batches by ~1.
-            if abs(recent - chance) <= min(0.3 * chance, 0.05):
-                found.append(DiagnosticWarning(
-                    "chance_accuracy",
-                    f"accuracy {recent:.0%} = chance for {classes} classes after {len(accuracies)} steps: "
-                    "the network has not learned anything; check labels match inputs, the lr, and the "
-                    "warnings above",
-                ))
-        return found
 
     # ---- plot ----------------------------------------------------------------------------------
     def plot(self, path) -> str:
@@ -542,36 +519,58 @@ def _activation_stats(module: Module, out: np.ndarray) -> dict:
     return stats
 
 
-def _initial_weight_problems(params: list) -> list:
-    """All-equal or all-positive weight matrices at the start, one warning per kind naming them all.
+def _holds_older_gradients(grad: np.ndarray, arrived: np.ndarray) -> bool:
+    """True when .grad holds more than what this step's backward passes delivered (it was not
+    zeroed). Clipping or scaling .grad makes it smaller, so only a bigger .grad counts."""
+    grad = np.asarray(grad, dtype=np.float64)
+    size, delivered = float(np.linalg.norm(grad)), float(np.linalg.norm(arrived))
+    return size > delivered and float(np.linalg.norm(grad - arrived)) > kinds.NOT_ZEROED_TOLERANCE * size
 
-    Biases (ndim 1) are skipped: starting them all at zero is normal.
-    """
-    equal, positive = [], []
-    for name, p in params:
-        data = p.data
-        if data.ndim < 2 or data.size < 2:
+
+def _find_loss_node(ctx) -> Optional[str]:
+    """The name of the cross-entropy or BCE node in the loss's graph (the loss itself, or a loss
+    plus a penalty), or None."""
+    stack, seen = [ctx], set()
+    while stack and len(seen) < _GRAPH_WALK_LIMIT:
+        node = stack.pop()
+        if type(node) is not Context or id(node) in seen:
             continue
-        if np.all(data == data.flat[0]):
-            equal.append(f"{name} (all {data.flat[0]:.3g})")
-        elif np.all(data >= 0):
-            positive.append(name)
-    found = []
-    if equal:
-        found.append(DiagnosticWarning(
-            "all_equal_init",
-            f"{', '.join(equal)}: every initial weight is the same — the units of a layer compute the same "
-            "thing and stay identical (symmetry); use a random zero-mean init: nn.init.xavier_uniform_ "
-            "or nn.init.kaiming_normal_",
-        ))
-    if positive:
-        found.append(DiagnosticWarning(
-            "all_positive_init",
-            f"{', '.join(positive)}: every initial weight is >= 0 — sums grow with the layer width and "
-            "sigmoid/tanh units saturate; use a zero-mean init: nn.init.xavier_uniform_ (sigmoid/tanh) or "
-            "nn.init.kaiming_normal_ (ReLU)",
-        ))
-    return found
+        seen.add(id(node))
+        if node.name in _LOSS_NODES:
+            return node.name
+        stack.extend(node.parents or ())
+    return None
+
+
+def _mismatch_message(loss_node: str, scores: np.ndarray) -> Optional[str]:
+    """Probabilities (rows in [0, 1] summing to 1) fed to a loss that expects something else."""
+    if scores.ndim != 2 or scores.shape[1] < 2 or not scores.size:
+        return None
+    rows_are_probabilities = (scores.min() >= 0 and scores.max() <= 1
+                              and np.allclose(scores.sum(axis=1), 1.0, atol=1e-3))
+    if not rows_are_probabilities:
+        return None
+    if loss_node == "SoftmaxCrossEntropy":
+        return ("the scores given to cross_entropy are probabilities (rows in [0, 1] summing to 1), but "
+                "cross_entropy applies softmax itself and expects logits — remove the final "
+                "Softmax layer (use F.softmax only to read probabilities)")
+    return ("binary cross-entropy on softmax outputs (rows summing to 1): BCE treats each class as its "
+            "own yes/no question and its gradient is not softmax's a - y — use F.cross_entropy on the "
+            "logits (drop the Softmax) for one class per sample")
+
+
+def _class_labels(scores, targets) -> Optional[np.ndarray]:
+    """Integer class labels of a classification batch (from indices or one-hot rows), else None."""
+    if scores is None or targets is None:
+        return None
+    scores, targets = np.asarray(scores), np.asarray(targets)
+    if scores.ndim != 2 or scores.shape[1] < 2:
+        return None
+    if targets.shape == scores.shape:
+        return targets.argmax(axis=1)
+    if targets.shape == scores.shape[:1] and targets.dtype.kind in "iu":
+        return targets
+    return None
 
 
 def _loss_value(loss) -> float:
@@ -593,29 +592,3 @@ def _recent(history, last: int) -> dict:
             finite = window[~np.isnan(window)]
             means[key] = float(finite.mean()) if finite.size else math.nan
     return means
-
-
-def _times(big: float, small: float) -> str:
-    return "infinitely" if small == 0 else f"{big / small:.0f}x"
-
-
-def _fmt(value: float) -> str:
-    return "-" if math.isnan(value) else f"{value:.4f}"
-
-
-def _pct(value: float) -> str:
-    return "-" if math.isnan(value) else f"{value:.1%}"
-
-
-def _sci(value: float) -> str:
-    return "-" if math.isnan(value) else f"{value:.2e}"
-
-
-def _columns(rows: list) -> list:
-    """Left-align the first column, right-align the rest, two spaces apart."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = []
-    for row in rows:
-        cells = [row[0].ljust(widths[0])] + [cell.rjust(width) for cell, width in zip(row[1:], widths[1:])]
-        lines.append("  ".join(cells).rstrip())
-    return [""] + lines
