@@ -269,7 +269,8 @@ def main(argv=None) -> int:
           f"{time.time() - started:.0f} s of measurement; load average at end: {load}")
     if args.json:
         document = {
-            "meta": {"threads": args.threads, "blas": blas, "rounds": args.rounds, "quick": args.quick, "seed": args.seed,
+            "meta": {"threads": args.threads, "blas": blas, "rounds": args.rounds, "quick": args.quick,
+                     "seed": args.seed,
                      "impls": impls, "python": platform.python_version(), "platform": platform.platform(),
                      "cpus": os.cpu_count()},
             "verification": checks, "results": results, "processes": raw,

@@ -760,7 +760,8 @@ NAN = float("nan")
     (optim.Adam, dict(betas=(NAN, 0.999))), (optim.Adam, dict(betas=(0.9, NAN))),
     (optim.AdamW, dict(weight_decay=NAN)), (optim.AdamW, dict(lr=NAN)),
     (optim.RMSprop, dict(momentum=NAN)), (optim.RMSprop, dict(alpha=NAN)), (optim.RMSprop, dict(lr=NAN)),
-    (optim.RMSprop, dict(eps=NAN)), (optim.RMSprop, dict(weight_decay=NAN)), (optim.RMSprop, dict(alpha=-0.5)),
+    (optim.RMSprop, dict(eps=NAN)), (optim.RMSprop, dict(weight_decay=NAN)),
+    (optim.RMSprop, dict(alpha=-0.5)),
 ], ids=lambda value: value.__name__ if isinstance(value, type) else "_".join(map(str, value)))
 def test_nan_or_negative_hyper_parameters_raise_naming_the_option(cls, option):
     name = list(option)[-1]
