@@ -127,9 +127,10 @@ def blas_description(env: dict) -> str:
     lines = []
     for pool in result["pools"]:
         package = Path(pool["filepath"] or "?").parent.name.removesuffix(".libs")
+        threads = f"{pool['num_threads']} thread" + ("s" if pool["num_threads"] != 1 else "")
         note = "" if package == "numpy" else " (loaded; a training step calls only NumPy's)"
         lines.append(f"BLAS of {package}: {pool['internal_api']} {pool['version']} ({pool['architecture']}, "
-                     f"{pool['threading_layer']}), {pool['num_threads']} threads{note}")
+                     f"{pool['threading_layer']}), {threads}{note}")
     return "\n".join(sorted(lines, key=lambda line: not line.startswith("BLAS of numpy")))
 
 
