@@ -1,6 +1,7 @@
-"""Run the issue-6 benchmarks: tinygrad_edu against a hand-written NumPy floor (and PyTorch if installed).
+"""Run the benchmarks: tinygrad_edu against a hand-written NumPy floor (and PyTorch if installed).
 
-    python benchmarks/run.py                      # all workloads, 5 rounds
+    python benchmarks/run.py                      # all workloads, 7 rounds, the machine's default threading
+    python benchmarks/run.py --threads 1          # BLAS (and PyTorch) pinned to one thread
     python benchmarks/run.py --workloads W1,W3 --rounds 3 --json results.json
     python benchmarks/run.py --quick              # tiny sizes, 1 round: a correctness smoke run
 
@@ -12,6 +13,12 @@ medians, and the median over rounds of each round's own ratio (tinygrad_edu's pr
 floor's process run next to it), which the verdict uses: this VM's speed drifts by up to 2x over
 seconds, and the two processes of one round share the drift. Only this script's own run
 produces the numbers.
+
+Nothing about threading is forced unless --threads is given: the workers see the environment
+as a user's program would, and the header prints the BLAS libraries and thread counts they
+found (threadpoolctl). The run exits with status 1, naming the workload, when any ratio is
+above REGRESSION_FACTOR times its target (a regression, not noise); --quick reports but does
+not enforce it, since its tiny sizes make the ratios meaningless.
 """
 from __future__ import annotations
 
@@ -35,6 +42,7 @@ from benchmarks.specs import LABELS, WORKLOADS  # noqa: E402  (no NumPy in the p
 
 THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 DEFAULT_ROUNDS = 7
+REGRESSION_FACTOR = 3.0  # a ratio this many times its target is a regression, beyond any machine noise
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -47,8 +55,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help=f"processes per workload and implementation (default {DEFAULT_ROUNDS}; "
                         "1 with --quick)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes and 1 round: correctness only")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="BLAS/OpenMP threads in the workers (default 1)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="pin BLAS/OpenMP (and PyTorch) threads in the workers to N "
+                        "(default: nothing forced, the machine's default)")
     parser.add_argument("--json", metavar="PATH", help="also write the raw numbers to PATH")
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out even if it is installed")
     parser.add_argument("--seed", type=int, default=0)
@@ -61,17 +70,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.workloads = names
     if args.rounds is None:
         args.rounds = 1 if args.quick else DEFAULT_ROUNDS
-    if args.rounds < 1 or args.threads < 1:
+    if args.rounds < 1 or (args.threads is not None and args.threads < 1):
         parser.error("--rounds and --threads must be at least 1")
     return args
 
 
-def worker_environment(threads: int) -> dict:
-    """The parent's environment with the BLAS thread count pinned and the repository importable."""
+def worker_environment(threads) -> dict:
+    """The parent's environment with the repository importable; with a thread count, BLAS pinned to it."""
     env = dict(os.environ)
-    for name in THREAD_VARIABLES:
-        env[name] = str(threads)
-    env["BENCH_THREADS"] = str(threads)  # torch_versions reads it
+    if threads is not None:
+        for name in THREAD_VARIABLES:
+            env[name] = str(threads)
+        env["BENCH_THREADS"] = str(threads)  # torch_versions reads it
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     return env
 
@@ -107,6 +117,32 @@ def verify(names: list, quick: bool, seed: int, env: dict) -> list:
         sys.exit(f"ABORTED: gradient check failed, the NumPy floor does not compute tinygrad_edu's "
                  f"gradients, so no ratio would mean anything.\n{detail}")
     return result["checks"]
+
+
+def blas_description(env: dict) -> str:
+    """One line per BLAS library a worker loads: which package ships it, version, CPU kernel, threads."""
+    code, result, stderr = run_worker(["--blas"], env)
+    if result is None or not result.get("pools"):
+        return "BLAS: unknown (install threadpoolctl to see the library and its threads)"
+    lines = []
+    for pool in result["pools"]:
+        package = Path(pool["filepath"] or "?").parent.name.removesuffix(".libs")
+        threads = f"{pool['num_threads']} thread" + ("s" if pool["num_threads"] != 1 else "")
+        note = "" if package == "numpy" else " (loaded; a training step calls only NumPy's)"
+        lines.append(f"BLAS of {package}: {pool['internal_api']} {pool['version']} ({pool['architecture']}, "
+                     f"{pool['threading_layer']}), {threads}{note}")
+    return "\n".join(sorted(lines, key=lambda line: not line.startswith("BLAS of numpy")))
+
+
+def regressions(results: dict) -> list:
+    """A sentence for each workload whose ratio is above REGRESSION_FACTOR times its target."""
+    found = []
+    for name, row in results.items():
+        limit = REGRESSION_FACTOR * WORKLOADS[name].target
+        if row["ratio"] > limit:
+            found.append(f"{name}: ratio {row['ratio']:.2f}x is above {REGRESSION_FACTOR:g} x its target "
+                         f"{WORKLOADS[name].target:.2f}x = {limit:.2f}x")
+    return found
 
 
 def summary(samples: list) -> dict:
@@ -150,7 +186,7 @@ def render_table(results: dict, impls: list, quick: bool) -> str:
     return "\n".join("| " + " | ".join(cells) + " |" for cells in rows)
 
 
-def header(args, impls: list) -> str:
+def header(args, impls: list, blas: str) -> str:
     versions = []
     for package in ("numpy", "scipy") + (("torch",) if "torch" in impls else ()):
         try:
@@ -159,10 +195,13 @@ def header(args, impls: list) -> str:
             versions.append(f"{package} ?")
     load = " ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
     lines = [
-        "# tinygrad_edu benchmarks (issue 6)",
+        "# tinygrad_edu benchmarks",
         f"python {platform.python_version()}, {', '.join(versions)}; {platform.platform()}; "
         f"{os.cpu_count()} CPUs",
-        f"BLAS threads in every worker: {'='.join(THREAD_VARIABLES)}={args.threads} (--threads N to change)",
+        (f"threads: pinned, {'='.join(THREAD_VARIABLES)}={args.threads} in every worker"
+         if args.threads is not None else
+         "threads: the machine's default, nothing forced (--threads N pins BLAS to N)"),
+        blas,
         f"rounds: {args.rounds}; each round runs every workload once per implementation "
         f"({', '.join(LABELS[i] for i in impls)}), each in a fresh process, order alternating between rounds",
         "time: per process, warm-up steps then timed blocks of steps; its sample is its fastest block",
@@ -179,7 +218,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     env = worker_environment(args.threads)
     impls = ["tinygrad", "floor"] + (["torch"] if not args.no_torch and torch_works(env) else [])
-    print(header(args, impls), flush=True)
+    blas = blas_description(env)
+    print(header(args, impls, blas), flush=True)
 
     checks = verify(args.workloads, args.quick, args.seed, env)
     described = ", ".join(
@@ -230,13 +270,22 @@ def main(argv=None) -> int:
           f"{time.time() - started:.0f} s of measurement; load average at end: {load}")
     if args.json:
         document = {
-            "meta": {"threads": args.threads, "rounds": args.rounds, "quick": args.quick, "seed": args.seed,
+            "meta": {"threads": args.threads, "blas": blas, "rounds": args.rounds, "quick": args.quick,
+                     "seed": args.seed,
                      "impls": impls, "python": platform.python_version(), "platform": platform.platform(),
                      "cpus": os.cpu_count()},
             "verification": checks, "results": results, "processes": raw,
         }
         Path(args.json).write_text(json.dumps(document, indent=2))
         print(f"raw numbers written to {args.json}")
+    found = regressions(results)
+    if found and args.quick:
+        print("regression guard (not enforced with --quick): " + "; ".join(found))
+    elif found:
+        print("\n".join(f"REGRESSION {line}" for line in found))
+        return 1
+    else:
+        print(f"regression guard: every ratio is within {REGRESSION_FACTOR:g} x its target")
     return 0
 
 

@@ -53,7 +53,7 @@ WORKLOADS = {
     "W2": Workload(
         name="W2",
         what="float32 784-128-128-10 sigmoid, softmax + CE, SGD, batch 64",
-        kind="time", target=1.10, unit="step",
+        kind="time", target=1.15, unit="step",
         sizes=dict(batch=64, layers=(784, 128, 128, 10), batches=8, lr=0.1),
         quick_sizes=dict(batch=8, layers=(12, 6, 6, 4), batches=2, lr=0.1),
         steps=(20, 8, 40),
@@ -61,7 +61,7 @@ WORKLOADS = {
     "W3": Workload(
         name="W3",
         what="float64 10-16-16-1 tanh, MSE, SGD, batch 4 (overhead-bound)",
-        kind="time", target=4.0, unit="step",
+        kind="time", target=3.5, unit="step",
         sizes=dict(batch=4, layers=(10, 16, 16, 1), batches=16, lr=0.05),
         quick_sizes=dict(batch=4, layers=(10, 16, 16, 1), batches=2, lr=0.05),
         steps=(200, 8, 300),
@@ -69,7 +69,7 @@ WORKLOADS = {
     "W4": Workload(
         name="W4",
         what="3000-op chain x*1.0001 -> tanh -> +0.1 on a float64 (32,) tensor, then backward",
-        kind="time", target=2.0, unit="op",
+        kind="time", target=3.0, unit="op",
         sizes=dict(length=32, cycles=1000, scale=1.0001, shift=0.1),
         quick_sizes=dict(length=32, cycles=10, scale=1.0001, shift=0.1),
         steps=(2, 8, 3),
@@ -77,7 +77,7 @@ WORKLOADS = {
     "W5": Workload(
         name="W5",
         what="peak memory of one SGD step, float32 784-2048-2048-10 ReLU, softmax + CE, batch 2048",
-        kind="memory", target=1.5, unit="step",
+        kind="memory", target=1.3, unit="step",
         sizes=dict(batch=2048, layers=(784, 2048, 2048, 10), batches=1, lr=0.01),
         quick_sizes=dict(batch=16, layers=(12, 32, 32, 4), batches=1, lr=0.01),
     ),

@@ -1,7 +1,7 @@
 """PyTorch (CPU, eager) versions of the workloads: an extra column when torch is installed.
 
 Never required, and kept short: the same steps as tinygrad_versions, in torch's API.
-Thread count follows BENCH_THREADS (set by run.py), like the BLAS of the other columns.
+Threads: PyTorch's default, or BENCH_THREADS when run.py is given --threads, like the other columns' BLAS.
 """
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import os
 
 import torch
 
-torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
+if "BENCH_THREADS" in os.environ:
+    torch.set_num_threads(int(os.environ["BENCH_THREADS"]))
 
 
 class _Version:

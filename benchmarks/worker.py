@@ -2,6 +2,7 @@
 
     python -m benchmarks.worker W2 tinygrad [--quick]     -> time (or memory) of W2's step
     python -m benchmarks.worker --verify W1,W2 [--quick]  -> floor vs tinygrad_edu gradients
+    python -m benchmarks.worker --blas                    -> the BLAS libraries and thread counts in use
 
 Prints one JSON object on its last stdout line; run.py starts these and reads that line.
 A fresh process per measurement keeps one implementation's caches, allocator state and
@@ -81,6 +82,20 @@ def _max_rss() -> int:
     return peak if sys.platform == "darwin" else peak * 1024
 
 
+def blas_pools() -> list:
+    """The BLAS thread pools loaded once NumPy and tinygrad_edu are imported, as threadpoolctl sees them
+    (library, version, CPU architecture, threads); empty when threadpoolctl is not installed."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return []
+    import numpy  # noqa: F401  (load the libraries a training step can use)
+    import tinygrad_edu  # noqa: F401
+
+    keys = ("internal_api", "version", "architecture", "threading_layer", "num_threads", "filepath")
+    return [{key: pool.get(key) for key in keys} for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+
 def run_one(workload: str, impl: str, quick: bool, seed: int) -> dict:
     spec = WORKLOADS[workload]
     version = implementation(impl, make_problem(workload, quick, seed))
@@ -100,9 +115,13 @@ def main(argv=None) -> int:
     parser.add_argument("impl", nargs="?", choices=IMPLS)
     parser.add_argument("--verify", metavar="W1,W2",
                         help="check the floor's gradients against tinygrad_edu's")
+    parser.add_argument("--blas", action="store_true", help="print the BLAS libraries and their threads")
     parser.add_argument("--quick", action="store_true", help="tiny sizes (correctness only)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    if args.blas:
+        print(json.dumps({"ok": True, "pools": blas_pools()}))
+        return 0
     if args.verify:
         try:
             checks = [verify_gradients(name, args.quick, args.seed) for name in args.verify.split(",")]

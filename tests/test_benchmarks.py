@@ -34,7 +34,8 @@ def test_quick_run_prints_the_check_and_a_row_per_workload_from_its_own_numbers(
     )
     assert process.returncode == 0, process.stderr
     out = process.stdout
-    assert "OPENBLAS_NUM_THREADS=OMP_NUM_THREADS=MKL_NUM_THREADS=1" in out
+    assert "threads: the machine's default, nothing forced" in out
+    assert re.search(r"^BLAS (of numpy: \w+ \S+ \(.*\), \d+ threads?|: unknown)", out, flags=re.M), out
     assert re.search(r"^gradient check: OK.* W1 \(float64.* W5 \(float32", out, flags=re.M)
     results = json.loads(path.read_text())["results"]
     assert list(results) == list(WORKLOADS)
@@ -103,8 +104,62 @@ def test_a_failed_gradient_check_aborts_the_run_with_its_message(monkeypatch):
 
 def test_workers_get_the_thread_count_and_the_repository_on_their_path():
     env = run.worker_environment(threads=3)
-    assert all(env[name] == "3" for name in run.THREAD_VARIABLES)
+    assert all(env[name] == "3" for name in run.THREAD_VARIABLES) and env["BENCH_THREADS"] == "3"
     assert str(ROOT) in env["PYTHONPATH"].split(os.pathsep)
+    assert run.parse_args(["--threads", "1"]).threads == 1
+
+
+def test_by_default_workers_run_at_the_machines_default_threading(monkeypatch):
+    for name in run.THREAD_VARIABLES + ("BENCH_THREADS",):
+        monkeypatch.delenv(name, raising=False)
+    assert run.parse_args([]).threads is None
+    env = run.worker_environment(threads=None)
+    assert not any(name in env for name in run.THREAD_VARIABLES + ("BENCH_THREADS",))
+    assert str(ROOT) in env["PYTHONPATH"].split(os.pathsep)
+
+
+def fake_workers(monkeypatch, values: dict):
+    """Workers that answer at once: the BLAS query, the gradient check, then `values[impl]` as each sample."""
+    def run_worker(arguments, env):
+        if arguments[0] == "--blas":
+            pool = {"internal_api": "openblas", "version": "0.3", "architecture": "Haswell",
+                    "threading_layer": "pthreads", "num_threads": 2,
+                    "filepath": "/x/numpy.libs/libopenblas.so"}
+            return 0, {"ok": True, "pools": [pool]}, ""
+        if arguments[0] == "--verify":
+            checks = [{"workload": name, "dtype": "float32", "worst_diff_over_max": 0.0}
+                      for name in arguments[1].split(",")]
+            return 0, {"ok": True, "checks": checks}, ""
+        return 0, {"workload": arguments[0], "impl": arguments[1], "value": values[arguments[1]]}, ""
+
+    monkeypatch.setattr(run, "run_worker", run_worker)
+
+
+@pytest.mark.parametrize("tinygrad_value, code", [(3.0, 0), (3.5, 1)])
+def test_a_ratio_above_three_times_its_target_fails_the_run_naming_the_workload(
+        monkeypatch, capsys, tinygrad_value, code):
+    fake_workers(monkeypatch, {"tinygrad": tinygrad_value, "floor": 1.0})  # W2: target 1.15, limit 3.45
+    assert run.main(["--workloads", "W2", "--rounds", "2", "--no-torch"]) == code
+    out = capsys.readouterr().out
+    assert "BLAS of numpy: openblas 0.3 (Haswell, pthreads), 2 threads" in out
+    if code:
+        assert re.search(r"^REGRESSION W2: ratio 3\.50x is above 3 x its target 1\.15x = 3\.45x$", out, re.M)
+    else:
+        assert "REGRESSION" not in out and "every ratio is within 3 x its target" in out
+
+
+def test_quick_mode_reports_a_regression_without_failing(monkeypatch, capsys):
+    fake_workers(monkeypatch, {"tinygrad": 50.0, "floor": 1.0})
+    assert run.main(["--workloads", "W3,W4", "--quick", "--no-torch"]) == 0
+    out = capsys.readouterr().out
+    assert "regression guard (not enforced with --quick): W3: ratio 50.00x" in out
+    assert "W4: ratio 50.00x" in out
+
+
+def test_every_workload_target_is_the_issues():
+    targets = {name: spec.target for name, spec in WORKLOADS.items()}
+    assert {name: targets[name] for name in ("W1", "W2", "W3", "W4", "W5")} == {
+        "W1": 1.10, "W2": 1.15, "W3": 3.5, "W4": 3.0, "W5": 1.3}
     assert run.parse_args(["--workloads", "w1,W3", "--quick"]).workloads == ["W1", "W3"]
     assert run.parse_args(["--quick"]).rounds == 1
     with pytest.raises(SystemExit):

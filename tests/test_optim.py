@@ -6,6 +6,13 @@ hand (no graph involved), so the optimizer and its reference must agree to ~1e-1
 The rest covers the optimizer protocol: skipped params, in-place updates, param groups,
 zero_grad, closures, argument checks and state_dict round trips (also through tg.save/tg.load).
 """
+import os
+import pathlib
+import re
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 
@@ -721,9 +728,9 @@ def test_minimize_names_bad_input(closure, params, message):
 
 @pytest.mark.parametrize("dtype, rtol", [(np.float32, 1e-5), (np.float64, 1e-12)])
 @pytest.mark.parametrize("momentum", [0.0, 0.9])
-def test_sgd_on_big_weights_takes_the_blas_path_and_updates_exactly_in_place(dtype, rtol, momentum):
+def test_sgd_on_big_weights_updates_exactly_in_place(dtype, rtol, momentum):
     rng = np.random.default_rng(5)
-    start = rng.standard_normal((80, 90)).astype(dtype)  # 7200 elements: the axpy path
+    start = rng.standard_normal((80, 90)).astype(dtype)  # 7200 elements
     grads = [rng.standard_normal((80, 90)).astype(dtype) for _ in range(3)]
     p = tg.Tensor(start.copy(), requires_grad=True)
     held = p.data
@@ -740,3 +747,102 @@ def test_sgd_on_big_weights_takes_the_blas_path_and_updates_exactly_in_place(dty
         np.testing.assert_array_equal(p.grad.data, g)  # the gradient is read, never scaled in place
     assert p.data is held and p.data.dtype == dtype
     np.testing.assert_allclose(p.data, expected, rtol=rtol, atol=rtol)
+
+
+# ---- NaN-proof hyper-parameters, read-only parameters, one BLAS ----------------------------------
+NAN = float("nan")
+
+
+@pytest.mark.parametrize("cls, option", [
+    (optim.SGD, dict(lr=NAN)), (optim.SGD, dict(momentum=NAN)), (optim.SGD, dict(weight_decay=NAN)),
+    (optim.SGD, dict(momentum=0.9, dampening=NAN)), (optim.SGD, dict(weight_decay=-0.1)),
+    (optim.Adam, dict(lr=NAN)), (optim.Adam, dict(eps=NAN)), (optim.Adam, dict(weight_decay=NAN)),
+    (optim.Adam, dict(betas=(NAN, 0.999))), (optim.Adam, dict(betas=(0.9, NAN))),
+    (optim.AdamW, dict(weight_decay=NAN)), (optim.AdamW, dict(lr=NAN)),
+    (optim.RMSprop, dict(momentum=NAN)), (optim.RMSprop, dict(alpha=NAN)), (optim.RMSprop, dict(lr=NAN)),
+    (optim.RMSprop, dict(eps=NAN)), (optim.RMSprop, dict(weight_decay=NAN)),
+    (optim.RMSprop, dict(alpha=-0.5)),
+], ids=lambda value: value.__name__ if isinstance(value, type) else "_".join(map(str, value)))
+def test_nan_or_negative_hyper_parameters_raise_naming_the_option(cls, option):
+    name = list(option)[-1]
+    with pytest.raises(ValueError, match="invalid beta parameter" if name == "betas" else f"invalid {name} "):
+        cls([leaf([1.0])], **option)
+
+
+def test_a_nan_option_in_a_later_parameter_group_raises_too():
+    opt = optim.SGD([leaf([1.0])], lr=0.1)
+    with pytest.raises(ValueError, match="invalid momentum nan"):
+        opt.add_param_group({"params": [leaf([2.0])], "momentum": NAN})
+
+
+def read_only_leaf(shape):
+    array = np.ones(shape)
+    array.setflags(write=False)
+    return tg.Tensor(array, requires_grad=True)
+
+
+@pytest.mark.parametrize("make", ALL_OPTIMIZERS.values(), ids=ALL_OPTIMIZERS.keys())
+@pytest.mark.parametrize("shape", [(3,), (64, 80)], ids=["small", "5120_elements"])
+def test_a_read_only_parameter_is_refused_by_its_number_and_nothing_changes(make, shape):
+    writable, read_only = leaf(np.zeros(shape)), read_only_leaf(shape)
+    opt = make([writable, read_only])
+    writable.grad, read_only.grad = tg.Tensor(np.ones(shape)), tg.Tensor(np.ones(shape))
+    with pytest.raises(ValueError, match=re.escape(f"step: parameter 1 of shape {shape} is read-only")):
+        opt.step()
+    np.testing.assert_array_equal(writable.data, np.zeros(shape))  # refused before any update
+    assert not opt.state
+
+
+def test_a_read_only_parameter_is_refused_by_its_name_when_named_parameters_were_given():
+    model = tg.nn.Linear(80, 64)
+    model.weight.data.setflags(write=False)
+    opt = optim.SGD(model.named_parameters(), lr=0.1)
+    model(tg.Tensor(np.ones((2, 80), np.float32))).sum().backward()
+    with pytest.raises(ValueError, match=re.escape("parameter 'weight' of shape (64, 80) is read-only")):
+        opt.step()
+
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def run_python(body: str, tmp_path):
+    """Run `body` in a fresh interpreter (a crash there cannot take the test run with it)."""
+    code = "import sys\nimport numpy as np\nimport tinygrad_edu as tg\nfrom tinygrad_edu import nn, optim\n"
+    return subprocess.run([sys.executable, "-c", code + textwrap.dedent(body)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def test_sgd_on_a_memory_mapped_read_only_weight_raises_instead_of_crashing(tmp_path):
+    # The array a user loads with np.load(..., mmap_mode="r"): read-only pages that a write would fault on.
+    process = run_python("""
+        np.save("weight.npy", np.ones((64, 64), np.float32))
+        w = tg.Tensor(np.load("weight.npy", mmap_mode="r"), requires_grad=True)
+        w.grad = tg.Tensor(np.ones((64, 64), np.float32))
+        try:
+            optim.SGD([w], lr=0.1).step()
+        except ValueError as error:
+            print("refused:", error)
+    """, tmp_path)
+    assert process.returncode == 0, f"exit {process.returncode}: {process.stderr}"
+    assert "refused: SGD.step: parameter 0 of shape (64, 64) is read-only" in process.stdout
+
+
+def test_a_training_step_calls_no_blas_but_numpys(tmp_path):
+    # SciPy's BLAS is a second OpenBLAS with its own thread pool, which fights NumPy's for the cores.
+    process = run_python("""
+        model = nn.Sequential(nn.Linear(784, 128), nn.Sigmoid(), nn.Linear(128, 10))
+        x = tg.Tensor(np.ones((64, 784), np.float32))
+        labels = np.arange(64) % 10
+        for make in (lambda p: optim.SGD(p, lr=0.1, momentum=0.9, weight_decay=1e-4),
+                     lambda p: optim.SGD(p, lr=0.1), optim.Adam, optim.AdamW,
+                     lambda p: optim.RMSprop(p, momentum=0.5, centered=True)):
+            opt = make(model.parameters())
+            for _ in range(2):
+                opt.zero_grad()
+                tg.functional.cross_entropy(model(x), labels).backward()
+                opt.step()
+        print(sorted(name for name in sys.modules if name.startswith("scipy.linalg")))
+    """, tmp_path)
+    assert process.returncode == 0, process.stderr
+    assert process.stdout.strip().splitlines()[-1] == "[]"

@@ -85,12 +85,7 @@ class Sigmoid(Function):
     @staticmethod
     def backward(ctx, grad):
         (out,) = ctx.saved
-        # One temporary: on ndarrays *= works in place on the fresh `slope`; on Tensors
-        # (create_graph) it falls back to *, so the same lines record the backward.
-        slope = 1 - out
-        slope *= out
-        slope *= grad
-        return slope
+        return grad * out * (1 - out)
 
 
 class Tanh(Function):
@@ -105,9 +100,7 @@ class Tanh(Function):
     @staticmethod
     def backward(ctx, grad):
         (out,) = ctx.saved
-        slope = 1 - out * out
-        slope *= grad  # in place on ndarrays (see Sigmoid.backward)
-        return slope
+        return grad * (1 - out * out)
 
 
 class Relu(Function):
@@ -231,7 +224,7 @@ class Pow(Function):
         if ctx.needs_input_grad[0]:
             # The square x**2 is the usual case: its slope 2x needs no power (and no x**1 copy).
             dx = x * 2 if type(y) is int and y == 2 else y * x ** (y - 1)
-            dx *= grad  # dx is fresh and has grad's shape: in place on ndarrays (see Sigmoid.backward)
+            dx *= grad  # dx is fresh: in place on ndarrays; on Tensors (create_graph) `*=` records a node
         if ctx.needs_input_grad[1]:
             dy = grad * out * np.log(x)
         return dx, dy
@@ -501,14 +494,11 @@ class Linear(Function):
         x, w = np.asarray(x), np.asarray(w)
         ctx.save_for_backward(x, w)
         try:
-            out = x @ w.T
+            product = x @ w.T
         except ValueError:  # say it in the layer's terms (checked only on failure)
             raise ValueError(f"the weight of shape {w.shape} (out_features, in_features) takes inputs whose "
                              f"last axis has {w.shape[-1]} features, got an input of shape {x.shape}") from None
-        if getattr(b, "dtype", None) == out.dtype and _fits_into(b.shape, out.shape):
-            out += b  # the product is a fresh array: add the bias in place, no second temporary
-            return out
-        return out + b
+        return product + b
 
     @staticmethod
     def backward(ctx, grad):
@@ -519,13 +509,6 @@ class Linear(Function):
             # Every leading axis of x is a batch axis: flatten them, so one product sums them.
             dw = grad.reshape(-1, w.shape[0]).T @ x.reshape(-1, w.shape[1])
         return dx, dw, grad  # the engine sums grad over the axes b was broadcast along
-
-
-def _fits_into(shape: tuple, target: tuple) -> bool:
-    """True when an array of `shape` broadcasts to `target` without enlarging it."""
-    if shape == target[len(target) - len(shape):]:
-        return True  # the usual bias: (out_features,) against (batch, out_features)
-    return len(shape) <= len(target) and all(n == 1 or n == m for n, m in zip(shape[::-1], target[::-1]))
 
 
 def _check_matmul_shapes(x_shape: tuple, y_shape: tuple) -> None:
@@ -689,11 +672,7 @@ class SoftmaxCrossEntropy(Function):
         dt = None
         if ctx.needs_input_grad[1]:  # soft targets that require grad (rare): d/dt = -log_softmax(x)
             dt = -grad * (_log_softmax(x, axis) if log_probs is None else log_probs)
-        # dx = grad * (softmax(x) * sum(t) - t): in place on the fresh product for ndarrays,
-        # while on Tensors (create_graph) each line records a new node (see Sigmoid.backward).
-        dx = probs * t.sum(axis=axis, keepdims=True)
-        dx -= t
-        dx *= grad
+        dx = grad * (probs * t.sum(axis=axis, keepdims=True) - t)
         return dx, dt
 
 
@@ -709,15 +688,12 @@ class SquaredError(Function):
     def forward(ctx, x, t, reduction):
         ctx.reduction = reduction
         ctx.save_for_backward(x, t)
-        losses = x - t
-        losses *= losses  # the difference is a fresh array: square it in place
-        return _reduce(ctx, losses)
+        return _reduce(ctx, (x - t) ** 2)
 
     @staticmethod
     def backward(ctx, grad):
         x, t = ctx.saved
-        dx = x - t
-        dx *= 2 * _spread(ctx, grad)  # in place on ndarrays (see Sigmoid.backward)
+        dx = 2 * (x - t) * _spread(ctx, grad)
         dt = -dx if ctx.needs_input_grad[1] else None
         return dx, dt
 

@@ -11,7 +11,6 @@ from collections import defaultdict
 from typing import Callable, Optional
 
 import numpy as np
-import scipy.linalg.blas
 
 from .autograd import enable_grad, grad
 from .tensor import Tensor, clear_grad
@@ -73,6 +72,7 @@ class Optimizer:
         if closure is not None:
             with enable_grad():
                 loss = closure()
+        self._check_writable()
         for group in self.param_groups:
             for param in group["params"]:
                 if param.grad is None:
@@ -87,10 +87,33 @@ class Optimizer:
     def _update(self, param: np.ndarray, grad: np.ndarray, state: dict, group: dict) -> None:
         raise NotImplementedError
 
+    def _check_writable(self) -> None:
+        """Refuse read-only parameters before any update, so that a failed step changes nothing."""
+        for group in self.param_groups:
+            for param in group["params"]:
+                if param.grad is not None and not param.data.flags.writeable:
+                    raise ValueError(
+                        f"{type(self).__name__}.step: parameter {self._describe(param)} of shape "
+                        f"{param.shape} is read-only (e.g. made from np.load(..., mmap_mode='r')), so it "
+                        "cannot be updated in place; give the Tensor a writable copy (Tensor(array.copy()))")
+
+    def _describe(self, param: Tensor) -> str:
+        """The parameter's name when named_parameters() were given, else its number in state_dict()."""
+        number = 0
+        for group in self.param_groups:
+            for index, candidate in enumerate(group["params"]):
+                if candidate is param:
+                    return repr(group["param_names"][index]) if "param_names" in group else str(number)
+                number += 1
+        return "?"
+
     def _check_options(self, group: dict) -> None:
+        # Written `not 0.0 <= x` (as PyTorch does): NaN, for which every comparison is False, fails too.
         for name in ("lr", "eps", "weight_decay", "momentum", "alpha"):
-            if name in group and group[name] < 0:
+            if name in group and not 0.0 <= group[name]:
                 raise ValueError(f"invalid {name} {group[name]}: it must be >= 0")
+        if "dampening" in group and not math.isfinite(group["dampening"]):
+            raise ValueError(f"invalid dampening {group['dampening']}: it must be a finite number")
 
     # ---- state dicts ---------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -161,24 +184,6 @@ def _copy(value):
     return value.copy() if isinstance(value, np.ndarray) else value
 
 
-_AXPY = {np.dtype(np.float32): scipy.linalg.blas.saxpy, np.dtype(np.float64): scipy.linalg.blas.daxpy}
-
-
-def _add_scaled(target: np.ndarray, scale: float, x: np.ndarray) -> None:
-    """target += scale * x, in place. For big contiguous float arrays BLAS's axpy does it
-    without the temporary `scale * x` (2-3x faster, and no second weight-sized array);
-    small or unusual arrays take NumPy's way, whose call costs less."""
-    if target.size < 4096:
-        target += scale * x
-        return
-    axpy = _AXPY.get(target.dtype)
-    if (axpy is not None and x.dtype == target.dtype and x.shape == target.shape
-            and target.flags.c_contiguous and x.flags.c_contiguous):
-        axpy(x.reshape(-1), target.reshape(-1), a=scale)  # a contiguous 1-D view: written in place
-    else:
-        target += scale * x
-
-
 class SGD(Optimizer):
     """Stochastic gradient descent, optionally with momentum (PyTorch's formulation).
 
@@ -208,9 +213,9 @@ class SGD(Optimizer):
                 buffer = state["momentum_buffer"] = grad.copy()  # no dampening on the first step
             else:
                 buffer *= momentum
-                _add_scaled(buffer, 1 - group["dampening"], grad)
+                buffer += (1 - group["dampening"]) * grad
             grad = grad + momentum * buffer if group["nesterov"] else buffer
-        _add_scaled(param, -lr, grad)
+        param -= lr * grad
 
 
 class Adam(Optimizer):
