@@ -17,12 +17,13 @@ import numpy as np
 
 from . import functional as F
 from .autograd import is_grad_enabled
-from .nn.layers import LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from .nn.layers import BatchNorm1d, BatchNorm2d, Conv2d, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .nn.module import Module
 from .tensor import Tensor
 
-# The activation modules a Monitor watches (see _activation_stats for what it measures on each).
-_WATCHED = (Sigmoid, Tanh, ReLU, LeakyReLU, Softmax)
+# The modules a Monitor watches (see _activation_stats for what it measures on each): activations,
+# and the conv and batch-norm layers of a CNN (their output's mean and spread).
+_WATCHED = (Sigmoid, Tanh, ReLU, LeakyReLU, Softmax, Conv2d, BatchNorm1d, BatchNorm2d)
 
 # Warning thresholds. Measured on the second learner's network (784-128-128-10 sigmoid, weights
 # rand * sqrt(1/n), zero biases, MNIST-like inputs, SGD lr 0.1, 5 steps of 64, three seeds; see
@@ -336,7 +337,7 @@ class Monitor:
                 ])
             lines += _columns(rows)
         else:
-            lines.append("(no Sigmoid/Tanh/ReLU/LeakyReLU/Softmax module in this model: no layer statistics)")
+            lines.append("(no activation, Conv2d or BatchNorm module in this model: no layer statistics)")
         rows = [["parameter", "shape", "grad norm", "update/weight"]]
         for name, stats in param_rows.items():
             shape = str(self.params[name].shape)
@@ -536,7 +537,10 @@ def _activation_stats(module: Module, out: np.ndarray) -> dict:
     elif out.size and isinstance(module, Tanh):
         stats["saturated"] = float(np.mean(np.abs(out) > 0.99))
     elif out.size and isinstance(module, ReLU):
-        # Units are the last axis; a unit is dead when no sample in the batch makes it fire.
+        # Units are the last axis, or the channels (axis 1) of an image (N, C, H, W): a unit is dead
+        # when no sample in the batch (and no position in the image) makes it fire.
+        if out.ndim > 2:
+            out = np.moveaxis(out, 1, -1)
         units = out.reshape(-1, out.shape[-1]) if out.ndim else out.reshape(1, 1)
         stats["dead"] = float(np.mean(np.all(units == 0, axis=0)))
     return stats

@@ -241,8 +241,8 @@ def max_pool2d(x: Tensor, kernel_size, stride=None, padding=0, dilation=1) -> Te
     """The largest value of each window, per channel: x (N, C, H, W) -> (N, C, OH, OW).
 
     `stride` defaults to `kernel_size` (windows side by side); padding adds -inf borders (at most
-    half a kernel), which never win. Built as the windows (a strided view) and a max over the
-    last two axes: the gradient goes to each window's maximum (shared equally by ties; PyTorch
+    half a kernel), which never win. One node, ``ops.MaxPool2d``: the maximum over the windows (a
+    strided view); the gradient goes to each window's maximum (shared equally by ties; PyTorch
     gives it to the first), and col2im adds it up where windows overlap.
 
     >>> max_pool2d(Tensor(np.arange(16.0).reshape(1, 1, 4, 4)), 2).tolist()
@@ -279,10 +279,9 @@ def _pool(x, kernel_size, stride, padding, dilation, who: str) -> Tensor:
     if any(p for p, _ in padding):
         fill = -np.inf if who.startswith("max") else 0.0
         x = pad(x, (padding[1][0], padding[1][1], padding[0][0], padding[0][1]), value=fill)
-    windows = ops.Windows.apply(x, kernel=kernel, stride=stride, dilation=dilation)
     if who.startswith("max"):
-        return windows.max(axis=(-2, -1))
-    return windows.mean(axis=(-2, -1))
+        return ops.MaxPool2d.apply(x, kernel=kernel, stride=stride, dilation=dilation)
+    return ops.Windows.apply(x, kernel=kernel, stride=stride, dilation=dilation).mean(axis=(-2, -1))
 
 
 def _pair(value, name: str, minimum: int = 1) -> tuple:

@@ -693,6 +693,37 @@ def _windows(x: np.ndarray, kernel: tuple, stride: tuple, dilation: tuple) -> np
     return view[..., :: stride[0], :: stride[1], :: dilation[0], :: dilation[1]]
 
 
+class MaxPool2d(Function):
+    """z = max(windows(x), axis=(-2, -1));  dz/dx = col2im(grad * (1 at each window's maximum, shared by ties, else 0))
+
+    Windows then Max, as one node: the maximum is taken as np.maximum over the kh * kw offsets,
+    each a strided (N, C, OH, OW) slice, where a reduction over the two small window axes would
+    run NumPy's inner loop kh * kw elements at a time (most of a CNN training step, W6).
+    """
+
+    @staticmethod
+    def forward(ctx, x, kernel=(1, 1), stride=(1, 1), dilation=(1, 1)):
+        ctx.in_shape, ctx.stride, ctx.dilation = x.shape, stride, dilation
+        windows = _windows(x, kernel, stride, dilation)
+        out = windows[..., 0, 0].copy()
+        for i in range(kernel[0]):
+            for j in range(kernel[1]):
+                np.maximum(out, windows[..., i, j], out=out)
+        hits = windows == out[..., None, None]
+        ties = np.zeros(out.shape, dtype=x.dtype)
+        for i in range(kernel[0]):
+            for j in range(kernel[1]):
+                ties += hits[..., i, j]
+        ctx.save_for_backward(hits / ties[..., None, None])  # each window's share of its gradient
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (share,) = ctx.saved
+        window_grads = grad.reshape(grad.shape + (1, 1)) * share
+        return Col2Im.apply(window_grads, shape=ctx.in_shape, stride=ctx.stride, dilation=ctx.dilation)
+
+
 class Conv2d(Function):
     """z = einsum('nchwij,ocij->nohw', windows(x), w);  dz/dx = col2im(einsum('nohw,ocij->nchwij', grad, w)),  dz/dw = einsum('nohw,nchwij->ocij', grad, windows(x))
 
