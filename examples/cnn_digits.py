@@ -23,7 +23,7 @@ from tinygrad_edu import nn, optim
 from tinygrad_edu.data import DataLoader, TensorDataset, load_digits, train_test_split
 
 
-def make_net(batch_norm: bool, width: int = 16) -> nn.Sequential:
+def make_net(batch_norm: bool, width: int = 8) -> nn.Sequential:
     """conv-(bn)-relu-pool twice, then a Linear classifier; `width` channels in the first block."""
     def block(channels_in: int, channels_out: int) -> list:
         layers = [nn.Conv2d(channels_in, channels_out, kernel_size=3, padding=1, bias=not batch_norm)]
@@ -60,10 +60,10 @@ def evaluate(net: nn.Module, X, y) -> float:
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=0.01)
-    parser.add_argument("--width", type=int, default=16, help="channels of the first conv layer")
+    parser.add_argument("--width", type=int, default=8, help="channels of the first conv layer")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 

@@ -229,7 +229,7 @@ def conv2d(x: Tensor, weight: Tensor, bias=None, stride=1, padding=0, dilation=1
     who = f"conv2d with a weight of shape {weight.shape}"
     check_conv_input(who, x.shape, weight.shape[1])
     check_output_size(who, x.shape, weight.shape[2:], stride, padding, dilation)
-    if any(padding):
+    if padding != ((0, 0), (0, 0)):
         x = pad(x, (padding[1][0], padding[1][1], padding[0][0], padding[0][1]))
     out = ops.Conv2d.apply(x, weight, stride=stride, dilation=dilation)
     if bias is not None:
