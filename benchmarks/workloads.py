@@ -98,7 +98,8 @@ def _cnn_problem(rng, config) -> Problem:
     """Two conv layers (O, C, k, k) and a Linear (classes, C * (side/4)**2), initialised as
     nn.Conv2d and nn.Linear are (uniform in +-1/sqrt(fan_in)); images in [0, 1), NCHW."""
     channels, k, side = config["channels"], config["kernel"], config["side"]
-    shapes = [(channels[1], channels[0], k, k), (channels[1],), (channels[2], channels[1], k, k), (channels[2],),
+    shapes = [(channels[1], channels[0], k, k), (channels[1],),
+              (channels[2], channels[1], k, k), (channels[2],),
               (config["classes"], channels[2] * (side // 4) ** 2), (config["classes"],)]
     fans = [channels[0] * k * k] * 2 + [channels[1] * k * k] * 2 + [shapes[4][1]] * 2
     params = [rng.uniform(-1, 1, shape).astype(np.float32) / np.float32(np.sqrt(fan))

@@ -31,7 +31,8 @@ def make_net(batch_norm: bool, width: int = 8) -> nn.Sequential:
             layers.append(nn.BatchNorm2d(channels_out))
         return layers + [nn.ReLU(), nn.MaxPool2d(2)]
 
-    return nn.Sequential(*block(1, width), *block(width, 2 * width), nn.Flatten(), nn.Linear(2 * width * 2 * 2, 10))
+    features = 2 * width * 2 * 2  # channels x 2 x 2 after two halvings of 8x8
+    return nn.Sequential(*block(1, width), *block(width, 2 * width), nn.Flatten(), nn.Linear(features, 10))
 
 
 def train(net: nn.Module, X_train, y_train, epochs: int, batch_size: int, lr: float) -> list:

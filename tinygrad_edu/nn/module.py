@@ -258,7 +258,7 @@ class Module:
         return {name: value.data.copy() for name, value in self._named_state()}
 
     def load_state_dict(self, state_dict: dict, strict: bool = True) -> IncompatibleKeys:
-        """Copy values from `state_dict` into this module's parameters and buffers (which keep their identity).
+        """Copy values from `state_dict` into this module's parameters and buffers (each keeps its identity).
 
         With ``strict=True`` every key must match; a shape mismatch is always an error. On an
         error nothing is changed. Returns the missing and unexpected keys.
