@@ -227,8 +227,8 @@ def conv2d(x: Tensor, weight: Tensor, bias=None, stride=1, padding=0, dilation=1
     stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
     padding = _conv_padding(padding, weight.shape[2:], stride, dilation)
     who = f"conv2d with a weight of shape {weight.shape}"
-    check_conv_input(who, x.shape, weight.shape[1])
-    check_output_size(who, x.shape, weight.shape[2:], stride, padding, dilation)
+    _check_conv_input(who, x.shape, weight.shape[1])
+    _check_output_size(who, x.shape, weight.shape[2:], stride, padding, dilation)
     if padding != ((0, 0), (0, 0)):
         x = pad(x, (padding[1][0], padding[1][1], padding[0][0], padding[0][1]))
     out = ops.Conv2d.apply(x, weight, stride=stride, dilation=dilation)
@@ -275,7 +275,7 @@ def _pool(x, kernel_size, stride, padding, dilation, who: str) -> Tensor:
                          "a window could hold padding only")
     padding = tuple((p, p) for p in padding)
     who = f"{who}(kernel_size={kernel_size})"
-    check_output_size(who, x.shape, kernel, stride, padding, dilation, min_ndim=3)
+    _check_output_size(who, x.shape, kernel, stride, padding, dilation, min_ndim=3)
     if any(p for p, _ in padding):
         fill = -np.inf if who.startswith("max") else 0.0
         x = pad(x, (padding[1][0], padding[1][1], padding[0][0], padding[0][1]), value=fill)
@@ -305,7 +305,7 @@ def _conv_padding(padding, kernel: tuple, stride: tuple, dilation: tuple) -> tup
     return tuple((p, p) for p in _pair(padding, "padding", minimum=0))
 
 
-def check_conv_input(who: str, x_shape: tuple, in_channels: int) -> None:
+def _check_conv_input(who: str, x_shape: tuple, in_channels: int) -> None:
     """An NCHW input whose axis 1 holds the `in_channels` the weight expects."""
     if len(x_shape) != 4:
         raise ValueError(f"{who} takes an input of shape (N, C, H, W), got shape {x_shape}")
@@ -314,7 +314,7 @@ def check_conv_input(who: str, x_shape: tuple, in_channels: int) -> None:
                          f"got an input of shape {x_shape} (axis 1 = {x_shape[1]})")
 
 
-def check_output_size(who: str, x_shape: tuple, kernel: tuple, stride: tuple, padding: tuple,
+def _check_output_size(who: str, x_shape: tuple, kernel: tuple, stride: tuple, padding: tuple,
                       dilation: tuple, min_ndim: int = 4) -> None:
     """Raise a ValueError that shows the output-size rule with the numbers when a side would be < 1."""
     if len(x_shape) < min_ndim:

@@ -198,8 +198,8 @@ class Conv2d(Module):
         who = f"{type(self).__name__}({sizes})"
         if x.ndim == 4:  # say it in the layer's terms (F.conv2d would name the weight's shape)
             padding = F._conv_padding(self.padding, self.kernel_size, self.stride, self.dilation)
-            F.check_conv_input(who, x.shape, self.in_channels)
-            F.check_output_size(who, x.shape, self.kernel_size, self.stride, padding, self.dilation)
+            F._check_conv_input(who, x.shape, self.in_channels)
+            F._check_output_size(who, x.shape, self.kernel_size, self.stride, padding, self.dilation)
         return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation)
 
     def _kernel_text(self) -> str:
