@@ -336,14 +336,15 @@ def window_geometry(draw, pool=False):
         return (h, draw(st.integers(lo, hi))) if draw(st.booleans()) else (h, h)
 
     kernel, stride, dilation = pair(1, 3), pair(1, 2), pair(1, 2)
-    if pool:
+    if pool:  # at most half a kernel, and sides the dilated kernel spans: no window is all padding
         padding = tuple(draw(st.integers(0, k // 2)) for k in kernel)
+        sides = tuple(d * (k - 1) + 1 + draw(st.integers(0, 3)) for k, d in zip(kernel, dilation))
     else:
         padding = pair(0, 2)
-    sides = tuple(
-        max(d * (k - 1) + 1 - 2 * p, 1) + draw(st.integers(0, 3))
-        for k, d, p in zip(kernel, dilation, padding)
-    )
+        sides = tuple(
+            max(d * (k - 1) + 1 - 2 * p, 1) + draw(st.integers(0, 3))
+            for k, d, p in zip(kernel, dilation, padding)
+        )
     return kernel, stride, padding, dilation, sides
 
 
@@ -401,7 +402,7 @@ def pool2d_inputs(draw, dilation=True):
     if dilation:
         kwargs["dilation"] = _one_int_sometimes(dil)
     else:  # avg_pool2d has no dilation: redraw sides for dilation 1
-        sides = tuple(max(k - 2 * p, 1) + draw(st.integers(0, 3)) for k, p in zip(kernel, padding))
+        sides = tuple(k + draw(st.integers(0, 3)) for k in kernel)
     return ((n, c) + sides,), kwargs
 
 
