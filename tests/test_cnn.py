@@ -279,3 +279,14 @@ def test_no_padding_means_no_padded_copy_in_the_graph():
     assert out.grad_fn.parents[0].__class__ is Tensor  # the input itself, not a ScatterAdd node
     padded = F.conv2d(tg.randn(1, 1, 5, 5, requires_grad=True), tg.randn(1, 1, 3, 3), padding=(0, 1))
     assert padded.grad_fn.parents[0].name == "ScatterAdd" and padded.shape == (1, 1, 3, 5)
+
+
+def test_a_batch_norm_state_dict_survives_save_and_load(tmp_path):
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2))
+    net(tg.randn(4, 1, 5, 5))
+    tg.save(net.state_dict(), tmp_path / "cnn.npz")
+    copy = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2))
+    copy.load_state_dict(tg.load(tmp_path / "cnn.npz"))
+    for name, value in net.state_dict().items():
+        np.testing.assert_array_equal(copy.state_dict()[name], value)
+    assert int(copy[1].num_batches_tracked.item()) == 1
