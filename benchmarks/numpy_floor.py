@@ -236,4 +236,79 @@ class W5Floor(_Floor):
         return loss, [gW1, gb1, gW2, gb2, gW3, gb3]
 
 
-VERSIONS = {"W1": W1Floor, "W2": W2Floor, "W3": W3Floor, "W4": W4Floor, "W5": W5Floor}
+def _im2col(padded: np.ndarray, k: int) -> np.ndarray:
+    """(N, H, W, C) padded channels-last images -> (N * OH * OW, C * k * k): one row per output
+    pixel, its window in the weight's (C, kh, kw) order (one copy, from a strided view)."""
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (k, k), axis=(1, 2))  # N, OH, OW, C, k, k
+    n, out_h, out_w = windows.shape[:3]
+    return windows.reshape(n * out_h * out_w, -1)
+
+
+def _col2im_add(cols: np.ndarray, padded_shape: tuple, k: int) -> np.ndarray:
+    """The adjoint of _im2col: (N, OH, OW, C, k, k) window gradients added back into (N, H, W, C)."""
+    out = np.zeros(padded_shape, dtype=cols.dtype)
+    out_h, out_w = cols.shape[1:3]
+    for i in range(k):
+        for j in range(k):
+            out[:, i:i + out_h, j:j + out_w, :] += cols[:, :, :, :, i, j]
+    return out
+
+
+def _max_pool_2x2(a: np.ndarray):
+    """2x2 max-pool of channels-last (N, H, W, C) by a reshape; returns the pooled values and the
+    mask of maxima (ties share the gradient equally, as tinygrad_edu's Max does)."""
+    n, h, w, c = a.shape
+    blocks = a.reshape(n, h // 2, 2, w // 2, 2, c)
+    pooled = blocks.max(axis=(2, 4))
+    mask = blocks == pooled[:, :, None, :, None, :]
+    share = mask / mask.sum(axis=(2, 4), keepdims=True, dtype=a.dtype)
+    return pooled, share
+
+
+class W6Floor(_Floor):
+    """Two (conv 3x3 pad 1, ReLU, 2x2 max-pool) blocks and a Linear, float32, by im2col + GEMM.
+
+    Channels-last inside (a window's pixels are then one row of the im2col matrix after a
+    single copy); the flattened features are put back in NCHW order for the Linear layer.
+    """
+
+    def _conv_relu_forward(self, x, W, b):
+        k = W.shape[-1]
+        padded = np.pad(x, ((0, 0), (k // 2, k // 2), (k // 2, k // 2), (0, 0)))
+        cols = _im2col(padded, k)
+        out = cols @ W.reshape(W.shape[0], -1).T  # (N*OH*OW, O)
+        out += b
+        np.maximum(out, 0, out=out)
+        return out.reshape(x.shape[:3] + (W.shape[0],)), cols, padded.shape
+
+    def _loss_and_grads(self, batch):
+        x, labels = batch
+        W1, b1, W2, b2, W3, b3 = self.params
+        n, k = x.shape[0], W1.shape[-1]
+        a1, cols1, _ = self._conv_relu_forward(x.transpose(0, 2, 3, 1), W1, b1)
+        p1, share1 = _max_pool_2x2(a1)
+        a2, cols2, padded2_shape = self._conv_relu_forward(p1, W2, b2)
+        p2, share2 = _max_pool_2x2(a2)
+        features = p2.transpose(0, 3, 1, 2).reshape(n, -1)  # NCHW flatten order, as nn.Flatten
+        scores = features @ W3.T
+        scores += b3
+        loss = _softmax_cross_entropy_(scores, labels, self.rows(n))
+        gW3 = scores.T @ features
+        gb3 = scores.sum(axis=0)
+        d_p2 = (scores @ W3).reshape(n, W2.shape[0], p2.shape[1], p2.shape[2]).transpose(0, 2, 3, 1)
+        d_a2 = (share2 * d_p2[:, :, None, :, None, :]).reshape(a2.shape)
+        d_a2 *= a2 > 0
+        d_a2 = d_a2.reshape(-1, W2.shape[0])
+        gW2 = (d_a2.T @ cols2).reshape(W2.shape)
+        gb2 = d_a2.sum(axis=0)
+        d_cols2 = (d_a2 @ W2.reshape(W2.shape[0], -1)).reshape(a2.shape[:3] + (W2.shape[1], k, k))
+        d_p1 = _col2im_add(d_cols2, padded2_shape, k)[:, k // 2:-(k // 2), k // 2:-(k // 2), :]
+        d_a1 = (share1 * d_p1[:, :, None, :, None, :]).reshape(a1.shape)
+        d_a1 *= a1 > 0
+        d_a1 = d_a1.reshape(-1, W1.shape[0])
+        gW1 = (d_a1.T @ cols1).reshape(W1.shape)
+        gb1 = d_a1.sum(axis=0)
+        return loss, [gW1, gb1, gW2, gb2, gW3, gb3]
+
+
+VERSIONS = {"W1": W1Floor, "W2": W2Floor, "W3": W3Floor, "W4": W4Floor, "W5": W5Floor, "W6": W6Floor}

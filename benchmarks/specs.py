@@ -81,4 +81,13 @@ WORKLOADS = {
         sizes=dict(batch=2048, layers=(784, 2048, 2048, 10), batches=1, lr=0.01),
         quick_sizes=dict(batch=16, layers=(12, 32, 32, 4), batches=1, lr=0.01),
     ),
+    "W6": Workload(
+        name="W6",
+        what="float32 CNN 28x28, (conv 3x3 pad 1, ReLU, max-pool 2) x2 with 1->8->16 channels, "
+             "Linear 784-10, softmax + CE, SGD, batch 64",
+        kind="time", target=1.5, unit="step",
+        sizes=dict(batch=64, side=28, channels=(1, 8, 16), kernel=3, classes=10, batches=4, lr=0.05),
+        quick_sizes=dict(batch=4, side=8, channels=(1, 2, 3), kernel=3, classes=4, batches=2, lr=0.05),
+        steps=(5, 8, 10),
+    ),
 }

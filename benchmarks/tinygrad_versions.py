@@ -134,4 +134,34 @@ class W4Version(_Version):
         self._forward_backward(None)
 
 
-VERSIONS = {"W1": W1Version, "W2": W2Version, "W3": W3Version, "W4": W4Version, "W5": W5Version}
+class W6Version(_Version):
+    """The CNN of examples/cnn_digits.py at 28x28: two (Conv2d, ReLU, MaxPool2d) blocks, Linear."""
+
+    def __init__(self, problem):
+        super().__init__(problem)
+        c0, c1, c2 = problem.hyper["channels"]
+        k, side = problem.hyper["kernel"], problem.hyper["side"]
+        self.model = nn.Sequential(
+            nn.Conv2d(c0, c1, k, padding=k // 2), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(c1, c2, k, padding=k // 2), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(c2 * (side // 4) ** 2, problem.hyper["classes"]),
+        )
+        self.params = list(self.model.parameters())
+        for param, initial in zip(self.params, problem.params):
+            param.data[...] = initial
+        self.optimizer = optim.SGD(self.params, lr=problem.hyper["lr"])
+
+    def _forward_backward(self, batch):
+        x, y = batch
+        loss = F.cross_entropy(self.model(x), y)
+        loss.backward()
+        return loss
+
+    def step(self, batch=None) -> None:
+        self.optimizer.zero_grad()
+        self._forward_backward(self._next_batch() if batch is None else batch)
+        self.optimizer.step()
+
+
+VERSIONS = {"W1": W1Version, "W2": W2Version, "W3": W3Version, "W4": W4Version, "W5": W5Version,
+            "W6": W6Version}

@@ -111,6 +111,24 @@ class W4Version(_Version):
         self._forward_backward(None)
 
 
+class W6Version(_SequentialVersion):
+    def __init__(self, problem):
+        _Version.__init__(self, problem)
+        c0, c1, c2 = problem.hyper["channels"]
+        k, side = problem.hyper["kernel"], problem.hyper["side"]
+        self.model = torch.nn.Sequential(
+            torch.nn.Conv2d(c0, c1, k, padding=k // 2), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+            torch.nn.Conv2d(c1, c2, k, padding=k // 2), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+            torch.nn.Flatten(), torch.nn.Linear(c2 * (side // 4) ** 2, problem.hyper["classes"]),
+        )
+        self.params = list(self.model.parameters())
+        with torch.no_grad():
+            for param, initial in zip(self.params, problem.params):
+                param.copy_(torch.from_numpy(initial))
+        self.loss = torch.nn.functional.cross_entropy
+        self.optimizer = torch.optim.SGD(self.params, lr=problem.hyper["lr"])
+
+
 _F = torch.nn.functional
 VERSIONS = {
     "W1": W1Version,
@@ -118,4 +136,5 @@ VERSIONS = {
     "W3": lambda problem: _SequentialVersion(problem, torch.nn.Tanh, _F.mse_loss, torch.float64),
     "W4": W4Version,
     "W5": lambda problem: _SequentialVersion(problem, torch.nn.ReLU, _F.cross_entropy, torch.float32),
+    "W6": W6Version,
 }

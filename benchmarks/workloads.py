@@ -56,6 +56,8 @@ def make_problem(name: str, quick: bool = False, seed: int = 0) -> Problem:
     if name == "W4":
         x = rng.uniform(-1.0, 1.0, config["length"])
         return Problem("W4", [x], ["x"], [None], None, config)
+    if name == "W6":
+        return _cnn_problem(rng, config)
     dtype = np.float64 if name == "W3" else np.float32
     return _mlp_problem(name, rng, config, dtype)
 
@@ -90,6 +92,23 @@ def _mlp_problem(name, rng, config, dtype) -> Problem:
         batches.append((x.astype(dtype), y))
     x, y = batches[0]
     return Problem(name, params, names, batches, (x[:2].copy(), y[:2].copy()), config)
+
+
+def _cnn_problem(rng, config) -> Problem:
+    """Two conv layers (O, C, k, k) and a Linear (classes, C * (side/4)**2), initialised as
+    nn.Conv2d and nn.Linear are (uniform in +-1/sqrt(fan_in)); images in [0, 1), NCHW."""
+    channels, k, side = config["channels"], config["kernel"], config["side"]
+    shapes = [(channels[1], channels[0], k, k), (channels[1],),
+              (channels[2], channels[1], k, k), (channels[2],),
+              (config["classes"], channels[2] * (side // 4) ** 2), (config["classes"],)]
+    fans = [channels[0] * k * k] * 2 + [channels[1] * k * k] * 2 + [shapes[4][1]] * 2
+    params = [rng.uniform(-1, 1, shape).astype(np.float32) / np.float32(np.sqrt(fan))
+              for shape, fan in zip(shapes, fans)]
+    batches = [(rng.random((config["batch"], channels[0], side, side), dtype=np.float32),
+                rng.integers(0, config["classes"], config["batch"])) for _ in range(config["batches"])]
+    x, y = batches[0]
+    names = ["conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias", "fc.weight", "fc.bias"]
+    return Problem("W6", params, names, batches, (x[:2].copy(), y[:2].copy()), config)
 
 
 def implementation(impl: str, problem: Problem):

@@ -324,6 +324,185 @@ def one_hot_inputs(draw):
     return (), {"labels": labels, "num_classes": num_classes}
 
 
+# ---------------------------------------------------------------- images (NCHW)
+
+
+@st.composite
+def window_geometry(draw, pool=False):
+    """Kernel, stride, padding, dilation (each an (h, w) pair, sometimes given as one int) and an
+    image side list that leaves every output side >= 1."""
+    def pair(lo, hi):
+        h = draw(st.integers(lo, hi))
+        return (h, draw(st.integers(lo, hi))) if draw(st.booleans()) else (h, h)
+
+    kernel, stride, dilation = pair(1, 3), pair(1, 2), pair(1, 2)
+    if pool:  # at most half a kernel, and sides the dilated kernel spans: no window is all padding
+        padding = tuple(draw(st.integers(0, k // 2)) for k in kernel)
+        sides = tuple(d * (k - 1) + 1 + draw(st.integers(0, 3)) for k, d in zip(kernel, dilation))
+    else:
+        padding = pair(0, 2)
+        sides = tuple(
+            max(d * (k - 1) + 1 - 2 * p, 1) + draw(st.integers(0, 3))
+            for k, d, p in zip(kernel, dilation, padding)
+        )
+    return kernel, stride, padding, dilation, sides
+
+
+def _one_int_sometimes(pair):
+    return pair[0] if pair[0] == pair[1] else pair
+
+
+@st.composite
+def conv2d_inputs(draw, bias):
+    kernel, stride, padding, dilation, (height, width) = draw(window_geometry())
+    n, c, o = draw(st.integers(1, 2)), draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    shapes = [(n, c, height, width), (o, c) + kernel] + ([(o,)] if bias else [])
+    kwargs = {"stride": _one_int_sometimes(stride), "padding": _one_int_sometimes(padding),
+              "dilation": _one_int_sometimes(dilation)}
+    return tuple(shapes), kwargs
+
+
+def _pair_of(value):
+    return (value, value) if isinstance(value, int) else tuple(value)
+
+
+def _padded(x, padding, value=0.0):
+    (ph, pw) = _pair_of(padding)
+    return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=value)
+
+
+def _patch(x, h, v, kernel, stride, dilation):
+    """The input pixels under output pixel (h, v)."""
+    rows = slice(h * stride[0], h * stride[0] + dilation[0] * (kernel[0] - 1) + 1, dilation[0])
+    cols = slice(v * stride[1], v * stride[1] + dilation[1] * (kernel[1] - 1) + 1, dilation[1])
+    return x[:, :, rows, cols]
+
+
+def _conv2d_ref(x, w, b=None, stride=1, padding=0, dilation=1):
+    """The definition, one output element at a time."""
+    (sh, sw), (dh, dw) = _pair_of(stride), _pair_of(dilation)
+    x = _padded(x, padding)
+    kh, kw = w.shape[2:]
+    out_h = (x.shape[2] - dh * (kh - 1) - 1) // sh + 1
+    out_w = (x.shape[3] - dw * (kw - 1) - 1) // sw + 1
+    out = np.zeros((x.shape[0], w.shape[0], out_h, out_w), dtype=x.dtype)
+    for h in range(out_h):
+        for v in range(out_w):
+            patch = _patch(x, h, v, (kh, kw), (sh, sw), (dh, dw))
+            out[:, :, h, v] = np.tensordot(patch, w, axes=([1, 2, 3], [1, 2, 3]))
+    return out if b is None else out + b.reshape(-1, 1, 1)
+
+
+@st.composite
+def pool2d_inputs(draw, dilation=True):
+    kernel, stride, padding, dil, sides = draw(window_geometry(pool=True))
+    n, c = draw(st.integers(1, 2)), draw(st.integers(1, 3))
+    kwargs = {"kernel_size": _one_int_sometimes(kernel), "stride": _one_int_sometimes(stride),
+              "padding": _one_int_sometimes(padding)}
+    if dilation:
+        kwargs["dilation"] = _one_int_sometimes(dil)
+    else:  # avg_pool2d has no dilation: redraw sides for dilation 1
+        sides = tuple(k + draw(st.integers(0, 3)) for k in kernel)
+    return ((n, c) + sides,), kwargs
+
+
+def _pool2d_ref(reduce, fill):
+    def ref(x, kernel_size, stride, padding, dilation=1):
+        (kh, kw), (sh, sw), (dh, dw) = _pair_of(kernel_size), _pair_of(stride), _pair_of(dilation)
+        x = _padded(x, padding, fill)
+        out_h = (x.shape[2] - dh * (kh - 1) - 1) // sh + 1
+        out_w = (x.shape[3] - dw * (kw - 1) - 1) // sw + 1
+        out = np.zeros(x.shape[:2] + (out_h, out_w), dtype=x.dtype)
+        for h in range(out_h):
+            for v in range(out_w):
+                patch = _patch(x, h, v, (kh, kw), (sh, sw), (dh, dw))
+                out[:, :, h, v] = reduce(patch, axis=(2, 3))
+        return out
+    return ref
+
+
+@st.composite
+def pad_inputs(draw):
+    shape = draw(S.shapes(min_dims=1))
+    pairs = draw(st.integers(1, len(shape)))
+    amounts = []
+    for side in shape[::-1][:pairs]:
+        before = draw(st.integers(-(side - 1), 2))
+        after = draw(st.integers(-(side - 1 - max(-before, 0)), 2))
+        amounts += [before, after]
+    return (shape,), {"pad": tuple(amounts), "value": draw(st.sampled_from([None, 0.0, -1.5]))}
+
+
+def _pad_ref(x, pad, value):
+    widths = [(0, 0)] * (x.ndim - len(pad) // 2) + [(pad[i], pad[i + 1]) for i in range(len(pad) - 2, -1, -2)]
+    crop = tuple(slice(max(-a, 0), n - max(-b, 0)) for (a, b), n in zip(widths, x.shape))
+    widths = [(max(a, 0), max(b, 0)) for a, b in widths]
+    return np.pad(x[crop], widths, constant_values=0.0 if value is None else value)
+
+
+@st.composite
+def batch_norm_inputs(draw, training):
+    """x (N, C, ...) with N * (spatial size) >= 2, and weight and bias (C,)."""
+    channels = draw(st.integers(1, 3))
+    shape = (draw(st.integers(2, 3)), channels) + draw(S.shapes(max_dims=2, max_side=3))
+    kwargs = {"training": training}
+    if not training:
+        rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+        kwargs["running_mean"] = rng.uniform(-1, 1, channels)
+        kwargs["running_var"] = rng.uniform(0.5, 2, channels)
+    return (shape, (channels,), (channels,)), kwargs
+
+
+def _batch_norm_ref(x, weight, bias, training, running_mean=None, running_var=None):
+    per_channel = (1, -1) + (1,) * (x.ndim - 2)
+    axes = (0,) + tuple(range(2, x.ndim))
+    if training:
+        mean, var = x.mean(axis=axes, keepdims=True), x.var(axis=axes, keepdims=True)
+    else:
+        mean = running_mean.astype(x.dtype).reshape(per_channel)  # stats take the input's dtype
+        var = running_var.astype(x.dtype).reshape(per_channel)
+    normal = (x - mean) / np.sqrt(var + 1e-5)
+    return normal * weight.reshape(per_channel) + bias.reshape(per_channel)
+
+
+@st.composite
+def layer_norm_inputs(draw):
+    shape = draw(S.shapes(min_dims=1, max_side=3))
+    count = draw(st.integers(1, len(shape)))
+    normalized = shape[len(shape) - count:]
+    if np.prod(normalized) < 2:  # one value: its deviation is 0 and the gradient is degenerate
+        shape, normalized = shape[:-1] + (2,), normalized[:-1] + (2,)
+    return (shape, normalized, normalized), {"normalized_shape": normalized}
+
+
+def _layer_norm_ref(x, weight, bias, normalized_shape):
+    axes = tuple(range(x.ndim - len(normalized_shape), x.ndim))
+    normal = (x - x.mean(axis=axes, keepdims=True)) / np.sqrt(x.var(axis=axes, keepdims=True) + 1e-5)
+    return normal * weight + bias
+
+
+@st.composite
+def col2im_inputs(draw):
+    """Windows (N, C, OH, OW, kh, kw) and the image shape they came from."""
+    kernel, stride, _, dilation, _ = draw(window_geometry(pool=True))
+    sides = tuple(d * (k - 1) + 1 + draw(st.integers(0, 3)) for k, d in zip(kernel, dilation))
+    image = (draw(st.integers(1, 2)), draw(st.integers(1, 2))) + sides
+    windows_shape = ops.Windows.apply(np.zeros(image), kernel=kernel, stride=stride, dilation=dilation).shape
+    return (windows_shape,), {"shape": image, "stride": stride, "dilation": dilation}
+
+
+def _col2im_ref(x, shape, stride, dilation):
+    out = np.zeros(shape, dtype=x.dtype)
+    out_h, out_w, kh, kw = x.shape[-4:]
+    for h in range(out_h):
+        for v in range(out_w):
+            for i in range(kh):
+                for j in range(kw):
+                    row, col = h * stride[0] + i * dilation[0], v * stride[1] + j * dilation[1]
+                    out[..., row, col] += x[..., h, v, i, j]
+    return out
+
+
 # ---------------------------------------------------------------- NumPy references
 
 
@@ -617,5 +796,40 @@ OPS = [
         _bce_with_logits_ref,
         loss_inputs("same"),
         (REALS, PROBS),
+    ),
+    # images (NCHW): convolution, pooling, padding, normalisation
+    OpSpec("F.conv2d", F.conv2d, _conv2d_ref, conv2d_inputs(bias=False), (REALS, REALS)),
+    OpSpec("F.conv2d[bias]", F.conv2d, _conv2d_ref, conv2d_inputs(bias=True), (REALS, REALS, REALS)),
+    OpSpec("F.max_pool2d", F.max_pool2d, _pool2d_ref(np.max, -np.inf), pool2d_inputs(), (DISTINCT,)),
+    OpSpec("F.avg_pool2d", F.avg_pool2d, _pool2d_ref(np.mean, 0.0), pool2d_inputs(dilation=False)),
+    OpSpec("F.pad", F.pad, _pad_ref, pad_inputs()),
+    OpSpec(
+        "Col2Im",  # the backward of Windows (conv and pooling), as a forward of its own
+        lambda x, shape, stride, dilation: ops.Col2Im.apply(x, shape=shape, stride=stride, dilation=dilation),
+        _col2im_ref,
+        col2im_inputs(),
+    ),
+    OpSpec(
+        "F.batch_norm[train]",
+        lambda x, weight, bias, training: F.batch_norm(x, None, None, weight, bias, training=training),
+        _batch_norm_ref,
+        batch_norm_inputs(training=True),
+        (DISTINCT, REALS, REALS),
+        rtol=1e-4,
+    ),
+    OpSpec(
+        "F.batch_norm[eval]",
+        lambda x, weight, bias, **kw: F.batch_norm(x, kw["running_mean"], kw["running_var"], weight, bias,
+                                                   training=kw["training"]),
+        _batch_norm_ref,
+        batch_norm_inputs(training=False),
+    ),
+    OpSpec(
+        "F.layer_norm",
+        lambda x, weight, bias, normalized_shape: F.layer_norm(x, normalized_shape, weight, bias),
+        _layer_norm_ref,
+        layer_norm_inputs(),
+        (DISTINCT, REALS, REALS),
+        rtol=1e-4,
     ),
 ]

@@ -67,4 +67,6 @@ def test_primitive_count_stays_small():
     # About 28 elementary operations, plus the fused losses (a composite would be slow, or,
     # for clamped BCE, nan at p = 0 or 1) and Linear (its weight gradient in the weight's own
     # layout: see its docstring). A new primitive has to earn its place.
-    assert len(primitives()) <= 33, [cls.__name__ for cls in primitives()]
+    # Raised from 33 on the cnn branch for Windows, Col2Im, Conv2d and MaxPool2d (the lead reconciles
+    # the cap with the trust-ops branch's new rule).
+    assert len(primitives()) <= 37, [cls.__name__ for cls in primitives()]

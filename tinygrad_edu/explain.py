@@ -328,6 +328,8 @@ def _backward_line(node: Context, index: int, parent, names: _Names) -> tuple:
     product = _product_shapes(partial, node, index) if "@" in partial else None
     if product:
         shapes = f"{product} -> {shape}"
+    elif "einsum(" in partial:  # a product over named axes (conv): the shapes of its operands
+        shapes = f"{_einsum_operand_shapes(partial, node, symbol)} -> {shape}"
     elif (node.fn.broadcasts or partial == "grad") and shape != node.shape:
         shapes = f"{node.shape} summed over {_summed_axes(shape, node.shape)} -> {shape}"
     else:
@@ -367,6 +369,18 @@ def _reduced_axes(node: Context):
     shape = _shape(node.parents[0])
     dropped = len(node.shape) < len(shape)  # keepdims=False: every reduced axis went away
     return tuple(i for i, (n, k) in enumerate(zip(shape, kept)) if k == 1 and (n != 1 or dropped))
+
+
+def _einsum_operand_shapes(partial: str, node: Context, current: str) -> str:
+    """'(4, 2, 4, 4), windows of (4, 1, 6, 6)': the upstream gradient's shape, then each input the
+    rule names (other than the one whose gradient this is)."""
+    shapes = [str(node.shape)]
+    for symbol, parent in zip(_rule(node.fn)[2], node.parents):
+        if symbol != current and re.search(rf"windows\({symbol}\)", partial):
+            shapes.append(f"windows of {_shape(parent)}")
+        elif symbol != current and re.search(rf"\b{symbol}\b", partial):
+            shapes.append(str(_shape(parent)))
+    return ", ".join(shapes)
 
 
 def _product_shapes(expression: str, node: Context, current: int):

@@ -17,6 +17,7 @@ __all__ = [
     "sigmoid", "tanh", "relu", "leaky_relu", "softmax", "log_softmax", "logsumexp", "linear",
     "dropout", "one_hot", "mse_loss", "cross_entropy", "nll_loss", "binary_cross_entropy",
     "binary_cross_entropy_with_logits", "accuracy",
+    "pad", "conv2d", "max_pool2d", "avg_pool2d", "batch_norm", "layer_norm",
 ]
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -170,6 +171,251 @@ def one_hot(labels, num_classes: int = -1) -> Tensor:
         num_classes = int(labels.max()) + 1 if labels.size else 0
     _check_classes(labels, num_classes, "one_hot")
     return Tensor._make(np.eye(num_classes, dtype=get_default_dtype())[labels])
+
+
+# ---- images: padding, convolution, pooling (NCHW) and normalisation -----------------------------
+def pad(x: Tensor, pad: tuple, mode: str = "constant", value=None) -> Tensor:
+    """Pad with `value` (default 0), PyTorch's way: `pad` lists (before, after) pairs from the last
+    axis backwards, so ``(1, 1, 2, 2)`` adds 1 column left and right and 2 rows above and below.
+
+    Negative amounts crop. The padded copy is a ScatterAdd of x into zeros: its gradient is the
+    matching slice of the upstream gradient.
+
+    >>> pad(Tensor([[1.0, 2.0]]), (1, 0)).tolist()
+    [[0.0, 1.0, 2.0]]
+    """
+    x = as_tensor(x)
+    if mode != "constant":
+        raise ValueError(f"pad: only mode='constant' is supported, got {mode!r}")
+    pad = tuple(int(p) for p in pad)
+    if len(pad) % 2 or len(pad) > 2 * x.ndim:
+        raise ValueError(f"pad: {pad} must hold (before, after) pairs for at most the {x.ndim} axes of "
+                         f"an input of shape {x.shape}")
+    widths = [(0, 0)] * (x.ndim - len(pad) // 2) + [(pad[i], pad[i + 1]) for i in range(len(pad) - 2, -1, -2)]
+    crop = tuple(slice(max(-before, 0), n - max(-after, 0)) for (before, after), n in zip(widths, x.shape))
+    if any(before < 0 or after < 0 for before, after in widths):
+        x = x[crop]
+    widths = [(max(before, 0), max(after, 0)) for before, after in widths]
+    shape = tuple(n + before + after for n, (before, after) in zip(x.shape, widths))
+    inside = tuple(slice(before, before + n) for n, (before, _) in zip(x.shape, widths))
+    out = ops.ScatterAdd.apply(x, index=inside, shape=shape)
+    if value is not None and value != 0:
+        mask = np.zeros(shape, dtype=bool)
+        mask[inside] = True
+        out = where(mask, out, np.asarray(value, dtype=out.dtype))
+    return out
+
+
+def conv2d(x: Tensor, weight: Tensor, bias=None, stride=1, padding=0, dilation=1) -> Tensor:
+    """2-D cross-correlation as PyTorch's conv2d: x (N, C, H, W), weight (O, C, kh, kw), bias (O,).
+
+    Output (N, O, OH, OW) with OH = (H + 2*padding - dilation*(kh-1) - 1) // stride + 1 (OW alike).
+    `stride`, `padding` and `dilation` are an int or an (h, w) pair; padding may be 'valid' (0) or
+    'same' (stride 1: the output keeps H and W). One node, ``ops.Conv2d``: the input's windows
+    (im2col, a strided view) times the weight in one matrix product.
+
+    >>> x = Tensor(np.arange(16.0).reshape(1, 1, 4, 4))
+    >>> conv2d(x, Tensor(np.ones((1, 1, 3, 3))), padding=1).shape
+    (1, 1, 4, 4)
+    """
+    x, weight = as_tensor(x), as_tensor(weight)
+    if x.ndim == 3:  # one unbatched image (C, H, W), as PyTorch accepts
+        return conv2d(x.unsqueeze(0), weight, bias, stride, padding, dilation).squeeze(0)
+    if weight.ndim != 4:
+        raise ValueError(f"conv2d: the weight must have shape (out_channels, in_channels, kh, kw), "
+                         f"got shape {weight.shape}")
+    stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
+    padding = _conv_padding(padding, weight.shape[2:], stride, dilation)
+    who = f"conv2d with a weight of shape {weight.shape}"
+    _check_conv_input(who, x.shape, weight.shape[1])
+    _check_output_size(who, x.shape, weight.shape[2:], stride, padding, dilation)
+    if padding != ((0, 0), (0, 0)):
+        x = pad(x, (padding[1][0], padding[1][1], padding[0][0], padding[0][1]))
+    out = ops.Conv2d.apply(x, weight, stride=stride, dilation=dilation)
+    if bias is not None:
+        out = out + as_tensor(bias).reshape(-1, 1, 1)
+    return out
+
+
+def max_pool2d(x: Tensor, kernel_size, stride=None, padding=0, dilation=1) -> Tensor:
+    """The largest value of each window, per channel: x (N, C, H, W) -> (N, C, OH, OW).
+
+    `stride` defaults to `kernel_size` (windows side by side); padding adds -inf borders (at most
+    half a kernel), which never win. One node, ``ops.MaxPool2d``: the maximum over the windows (a
+    strided view); the gradient goes to each window's maximum (shared equally by ties; PyTorch
+    gives it to the first), and col2im adds it up where windows overlap.
+
+    >>> max_pool2d(Tensor(np.arange(16.0).reshape(1, 1, 4, 4)), 2).tolist()
+    [[[[5.0, 7.0], [13.0, 15.0]]]]
+    """
+    return _pool(x, kernel_size, stride, padding, dilation, "max_pool2d")
+
+
+def avg_pool2d(x: Tensor, kernel_size, stride=None, padding=0) -> Tensor:
+    """The mean of each window, per channel: x (N, C, H, W) -> (N, C, OH, OW).
+
+    `stride` defaults to `kernel_size`; padding adds zeros that count in the mean (PyTorch's
+    default, count_include_pad=True). The windows (a strided view), then a mean.
+
+    >>> avg_pool2d(Tensor(np.arange(16.0).reshape(1, 1, 4, 4)), 2).tolist()
+    [[[[2.5, 4.5], [10.5, 12.5]]]]
+    """
+    return _pool(x, kernel_size, stride, padding, 1, "avg_pool2d")
+
+
+def _pool(x, kernel_size, stride, padding, dilation, who: str) -> Tensor:
+    x = as_tensor(x)
+    if x.ndim == 3:  # one unbatched image (C, H, W)
+        return _pool(x.unsqueeze(0), kernel_size, stride, padding, dilation, who).squeeze(0)
+    kernel = _pair(kernel_size, "kernel_size")
+    stride = kernel if stride is None else _pair(stride, "stride")
+    padding, dilation = _pair(padding, "padding", minimum=0), _pair(dilation, "dilation")
+    if any(p > k // 2 for p, k in zip(padding, kernel)):
+        raise ValueError(f"{who}: padding {padding} is more than half the kernel {kernel}: "
+                         "a window could hold padding only")
+    padding = tuple((p, p) for p in padding)
+    who = f"{who}(kernel_size={kernel_size})"
+    _check_output_size(who, x.shape, kernel, stride, padding, dilation, min_ndim=3)
+    if any(p for p, _ in padding):
+        fill = -np.inf if who.startswith("max") else 0.0
+        x = pad(x, (padding[1][0], padding[1][1], padding[0][0], padding[0][1]), value=fill)
+    if who.startswith("max"):
+        return ops.MaxPool2d.apply(x, kernel=kernel, stride=stride, dilation=dilation)
+    return ops.Windows.apply(x, kernel=kernel, stride=stride, dilation=dilation).mean(axis=(-2, -1))
+
+
+def _pair(value, name: str, minimum: int = 1) -> tuple:
+    """An int or an (h, w) pair of ints, each at least `minimum`, as a pair."""
+    pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
+    if len(pair) != 2 or not all(isinstance(n, (int, np.integer)) and n >= minimum for n in pair):
+        raise ValueError(f"{name} must be an int or a pair of ints >= {minimum}, got {value!r}")
+    return tuple(int(n) for n in pair)
+
+
+def _conv_padding(padding, kernel: tuple, stride: tuple, dilation: tuple) -> tuple:
+    """((top, bottom), (left, right)) from an int, a pair, 'valid' or 'same'."""
+    if padding == "valid":
+        return (0, 0), (0, 0)
+    if padding == "same":
+        if stride != (1, 1):
+            raise ValueError(f"conv2d: padding='same' needs stride 1, got stride {stride}")
+        # The span dilation*(k-1) is split; an odd one puts the extra row at the bottom, as PyTorch.
+        spans = [d * (k - 1) for k, d in zip(kernel, dilation)]
+        return tuple((span // 2, span - span // 2) for span in spans)
+    return tuple((p, p) for p in _pair(padding, "padding", minimum=0))
+
+
+def _check_conv_input(who: str, x_shape: tuple, in_channels: int) -> None:
+    """An NCHW input whose axis 1 holds the `in_channels` the weight expects."""
+    if len(x_shape) != 4:
+        raise ValueError(f"{who} takes an input of shape (N, C, H, W), got shape {x_shape}")
+    if x_shape[1] != in_channels:
+        raise ValueError(f"{who} expects in_channels={in_channels} on the input's axis 1, "
+                         f"got an input of shape {x_shape} (axis 1 = {x_shape[1]})")
+
+
+def _check_output_size(who: str, x_shape: tuple, kernel: tuple, stride: tuple, padding: tuple,
+                      dilation: tuple, min_ndim: int = 4) -> None:
+    """Raise a ValueError that shows the output-size rule with the numbers when a side would be < 1."""
+    if len(x_shape) < min_ndim:
+        raise ValueError(f"{who} takes an input of shape (N, C, H, W), got shape {x_shape}")
+    for axis, name in ((-2, "height"), (-1, "width")):
+        size, k, s, d = x_shape[axis], kernel[axis], stride[axis], dilation[axis]
+        before, after = padding[axis]
+        out = (size + before + after - d * (k - 1) - 1) // s + 1
+        if out < 1:
+            padded = f"2*{before}" if before == after else f"{before} + {after}"
+            rule = f"({size} + {padded} - {d}*({k}-1) - 1) // {s} + 1 = {out}"
+            raise ValueError(f"{who} on {x_shape}: output {name} {rule} < 1; "
+                             "pad the input or use a smaller kernel")
+
+
+def batch_norm(x: Tensor, running_mean, running_var, weight=None, bias=None, training: bool = False,
+               momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
+    """Normalise each channel (axis 1) to mean 0 and variance 1, then scale by weight and shift by bias.
+
+    In training the statistics are the batch's, over every axis but 1 (the biased variance, as
+    PyTorch), and the running statistics, when given, move towards them in place:
+    ``running = (1 - momentum) * running + momentum * batch`` (the variance unbiased: n / (n - 1)).
+    Otherwise the running statistics normalise. The batch statistics are recorded ops, so the
+    gradient includes how every sample moves the mean and variance.
+
+    >>> x = Tensor([[1.0], [3.0]])
+    >>> np.round(batch_norm(x, None, None, training=True).numpy(), 4).tolist()
+    [[-1.0], [1.0]]
+    """
+    x = as_tensor(x)
+    if x.ndim < 2:
+        raise ValueError(f"batch_norm takes an input of shape (N, C, ...), got shape {x.shape}")
+    channels = x.shape[1]
+    axes = (0,) + tuple(range(2, x.ndim))
+    per_channel = (1, channels) + (1,) * (x.ndim - 2)
+    for name, stat in (("running_mean", running_mean), ("running_var", running_var),
+                       ("weight", weight), ("bias", bias)):
+        if stat is not None and np.shape(stat) != (channels,):
+            raise ValueError(f"batch_norm: {name} has shape {np.shape(stat)}, but the input of shape "
+                             f"{x.shape} has {channels} channels on axis 1")
+    if training:
+        count = x.size // max(channels, 1)
+        if count <= 1:
+            raise ValueError(f"batch_norm in training needs more than 1 value per channel, got input "
+                             f"of shape {x.shape}")
+        mean = x.mean(axis=axes, keepdims=True)
+        centered = x - mean
+        var = (centered * centered).mean(axis=axes, keepdims=True)
+        if running_mean is not None and running_var is not None:
+            _move_towards(running_mean, mean.data.reshape(channels), momentum)
+            _move_towards(running_var, var.data.reshape(channels) * (count / (count - 1)), momentum)
+    else:
+        if running_mean is None or running_var is None:
+            raise ValueError("batch_norm outside training needs running_mean and running_var")
+        centered = x - np.asarray(_plain(running_mean), dtype=x.dtype).reshape(per_channel)
+        var = np.asarray(_plain(running_var), dtype=x.dtype).reshape(per_channel)
+    out = centered / (var + eps).sqrt() if isinstance(var, Tensor) else centered / np.sqrt(var + eps)
+    if weight is not None:
+        out = out * as_tensor(weight).reshape(per_channel)
+    if bias is not None:
+        out = out + as_tensor(bias).reshape(per_channel)
+    return out
+
+
+def _plain(x) -> np.ndarray:
+    return x.data if isinstance(x, Tensor) else np.asarray(x)
+
+
+def _move_towards(running, batch_value: np.ndarray, momentum: float) -> None:
+    """running <- (1 - momentum) * running + momentum * batch_value, in place (not recorded)."""
+    array = _plain(running)
+    array *= 1 - momentum
+    array += momentum * batch_value
+
+
+def layer_norm(x: Tensor, normalized_shape, weight=None, bias=None, eps: float = 1e-5) -> Tensor:
+    """Normalise over the last axes (`normalized_shape`) of each sample, then scale and shift.
+
+    Unlike batch_norm the statistics are each sample's own (the biased variance), so training
+    and evaluation compute the same thing.
+
+    >>> np.round(layer_norm(Tensor([[1.0, 3.0]]), (2,)).numpy(), 4).tolist()
+    [[-1.0, 1.0]]
+    """
+    x = as_tensor(x)
+    normalized_shape = (normalized_shape,) if isinstance(normalized_shape, (int, np.integer)) \
+        else tuple(normalized_shape)
+    count = len(normalized_shape)
+    if count == 0 or x.shape[x.ndim - count:] != normalized_shape or count > x.ndim:
+        raise ValueError(f"layer_norm: normalized_shape {normalized_shape} must be the last axes of "
+                         f"the input, got an input of shape {x.shape}")
+    axes = tuple(range(x.ndim - count, x.ndim))
+    mean = x.mean(axis=axes, keepdims=True)
+    centered = x - mean
+    var = (centered * centered).mean(axis=axes, keepdims=True)
+    out = centered / (var + eps).sqrt()
+    if weight is not None:
+        out = out * weight
+    if bias is not None:
+        out = out + bias
+    return out
 
 
 # ---- losses ----------------------------------------------------------------------------------

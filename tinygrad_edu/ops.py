@@ -621,6 +621,122 @@ def _parse_einsum(subscripts: str, shapes: list) -> tuple:
     return expanded, output
 
 
+# ---- windows and convolution (NCHW; the last two axes are the image) -----------------------
+
+
+class Windows(Function):
+    """z = windows(x);  dz/dx = col2im(grad)
+
+    Every kernel-sized window of the last two axes, as a strided view (im2col without a copy):
+    z[..., h, w, i, j] = x[..., h*stride + i*dilation, w*stride + j*dilation], so an input
+    (N, C, H, W) gives (N, C, OH, OW, kh, kw). Windows overlap, so one element of x sits in
+    several windows: its gradient is the sum of theirs, which is what col2im adds up.
+    """
+
+    @staticmethod
+    def forward(ctx, x, kernel=(1, 1), stride=(1, 1), dilation=(1, 1)):
+        ctx.in_shape, ctx.stride, ctx.dilation = x.shape, stride, dilation
+        return _windows(x, kernel, stride, dilation)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return Col2Im.apply(grad, shape=ctx.in_shape, stride=ctx.stride, dilation=ctx.dilation)
+
+
+class Col2Im(Function):
+    """z = col2im(x);  dz/dx = windows(grad)
+
+    The adjoint of Windows: x holds windows (..., OH, OW, kh, kw); each is added back at the
+    place it came from in an array of `shape` (where windows overlap, their values add up).
+    """
+
+    @staticmethod
+    def forward(ctx, x, shape=(), stride=(1, 1), dilation=(1, 1)):
+        ctx.kernel, ctx.stride, ctx.dilation = x.shape[-2:], stride, dilation
+        out = np.zeros(shape, dtype=x.dtype)
+        out_h, out_w, kernel_h, kernel_w = x.shape[-4:]
+        # One strided slice per kernel offset (i, j): kh * kw vectorised adds, no add-at.
+        for i in range(kernel_h):
+            rows = slice(i * dilation[0], i * dilation[0] + stride[0] * (out_h - 1) + 1, stride[0])
+            for j in range(kernel_w):
+                cols = slice(j * dilation[1], j * dilation[1] + stride[1] * (out_w - 1) + 1, stride[1])
+                out[..., rows, cols] += x[..., i, j]
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        return Windows.apply(grad, kernel=ctx.kernel, stride=ctx.stride, dilation=ctx.dilation)
+
+
+def _windows(x: np.ndarray, kernel: tuple, stride: tuple, dilation: tuple) -> np.ndarray:
+    """The (..., OH, OW, kh, kw) view of Windows: a dilated kernel spans dilation*(k-1)+1 pixels;
+    take every window of that span, then every stride-th one and every dilation-th pixel in it."""
+    span = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation))
+    view = np.lib.stride_tricks.sliding_window_view(x, span, axis=(-2, -1))
+    return view[..., :: stride[0], :: stride[1], :: dilation[0], :: dilation[1]]
+
+
+class MaxPool2d(Function):
+    """z = max(windows(x), axis=(-2, -1));  dz/dx = col2im(grad * (1 at each window's maximum, shared by ties, else 0))
+
+    Windows then Max, as one node: the maximum is taken as np.maximum over the kh * kw offsets,
+    each a strided (N, C, OH, OW) slice, where a reduction over the two small window axes would
+    run NumPy's inner loop kh * kw elements at a time (most of a CNN training step, W6).
+    """
+
+    @staticmethod
+    def forward(ctx, x, kernel=(1, 1), stride=(1, 1), dilation=(1, 1)):
+        ctx.in_shape, ctx.stride, ctx.dilation = x.shape, stride, dilation
+        windows = _windows(x, kernel, stride, dilation)
+        out = windows[..., 0, 0].copy()
+        for i in range(kernel[0]):
+            for j in range(kernel[1]):
+                np.maximum(out, windows[..., i, j], out=out)
+        hits = windows == out[..., None, None]
+        ties = np.zeros(out.shape, dtype=x.dtype)
+        for i in range(kernel[0]):
+            for j in range(kernel[1]):
+                ties += hits[..., i, j]
+        ctx.save_for_backward(hits / ties[..., None, None])  # each window's share of its gradient
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (share,) = ctx.saved
+        window_grads = grad.reshape(grad.shape + (1, 1)) * share
+        return Col2Im.apply(window_grads, shape=ctx.in_shape, stride=ctx.stride, dilation=ctx.dilation)
+
+
+class Conv2d(Function):
+    """z = einsum('nchwij,ocij->nohw', windows(x), w);  dz/dx = col2im(einsum('nohw,ocij->nchwij', grad, w)),  dz/dw = einsum('nohw,nchwij->ocij', grad, windows(x))
+
+    Cross-correlation of x (N, C, H, W), already padded, with w (O, C, kh, kw), as PyTorch's
+    conv2d: the windows of x (im2col, a view) times the weight in one matrix product over the
+    (c, i, j) axes. Backward is two more products: each output gradient spread back over the
+    window it came from (dx: the weight's product, then col2im adds overlapping windows) and
+    the windows weighted by the output gradient (dw). Both are recorded ops on Tensors, so
+    second derivatives work. The bias is a separate broadcast add (F.conv2d).
+    """
+
+    @staticmethod
+    def forward(ctx, x, w, stride=(1, 1), dilation=(1, 1)):
+        ctx.stride, ctx.dilation = stride, dilation
+        ctx.save_for_backward(x, w)
+        return _einsum("nchwij,ocij->nohw", _windows(x, w.shape[2:], stride, dilation), w)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, w = ctx.saved
+        dx = dw = None
+        if ctx.needs_input_grad[0]:
+            window_grads = _einsum("nohw,ocij->nchwij", grad, w)
+            dx = Col2Im.apply(window_grads, shape=x.shape, stride=ctx.stride, dilation=ctx.dilation)
+        if ctx.needs_input_grad[1]:
+            windows = Windows.apply(x, kernel=w.shape[2:], stride=ctx.stride, dilation=ctx.dilation)
+            dw = _einsum("nohw,nchwij->ocij", grad, windows)
+        return dx, dw
+
+
 # ---- fused losses: one node each, so backward is the short textbook formula ------------------
 
 

@@ -18,14 +18,15 @@ import numpy as np
 
 from .. import functional as F
 from ..autograd import Context, is_grad_enabled
-from ..nn.layers import LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from ..nn.layers import BatchNorm1d, BatchNorm2d, Conv2d, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from ..nn.module import Module
 from ..tensor import Tensor
 from . import kinds
 from .report import DiagnosticsReport, columns, fmt, pct, sci
 
-# The activation modules a Monitor watches (see _activation_stats for what it measures on each).
-_WATCHED = (Sigmoid, Tanh, ReLU, LeakyReLU, Softmax)
+# The modules a Monitor watches (see _activation_stats for what it measures on each): activations,
+# and the conv and batch-norm layers of a CNN (their output's mean and spread).
+_WATCHED = (Sigmoid, Tanh, ReLU, LeakyReLU, Softmax, Conv2d, BatchNorm1d, BatchNorm2d)
 # Each series keeps at most this many points (see Monitor's max_points).
 MAX_POINTS = 1000
 # Gradient hooks kept per layer for forward passes not yet followed by step(): an evaluation
@@ -402,7 +403,7 @@ class Monitor:
             lines += columns(rows)
             tables.append(rows)
         else:
-            lines.append("(no Sigmoid/Tanh/ReLU/LeakyReLU/Softmax module in this model: no layer statistics)")
+            lines.append("(no activation, Conv2d or BatchNorm module in this model: no layer statistics)")
         rows = [["parameter", "shape", "grad norm", "update/weight"]]
         for name, stats in param_rows.items():
             shape = str(self.params[name].shape)
@@ -513,7 +514,10 @@ def _activation_stats(module: Module, out: np.ndarray) -> dict:
     elif out.size and isinstance(module, Tanh):
         stats["saturated"] = float(np.mean(np.abs(out) > 0.99))
     elif out.size and isinstance(module, ReLU):
-        # Units are the last axis; a unit is dead when no sample in the batch makes it fire.
+        # Units are the last axis, or the channels (axis 1) of an image (N, C, H, W): a unit is dead
+        # when no sample in the batch (and no position in the image) makes it fire.
+        if out.ndim > 2:
+            out = np.moveaxis(out, 1, -1)
         units = out.reshape(-1, out.shape[-1]) if out.ndim else out.reshape(1, 1)
         stats["dead"] = float(np.mean(np.all(units == 0, axis=0)))
     return stats

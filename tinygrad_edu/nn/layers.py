@@ -152,3 +152,192 @@ class Flatten(Module):
 
     def extra_repr(self) -> str:
         return f"start_axis={self.start_axis}, end_axis={self.end_axis}"
+
+
+# ---- images and normalisation ------------------------------------------------------------------
+class Conv2d(Module):
+    """2-D convolution over NCHW images, as PyTorch's: weight (out_channels, in_channels, kh, kw).
+
+    Each output channel is one kernel slid over every input channel; the output is
+    (N, out_channels, OH, OW) with OH = (H + 2*padding - dilation*(kh-1) - 1) // stride + 1.
+    Initialised as PyTorch does: weight and bias uniform in +-1/sqrt(fan_in), where
+    fan_in = in_channels * kh * kw (``kaiming_uniform_`` with ``a=sqrt(5)``).
+
+    >>> import tinygrad_edu as tg
+    >>> from tinygrad_edu import nn
+    >>> conv = nn.Conv2d(1, 8, kernel_size=3, padding=1)
+    >>> conv
+    Conv2d(1, 8, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1))
+    >>> conv.weight.shape, conv(tg.zeros(64, 1, 28, 28)).shape
+    ((8, 1, 3, 3), (64, 8, 28, 28))
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+                 dilation=1, bias: bool = True, dtype=None):
+        super().__init__()
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size = F._pair(kernel_size, "kernel_size")
+        self.stride, self.dilation = F._pair(stride, "stride"), F._pair(dilation, "dilation")
+        self.padding = padding if isinstance(padding, str) else F._pair(padding, "padding", minimum=0)
+        dtype = get_default_dtype() if dtype is None else np.dtype(dtype)
+        self.weight = Parameter(np.empty((out_channels, in_channels, *self.kernel_size), dtype=dtype))
+        self.bias = Parameter(np.empty(out_channels, dtype=dtype)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Draw weight and bias again as at construction: PyTorch's uniform in +-1/sqrt(fan_in)."""
+        init.kaiming_uniform_(self.weight, a=math.sqrt(5))  # bound = 1 / sqrt(fan_in)
+        if self.bias is not None:
+            fan_in = self.in_channels * math.prod(self.kernel_size)
+            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+            init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x):
+        x = as_tensor(x)
+        sizes = f"{self.in_channels}, {self.out_channels}, kernel_size={self._kernel_text()}"
+        who = f"{type(self).__name__}({sizes})"
+        if x.ndim == 4:  # say it in the layer's terms (F.conv2d would name the weight's shape)
+            padding = F._conv_padding(self.padding, self.kernel_size, self.stride, self.dilation)
+            F._check_conv_input(who, x.shape, self.in_channels)
+            F._check_output_size(who, x.shape, self.kernel_size, self.stride, padding, self.dilation)
+        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation)
+
+    def _kernel_text(self) -> str:
+        k = self.kernel_size
+        return str(k[0]) if k[0] == k[1] else str(k)
+
+    def extra_repr(self) -> str:
+        text = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding!r}")
+        if self.dilation != (1, 1):
+            text += f", dilation={self.dilation}"
+        return text + ("" if self.bias is not None else ", bias=False")
+
+
+class _Pool2d(Module):
+    def __init__(self, kernel_size, stride=None, padding=0):
+        super().__init__()
+        self.kernel_size = kernel_size
+        self.stride = kernel_size if stride is None else stride
+        self.padding = padding
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class MaxPool2d(_Pool2d):
+    """The largest value of each kernel_size window, per channel (stride defaults to kernel_size).
+
+    >>> from tinygrad_edu import nn
+    >>> nn.MaxPool2d(2)
+    MaxPool2d(kernel_size=2, stride=2, padding=0, dilation=1)
+    """
+
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1):
+        super().__init__(kernel_size, stride, padding)
+        self.dilation = dilation
+
+    def forward(self, x):
+        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", dilation={self.dilation}"
+
+
+class AvgPool2d(_Pool2d):
+    """The mean of each kernel_size window, per channel (stride defaults to kernel_size)."""
+
+    def forward(self, x):
+        return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding)
+
+
+class _BatchNorm(Module):
+    """Batch normalisation over axis 1 with PyTorch's buffers and update rule (see F.batch_norm).
+
+    In training each batch is normalised with its own statistics and the running ones move
+    towards them (``momentum=None``: a plain average over all batches so far); in eval mode the
+    running statistics normalise. Buffers: ``running_mean`` (zeros), ``running_var`` (ones),
+    ``num_batches_tracked``; parameters ``weight`` (ones) and ``bias`` (zeros) when affine.
+    """
+
+    _input_dims: tuple = ()
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum=0.1, affine: bool = True,
+                 track_running_stats: bool = True, dtype=None):
+        super().__init__()
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self.affine, self.track_running_stats = affine, track_running_stats
+        dtype = get_default_dtype() if dtype is None else np.dtype(dtype)
+        self.weight = Parameter(np.ones(num_features, dtype=dtype)) if affine else None
+        self.bias = Parameter(np.zeros(num_features, dtype=dtype)) if affine else None
+        if track_running_stats:
+            self.register_buffer("running_mean", np.zeros(num_features, dtype=dtype))
+            self.register_buffer("running_var", np.ones(num_features, dtype=dtype))
+            self.register_buffer("num_batches_tracked", np.array(0, dtype=np.int64))
+        else:
+            self.running_mean = self.running_var = self.num_batches_tracked = None
+
+    def forward(self, x):
+        x = as_tensor(x)
+        if x.ndim not in self._input_dims:
+            shapes = " or ".join(("(N, C)", "(N, C, L)", "(N, C, H, W)")[n - 2] for n in self._input_dims)
+            raise ValueError(f"{type(self).__name__} takes an input of shape {shapes}, got shape {x.shape}")
+        if x.shape[1] != self.num_features:
+            raise ValueError(f"{type(self).__name__}({self.num_features}) expects num_features="
+                             f"{self.num_features} on the input's axis 1, got an input of shape {x.shape}")
+        momentum = 0.0 if self.momentum is None else self.momentum
+        if self.training and self.track_running_stats:
+            self.num_batches_tracked.data += 1
+            if self.momentum is None:  # a cumulative average: batch k weighs 1/k
+                momentum = 1.0 / float(self.num_batches_tracked.data)
+        use_batch = self.training or not self.track_running_stats
+        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                            use_batch, momentum, self.eps)
+
+    def extra_repr(self) -> str:
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
+                f"track_running_stats={self.track_running_stats}")
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch normalisation of (N, C) or (N, C, L) inputs, per feature C (see F.batch_norm).
+
+    >>> from tinygrad_edu import nn
+    >>> sorted(nn.BatchNorm1d(4).state_dict())
+    ['bias', 'num_batches_tracked', 'running_mean', 'running_var', 'weight']
+    """
+
+    _input_dims = (2, 3)
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch normalisation of (N, C, H, W) images, per channel C (see F.batch_norm)."""
+
+    _input_dims = (4,)
+
+
+class LayerNorm(Module):
+    """Normalise each sample over its last axes (`normalized_shape`), then scale and shift.
+
+    >>> from tinygrad_edu import nn
+    >>> nn.LayerNorm(8)
+    LayerNorm((8,), eps=1e-05, elementwise_affine=True)
+    """
+
+    def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True,
+                 bias: bool = True, dtype=None):
+        super().__init__()
+        if isinstance(normalized_shape, (int, np.integer)):
+            normalized_shape = (normalized_shape,)
+        self.normalized_shape, self.eps = tuple(int(n) for n in normalized_shape), eps
+        self.elementwise_affine = elementwise_affine
+        dtype = get_default_dtype() if dtype is None else np.dtype(dtype)
+        affine = elementwise_affine
+        self.weight = Parameter(np.ones(self.normalized_shape, dtype=dtype)) if affine else None
+        self.bias = Parameter(np.zeros(self.normalized_shape, dtype=dtype)) if affine and bias else None
+
+    def forward(self, x):
+        return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+
+    def extra_repr(self) -> str:
+        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"

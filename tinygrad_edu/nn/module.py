@@ -66,6 +66,7 @@ class Module:
         # object.__setattr__: our own __setattr__ needs these registries to exist first.
         object.__setattr__(self, "_parameters", {})
         object.__setattr__(self, "_modules", {})
+        object.__setattr__(self, "_buffers", {})
         object.__setattr__(self, "_forward_hooks", {})
         object.__setattr__(self, "training", True)
 
@@ -83,6 +84,9 @@ class Module:
         elif isinstance(value, Module):
             parameters.pop(name, None)
             self._modules[name] = value
+        elif name in self.__dict__.get("_buffers", ()):
+            value = _as_buffer(name, value)
+            self._buffers[name] = value
         elif parameters is not None and (name in parameters or name in self._modules):
             kind = "parameter" if name in parameters else "sub-module"
             if value is not None:
@@ -94,7 +98,47 @@ class Module:
     def __delattr__(self, name: str) -> None:
         self._parameters.pop(name, None)
         self._modules.pop(name, None)
+        self._buffers.pop(name, None)
         object.__delattr__(self, name)
+
+    def register_buffer(self, name: str, tensor) -> None:
+        """Keep `tensor` (an array or Tensor, or None) as state that is not a parameter: it is in
+        ``state_dict()`` and loaded by ``load_state_dict``, but not in ``parameters()``, so no
+        optimizer updates it (BatchNorm's running statistics). Stored as a Tensor without grad.
+
+        >>> from tinygrad_edu import nn
+        >>> layer = nn.Module()
+        >>> layer.register_buffer("count", np.zeros(()))
+        >>> list(layer.state_dict()), list(layer.parameters())
+        (['count'], [])
+        """
+        if "_buffers" not in self.__dict__:
+            raise AttributeError(f"cannot register buffer '{name}' before Module.__init__() was called")
+        if not isinstance(name, str) or not name or "." in name:
+            raise KeyError(f"a buffer name must be a non-empty string without '.', got {name!r}")
+        if name in self._parameters or name in self._modules:
+            raise KeyError(f"'{name}' is already a parameter or sub-module of {type(self).__name__}")
+        self._buffers[name] = None
+        setattr(self, name, tensor)
+
+    def named_buffers(self, prefix: str = "") -> Iterator:
+        """(dotted name, buffer) pairs for this module and every module below it (None buffers skipped)."""
+        for module_name, module in self.named_modules(prefix):
+            for name, buffer in module._buffers.items():
+                if buffer is not None:
+                    yield (f"{module_name}.{name}" if module_name else name), buffer
+
+    def buffers(self) -> Iterator[Tensor]:
+        """Every buffer of this module and the modules below it."""
+        for _, buffer in self.named_buffers():
+            yield buffer
+
+    def _named_state(self) -> Iterator:
+        """What a state dict holds, in PyTorch's order: per module, its parameters, then its buffers."""
+        for module_name, module in self.named_modules(remove_duplicate=False):
+            for name, value in (*module._parameters.items(), *module._buffers.items()):
+                if value is not None:
+                    yield (f"{module_name}.{name}" if module_name else name), value
 
     # ---- calling -----------------------------------------------------------------------------
     def forward(self, *inputs):
@@ -207,19 +251,19 @@ class Module:
 
     # ---- state dicts --------------------------------------------------------------------------------
     def state_dict(self) -> dict:
-        """Every parameter as a NumPy array copy, keyed by its dotted name (``"0.weight"``).
+        """Every parameter and buffer as a NumPy array copy, keyed by its dotted name (``"0.weight"``).
 
         Copies, so the dict is a snapshot: training on afterwards does not change it.
         """
-        return {name: param.data.copy() for name, param in self.named_parameters(remove_duplicate=False)}
+        return {name: value.data.copy() for name, value in self._named_state()}
 
     def load_state_dict(self, state_dict: dict, strict: bool = True) -> IncompatibleKeys:
-        """Copy values from `state_dict` into this module's parameters (which keep their identity).
+        """Copy values from `state_dict` into this module's parameters and buffers (each keeps its identity).
 
         With ``strict=True`` every key must match; a shape mismatch is always an error. On an
         error nothing is changed. Returns the missing and unexpected keys.
         """
-        own = dict(self.named_parameters(remove_duplicate=False))
+        own = dict(self._named_state())
         missing = [key for key in own if key not in state_dict]
         unexpected = [key for key in state_dict if key not in own]
         problems, values = [], {}
@@ -362,6 +406,15 @@ class ModuleList(Module):
         for module in modules:
             self.append(module)
         return self
+
+
+def _as_buffer(name: str, value):
+    """A buffer's value: a Tensor that requires no grad (an array is wrapped), or None."""
+    if value is None or (isinstance(value, Tensor) and not value.requires_grad):
+        return value
+    if isinstance(value, Tensor):
+        raise TypeError(f"buffer '{name}' must not require grad (it is state, not a parameter)")
+    return Tensor(np.asarray(value))
 
 
 def _check_module(module, where: str) -> None:
