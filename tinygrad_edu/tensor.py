@@ -414,7 +414,7 @@ class Tensor:
     @accepts_dim
     def sum(self, axis=None, keepdims: bool = False):
         """Sum over `axis` (None: all elements), like ``np.sum``."""
-        return ops.Sum.apply(self, axis=_axis_tuple(axis, self.ndim, ufunc_reduction=True), keepdims=keepdims)
+        return ops.Sum.apply(self, axis=_axis_tuple(axis, self.ndim, zero_d_axis_0=True), keepdims=keepdims)
 
     @accepts_dim
     def mean(self, axis=None, keepdims: bool = False):
@@ -434,7 +434,7 @@ class Tensor:
     @accepts_dim
     def prod(self, axis=None, keepdims: bool = False):
         """Product over `axis` (None: all elements), like ``np.prod``; exact gradients with zeros."""
-        return ops.Prod.apply(self, axis=_axis_tuple(axis, self.ndim, ufunc_reduction=True), keepdims=keepdims)
+        return ops.Prod.apply(self, axis=_axis_tuple(axis, self.ndim, zero_d_axis_0=True), keepdims=keepdims)
 
     @accepts_dim
     def cumsum(self, axis=None):
@@ -446,12 +446,12 @@ class Tensor:
     @accepts_dim
     def max(self, axis=None, keepdims: bool = False):
         """Largest values; tied maxima share the gradient equally."""
-        return ops.Max.apply(self, axis=_axis_tuple(axis, self.ndim, ufunc_reduction=True), keepdims=keepdims)
+        return ops.Max.apply(self, axis=_axis_tuple(axis, self.ndim, zero_d_axis_0=True), keepdims=keepdims)
 
     @accepts_dim
     def min(self, axis=None, keepdims: bool = False):
         """Smallest values; tied minima share the gradient equally."""
-        return ops.Min.apply(self, axis=_axis_tuple(axis, self.ndim, ufunc_reduction=True), keepdims=keepdims)
+        return ops.Min.apply(self, axis=_axis_tuple(axis, self.ndim, zero_d_axis_0=True), keepdims=keepdims)
 
     @accepts_dim
     def argmax(self, axis=None, keepdims: bool = False):
@@ -665,15 +665,15 @@ def _shape_args(args: tuple) -> tuple:
     return tuple(args)
 
 
-def _axis_tuple(axis, ndim: int, ufunc_reduction: bool = False):
+def _axis_tuple(axis, ndim: int, zero_d_axis_0: bool = False):
     """Normalise axis=None|int|tuple to None or a tuple of non-negative ints, checking range.
 
-    NumPy's ufunc reductions (sum, prod, max, min) also accept the int axis 0 or -1 on a 0-d
-    array (reducing nothing); `ufunc_reduction=True` follows that (mean, var, std raise there).
+    NumPy's ufunc reductions (sum, prod, max, min) and squeeze also accept the int axis 0 or -1
+    on a 0-d array (doing nothing); `zero_d_axis_0=True` follows that (mean, var, std raise there).
     """
     if axis is None:
         return None
-    if ufunc_reduction and ndim == 0 and isinstance(axis, (int, np.integer)) and axis in (0, -1):
+    if zero_d_axis_0 and ndim == 0 and isinstance(axis, (int, np.integer)) and axis in (0, -1):
         return ()
     axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
     for a in axes:
