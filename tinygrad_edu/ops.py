@@ -268,7 +268,7 @@ class Pow(Function):
             else:
                 with np.errstate(divide="ignore", invalid="ignore"):
                     dx = y * x ** (y - 1)
-                if np.any(np.asarray(y) == 0):
+                if np.any(np.asarray(y) == 0):  # 0 * x**-1 is nan where x**-1 overflows (x = 0)
                     dx = np.where(np.asarray(y) == 0, 0, dx)
             dx *= grad  # dx is fresh and has grad's shape: in place on ndarrays (see Sigmoid.backward)
         if ctx.needs_input_grad[1]:
@@ -687,7 +687,7 @@ class Einsum(Function):
                     subs.append(letter + fresh)
                     operands.append(np.eye(size, dtype=grad.dtype))
                     letter = fresh
-                elif sizes.get(letter, 1) == 1 and size != 1:
+                elif letter not in sizes or sizes[letter] < size:
                     # An index summed away inside this operand alone, or broadcast from size 1
                     # everywhere else: the gradient is constant along it.
                     subs.append(letter)
