@@ -55,7 +55,8 @@ def _check_can_require_grad(dtype: np.dtype) -> None:
 def accepts_dim(fn):
     """Let `fn` take PyTorch's spelling of its axis arguments: ``dim=`` for ``axis=`` (and
     ``start_dim=``/``end_dim=`` for ``start_axis=``/``end_axis=``). Giving both is a TypeError."""
-    aliases = {name.replace("axis", "dim"): name for name in inspect.signature(fn).parameters if "axis" in name}
+    signature = inspect.signature(fn)
+    aliases = {name.replace("axis", "dim"): name for name in signature.parameters if "axis" in name}
 
     @functools.wraps(fn)
     def with_dim(*args, **kwargs):
@@ -68,6 +69,11 @@ def accepts_dim(fn):
                     kwargs[name] = kwargs.pop(alias)
         return fn(*args, **kwargs)
 
+    # help() and the API docs show the aliases as keyword-only parameters
+    shown = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
+    shown += [inspect.Parameter(alias, inspect.Parameter.KEYWORD_ONLY, default=None) for alias in aliases]
+    shown += [p for p in signature.parameters.values() if p.kind is p.VAR_KEYWORD]
+    with_dim.__signature__ = signature.replace(parameters=shown)
     return with_dim
 
 
