@@ -45,6 +45,16 @@ def test_a_permutation_that_repeats_an_axis_is_refused():
         leaf(np.ones((2, 3))).transpose((1, -1))
 
 
+@pytest.mark.parametrize("call", [
+    lambda t: t.transpose(0, 5),  # PyTorch's two-axis swap on a 3-d tensor
+    lambda t: t.flatten(start_axis=4),
+    lambda t: t.flatten(0, -5),
+])
+def test_an_axis_out_of_range_is_refused_not_wrapped_around(call):
+    with pytest.raises(ValueError, match="out of range"):
+        call(leaf(np.ones((2, 3, 4))))
+
+
 # ---- einsum with size-1 (broadcast) operands ----------------------------------------------
 
 

@@ -118,7 +118,7 @@ def flatten(x: Tensor, start_axis: int = 0, end_axis: int = -1) -> Tensor:
     x = as_tensor(x)
     if x.ndim == 0:
         return x.reshape(1)
-    start, end = start_axis % x.ndim, end_axis % x.ndim
+    (start,), (end,) = _axis_tuple(start_axis, x.ndim), _axis_tuple(end_axis, x.ndim)
     if start > end:
         raise ValueError(f"flatten: start_axis {start_axis} comes after end_axis {end_axis}")
     merged = math.prod(x.shape[start:end + 1])

@@ -498,7 +498,7 @@ class Tensor:
         """
         axes = _shape_args(axes) if axes else tuple(reversed(range(self.ndim)))
         if len(axes) == 2 and self.ndim != 2:
-            first, second = (a % self.ndim for a in axes)
+            first, second = (_axis_tuple(a, self.ndim)[0] for a in axes)  # checked: 5 % 3 is no axis
             swapped = list(range(self.ndim))
             swapped[first], swapped[second] = second, first
             axes = tuple(swapped)
