@@ -82,7 +82,7 @@ def test_every_function_interop_implements_has_a_row():
     """The table above is checked against interop itself: a function added there without a
     row here (or a row whose function was dropped) fails."""
     implemented = {
-        f"np.{func.__name__}" if getattr(np, func.__name__, None) is func else f"scipy.special.{func.__name__}"
+        ("np." if getattr(np, func.__name__, None) is func else "scipy.special.") + func.__name__
         for func in list(interop._UFUNCS) + list(interop._FUNCTIONS)
     }
     rows = {name.split(" ")[0] for name, _, _ in CALLS}

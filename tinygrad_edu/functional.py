@@ -307,7 +307,8 @@ def binary_cross_entropy(probs: Tensor, target, reduction: str = "mean") -> Tens
     target = _target_like(probs, target)
     _check_same_shape("binary_cross_entropy", probs, target)
     if probs.size and not (np.min(probs.data) >= 0 and np.max(probs.data) <= 1):  # NaN fails both
-        found = "NaN" if np.isnan(probs.data).any() else f"values from {np.min(probs.data)} to {np.max(probs.data)}"
+        low, high = np.min(probs.data), np.max(probs.data)
+        found = "NaN" if np.isnan(probs.data).any() else f"values from {low} to {high}"
         raise ValueError(
             "binary_cross_entropy: probs must lie in [0, 1] (apply sigmoid first, or use "
             f"binary_cross_entropy_with_logits on raw scores); got {found}"
