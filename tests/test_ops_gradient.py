@@ -130,6 +130,7 @@ def test_gradient(spec, data):
 
 
 @pytest.mark.parametrize("spec", GRAD_ROWS, ids=lambda s: s.name)
+@settings(max_examples=25)  # a precision check on top of test_gradient: fewer examples keep CI quick
 @given(data=st.data())
 def test_gradient_float32(spec, data):
     """The same case in float32: gradients in float32, within float32's precision of the
