@@ -7,7 +7,7 @@ its Function class in tinygrad_edu/ops.py and its row here; nothing else.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -22,10 +22,16 @@ from strategies import Domain
 from tinygrad_edu import Tensor
 
 REALS = Domain(-3.0, 3.0)
+# Forward only (gradients by central differences lose their digits at this scale): where an
+# op can overflow (exp, the log-sum-exp family, losses on logits) it must match NumPy there.
+WIDE = Domain(-1e4, 1e4)
 NONZERO = Domain(-3.0, 3.0, avoid=(0.0,))
+ZERO_OR_AWAY = Domain(-3.0, 3.0, avoid=(0.0,), zeros=True)  # exact zeros, nothing within GAP of 0
+WITH_ZEROS = Domain(-3.0, 3.0, zeros=True)
 POSITIVE = Domain(1e-3, 3.0)
+POSITIVE_OR_ZERO = Domain(1e-3, 3.0, zeros=True)
 BASES = Domain(0.2, 3.0)
-EXPONENTS = Domain(-2.0, 2.0)
+EXPONENTS = Domain(-2.0, 2.0, zeros=True)
 DISTINCT = Domain(-3.0, 3.0, distinct=True)
 INTEGERS = Domain(-2.0, 2.0, grid=0.0)
 HALF_INTEGERS = Domain(-3.0, 3.0, grid=0.5)
@@ -94,12 +100,21 @@ def freeze(obj):
     return obj
 
 
-def draw_case(spec, data, dtype, for_grad=False):
-    """Draw ``(arrays, kwargs)`` for ``spec``: read-only inputs in the row's domains."""
+def draw_case(spec, data, dtype, for_grad=False, zeros=True):
+    """Draw ``(arrays, kwargs)`` for ``spec``: read-only inputs in the row's domains.
+
+    ``zeros=False`` keeps domains that draw exact zeros away from 0 altogether: the
+    second-order test differentiates the backward numerically around each point, and a
+    zero is a first-order special point (x**0, a product with two zeros), where the
+    backward is a constant that has no derivative to compare.
+    """
     shapes, kwargs = data.draw(spec.inputs, label="shapes, kwargs")
+    domains = [spec.domain(i, for_grad) for i in range(len(shapes))]
+    if not zeros:
+        domains = [replace(d, zeros=False, avoid=d.avoid + (0.0,)) if d.zeros else d for d in domains]
     arrays = [
-        data.draw(S.arrays(spec.domain(i, for_grad), shape, dtype), label=f"input {i}")
-        for i, shape in enumerate(shapes)
+        data.draw(S.arrays(domain, shape, dtype), label=f"input {i}")
+        for i, (domain, shape) in enumerate(zip(domains, shapes))
     ]
     return freeze(arrays), freeze(kwargs)
 
@@ -141,13 +156,30 @@ def with_scalar(draw, lo=-3.0, hi=3.0):
 
 
 @st.composite
-def reduction(draw, tuples=True, keepdims=True, none=True, min_dims=0):
-    """A shape and its ``axis`` (and ``keepdims``) kwargs."""
+def reduction(draw, tuples=True, keepdims=True, none=True, min_dims=0, ddof=False):
+    """A shape and its ``axis`` (and ``keepdims``, and ``ddof`` 0 or 1) kwargs."""
     shape = draw(S.shapes(min_dims=min_dims))
     kwargs = {"axis": draw(S.axes(len(shape), none=none, tuples=tuples))}
     if keepdims:
         kwargs["keepdims"] = draw(st.booleans())
+    if ddof:
+        kwargs["ddof"] = draw(st.sampled_from([0, 0, 1]))
     return (shape,), kwargs
+
+
+@st.composite
+def cumsum_inputs(draw):
+    """A shape and an axis: None (flattened), or an int that may be negative (0-d: 0 or -1)."""
+    shape = draw(S.shapes())
+    ndim = max(len(shape), 1)  # NumPy's cumsum treats a 0-d array as 1-d
+    return (shape,), {"axis": draw(st.one_of(st.none(), st.integers(-ndim, ndim - 1)))}
+
+
+@st.composite
+def integer_power(draw):
+    """One array and a Python int exponent 0..3: x**0 and x**1 at x = 0 are special points."""
+    (shape,) = draw(S.broadcastable_shapes(1))
+    return (shape,), {"c": draw(st.integers(0, 3))}
 
 
 def _divisors(n):
@@ -162,12 +194,13 @@ def reshape_inputs(draw):
     ndim = draw(st.integers(0 if remaining == 1 else 1, S.MAX_DIMS))
     target = []
     for _ in range(ndim - 1):
-        target.append(draw(st.sampled_from(_divisors(remaining))))
-        remaining //= target[-1]
+        # An empty shape stays empty: its target needs a 0 somewhere (here: the last side)
+        target.append(draw(st.sampled_from(_divisors(remaining) if remaining else [1, 2, 3])))
+        remaining //= target[-1] if remaining else 1
     if ndim:
         target.append(remaining)
         target = draw(st.permutations(target))
-        if draw(st.booleans()):
+        if draw(st.booleans()) and remaining:  # -1 is ambiguous for an empty shape
             target[draw(st.integers(0, ndim - 1))] = -1
     return (shape,), {"shape": tuple(target)}
 
@@ -175,7 +208,7 @@ def reshape_inputs(draw):
 @st.composite
 def transpose_inputs(draw):
     shape = draw(S.shapes())
-    axes = tuple(draw(st.permutations(range(len(shape)))))
+    axes = draw(S.permutations(len(shape)))
     return (shape,), {"axes": axes, "as_tuple": draw(st.booleans())}
 
 
@@ -228,12 +261,14 @@ def _flatten_ref(x, start_axis, end_axis):
     if x.ndim == 0:
         return x.reshape(1)
     start, end = start_axis % x.ndim, end_axis % x.ndim
-    return x.reshape(x.shape[:start] + (-1,) + x.shape[end + 1 :])
+    merged = int(np.prod(x.shape[start : end + 1]))  # not -1: ambiguous for an empty array
+    return x.reshape(x.shape[:start] + (merged,) + x.shape[end + 1 :])
 
 
 @st.composite
 def index_inputs(draw, kind):
-    shape = draw(S.shapes(min_dims=0 if kind == "basic" else 1))
+    # Integer indices need a non-empty axis to point into
+    shape = draw(S.shapes(min_dims=0 if kind == "basic" else 1, min_side=1 if kind == "int" else None))
     strategy = {"basic": S.basic_index, "int": S.integer_index, "mask": S.bool_mask}[kind]
     return (shape,), {"index": draw(strategy(shape))}
 
@@ -241,7 +276,7 @@ def index_inputs(draw, kind):
 @st.composite
 def scatter_add_inputs(draw):
     """Target shape and index; the positional input is a gradient shaped like x[index]."""
-    shape = draw(S.shapes(min_dims=1))
+    shape = draw(S.shapes(min_dims=1, min_side=1))
     index = draw(S.any_index(shape))
     return (np.zeros(shape)[index].shape,), {"index": index, "shape": shape}
 
@@ -257,7 +292,7 @@ def concatenate_inputs(draw):
     shape = draw(S.shapes(min_dims=1, max_side=3))
     ndim = len(shape)
     axis = draw(st.integers(-ndim, ndim - 1))
-    sizes = draw(st.lists(st.integers(1, 3), min_size=1, max_size=3))
+    sizes = draw(st.lists(st.integers(0, 3), min_size=1, max_size=3))
     shapes = [shape[: axis % ndim] + (n,) + shape[axis % ndim + 1 :] for n in sizes]
     return tuple(shapes), {"axis": axis}
 
@@ -272,14 +307,21 @@ def stack_inputs(draw):
 
 @st.composite
 def einsum_inputs(draw, subscripts):
-    """Operand shapes for ``subscripts``; each '...' gets its own broadcastable batch."""
+    """Operand shapes for ``subscripts``; each '...' gets its own broadcastable batch.
+
+    An index shared by several operands is drawn at size 1 in some of them now and then:
+    einsum broadcasts it, as NumPy does, and backward must give each operand its own shape.
+    """
     operands = subscripts.split("->")[0].split(",")
     letters = sorted(set(subscripts) - set(".,->"))
     sizes = {letter: draw(st.integers(1, 4)) for letter in letters}
     batches = draw(S.broadcastable_shapes(len(operands), max_dims=2, max_side=3))
     shapes = []
     for operand, batch in zip(operands, batches):
-        core = tuple(sizes[letter] for letter in operand.replace("...", ""))
+        core_letters = operand.replace("...", "")
+        shared = [c for c in set(core_letters) if sum(c in other for other in operands) > 1]
+        own = {c: 1 if c in shared and draw(st.booleans()) else sizes[c] for c in sorted(set(core_letters))}
+        core = tuple(own[letter] for letter in core_letters)
         shapes.append((batch if "..." in operand else ()) + core)
     return tuple(shapes), {"subscripts": subscripts}
 
@@ -444,7 +486,7 @@ def _pad_ref(x, pad, value):
 def batch_norm_inputs(draw, training):
     """x (N, C, ...) with N * (spatial size) >= 2, and weight and bias (C,)."""
     channels = draw(st.integers(1, 3))
-    shape = (draw(st.integers(2, 3)), channels) + draw(S.shapes(max_dims=2, max_side=3))
+    shape = (draw(st.integers(2, 3)), channels) + draw(S.shapes(max_dims=2, min_side=1, max_side=3))
     kwargs = {"training": training}
     if not training:
         rng = np.random.default_rng(draw(st.integers(0, 2**16)))
@@ -538,6 +580,10 @@ def _relu(x):
     return np.maximum(x, 0)
 
 
+def _std(x, axis=None, keepdims=False, ddof=0):
+    return np.std(x, axis=axis, keepdims=keepdims, ddof=ddof)
+
+
 def _getitem(x, index):
     return x[index]
 
@@ -585,7 +631,11 @@ OPS = [
     OpSpec("sub", lambda x, y: x - y, np.subtract, BINARY, (REALS, REALS)),
     OpSpec("mul", lambda x, y: x * y, np.multiply, BINARY, (REALS, REALS)),
     OpSpec("div", lambda x, y: x / y, np.divide, BINARY, (REALS, NONZERO)),
-    OpSpec("pow", lambda x, y: x**y, np.power, BINARY, (BASES, EXPONENTS)),
+    OpSpec(
+        "pow", lambda x, y: x**y, np.power, BINARY, (Domain(0.2, 3.0, zeros=True), EXPONENTS),
+        grad_domains=(BASES, EXPONENTS),  # 0**y with y < 1 has an infinite slope
+    ),
+    OpSpec("pow[int exponent]", lambda x, c: x**c, lambda x, c: x**c, integer_power(), (WITH_ZEROS,)),
     OpSpec("matmul", lambda x, y: x @ y, np.matmul, MATMUL, (REALS, REALS)),
     OpSpec("neg", lambda x: -x, np.negative),
     # reflected forms: a Python scalar or an ndarray on the left
@@ -594,6 +644,7 @@ OPS = [
     OpSpec("rmul", lambda x, c: c * x, lambda x, c: c * x, with_scalar()),
     OpSpec("rtruediv", lambda x, c: c / x, lambda x, c: c / x, with_scalar(), (NONZERO,)),
     OpSpec("rpow", lambda x, c: c**x, lambda x, c: c**x, with_scalar(0.2, 3.0), (EXPONENTS,)),
+    OpSpec("rpow[zero base]", lambda x: 0.0**x, lambda x: 0.0**x, UNARY, (Domain(0.2, 2.0),)),
     OpSpec("rmatmul[ndarray]", lambda a, y: a @ y, np.matmul, MATMUL, (CONST, REALS)),
     OpSpec("rmul[ndarray]", lambda a, y: a * y, np.multiply, BINARY, (CONST, REALS)),
     # comparisons: forward only, boolean results
@@ -604,12 +655,14 @@ OPS = [
     OpSpec("eq", lambda x, y: x == y, np.equal, BINARY, (INTEGERS,), grad=False),
     OpSpec("ne", lambda x, y: x != y, np.not_equal, BINARY, (INTEGERS,), grad=False),
     # elementwise
-    OpSpec("exp", lambda x: x.exp(), np.exp),
-    OpSpec("log", lambda x: x.log(), np.log, UNARY, (POSITIVE,)),
-    OpSpec("sqrt", lambda x: x.sqrt(), np.sqrt, UNARY, (POSITIVE,)),
-    OpSpec("abs", lambda x: x.abs(), np.abs, grad_domains=(NONZERO,)),
-    OpSpec("sigmoid", lambda x: x.sigmoid(), _sigmoid),
-    OpSpec("tanh", lambda x: x.tanh(), np.tanh),
+    OpSpec("exp", lambda x: x.exp(), np.exp, UNARY, (WIDE,), grad_domains=(REALS,)),
+    OpSpec("log", lambda x: x.log(), np.log, UNARY, (POSITIVE_OR_ZERO,), grad_domains=(POSITIVE,)),
+    OpSpec("sqrt", lambda x: x.sqrt(), np.sqrt, UNARY, (POSITIVE_OR_ZERO,), grad_domains=(POSITIVE,)),
+    OpSpec("abs", lambda x: x.abs(), np.abs, UNARY, (ZERO_OR_AWAY,)),  # slope 0 at exactly 0
+    OpSpec("sigmoid", lambda x: x.sigmoid(), _sigmoid, UNARY, (WIDE,), grad_domains=(REALS,)),
+    OpSpec("tanh", lambda x: x.tanh(), np.tanh, UNARY, (WIDE,), grad_domains=(REALS,)),
+    OpSpec("sin", lambda x: x.sin(), np.sin),
+    OpSpec("cos", lambda x: x.cos(), np.cos),
     OpSpec("relu", lambda x: x.relu(), _relu, grad_domains=(NONZERO,)),
     OpSpec(
         "clip",
@@ -625,7 +678,12 @@ OPS = [
     OpSpec("mean", lambda x, **kw: x.mean(**kw), np.mean, reduction()),
     OpSpec("max", lambda x, **kw: x.max(**kw), np.max, reduction(), (DISTINCT,)),
     OpSpec("min", lambda x, **kw: x.min(**kw), np.min, reduction(), (DISTINCT,)),
-    OpSpec("var", lambda x, **kw: x.var(**kw), np.var, reduction()),
+    OpSpec("var", lambda x, **kw: x.var(**kw), np.var, reduction(ddof=True)),
+    OpSpec(  # sqrt of the variance: no slope where all values tie (distinct values for gradients)
+        "std", lambda x, **kw: x.std(**kw), _std, reduction(ddof=True), grad_domains=(DISTINCT,)
+    ),
+    OpSpec("prod", lambda x, **kw: x.prod(**kw), np.prod, reduction(), (WITH_ZEROS,)),
+    OpSpec("cumsum", lambda x, axis: x.cumsum(axis), np.cumsum, cumsum_inputs()),
     OpSpec(
         "argmax",
         lambda x, **kw: x.argmax(**kw),
@@ -647,6 +705,8 @@ OPS = [
         lambda x, axis: x.logsumexp(axis),
         _logsumexp,
         reduction(keepdims=False),
+        (WIDE,),
+        grad_domains=(REALS,),
     ),
     # shape
     OpSpec("reshape", lambda x, shape: x.reshape(*shape), np.reshape, reshape_inputs()),
@@ -662,6 +722,7 @@ OPS = [
         broadcast_to_inputs(),
     ),
     OpSpec("flatten", lambda x, **kw: x.flatten(**kw), _flatten_ref, flatten_inputs()),
+    OpSpec("ravel", lambda x: x.ravel(), np.ravel),
     OpSpec("getitem[basic]", _getitem, _getitem, index_inputs("basic")),
     OpSpec("getitem[int_array]", _getitem, _getitem, index_inputs("int")),
     OpSpec("getitem[mask]", _getitem, _getitem, index_inputs("mask")),
@@ -712,18 +773,24 @@ OPS = [
         lambda x, axis: F.softmax(x, axis=axis),
         _softmax,
         reduction(tuples=False, keepdims=False, none=False, min_dims=1),
+        (WIDE,),
+        grad_domains=(REALS,),
     ),
     OpSpec(
         "F.log_softmax",
         lambda x, axis: F.log_softmax(x, axis=axis),
         _log_softmax,
         reduction(tuples=False, keepdims=False, none=False, min_dims=1),
+        (WIDE,),
+        grad_domains=(REALS,),
     ),
     OpSpec(
         "F.logsumexp",
         lambda x, axis: F.logsumexp(x, axis),
         _logsumexp,
         reduction(keepdims=False),
+        (WIDE,),
+        grad_domains=(REALS,),
     ),
     OpSpec(
         "F.linear",
@@ -751,7 +818,7 @@ OPS = [
     OpSpec(
         "F.one_hot",
         lambda labels, num_classes: F.one_hot(labels, num_classes),
-        lambda labels, num_classes: np.eye(num_classes, dtype=tg.get_default_dtype())[labels],
+        lambda labels, num_classes: np.eye(num_classes, dtype=tg.get_default_dtype())[labels],  # the oracle
         one_hot_inputs(),
         grad=False,
     ),
@@ -767,6 +834,8 @@ OPS = [
         lambda x, target, reduction: F.cross_entropy(x, target, reduction=reduction),
         _cross_entropy_ref,
         loss_inputs("class"),
+        (WIDE,),
+        grad_domains=(REALS,),
     ),
     OpSpec(
         "F.cross_entropy[probs]",
@@ -795,7 +864,8 @@ OPS = [
         ),
         _bce_with_logits_ref,
         loss_inputs("same"),
-        (REALS, PROBS),
+        (WIDE, PROBS),
+        grad_domains=(REALS, PROBS),
     ),
     # images (NCHW): convolution, pooling, padding, normalisation
     OpSpec("F.conv2d", F.conv2d, _conv2d_ref, conv2d_inputs(bias=False), (REALS, REALS)),

@@ -1,7 +1,9 @@
 """Hypothesis strategies for the op table: shapes, axes, matmul pairs, indices, arrays.
 
-Everything stays tiny (at most 3 dims, at most 4 per side, 0-d included) so that the
-table tests run in seconds. Nothing here imports tinygrad_edu: these are NumPy inputs.
+Everything stays tiny (at most 3 dims, at most 4 per side) so that the table tests run in
+seconds, but the corners are drawn on purpose: 0-d arrays, size-1 and size-0 sides, negative
+axes and permutations, exact zeros where an op has a special point, and large magnitudes
+where an op can overflow. Nothing here imports tinygrad_edu: these are NumPy inputs.
 """
 from __future__ import annotations
 
@@ -20,37 +22,60 @@ GAP = 0.05  # how far values stay from an avoided point (a kink, a clip bound)
 # ---------------------------------------------------------------- shapes and axes
 
 
-def shapes(min_dims=0, max_dims=MAX_DIMS, min_side=1, max_side=MAX_SIDE):
-    """One small shape; 0-d (``()``) is drawn unless ``min_dims`` > 0."""
+def shapes(min_dims=0, max_dims=MAX_DIMS, min_side=None, max_side=MAX_SIDE):
+    """One small shape; 0-d (``()``) is drawn unless ``min_dims`` > 0.
+
+    By default about half the draws may hold size-0 sides (MyGrad draws ``min_side=0`` too:
+    an empty axis is where reductions and shape logic break); ``min_side=1`` rules them out.
+    """
+    if min_side is None:
+        return st.one_of(shapes(min_dims, max_dims, 1, max_side), shapes(min_dims, max_dims, 0, max_side))
     return hnp.array_shapes(
         min_dims=min_dims, max_dims=max_dims, min_side=min_side, max_side=max_side
     )
 
 
-def broadcastable_shapes(num_shapes, min_dims=0, max_dims=MAX_DIMS, max_side=MAX_SIDE):
-    """A tuple of ``num_shapes`` shapes that broadcast together, as in NumPy."""
+def broadcastable_shapes(num_shapes, min_dims=0, max_dims=MAX_DIMS, max_side=MAX_SIDE, min_side=None):
+    """A tuple of ``num_shapes`` shapes that broadcast together, as in NumPy (size-0 sides
+    in about half the draws unless ``min_side=1``)."""
+    if min_side is None:
+        return st.one_of(
+            broadcastable_shapes(num_shapes, min_dims, max_dims, max_side, 1),
+            broadcastable_shapes(num_shapes, min_dims, max_dims, max_side, 0),
+        )
     return hnp.mutually_broadcastable_shapes(
-        num_shapes=num_shapes, min_dims=min_dims, max_dims=max_dims, max_side=max_side
+        num_shapes=num_shapes, min_dims=min_dims, max_dims=max_dims, min_side=min_side, max_side=max_side
     ).map(lambda drawn: drawn.input_shapes)
+
+
+def signed(axis, ndim):
+    """``axis`` (non-negative) written positive or negative at random."""
+    return st.sampled_from([axis, axis - ndim])
+
+
+@st.composite
+def permutations(draw, ndim):
+    """A permutation of ``range(ndim)``, each entry written positive or negative at random."""
+    order = draw(st.permutations(range(ndim)))
+    return tuple(draw(signed(a, ndim)) for a in order)
 
 
 def axes(ndim, none=True, tuples=True):
     """A valid ``axis`` for an ``ndim``-d array: None, an int (maybe negative) or a tuple.
 
-    Tuples hold distinct axes, each written positive or negative at random.
-    A 0-d array only accepts ``axis=None``.
+    Tuples hold distinct axes, each written positive or negative at random. For a 0-d
+    array: None, or the ints 0 and -1, which NumPy's sum/prod/max/min accept there (reducing
+    nothing) and its mean/var/std refuse; the op must do the same as NumPy.
     """
     if ndim == 0:
-        return st.none()
+        return st.sampled_from([None, 0, -1]) if none else st.sampled_from([0, -1])
     options = [st.integers(-ndim, ndim - 1)]
     if none:
         options.append(st.none())
     if tuples:
         distinct = st.lists(st.integers(0, ndim - 1), min_size=1, max_size=ndim, unique=True)
         options.append(
-            distinct.flatmap(
-                lambda picked: st.tuples(*[st.sampled_from([a, a - ndim]) for a in picked])
-            )
+            distinct.flatmap(lambda picked: st.tuples(*[signed(a, ndim) for a in picked]))
         )
     return st.one_of(options)
 
@@ -101,7 +126,7 @@ def integer_index(draw, shape):
     if count == 1:  # two or more entries, so the forced repeat below always happens
         index_shapes = [draw(shapes(min_dims=1, max_dims=2, min_side=2, max_side=3))]
     else:
-        index_shapes = draw(broadcastable_shapes(count, min_dims=1, max_dims=2, max_side=3))
+        index_shapes = draw(broadcastable_shapes(count, min_dims=1, max_dims=2, max_side=3, min_side=1))
     arrays = []
     for axis, index_shape in zip(range(start, start + count), index_shapes):
         side = shape[axis]
@@ -136,6 +161,8 @@ class Domain:
     kind: "float" (becomes a Tensor; differentiated), "const" (a float ndarray given
     as is, never differentiated) or "bool" (a boolean ndarray, e.g. a condition).
     avoid: points kept at least GAP away (kinks, clip bounds).
+    zeros: about a third of the elements are exactly 0 (an op's special point: x**0,
+    0**y, sqrt, log, abs, a product with one or two zeros), even when 0 is avoided.
     distinct: every element at least ~(hi - lo) / (2 * size) from every other (no ties).
     grid: values are exactly ``integer + grid``; two inputs on grids 0.0 and 0.5 never
     tie, and two on the same grid tie often (for ``==``).
@@ -147,6 +174,7 @@ class Domain:
     distinct: bool = False
     grid: float | None = None
     kind: str = "float"
+    zeros: bool = False
 
 
 def _intervals(domain):
@@ -176,6 +204,6 @@ def arrays(domain, shape, dtype=np.float64):
         return ints.map(lambda a: (a + domain.grid).astype(dtype))
     if domain.distinct:
         return _distinct_values(domain, shape).map(lambda a: a.astype(dtype))
-    elements = st.one_of([st.floats(a, b) for a, b in _intervals(domain)])
+    elements = st.one_of([st.floats(a, b) for a, b in _intervals(domain)] + [st.just(0.0)] * domain.zeros)
     # Drawn in float64 and cast, so bounds need not be exact float32 numbers.
     return hnp.arrays(np.float64, shape, elements=elements).map(lambda a: a.astype(dtype))

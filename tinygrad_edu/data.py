@@ -13,7 +13,7 @@ import zlib
 import numpy as np
 
 from . import creation
-from .functional import ClassIndexError
+from .functional import ClassIndexError, one_hot_rows
 from .tensor import Tensor, get_default_dtype
 
 __all__ = ["TensorDataset", "DataLoader", "one_hot", "train_test_split", "load_mat", "load_digits"]
@@ -242,7 +242,7 @@ def one_hot(labels, num_classes: int | None = None, dtype=None) -> np.ndarray:
     bad = labels[(labels < 0) | (labels >= num_classes)]
     if bad.size:
         raise ClassIndexError(f"one_hot: labels must lie in [0, {num_classes}), got {_some(bad)}")
-    return np.eye(num_classes, dtype=get_default_dtype() if dtype is None else dtype)[labels]
+    return one_hot_rows(labels, num_classes, get_default_dtype() if dtype is None else dtype)
 
 
 def train_test_split(*arrays, test_size: float | int = 0.25, seed: int | None = None, stratify=None) -> list:

@@ -2,16 +2,18 @@
 
 Nothing here has a backward of its own: the gradient comes from the primitives. An operation
 that would be wrong or numerically unstable as a composite belongs in ops.py instead.
-`mean`, `var`, `squeeze`, `unsqueeze` and `flatten` sit behind the Tensor methods of those names.
+`mean`, `var`, `std`, `squeeze`, `unsqueeze` and `flatten` sit behind the Tensor methods of those names.
+Every function that takes an axis also takes PyTorch's ``dim=`` (see `tensor.accepts_dim`).
 """
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 
 from . import creation, ops
-from .tensor import Tensor, as_tensor, get_default_dtype, where
+from .tensor import Tensor, _axis_tuple, accepts_dim, as_tensor, get_default_dtype, where
 
 __all__ = [
     "sigmoid", "tanh", "relu", "leaky_relu", "softmax", "log_softmax", "logsumexp", "linear",
@@ -31,33 +33,77 @@ def _reduced_count(shape: tuple, axis) -> int:
 
 
 # ---- behind Tensor methods -------------------------------------------------------------------
+def _widened(x: Tensor):
+    """x in float32 if it is a narrower float (float16): NumPy accumulates means and variances
+    of float16 in float32, where a sum of 1000 values of 100 does not overflow (float16 ends at 65504)."""
+    return x.astype(np.float32) if x.dtype.kind == "f" and x.dtype.itemsize < 4 else x
+
+
+@accepts_dim
 def mean(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:
-    """Mean over `axis` (None: all elements), like ``np.mean``."""
+    """Mean over `axis` (None: all elements), like ``np.mean`` (nan, with a warning, over no elements)."""
     x = as_tensor(x)
-    return x.sum(axis=axis, keepdims=keepdims) / _reduced_count(x.shape, axis)
+    axes = _axis_tuple(axis, x.ndim)  # as np.mean: a 0-d tensor takes no axis (np.sum would)
+    wide = _widened(x)
+    if wide is not x:
+        return mean(wide, axes, keepdims).astype(x.dtype)
+    return x.sum(axis=axes, keepdims=keepdims) / _reduced_count(x.shape, axes)
 
 
+@accepts_dim
 def var(x: Tensor, axis=None, keepdims: bool = False, ddof: int = 0) -> Tensor:
-    """Variance over `axis` like ``np.var``: mean squared deviation, divided by N - ddof."""
+    """Variance over `axis` like ``np.var``: mean squared deviation, divided by N - ddof.
+
+    With ``ddof >= N`` the divisor is 0, so the result is inf (or nan), with a RuntimeWarning,
+    as in NumPy: never a negative variance.
+    """
     x = as_tensor(x)
-    deviation = x - x.mean(axis=axis, keepdims=True)
-    count = _reduced_count(x.shape, axis) - ddof
-    return (deviation * deviation).sum(axis=axis, keepdims=keepdims) / count
+    axes = _axis_tuple(axis, x.ndim)
+    wide = _widened(x)
+    if wide is not x:
+        return var(wide, axes, keepdims, ddof).astype(x.dtype)
+    deviation = x - x.mean(axis=axes, keepdims=True)
+    count = _reduced_count(x.shape, axes) - ddof
+    if count <= 0:
+        warnings.warn(f"var: degrees of freedom <= 0 ({count + ddof} values, ddof={ddof}): the result is "
+                      "inf or nan, as in NumPy", RuntimeWarning, stacklevel=2)
+        count = 0
+    with np.errstate(divide="ignore", invalid="ignore"):  # warned above
+        return (deviation * deviation).sum(axis=axes, keepdims=keepdims) / count
 
 
+@accepts_dim
+def std(x: Tensor, axis=None, keepdims: bool = False, ddof: int = 0) -> Tensor:
+    """Standard deviation like ``np.std``: ``sqrt(var(x, axis, keepdims, ddof))``.
+
+    Where the variance is 0 (all values equal, or one value) sqrt's slope is infinite; the
+    gradient there is 0, as in PyTorch, not nan.
+
+    >>> Tensor([1.0, 3.0]).std().item()
+    1.0
+    """
+    variance = var(x, axis, keepdims, ddof)
+    flat = variance.data == 0
+    if not np.any(flat):
+        return variance.sqrt()
+    return where(flat, 0, where(flat, 1, variance).sqrt())
+
+
+@accepts_dim
 def squeeze(x: Tensor, axis=None) -> Tensor:
     """Drop axes of length 1 (all of them, or the ones named by `axis`)."""
     x = as_tensor(x)
     if axis is None:
         drop = {i for i, n in enumerate(x.shape) if n == 1}
     else:
-        drop = {a % x.ndim for a in ((axis,) if isinstance(axis, (int, np.integer)) else axis)}
+        drop = set(_axis_tuple(axis, x.ndim, zero_d_axis_0=True))
         for a in drop:
             if x.shape[a] != 1:
                 raise ValueError(f"cannot squeeze axis {a} of shape {x.shape}: its length is not 1")
     return x.reshape(tuple(n for i, n in enumerate(x.shape) if i not in drop))
 
 
+@accepts_dim
 def unsqueeze(x: Tensor, axis: int) -> Tensor:
     """Insert an axis of length 1 at position `axis` (negative counts from the new end)."""
     x = as_tensor(x)
@@ -67,12 +113,13 @@ def unsqueeze(x: Tensor, axis: int) -> Tensor:
     return x.reshape(x.shape[:axis] + (1,) + x.shape[axis:])
 
 
+@accepts_dim
 def flatten(x: Tensor, start_axis: int = 0, end_axis: int = -1) -> Tensor:
     """Merge axes start_axis..end_axis (inclusive) into one."""
     x = as_tensor(x)
     if x.ndim == 0:
         return x.reshape(1)
-    start, end = start_axis % x.ndim, end_axis % x.ndim
+    (start,), (end,) = _axis_tuple(start_axis, x.ndim), _axis_tuple(end_axis, x.ndim)
     if start > end:
         raise ValueError(f"flatten: start_axis {start_axis} comes after end_axis {end_axis}")
     merged = math.prod(x.shape[start:end + 1])
@@ -101,6 +148,7 @@ def leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:
     return where(x.data > 0, x, x * negative_slope)
 
 
+@accepts_dim
 def logsumexp(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:
     """log(sum(exp(x), axis)) without overflow.
 
@@ -114,6 +162,7 @@ def logsumexp(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:
     return out if keepdims else squeeze(out, axis) if axis is not None else out.reshape(())
 
 
+@accepts_dim
 def softmax(x: Tensor, axis: int = -1) -> Tensor:
     """exp(x) / sum(exp(x), axis), shifted by the maximum so large inputs cannot overflow."""
     x = as_tensor(x)
@@ -121,10 +170,17 @@ def softmax(x: Tensor, axis: int = -1) -> Tensor:
     return exps / exps.sum(axis=axis, keepdims=True)
 
 
+@accepts_dim
 def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
-    """x - logsumexp(x, axis): the log of softmax, without taking log of a rounded-to-zero value."""
+    """x - logsumexp(x, axis): the log of softmax, without taking log of a rounded-to-zero value.
+
+    Computed as ``shifted - log(sum(exp(shifted)))`` with ``shifted = x - max(x)``: subtracting
+    logsumexp from x directly would cancel two large numbers (x = 4096 in float32 is 0.0002 off).
+    """
     x = as_tensor(x)
-    return x - logsumexp(x, axis=axis, keepdims=True)
+    shift = np.max(x.data, axis=axis, keepdims=True)
+    shifted = x - np.where(np.isfinite(shift), shift, 0)  # a constant: it cancels from the gradient
+    return shifted - shifted.exp().sum(axis=axis, keepdims=True).log()
 
 
 def linear(x: Tensor, weight: Tensor, bias=None) -> Tensor:
@@ -170,7 +226,16 @@ def one_hot(labels, num_classes: int = -1) -> Tensor:
     if num_classes == -1:
         num_classes = int(labels.max()) + 1 if labels.size else 0
     _check_classes(labels, num_classes, "one_hot")
-    return Tensor._make(np.eye(num_classes, dtype=get_default_dtype())[labels])
+    return Tensor._make(one_hot_rows(labels, num_classes, get_default_dtype()))
+
+
+def one_hot_rows(labels: np.ndarray, num_classes: int, dtype) -> np.ndarray:
+    """The one home of one-hot rows (F.one_hot and data.one_hot): zeros of shape
+    ``labels.shape + (num_classes,)`` with a 1 put at each (checked) label; no identity matrix,
+    whose num_classes**2 entries would dwarf the result for many classes."""
+    rows = np.zeros(labels.shape + (num_classes,), dtype=dtype)
+    np.put_along_axis(rows, labels[..., None], 1, axis=-1)
+    return rows
 
 
 # ---- images: padding, convolution, pooling (NCHW) and normalisation -----------------------------
@@ -487,11 +552,12 @@ def binary_cross_entropy(probs: Tensor, target, reduction: str = "mean") -> Tens
     probs = as_tensor(probs)
     target = _target_like(probs, target)
     _check_same_shape("binary_cross_entropy", probs, target)
-    if probs.size and (np.min(probs.data) < 0 or np.max(probs.data) > 1):
+    if probs.size and not (np.min(probs.data) >= 0 and np.max(probs.data) <= 1):  # NaN fails both
+        low, high = np.min(probs.data), np.max(probs.data)
+        found = "NaN" if np.isnan(probs.data).any() else f"values from {low} to {high}"
         raise ValueError(
             "binary_cross_entropy: probs must lie in [0, 1] (apply sigmoid first, or use "
-            f"binary_cross_entropy_with_logits on raw scores); got values from {np.min(probs.data)} "
-            f"to {np.max(probs.data)}"
+            f"binary_cross_entropy_with_logits on raw scores); got {found}"
         )
     _check_reduction(reduction)
     return ops.BinaryCrossEntropy.apply(probs, target, reduction=reduction)

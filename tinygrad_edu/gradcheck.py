@@ -117,8 +117,10 @@ def gradcheck(fn, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1
     for i, a, n in zip(checked, analytic, numeric):
         a = np.zeros_like(n) if a is None else a.data
         excess = np.abs(a - n) - (atol + rtol * np.abs(n))
-        if excess.size and (np.max(excess) > 0 or not np.all(np.isfinite(a))):
-            worst = np.unravel_index(np.nanargmax(np.where(np.isfinite(a), excess, np.inf)), n.shape)
+        # A nan or inf entry on either side is a failure (nan > tol alone would be False), and the worst one.
+        excess = np.where(np.isfinite(a) & np.isfinite(n), excess, np.inf)
+        if excess.size and np.max(excess) > 0:
+            worst = np.unravel_index(np.argmax(excess), n.shape)
             name = f" ({inputs[i].name})" if inputs[i].name else ""
             message = (
                 f"gradcheck failed for input {i}{name} of shape {n.shape}: at index {tuple(map(int, worst))} "

@@ -36,6 +36,8 @@ _UFUNCS = {
     np.square: lambda x: x * x,
     np.absolute: ops.Abs.apply,
     np.tanh: ops.Tanh.apply,
+    np.sin: ops.Sin.apply,
+    np.cos: ops.Cos.apply,
     scipy.special.expit: ops.Sigmoid.apply,
 }
 
@@ -82,10 +84,26 @@ def _reduction(method: str):
     return reduce
 
 
-def _var(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, **options):
-    _refuse("var", out, options)
-    result = as_tensor(a).var(axis=axis, keepdims=bool(keepdims), ddof=ddof)
+def _spread(method: str):
+    """np.var and np.std (they take ddof)."""
+    def spread(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, **options):
+        _refuse(method, out, options)
+        result = getattr(as_tensor(a), method)(axis=axis, keepdims=bool(keepdims), ddof=ddof)
+        return result if dtype is None else result.astype(dtype)
+
+    return spread
+
+
+def _cumsum(a, axis=None, dtype=None, out=None):
+    _refuse("cumsum", out, {})
+    result = as_tensor(a).cumsum(axis=axis)
     return result if dtype is None else result.astype(dtype)
+
+
+def _ravel(a, order="C"):
+    if order != "C":
+        raise TypeError(f"numpy.ravel with order={order!r} is not supported on Tensors (only 'C')")
+    return as_tensor(a).ravel()
 
 
 def _dot(a, b, out=None):
@@ -137,7 +155,11 @@ _FUNCTIONS = {
     np.min: _reduction("min"),
     np.amax: _reduction("max"),
     np.amin: _reduction("min"),
-    np.var: _var,
+    np.prod: _reduction("prod"),
+    np.var: _spread("var"),
+    np.std: _spread("std"),
+    np.cumsum: _cumsum,
+    np.ravel: _ravel,
     np.dot: _dot,
     np.outer: _outer,
     np.reshape: _reshape,

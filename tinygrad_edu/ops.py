@@ -73,6 +73,34 @@ class Abs(Function):
         return grad * np.sign(x)
 
 
+class Sin(Function):
+    """z = sin(x);  dz/dx = cos(x)"""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return np.sin(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved
+        return grad * Cos.apply(x)  # an ndarray for an ndarray x, a recorded Tensor under create_graph
+
+
+class Cos(Function):
+    """z = cos(x);  dz/dx = -sin(x)"""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return np.cos(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved
+        return -grad * Sin.apply(x)
+
+
 class Sigmoid(Function):
     """z = 1 / (1 + exp(-x));  dz/dx = z * (1 - z)"""
 
@@ -207,7 +235,12 @@ class Div(Function):
 
 
 class Pow(Function):
-    """z = x ** y;  dz/dx = y * x**(y - 1),  dz/dy = z * log(x)"""
+    """z = x ** y;  dz/dx = y * x**(y - 1),  dz/dy = z * log(x)
+
+    As in PyTorch, dz/dx is 0 where y = 0 (x**0 is the constant 1, also at x = 0, where
+    0 * 0**-1 would be nan) and dz/dy is 0 where x = 0 and y >= 0 (0**y is constant there,
+    where 0 * log(0) would be nan).
+    """
 
     broadcasts = True
 
@@ -222,11 +255,17 @@ class Pow(Function):
         x, y, out = ctx.saved
         dx = dy = None
         if ctx.needs_input_grad[0]:
-            # The square x**2 is the usual case: its slope 2x needs no power (and no x**1 copy).
-            dx = x * 2 if type(y) is int and y == 2 else y * x ** (y - 1)
-            dx *= grad  # dx is fresh: in place on ndarrays; on Tensors (create_graph) `*=` records a node
+            with np.errstate(divide="ignore", invalid="ignore"):
+                dx = y * x ** (y - 1)
+            if np.any(np.asarray(y) == 0):  # 0 * x**-1 is nan where x**-1 overflows (x = 0)
+                dx = np.where(np.asarray(y) == 0, 0, dx)
+            dx = grad * dx
         if ctx.needs_input_grad[1]:
-            dy = grad * out * np.log(x)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                dy = grad * out * np.log(x)
+            base_is_zero = np.asarray(x) == 0
+            if np.any(base_is_zero):
+                dy = np.where(base_is_zero & (np.asarray(y) >= 0), 0, dy)
         return dx, dy
 
 
@@ -333,12 +372,56 @@ class Min(Function):
         return grad.reshape(ctx.kept_shape) * share
 
 
+class Prod(Function):
+    """z = prod(x, axis);  dz/dx = the product of the other elements of x's slice
+
+    Never divides by zero: where the slice has no zero it is z / x; at the one zero of a
+    slice it is the product of the nonzero elements (0 elsewhere in that slice); with two or
+    more zeros it is 0 everywhere. Under create_graph the second derivative is exact except
+    between two zeros of one slice (they are taken as constants there).
+    """
+
+    @staticmethod
+    def forward(ctx, x, axis=None, keepdims=False):
+        ctx.axis, ctx.kept_shape = axis, _kept_shape(x.shape, axis)
+        out = np.prod(x, axis=axis, keepdims=keepdims)
+        ctx.save_for_backward(x, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, out = ctx.saved
+        is_zero = np.asarray(x) == 0
+        if not np.any(is_zero):
+            return grad.reshape(ctx.kept_shape) * (out.reshape(ctx.kept_shape) / x)
+        zeros_in_slice = is_zero.sum(axis=ctx.axis, keepdims=True)
+        nonzero_x = np.where(is_zero, 1, x)
+        # Out / x is exact (also as a function of the zeros elsewhere) wherever x is not 0.
+        others = np.where(is_zero, 0, out.reshape(ctx.kept_shape) / nonzero_x)
+        at_zero = Prod.apply(nonzero_x, axis=ctx.axis, keepdims=True)  # product of the nonzero ones
+        dx = np.where(is_zero & (zeros_in_slice == 1), at_zero, others)
+        return grad.reshape(ctx.kept_shape) * dx
+
+
+class Cumsum(Function):
+    """z = cumsum(x, axis);  dz/dx = grad summed from the end: the reversed cumsum of grad"""
+
+    @staticmethod
+    def forward(ctx, x, axis=None):
+        ctx.axis, ctx.in_shape = axis, x.shape  # axis: None (flattened, as NumPy) or non-negative
+        return np.cumsum(x, axis=axis)
+
+    @staticmethod
+    def backward(ctx, grad):
+        axis = 0 if ctx.axis is None else ctx.axis
+        reverse = (slice(None),) * axis + (slice(None, None, -1),)
+        return Cumsum.apply(grad[reverse], axis=axis)[reverse].reshape(ctx.in_shape)
+
+
 def _extreme(ctx, reduce, x, axis, keepdims):
     """Forward of Max/Min: the reduced values, saving each element's share of the gradient."""
-    if x.size == 0:
-        raise ValueError("max/min of an empty tensor has no value")
     ctx.kept_shape = _kept_shape(x.shape, axis)
-    out = reduce(x, axis=axis, keepdims=True)
+    out = reduce(x, axis=axis, keepdims=True)  # NumPy raises for an empty axis: nothing to pick
     hits = x == out
     share = hits / hits.sum(axis=axis, keepdims=True)
     ctx.save_for_backward(share.astype(x.dtype if x.dtype.kind == "f" else np.float64))
@@ -368,8 +451,13 @@ class Transpose(Function):
 
     @staticmethod
     def forward(ctx, x, axes):
-        ctx.axes = axes
-        return x.transpose(axes)
+        axes = tuple(axes)
+        if len(axes) != x.ndim or not all(-x.ndim <= a < x.ndim for a in axes) or \
+                len({a % x.ndim for a in axes}) != x.ndim:
+            raise ValueError(f"axes {axes} are not a permutation of the {x.ndim} axes")
+        # Non-negative, so that argsort in backward inverts it (-1 would sort first)
+        ctx.axes = tuple(a % x.ndim for a in axes)
+        return x.transpose(ctx.axes)
 
     @staticmethod
     def backward(ctx, grad):
@@ -429,7 +517,9 @@ class Concatenate(Function):
 
     @staticmethod
     def forward(ctx, *xs, axis=0):
-        ctx.axis = axis % np.ndim(xs[0]) if np.ndim(xs[0]) else axis
+        if any(np.ndim(x) == 0 for x in xs):
+            raise ValueError("zero-dimensional arrays cannot be concatenated (use stack to make a new axis)")
+        ctx.axis = axis % np.ndim(xs[0]) if -np.ndim(xs[0]) <= axis < np.ndim(xs[0]) else axis
         ctx.bounds = np.cumsum([0] + [np.shape(x)[ctx.axis] for x in xs])
         return np.concatenate(xs, axis=axis)
 
@@ -538,7 +628,14 @@ def _check_matmul_shapes(x_shape: tuple, y_shape: tuple) -> None:
 
 
 class Einsum(Function):
-    """z = einsum(subscripts, *xs);  dz/dxs[i] = einsum of grad with the other operands, into xs[i]'s indices"""
+    """z = einsum(subscripts, *xs);  dz/dxs[i] = einsum of grad with the other operands, into xs[i]'s indices
+
+    Like NumPy, an index may have size 1 in one operand and n in another (broadcast). Each
+    gradient is built at its operand's own sizes: an index the operand has at size n but
+    that is size 1 (or absent) everywhere else gets a ones(n) operand, which stretches the
+    result to n; an index the operand has at size 1 comes out at size n, and the engine's
+    `unbroadcast` sums it back to 1, as it does for any size-1 broadcast.
+    """
 
     @staticmethod
     def forward(ctx, *xs, subscripts):
@@ -557,7 +654,11 @@ class Einsum(Function):
                 continue
             subs = [ctx.output] + [s for j, s in enumerate(ctx.inputs) if j != i]
             operands = [grad] + [x for j, x in enumerate(xs) if j != i]
-            result, seen = "", set("".join(subs))
+            sizes = {}  # each index's largest size among grad and the other operands
+            for letters, operand in zip(subs, operands):
+                for letter, n in zip(letters, np.shape(operand)):
+                    sizes[letter] = max(sizes.get(letter, 0), n)
+            result = ""
             for letter, size in zip(target, ctx.shapes[i]):
                 if letter in result:
                     # A repeated index (a diagonal, as in 'ii'): route the gradient through eye.
@@ -565,8 +666,9 @@ class Einsum(Function):
                     subs.append(letter + fresh)
                     operands.append(np.eye(size, dtype=grad.dtype))
                     letter = fresh
-                elif letter not in seen:
-                    # An index summed away inside this operand alone: its gradient is constant along it.
+                elif letter not in sizes or sizes[letter] < size:
+                    # An index summed away inside this operand alone, or broadcast from size 1
+                    # everywhere else: the gradient is constant along it.
                     subs.append(letter)
                     operands.append(np.ones(size, dtype=grad.dtype))
                 result += letter

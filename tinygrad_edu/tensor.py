@@ -6,6 +6,8 @@ no gradient math lives here. NumPy functions applied to a Tensor come back here 
 """
 from __future__ import annotations
 
+import functools
+import inspect
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -48,6 +50,31 @@ def _check_can_require_grad(dtype: np.dtype) -> None:
             f"only floating-point tensors can require gradients, but this one is {dtype}; "
             "make it with dtype=np.float32 (or float64), or call .astype(np.float32) first"
         )
+
+
+def accepts_dim(fn):
+    """Let `fn` take PyTorch's spelling of its axis arguments: ``dim=`` for ``axis=`` (and
+    ``start_dim=``/``end_dim=`` for ``start_axis=``/``end_axis=``). Giving both is a TypeError."""
+    signature = inspect.signature(fn)
+    aliases = {name.replace("axis", "dim"): name for name in signature.parameters if "axis" in name}
+
+    @functools.wraps(fn)
+    def with_dim(*args, **kwargs):
+        if kwargs:
+            for alias, name in aliases.items():
+                if alias in kwargs:
+                    if name in kwargs:
+                        raise TypeError(f"{fn.__name__}() got both {name}= and {alias}= (one argument, two "
+                                        "spellings: give one)")
+                    kwargs[name] = kwargs.pop(alias)
+        return fn(*args, **kwargs)
+
+    # help() and the API docs show the aliases as keyword-only parameters
+    shown = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
+    shown += [inspect.Parameter(alias, inspect.Parameter.KEYWORD_ONLY, default=None) for alias in aliases]
+    shown += [p for p in signature.parameters.values() if p.kind is p.VAR_KEYWORD]
+    with_dim.__signature__ = signature.replace(parameters=shown)
+    return with_dim
 
 
 class Tensor:
@@ -383,6 +410,14 @@ class Tensor:
         """Hyperbolic tangent, elementwise."""
         return ops.Tanh.apply(self)
 
+    def sin(self):
+        """Sine (radians), elementwise."""
+        return ops.Sin.apply(self)
+
+    def cos(self):
+        """Cosine (radians), elementwise."""
+        return ops.Cos.apply(self)
+
     def relu(self):
         """max(x, 0), elementwise; the gradient at 0 is 0."""
         return ops.Relu.apply(self)
@@ -392,42 +427,69 @@ class Tensor:
         return ops.Clip.apply(self, lo=lo, hi=hi)
 
     # ---- reductions ------------------------------------------------------------------
+    @accepts_dim
     def sum(self, axis=None, keepdims: bool = False):
         """Sum over `axis` (None: all elements), like ``np.sum``."""
-        return ops.Sum.apply(self, axis=_axis_tuple(axis, self.ndim), keepdims=keepdims)
+        return ops.Sum.apply(self, axis=_axis_tuple(axis, self.ndim, zero_d_axis_0=True), keepdims=keepdims)
 
+    @accepts_dim
     def mean(self, axis=None, keepdims: bool = False):
         """Mean over `axis` (None: all elements), like ``np.mean``."""
         return functional.mean(self, axis=axis, keepdims=keepdims)
 
+    @accepts_dim
     def var(self, axis=None, keepdims: bool = False, ddof: int = 0):
         """Variance like ``np.var`` (``ddof=0``: divide by N; ``ddof=1`` for the unbiased estimate)."""
         return functional.var(self, axis=axis, keepdims=keepdims, ddof=ddof)
 
+    @accepts_dim
+    def std(self, axis=None, keepdims: bool = False, ddof: int = 0):
+        """Standard deviation like ``np.std``: the square root of ``var`` (gradient 0 where it is 0)."""
+        return functional.std(self, axis=axis, keepdims=keepdims, ddof=ddof)
+
+    @accepts_dim
+    def prod(self, axis=None, keepdims: bool = False):
+        """Product over `axis` (None: all elements), like ``np.prod``; exact gradients with zeros."""
+        return ops.Prod.apply(self, axis=_axis_tuple(axis, self.ndim, zero_d_axis_0=True), keepdims=keepdims)
+
+    @accepts_dim
+    def cumsum(self, axis=None):
+        """Running sums along `axis` (None: over the flattened values), like ``np.cumsum``."""
+        if axis is not None:
+            (axis,) = _axis_tuple(axis, max(self.ndim, 1))  # NumPy treats a 0-d array as 1-d here
+        return ops.Cumsum.apply(self, axis=axis)
+
+    @accepts_dim
     def max(self, axis=None, keepdims: bool = False):
         """Largest values; tied maxima share the gradient equally."""
-        return ops.Max.apply(self, axis=_axis_tuple(axis, self.ndim), keepdims=keepdims)
+        return ops.Max.apply(self, axis=_axis_tuple(axis, self.ndim, zero_d_axis_0=True), keepdims=keepdims)
 
+    @accepts_dim
     def min(self, axis=None, keepdims: bool = False):
         """Smallest values; tied minima share the gradient equally."""
-        return ops.Min.apply(self, axis=_axis_tuple(axis, self.ndim), keepdims=keepdims)
+        return ops.Min.apply(self, axis=_axis_tuple(axis, self.ndim, zero_d_axis_0=True), keepdims=keepdims)
 
+    @accepts_dim
     def argmax(self, axis=None, keepdims: bool = False):
         """Index of the largest value (flat index when axis is None); outside the graph."""
         return Tensor._make(np.asarray(np.argmax(self.data, axis=axis, keepdims=keepdims)))
 
+    @accepts_dim
     def argmin(self, axis=None, keepdims: bool = False):
         """Index of the smallest value (flat index when axis is None); outside the graph."""
         return Tensor._make(np.asarray(np.argmin(self.data, axis=axis, keepdims=keepdims)))
 
+    @accepts_dim
     def logsumexp(self, axis=None, keepdims: bool = False):
         """log(sum(exp(x), axis)), computed without overflow."""
         return functional.logsumexp(self, axis=axis, keepdims=keepdims)
 
+    @accepts_dim
     def any(self, axis=None, keepdims: bool = False):
         """True where any value along `axis` is nonzero; outside the graph."""
         return Tensor._make(np.asarray(np.any(self.data, axis=axis, keepdims=keepdims)))
 
+    @accepts_dim
     def all(self, axis=None, keepdims: bool = False):
         """True where every value along `axis` is nonzero; outside the graph."""
         return Tensor._make(np.asarray(np.all(self.data, axis=axis, keepdims=keepdims)))
@@ -446,7 +508,7 @@ class Tensor:
         """
         axes = _shape_args(axes) if axes else tuple(reversed(range(self.ndim)))
         if len(axes) == 2 and self.ndim != 2:
-            first, second = (a % self.ndim for a in axes)
+            first, second = (_axis_tuple(a, self.ndim)[0] for a in axes)  # checked: 5 % 3 is no axis
             swapped = list(range(self.ndim))
             swapped[first], swapped[second] = second, first
             axes = tuple(swapped)
@@ -471,17 +533,24 @@ class Tensor:
         axes[axis1], axes[axis2] = axes[axis2], axes[axis1]
         return ops.Transpose.apply(self, axes=tuple(axes))
 
+    @accepts_dim
     def squeeze(self, axis=None):
         """Drop axes of length 1 (all of them, or those named by `axis`)."""
         return functional.squeeze(self, axis)
 
+    @accepts_dim
     def unsqueeze(self, axis: int):
         """Insert an axis of length 1 at `axis`."""
         return functional.unsqueeze(self, axis)
 
+    @accepts_dim
     def flatten(self, start_axis: int = 0, end_axis: int = -1):
         """Merge the axes from `start_axis` to `end_axis` (inclusive) into one."""
         return functional.flatten(self, start_axis, end_axis)
+
+    def ravel(self):
+        """The values as one axis, like ``np.ravel`` (a reshape to ``(-1,)``)."""
+        return self.reshape(-1)
 
     def broadcast_to(self, *shape):
         """Repeat along axes of length 1 (and new leading axes) to `shape`, like ``np.broadcast_to``."""
@@ -520,6 +589,7 @@ def where(cond, x, y) -> Tensor:
     return ops.Where.apply(cond, x, y)
 
 
+@accepts_dim
 def concatenate(tensors, axis: int = 0) -> Tensor:
     """Join tensors along an existing axis, like ``np.concatenate``."""
     tensors = list(tensors)
@@ -528,6 +598,7 @@ def concatenate(tensors, axis: int = 0) -> Tensor:
     return ops.Concatenate.apply(*tensors, axis=axis)
 
 
+@accepts_dim
 def stack(tensors, axis: int = 0) -> Tensor:
     """Join same-shaped tensors along a new axis, like ``np.stack``."""
     tensors = [as_tensor(t) for t in tensors]
@@ -588,8 +659,12 @@ def compare(ufunc, x, y) -> Tensor:
 
     x = x.data if isinstance(x, Tensor) else x
     y = y.data if isinstance(y, Tensor) else y
-    result = np.asarray(ufunc(x, y))
-    guards.check_broadcast(_COMPARISON_SYMBOLS[ufunc], result.shape, np.shape(x), np.shape(y))
+    symbol = _COMPARISON_SYMBOLS[ufunc]
+    try:
+        result = np.asarray(ufunc(x, y))
+    except ValueError as error:
+        raise ValueError(f"comparison {symbol} of shapes {np.shape(x)} and {np.shape(y)}: {error}") from None
+    guards.check_broadcast(symbol, result.shape, np.shape(x), np.shape(y))
     return Tensor._make(result)
 
 
@@ -606,14 +681,21 @@ def _shape_args(args: tuple) -> tuple:
     return tuple(args)
 
 
-def _axis_tuple(axis, ndim: int):
-    """Normalise axis=None|int|tuple to None or a tuple of non-negative ints, checking range."""
+def _axis_tuple(axis, ndim: int, zero_d_axis_0: bool = False):
+    """Normalise axis=None|int|tuple to None or a tuple of non-negative ints, checking range.
+
+    NumPy's ufunc reductions (sum, prod, max, min) and squeeze also accept the int axis 0 or -1
+    on a 0-d array (doing nothing); `zero_d_axis_0=True` follows that (mean, var, std raise there).
+    """
     if axis is None:
         return None
+    if zero_d_axis_0 and ndim == 0 and isinstance(axis, (int, np.integer)) and axis in (0, -1):
+        return ()
     axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
     for a in axes:
         if not -ndim <= a < ndim:
-            raise ValueError(f"axis {a} is out of range for a tensor with {ndim} dimensions")
+            # AxisError is both a ValueError and an IndexError, as NumPy raises it
+            raise np.exceptions.AxisError(f"axis {a} is out of range for a tensor with {ndim} dimensions")
     normalised = tuple(int(a) % ndim for a in axes)
     if len(set(normalised)) != len(normalised):
         raise ValueError(f"axis {axis} repeats an axis")
@@ -627,8 +709,10 @@ def _plain_index(index):
     if isinstance(index, tuple):
         return tuple(i.data if isinstance(i, Tensor) else i for i in index)
     if isinstance(index, list):
-        # A list index is integer-array indexing in NumPy; make that explicit.
-        return np.asarray([i.data if isinstance(i, Tensor) else i for i in index])
+        # A list index is integer-array indexing in NumPy; make that explicit. An empty
+        # list selects nothing (NumPy reads it as an empty integer array, not a float one).
+        array = np.asarray([i.data if isinstance(i, Tensor) else i for i in index])
+        return array.astype(np.intp) if array.size == 0 and array.dtype.kind == "f" else array
     return index
 
 

@@ -10,7 +10,7 @@ import math
 import numpy as np
 
 from .. import functional as F
-from ..tensor import as_tensor, get_default_dtype
+from ..tensor import accepts_dim, as_tensor, get_default_dtype
 from . import init
 from .module import Module, Parameter
 
@@ -95,8 +95,9 @@ class LeakyReLU(Module):
 
 
 class _AlongAxis(Module):
-    """A layer that works along one axis (the class axis, usually the last)."""
+    """A layer that works along one axis (the class axis, usually the last); ``dim=`` works too."""
 
+    @accepts_dim
     def __init__(self, axis: int = -1):
         super().__init__()
         self.axis = axis
@@ -143,6 +144,7 @@ class Dropout(Module):
 class Flatten(Module):
     """Merge axes start_axis..end_axis into one (by default: all but the batch axis)."""
 
+    @accepts_dim
     def __init__(self, start_axis: int = 1, end_axis: int = -1):
         super().__init__()
         self.start_axis, self.end_axis = start_axis, end_axis
