@@ -20,8 +20,8 @@ from .guards import (
 )
 from .serialization import load, save
 from .tensor import (
-    Tensor, concatenate, einsum, get_default_dtype, maximum, minimum, set_default_dtype, stack,
-    where,
+    GraphDroppedWarning, Tensor, concatenate, einsum, get_default_dtype, maximum, minimum,
+    set_default_dtype, stack, where,
 )
 
 __version__ = "0.1.0"
@@ -34,5 +34,5 @@ __all__ = [
     "maximum", "minimum", "where", "concatenate", "stack", "einsum",
     "gradcheck", "GradcheckError", "check_backprop", "BackpropReport", "explain",
     "set_broadcast_check", "get_broadcast_check", "BroadcastWarning", "BroadcastError",
-    "detect_anomaly", "is_anomaly_enabled", "AnomalyError",
+    "detect_anomaly", "is_anomaly_enabled", "AnomalyError", "GraphDroppedWarning",
 ]
