@@ -400,8 +400,9 @@ class Tensor:
         try:
             ufunc(self.data, value, out=self.data, casting="same_kind")
         except (ValueError, TypeError) as error:
-            raise type(error)(f"in-place {symbol} on a tensor of shape {self.shape} and dtype {self.dtype} "
-                              f"with shape {np.shape(value)}: {error}") from None
+            kind = TypeError if isinstance(error, TypeError) else ValueError  # not NumPy's subclasses
+            raise kind(f"in-place {symbol} on a tensor of shape {self.shape} and dtype {self.dtype} "
+                       f"with shape {np.shape(value)}: {error}") from None
         self._bump_version()
         return self
 
