@@ -12,7 +12,7 @@ import itertools
 
 import numpy as np
 
-from .modes import enable_grad, is_grad_enabled, no_grad, this_thread  # noqa: F401 (public here too)
+from .modes import current as current_modes, enable_grad, is_grad_enabled, no_grad  # noqa: F401 (public here too)
 from .tensor import Tensor
 
 
@@ -26,22 +26,22 @@ class Context:
     pass, as in PyTorch: memory then holds what backward needs, not every activation.
     `shape` and `dtype` describe the output (its gradient must have them), `seq` is the node's
     creation number (backward runs nodes from the newest), `out_id` the output array's id().
-    `versions` holds each input's version when the node was made (None for a constant), so
-    backward can tell whether a saved input was written in place since (see `_check_saved`).
+    `versions` holds each input's version when the node was made (None for a constant) if one
+    had been written in place before (else all were 0), so backward can tell whether a saved
+    input was written in place since; `snapshots` do that for NumPy constants (`_note_saved`).
     Ops may also set their own attributes on it in forward (an axis, a shape) for backward.
     After a backward without retain_graph, `saved` is None: the arrays are freed, but the
     structure (op, parents, shape, dtype, label) stays, so drawings and explanations still work.
     """
 
-    __slots__ = ("fn", "parents", "needs_input_grad", "versions", "saved", "shape", "dtype", "seq", "out_id",
-                 "__dict__")
+    __slots__ = ("fn", "parents", "needs_input_grad", "saved", "shape", "dtype", "seq", "out_id", "__dict__")
     # Class defaults instead of an __init__ (one Python call fewer per operation); the slots
     # keep most nodes without an instance dict (fewer objects for the garbage collector).
     _hooks = None  # gradient hooks registered on the tensor this node made (Tensor.register_hook)
     label = None  # that tensor's name, if it was given one
     requires_grad = True  # a node is recorded only for an output that requires grad, as a leaf would say
     _version = 0  # in-place writes into the output since (Tensor._bump_version)
-    snapshots = None  # samples of NumPy constants it saved (NumPy arrays keep no version)
+    versions = snapshots = None  # set by _note_saved, only when needed
 
     def save_for_backward(self, *arrays) -> None:
         self.saved = arrays
@@ -87,19 +87,19 @@ class Function:
         """
         ctx = Context()
         ctx.saved = ()  # until forward saves something
-        arrays, parents, needs, versions, saw_tensor = [], [], [], [], False
+        arrays, parents, needs, saw_tensor, note = [], [], [], False, False
         for x in inputs:  # a plain loop: faster than comprehensions for one or two inputs
             if isinstance(x, Tensor):
                 arrays.append(x.data)
                 parents.append(x._ctx or x)
                 needs.append(x.requires_grad)
-                versions.append(parents[-1]._version)  # the node's count for a non-leaf (_bump_version)
                 saw_tensor = True
+                note = note or x._version > 0  # written in place before: note versions to compare
             else:
                 arrays.append(x)
                 parents.append(x)
                 needs.append(False)
-                versions.append(None)
+                note = note or type(x) is np.ndarray  # it keeps no version: take a snapshot
         try:
             data = cls.forward(ctx, *arrays, **params)
         except ValueError as error:
@@ -112,16 +112,16 @@ class Function:
             ctx.saved = tuple(data if s is scalar else s for s in ctx.saved)
         if not saw_tensor:
             return data
-        thread = this_thread.modes
+        thread = current_modes()  # this thread's switches (modes.py)
         if cls.broadcasts and thread.broadcast_check is not None:
             thread.broadcast_check(cls, arrays, data)  # the broadcast guard (guards.py)
         if thread.forward_check is not None:
             thread.forward_check(cls, arrays, data, ctx)  # anomaly mode (guards.py)
         if thread.grad_enabled and True in needs and data.dtype.kind == "f":
-            ctx.fn, ctx.parents, ctx.needs_input_grad, ctx.versions = cls, parents, needs, versions
+            ctx.fn, ctx.parents, ctx.needs_input_grad = cls, parents, needs
             ctx.shape, ctx.dtype, ctx.seq, ctx.out_id = data.shape, data.dtype, next(_created), id(data)
-            if None in versions and ctx.saved:
-                ctx.snapshots = _snapshot_constants(ctx)
+            if note and ctx.saved:
+                _note_saved(ctx)
             return Tensor._make(data, True, ctx)
         if data.dtype.kind not in "biuf":  # complex or object: no Tensor holds it, no gradient reaches it
             raise TypeError(f"{cls.__name__} gave {data.dtype} values: a Tensor holds real numbers only")
@@ -139,20 +139,20 @@ def note_write() -> None:
     _last_write = next(_created)
 
 
-def _snapshot_constants(ctx: Context):
-    """Copies (of a big array: 1024 evenly spread samples) of the NumPy constants ctx saved:
-    a NumPy array has no version counter, so backward compares their values instead."""
-    snapshots = []
+def _note_saved(ctx: Context) -> None:
+    """Note the inputs' versions (None for constants) and snapshots of the NumPy constants ctx
+    saved: copies (of a big array, about 1024 evenly spread elements), compared in backward."""
+    ctx.versions, ctx.snapshots = [getattr(x, "_version", None) for x in ctx.parents], []
     for index, x in enumerate(ctx.parents):
         if type(x) is np.ndarray and any(s is x for s in ctx.saved):
             where = slice(None, None, 1 if x.size <= _COPY_UP_TO else x.size // 1024)  # all, or ~1024 of them
-            snapshots.append((index, x, where, x.flat[where]))  # .flat[...] copies, whatever the layout
-    return snapshots or None
+            ctx.snapshots.append((index, x, where, x.flat[where]))  # .flat[...] copies, whatever the layout
 
 
 def _check_saved(ctx: Context) -> None:
     """Raise if an array ctx saved was written in place after its forward (PyTorch's check)."""
-    for i, (item, expected) in enumerate(zip([*ctx.parents, ctx], [*ctx.versions, 0])):
+    versions = ctx.versions or [0 if hasattr(x, "_version") else None for x in ctx.parents]  # unnoted: all 0
+    for i, (item, expected) in enumerate(zip([*ctx.parents, ctx], [*versions, 0])):
         if expected is not None and item._version != expected:
             if (item.out_id if type(item) is Context else id(item.data)) in {id(a) for a in ctx.saved}:
                 raise RuntimeError(f"{ctx.fn.__name__}'s {'output' if item is ctx else f'input {i}'} (shape "
@@ -288,6 +288,7 @@ def _run(roots, seeds, retain_graph, create_graph, wanted=None):
     """
     retain_graph = create_graph if retain_graph is None else retain_graph
     grads, ready, given = {}, [], set()
+    backward_check = current_modes().backward_check  # anomaly mode's, if on in this thread
     arriving = zip(map(node_of, roots), seeds)  # (item, gradient) pairs not yet added to grads
     found = leads = None
     if wanted is not None:
@@ -314,7 +315,7 @@ def _run(roots, seeds, retain_graph, create_graph, wanted=None):
             if found is None:
                 _accumulate(item, g, create_graph, given)
         elif leads is None or any(id(p) in leads for p in item.parents or ()):
-            arriving = _propagate(item, g, create_graph)
+            arriving = _propagate(item, g, create_graph, backward_check)
             if not retain_graph:
                 item.saved = None  # release the saved arrays; the structure stays for viz/explain
     return found
@@ -335,20 +336,19 @@ def _arrived(item, g, create_graph: bool, found):
     return g
 
 
-def _propagate(ctx: Context, g, create_graph: bool) -> list:
+def _propagate(ctx: Context, g, create_graph: bool, backward_check) -> list:
     """Run one node's backward; returns (parent, gradient in that parent's shape) pairs."""
     if ctx.saved is None:
         raise RuntimeError(f"backward through {ctx.fn.__name__} a second time, but its saved arrays were "
                            "freed by the first backward; pass retain_graph=True to the first backward")
-    if _last_write > ctx.seq or ctx.snapshots is not None:  # something was written since ctx was made
+    if _last_write > ctx.seq or ctx.snapshots:  # something was written since ctx was made, or may have been
         _check_saved(ctx)
     input_grads = _backward_recorded(ctx, g) if create_graph else ctx.fn.backward(ctx, g)
     input_grads = input_grads if type(input_grads) is tuple else (input_grads,)
     if len(input_grads) != len(ctx.parents):
         raise RuntimeError(f"{ctx.fn.__name__}.backward returned {len(input_grads)} gradients for "
                            f"{len(ctx.parents)} inputs")
-    backward_check = this_thread.modes.backward_check
-    if backward_check is not None:
+    if backward_check is not None:  # anomaly mode (guards.py)
         backward_check(ctx, input_grads)
     pairs = []
     for i, (parent, parent_grad, needed) in enumerate(zip(ctx.parents, input_grads, ctx.needs_input_grad)):

@@ -248,12 +248,13 @@ def _after_backward(ctx, input_grads) -> None:
 
 def _install_hooks() -> None:
     """Give the engine, for this thread, the checks that are on, or None so it skips them at no cost."""
-    modes = thread_modes.this_thread.modes
-    modes.broadcast_check = _after_broadcasting_op if _settings.broadcast_mode != "off" else None
-    modes.forward_check = _after_forward if _settings.anomaly_depth else None
-    modes.backward_check = _after_backward if _settings.anomaly_depth else None
+    thread_modes.switch(
+        broadcast_check=_after_broadcasting_op if _settings.broadcast_mode != "off" else None,
+        forward_check=_after_forward if _settings.anomaly_depth else None,
+        backward_check=_after_backward if _settings.anomaly_depth else None,
+    )
 
 
 # A new thread starts with the default settings: the guard on ('warn'), anomaly detection off.
-thread_modes.Modes.new_thread_checks = (_after_broadcasting_op, None, None)
+thread_modes.DEFAULT.broadcast_check = _after_broadcasting_op
 _install_hooks()

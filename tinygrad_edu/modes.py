@@ -2,43 +2,52 @@
 
 A thread that turns recording off (an evaluation loop under `no_grad`) must not turn it off
 for another thread that is training, so, as in PyTorch, every thread has its own switches, and
-a new thread starts with recording on and the default checks. Nothing here touches arrays.
+a new thread starts with recording on and the default checks. They live in a ContextVar (each
+thread has its own context; reading one is cheaper than a threading.local attribute, and the
+engine reads it on every operation). Nothing here touches arrays.
 """
 from __future__ import annotations
 
 import contextlib
-import threading
+import contextvars
 
 
 class Modes:
-    """One thread's switches; the engine reads them on every operation.
+    """The switches in force: a value, never changed in place (a change sets a new one).
 
-    `grad_enabled`: record operations into the graph. The checks are f(cls, arrays, output)
-    after the forward of an op that broadcasts, f(cls, arrays, output, ctx) after every
+    `grad_enabled`: record operations into the graph; `previous_grad`: the values to restore
+    as `no_grad` / `enable_grad` blocks end, innermost last. The checks are f(cls, arrays,
+    output) after the forward of an op that broadcasts, f(cls, arrays, output, ctx) after every
     forward and f(ctx, input_grads) after each backward step; None costs nothing.
     """
 
-    __slots__ = ("grad_enabled", "broadcast_check", "forward_check", "backward_check", "previous")
-    new_thread_checks = (None, None, None)  # what a new thread starts with (guards.py sets it)
+    __slots__ = ("grad_enabled", "previous_grad", "broadcast_check", "forward_check", "backward_check")
 
-    def __init__(self):
-        self.grad_enabled = True
-        self.broadcast_check, self.forward_check, self.backward_check = Modes.new_thread_checks
-        self.previous = []  # grad modes to restore, innermost last (no_grad blocks nest)
+    def __init__(self, grad_enabled=True, previous_grad=(), broadcast_check=None, forward_check=None,
+                 backward_check=None):
+        self.grad_enabled, self.previous_grad = grad_enabled, previous_grad
+        self.broadcast_check, self.forward_check, self.backward_check = broadcast_check, forward_check, backward_check
+
+    def replace(self, **changes) -> "Modes":
+        fields = {name: getattr(self, name) for name in Modes.__slots__}
+        fields.update(changes)
+        return Modes(**fields)
 
 
-class _PerThread(threading.local):
-    def __init__(self):  # threading.local runs this in each thread, on its first use there
-        self.modes = Modes()
+# What a new thread starts with; guards.py fills in its default checks once, when imported.
+DEFAULT = Modes()
+_modes = contextvars.ContextVar("tinygrad_edu_modes", default=DEFAULT)
+current = _modes.get  # current() -> the calling thread's Modes
 
 
-# `this_thread.modes` is the calling thread's Modes (one thread-local lookup per operation).
-this_thread = _PerThread()
+def switch(**changes) -> None:
+    """Change some switches for the calling thread (e.g. ``switch(forward_check=None)``)."""
+    _modes.set(_modes.get().replace(**changes))
 
 
 def is_grad_enabled() -> bool:
     """True when new operations are recorded into the graph (in the calling thread)."""
-    return this_thread.modes.grad_enabled
+    return _modes.get().grad_enabled
 
 
 class _GradMode(contextlib.ContextDecorator):
@@ -52,15 +61,14 @@ class _GradMode(contextlib.ContextDecorator):
         return mode(func) if callable(func) else mode
 
     def __enter__(self):
-        # The previous mode is kept per thread, not on this object: one decorated function
-        # may run in several threads at once.
-        modes = this_thread.modes
-        modes.previous.append(modes.grad_enabled)
-        modes.grad_enabled = self.enabled
+        # The value to restore is kept with the thread's switches, not on this object: one
+        # decorated function may run in several threads at once.
+        modes = _modes.get()
+        switch(grad_enabled=self.enabled, previous_grad=(*modes.previous_grad, modes.grad_enabled))
 
     def __exit__(self, *exc_info):
-        modes = this_thread.modes
-        modes.grad_enabled = modes.previous.pop()  # restored even when the block raised (not swallowed)
+        previous = _modes.get().previous_grad
+        switch(grad_enabled=previous[-1], previous_grad=previous[:-1])  # also when the block raised
 
 
 class no_grad(_GradMode):
