@@ -187,3 +187,24 @@ def test_two_threads_training_their_own_models_get_single_threaded_gradients():
         for step, (got, want) in enumerate(zip(results[seed], expected[seed])):
             for g, w in zip(got, want):
                 np.testing.assert_array_equal(g, w, err_msg=f"thread {seed}, step {step}")
+
+
+def test_one_no_grad_decorated_function_running_in_two_threads_restores_each_threads_mode():
+    both_inside = threading.Barrier(2)
+
+    @tg.no_grad
+    def evaluate():
+        both_inside.wait(TIMEOUT)  # both threads are inside the same decorated function
+        assert not tg.is_grad_enabled()
+
+    def in_no_grad():
+        with tg.no_grad():
+            evaluate()
+            assert not tg.is_grad_enabled()  # restored to this thread's value, not the other's
+
+    join = run_in_thread(in_no_grad)
+    with tg.enable_grad():
+        evaluate()
+        assert tg.is_grad_enabled()
+    join()
+    assert tg.is_grad_enabled()
