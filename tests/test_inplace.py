@@ -213,3 +213,14 @@ def test_reading_values_on_purpose_stays_quiet(recwarn):
     np.mean([tg.Tensor([1.0]), tg.Tensor([2.0])])
     np.testing.assert_allclose(x, [1.0, 2.0])
     assert not [w for w in recwarn if issubclass(w.category, tg.GraphDroppedWarning)]
+
+
+def test_retain_grad_keeps_earlier_hook_handles_working():
+    x = tg.Tensor([1.0, 2.0], requires_grad=True)
+    h = x * 2
+    calls = []
+    handle = h.register_hook(lambda grad: calls.append(1))
+    h.retain_grad()
+    handle.remove()
+    h.sum().backward()
+    assert calls == [] and h.grad is not None

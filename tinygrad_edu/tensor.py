@@ -270,20 +270,6 @@ class Tensor:
             self._ctx._version = self._version  # the nodes that use this tensor see its node
         autograd.note_write()
 
-    def retain_grad(self) -> None:
-        """Keep ``.grad`` on this non-leaf after backward (accumulating, as a leaf's); leaves already do."""
-        if not self.requires_grad:
-            raise RuntimeError("retain_grad() on a tensor that does not require grad: no gradient reaches it")
-        if self._ctx is None or self.retains_grad:
-            return
-        self._ctx._hooks = [*(self._ctx._hooks or ()), _RetainGrad(self)]
-
-    @property
-    def retains_grad(self) -> bool:
-        """True for a non-leaf after ``retain_grad()``."""
-        hooks = self._ctx._hooks if self._ctx is not None else None
-        return any(isinstance(hook, _RetainGrad) and hook.tensor() is self for hook in hooks or ())
-
     def backward(self, gradient=None, retain_graph: Optional[bool] = None, create_graph: bool = False) -> None:
         """Accumulate d(self)/d(leaf) into every leaf's ``.grad`` that requires grad.
 
@@ -308,6 +294,22 @@ class Tensor:
             owner._hooks = []
         owner._hooks.append(fn)
         return _HookHandle(owner._hooks, fn)
+
+    def retain_grad(self) -> None:
+        """Keep ``.grad`` on this non-leaf after backward (accumulating, as a leaf's); leaves already do."""
+        if not self.requires_grad:
+            raise RuntimeError("retain_grad() on a tensor that does not require grad: no gradient reaches it")
+        if self._ctx is None or self.retains_grad:
+            return
+        if self._ctx._hooks is None:
+            self._ctx._hooks = []
+        self._ctx._hooks.append(_RetainGrad(self))  # into the same list: hook handles stay valid
+
+    @property
+    def retains_grad(self) -> bool:
+        """True for a non-leaf after ``retain_grad()``."""
+        hooks = self._ctx._hooks if self._ctx is not None else None
+        return any(isinstance(hook, _RetainGrad) and hook.tensor() is self for hook in hooks or ())
 
     # ---- arithmetic (each calls one op; `ops` does the math) ---------------------------
     def __add__(self, other):
