@@ -12,7 +12,8 @@ from hypothesis.extra import numpy as hnp
 import seed_learner as learner
 import tinygrad_edu as tg
 import tinygrad_edu.functional as F
-from tinygrad_edu import autograd, nn
+from tinygrad_edu import nn
+from tinygrad_edu import modes as thread_modes
 
 RNG = np.random.default_rng(3)
 
@@ -107,9 +108,10 @@ def test_an_unknown_mode_is_refused():
 
 def test_with_both_checks_off_the_engine_skips_them():
     with tg.set_broadcast_check("off"):
-        assert autograd._broadcast_check is None and autograd._forward_check is None
-        assert autograd._backward_check is None
-    assert autograd._broadcast_check is not None  # 'warn' again
+        modes = thread_modes.current()
+        assert modes.broadcast_check is None and modes.forward_check is None
+        assert modes.backward_check is None
+    assert thread_modes.current().broadcast_check is not None  # 'warn' again
 
 
 # ---- F.accuracy ------------------------------------------------------------------------------
@@ -204,7 +206,7 @@ def test_check_nan_false_and_the_decorator_form():
             assert np.isneginf(x.log().item())
         with pytest.raises(tg.AnomalyError):
             log_of(x)
-    assert not tg.is_anomaly_enabled() and autograd._backward_check is None
+    assert not tg.is_anomaly_enabled() and thread_modes.current().backward_check is None
 
 
 def test_anomaly_mode_does_not_change_values_or_gradients():

@@ -717,3 +717,24 @@ def test_linear_with_the_wrong_input_width_says_what_the_layer_takes():
     message = str(error.value)
     assert "(25, 400)" in message and "400 features" in message and "(200, 25)" in message
     assert "x @ y.T" not in message  # a matrix-product hint would not fit a layer call
+
+
+def test_a_read_only_parameter_is_refused_before_anything_is_loaded():
+    model = nn.Sequential(*(nn.Linear(2, 2) for _ in range(4)))
+    model[2].weight.data = np.broadcast_to(np.float32(1), (2, 2))  # a read-only view
+    sd = {key: np.full(value.shape, 7.0) for key, value in model.state_dict().items()}
+    check_state_dict_error(model, sd, "'2.weight' holds a read-only array")
+
+
+def test_a_cast_that_fails_changes_nothing(recwarn):
+    import warnings
+
+    model = nn.Sequential(*(nn.Linear(2, 2) for _ in range(4)))  # float32
+    sd = {key: np.full(value.shape, 7.0) for key, value in model.state_dict().items()}
+    sd["3.bias"] = np.full(2, 1e300)  # overflows float32: an error under this warnings filter
+    snapshot = model.state_dict()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        with pytest.raises(RuntimeWarning, match="overflow"):
+            model.load_state_dict(sd)
+    assert_unchanged(model, snapshot)

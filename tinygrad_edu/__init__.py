@@ -23,8 +23,8 @@ from .guards import (
 from .serialization import load, save
 from .summary import ModelSummary, summary
 from .tensor import (
-    Tensor, concatenate, einsum, get_default_dtype, maximum, minimum, set_default_dtype, stack,
-    where,
+    GraphDroppedWarning, Tensor, concatenate, einsum, get_default_dtype, maximum, minimum,
+    set_default_dtype, stack, where,
 )
 
 __version__ = "0.1.0"
@@ -38,5 +38,5 @@ __all__ = [
     "gradcheck", "GradcheckError", "check_backprop", "BackpropReport", "explain",
     "compare_grads", "GradientReport", "summary", "ModelSummary",
     "set_broadcast_check", "get_broadcast_check", "BroadcastWarning", "BroadcastError",
-    "detect_anomaly", "is_anomaly_enabled", "AnomalyError",
+    "detect_anomaly", "is_anomaly_enabled", "AnomalyError", "GraphDroppedWarning",
 ]

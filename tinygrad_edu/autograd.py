@@ -1,65 +1,19 @@
 """The engine: how a forward call records a graph node, and how backward walks the graph.
 
-Read it top to bottom: grad mode, the node (`Context`), `Function.apply` (forward + recording),
-`unbroadcast` (the one place gradients are reduced to an input's shape), `toposort`, and
-`backward` / `grad`. It does no array math of its own; every operation lives in ops.py.
+Read it top to bottom: the node (`Context`), `Function.apply` (forward + recording), in-place
+writes (versions), `unbroadcast` (the one place gradients are reduced to an input's shape),
+`toposort`, and `backward` / `grad`. It does no array math of its own; every operation lives in
+ops.py. Grad mode and the optional checks are per-thread switches, kept in modes.py.
 """
 from __future__ import annotations
 
-import contextlib
 import heapq
 import itertools
 
 import numpy as np
 
+from .modes import current as current_modes, enable_grad, is_grad_enabled, no_grad  # noqa: F401 (public here too)
 from .tensor import Tensor
-
-# ---- grad mode: the only global state of the engine ------------------------------------
-_grad_enabled = True
-
-
-def is_grad_enabled() -> bool:
-    """True when new operations are recorded into the graph."""
-    return _grad_enabled
-
-
-class _GradMode(contextlib.ContextDecorator):
-    """Switch recording on or off inside a `with` block or a decorated function."""
-
-    enabled = True
-
-    def __new__(cls, func=None):
-        mode = super().__new__(cls)
-        mode._previous = []  # a stack, so one decorated function can call itself
-        # Allow the bare decorator form `@no_grad` as well as `@no_grad()`.
-        return mode(func) if callable(func) else mode
-
-    def __enter__(self):
-        global _grad_enabled
-        self._previous.append(_grad_enabled)
-        _grad_enabled = self.enabled
-
-    def __exit__(self, *exc_info):
-        global _grad_enabled
-        _grad_enabled = self._previous.pop()  # restored even when the block raised (None: not swallowed)
-
-
-class no_grad(_GradMode):
-    """Context manager and decorator: operations inside are not recorded (evaluation, updates)."""
-
-    enabled = False
-
-
-class enable_grad(_GradMode):
-    """Context manager and decorator: record operations again, even inside `no_grad`."""
-
-    enabled = True
-
-
-# Optional checks that guards.py installs while they are on: f(cls, arrays, output) after the
-# forward of an op that broadcasts, f(cls, arrays, output, ctx) after every forward, and
-# f(ctx, input_grads) after each backward step. None costs nothing.
-_broadcast_check = _forward_check = _backward_check = None
 
 
 # ---- the graph node ----------------------------------------------------------------------
@@ -72,6 +26,9 @@ class Context:
     pass, as in PyTorch: memory then holds what backward needs, not every activation.
     `shape` and `dtype` describe the output (its gradient must have them), `seq` is the node's
     creation number (backward runs nodes from the newest), `out_id` the output array's id().
+    `versions` holds each input's version when the node was made (None for a constant) if one
+    had been written in place before (else all were 0), so backward can tell whether a saved
+    input was written in place since; `snapshots` do that for NumPy constants (`_note_saved`).
     Ops may also set their own attributes on it in forward (an axis, a shape) for backward.
     After a backward without retain_graph, `saved` is None: the arrays are freed, but the
     structure (op, parents, shape, dtype, label) stays, so drawings and explanations still work.
@@ -83,6 +40,8 @@ class Context:
     _hooks = None  # gradient hooks registered on the tensor this node made (Tensor.register_hook)
     label = None  # that tensor's name, if it was given one
     requires_grad = True  # a node is recorded only for an output that requires grad, as a leaf would say
+    _version = 0  # in-place writes into the output since (Tensor._bump_version)
+    versions = snapshots = None  # set by _note_saved, only when needed
 
     def save_for_backward(self, *arrays) -> None:
         self.saved = arrays
@@ -109,17 +68,14 @@ def node_of(tensor: Tensor):
 
 
 class Function:
-    """Base class of every operation: a static `forward` on ndarrays and `backward` for its inputs."""
+    """Base class of every operation. A subclass defines two static methods (ops.py):
+
+    `forward(ctx, *arrays, **params)` computes the output ndarray from the inputs' ndarrays and
+    saves what backward needs with `ctx.save_for_backward(...)`; `backward(ctx, grad)` returns
+    one gradient per input (None for an input that takes none), given grad = dL/d(output).
+    """
 
     broadcasts = False  # True for elementwise ops that broadcast NumPy-style (the broadcast guard watches them)
-
-    @staticmethod
-    def forward(ctx: Context, *inputs, **params):
-        raise NotImplementedError
-
-    @staticmethod
-    def backward(ctx: Context, grad):
-        raise NotImplementedError
 
     @classmethod
     def apply(cls, *inputs, **params):
@@ -131,17 +87,19 @@ class Function:
         """
         ctx = Context()
         ctx.saved = ()  # until forward saves something
-        arrays, parents, needs, saw_tensor = [], [], [], False
+        arrays, parents, needs, saw_tensor, note = [], [], [], False, False
         for x in inputs:  # a plain loop: faster than comprehensions for one or two inputs
             if isinstance(x, Tensor):
                 arrays.append(x.data)
                 parents.append(x._ctx or x)
                 needs.append(x.requires_grad)
                 saw_tensor = True
+                note = note or x._version > 0  # written in place before: note versions to compare
             else:
                 arrays.append(x)
                 parents.append(x)
                 needs.append(False)
+                note = note or type(x) is np.ndarray  # it keeps no version: take a snapshot
         try:
             data = cls.forward(ctx, *arrays, **params)
         except ValueError as error:
@@ -154,15 +112,59 @@ class Function:
             ctx.saved = tuple(data if s is scalar else s for s in ctx.saved)
         if not saw_tensor:
             return data
-        if cls.broadcasts and _broadcast_check is not None:
-            _broadcast_check(cls, arrays, data)  # the broadcast guard (guards.py)
-        if _forward_check is not None:
-            _forward_check(cls, arrays, data, ctx)  # anomaly mode (guards.py)
-        if _grad_enabled and True in needs and data.dtype.kind == "f":
+        thread = current_modes()  # this thread's switches (modes.py)
+        if cls.broadcasts and thread.broadcast_check is not None:
+            thread.broadcast_check(cls, arrays, data)  # the broadcast guard (guards.py)
+        if thread.forward_check is not None:
+            thread.forward_check(cls, arrays, data, ctx)  # anomaly mode (guards.py)
+        if thread.grad_enabled and True in needs and data.dtype.kind == "f":
             ctx.fn, ctx.parents, ctx.needs_input_grad = cls, parents, needs
             ctx.shape, ctx.dtype, ctx.seq, ctx.out_id = data.shape, data.dtype, next(_created), id(data)
+            if note and ctx.saved:
+                _note_saved(ctx)
             return Tensor._make(data, True, ctx)
+        if data.dtype.kind not in "biuf":  # complex or object: no Tensor holds it, no gradient reaches it
+            raise TypeError(f"{cls.__name__} gave {data.dtype} values: a Tensor holds real numbers only")
         return Tensor._make(data)
+
+
+# ---- in-place writes: versions and snapshots ----------------------------------------------
+_last_write = -1  # a `seq` number taken at the newest in-place write: older nodes check their inputs
+_COPY_UP_TO = 4096  # elements: smaller NumPy constants are copied whole for the check, bigger ones sampled
+
+
+def note_write() -> None:
+    """Called by Tensor._bump_version: every node made before now checks its saved inputs."""
+    global _last_write
+    _last_write = next(_created)
+
+
+def _note_saved(ctx: Context) -> None:
+    """Note the inputs' versions (None for constants) and snapshots of the NumPy constants ctx
+    saved: copies (of a big array, about 1024 evenly spread elements), compared in backward."""
+    ctx.versions, ctx.snapshots = [getattr(x, "_version", None) for x in ctx.parents], []
+    for index, x in enumerate(ctx.parents):
+        if type(x) is np.ndarray and any(s is x for s in ctx.saved):
+            where = slice(None, None, 1 if x.size <= _COPY_UP_TO else x.size // 1024)  # all, or ~1024 of them
+            ctx.snapshots.append((index, x, where, x.flat[where]))  # .flat[...] copies, whatever the layout
+
+
+def _check_saved(ctx: Context) -> None:
+    """Raise if an array ctx saved was written in place after its forward (PyTorch's check)."""
+    versions = ctx.versions or [0 if hasattr(x, "_version") else None for x in ctx.parents]  # unnoted: all 0
+    for i, (item, expected) in enumerate(zip([*ctx.parents, ctx], [*versions, 0])):
+        if expected is not None and item._version != expected:
+            if (item.out_id if type(item) is Context else id(item.data)) in {id(a) for a in ctx.saved}:
+                raise RuntimeError(f"{ctx.fn.__name__}'s {'output' if item is ctx else f'input {i}'} (shape "
+                                   f"{item.shape}) was modified in place after it was saved for backward "
+                                   f"(version {item._version}, expected {expected}){_ADVICE}")
+    for i, x, where, values in ctx.snapshots or ():
+        if not np.array_equal(x.flat[where], values, equal_nan=x.dtype.kind in "fc"):
+            raise RuntimeError(f"{ctx.fn.__name__}'s input {i} (shape {x.shape}) was modified in place after "
+                               f"it was saved for backward (a NumPy array: its values changed){_ADVICE}")
+
+
+_ADVICE = "; run backward before the in-place change (e.g. an optimizer step), or run a new forward"
 
 
 # ---- gradients back to input shapes ------------------------------------------------------
@@ -196,14 +198,12 @@ def toposort(roots) -> list:
         item, inputs_done = stack.pop()
         if inputs_done:
             order.append(item)
-            continue
-        if id(item) in visited:
-            continue
-        visited.add(id(item))
-        stack.append((item, True))
-        for parent in (item.parents or ()) if type(item) is Context else ():
-            if id(parent) not in visited and getattr(parent, "requires_grad", False):  # not constants
-                stack.append((parent, False))
+        elif id(item) not in visited:
+            visited.add(id(item))
+            stack.append((item, True))
+            for parent in (item.parents or ()) if type(item) is Context else ():
+                if id(parent) not in visited and getattr(parent, "requires_grad", False):  # not constants
+                    stack.append((parent, False))
     return order
 
 
@@ -212,8 +212,7 @@ def backward(root: Tensor, gradient=None, retain_graph=None, create_graph: bool 
     if not root.requires_grad:
         raise RuntimeError("backward() on a tensor that does not require grad: no input of the computation "
                            "had requires_grad=True, or it was computed under no_grad()")
-    keep = create_graph if retain_graph is None else retain_graph
-    _run([root], [_seed(root, gradient, create_graph)], keep, create_graph)
+    _run([root], [_seed(root, gradient, create_graph)], retain_graph, create_graph)
 
 
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, allow_unused=False):
@@ -252,15 +251,12 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
             raise RuntimeError(f"grad(): input {i} does not require grad")
     items = [x if type(x) is Context else node_of(x) for x in inputs]
     seeds = [_seed(out, g, create_graph) for out, g in zip(outputs, grad_outputs)]
-    keep = create_graph if retain_graph is None else retain_graph
-    found = _run(outputs, seeds, keep, create_graph, wanted=items)
-    results = []
-    for i, item in enumerate(items):
-        g = found[id(item)]
-        if g is None and not allow_unused:
-            raise RuntimeError(f"grad(): input {i} was not used to compute the outputs (allow_unused=True gives None)")
-        results.append(g if g is None or create_graph else Tensor._make(np.asarray(g)))
-    return tuple(results)
+    found = _run(outputs, seeds, retain_graph, create_graph, wanted=items)
+    grads = [found[id(item)] for item in items]
+    if not allow_unused and any(g is None for g in grads):
+        unused = [g is None for g in grads].index(True)
+        raise RuntimeError(f"grad(): input {unused} was not used to compute the outputs (allow_unused=True gives None)")
+    return tuple(g if g is None or create_graph else Tensor._make(np.asarray(g)) for g in grads)
 
 
 def _seed(root: Tensor, gradient, create_graph: bool):
@@ -288,9 +284,11 @@ def _run(roots, seeds, retain_graph, create_graph, wanted=None):
     created after it, so a node runs only once all the gradient for its output has arrived,
     without sorting the whole graph first. Leaves come after every node, their gradients complete.
     With `wanted` (tg.grad), returns their gradients instead of filling leaves' .grad.
+    `retain_graph` None means: keep the saved arrays only for create_graph (PyTorch's default).
     """
-    global _grad_enabled
+    retain_graph = create_graph if retain_graph is None else retain_graph
     grads, ready, given = {}, [], set()
+    backward_check = current_modes().backward_check  # anomaly mode's, if on in this thread
     arriving = zip(map(node_of, roots), seeds)  # (item, gradient) pairs not yet added to grads
     found = leads = None
     if wanted is not None:
@@ -299,31 +297,27 @@ def _run(roots, seeds, retain_graph, create_graph, wanted=None):
         for item in toposort(roots):  # inputs come before the nodes made from them
             if id(item) in found or any(id(p) in leads for p in getattr(item, "parents", None) or ()):
                 leads.add(id(item))
-    previous, _grad_enabled = _grad_enabled, create_graph
-    try:
-        while True:
-            for item, g in arriving:
-                key = id(item)
-                if key in grads:
-                    grads[key] = grads[key] + g  # `+`, never `+=`: a gradient array may be shared
-                else:  # first seen: queue a node by -seq (newest first), a leaf after all nodes
-                    grads[key] = g
-                    heapq.heappush(ready, (-item.seq, item) if type(item) is Context else (1, key, item))
-            if not ready:
-                break
-            item, arriving = heapq.heappop(ready)[-1], ()
-            g = grads.pop(id(item))
-            if item._hooks or found is not None:
-                g = _arrived(item, g, create_graph, found)
-            if type(item) is not Context:  # a leaf
-                if found is None:
-                    _accumulate(item, g, create_graph, given)
-            elif leads is None or any(id(p) in leads for p in item.parents or ()):
-                arriving = _propagate(item, g, create_graph)
-                if not retain_graph:
-                    item.saved = None  # release the saved arrays; the structure stays for viz/explain
-    finally:
-        _grad_enabled = previous
+    while True:
+        for item, g in arriving:
+            key = id(item)
+            if key in grads:
+                grads[key] = grads[key] + g  # `+`, never `+=`: a gradient array may be shared
+            else:  # first seen: queue a node by -seq (newest first), a leaf after all nodes
+                grads[key] = g
+                heapq.heappush(ready, (-item.seq, item) if type(item) is Context else (1, key, item))
+        if not ready:
+            break
+        item, arriving = heapq.heappop(ready)[-1], ()
+        g = grads.pop(id(item))
+        if item._hooks or found is not None:
+            g = _arrived(item, g, create_graph, found)
+        if type(item) is not Context:  # a leaf
+            if found is None:
+                _accumulate(item, g, create_graph, given)
+        elif leads is None or any(id(p) in leads for p in item.parents or ()):
+            arriving = _propagate(item, g, create_graph, backward_check)
+            if not retain_graph:
+                item.saved = None  # release the saved arrays; the structure stays for viz/explain
     return found
 
 
@@ -342,29 +336,30 @@ def _arrived(item, g, create_graph: bool, found):
     return g
 
 
-def _propagate(ctx: Context, g, create_graph: bool) -> list:
+def _propagate(ctx: Context, g, create_graph: bool, backward_check) -> list:
     """Run one node's backward; returns (parent, gradient in that parent's shape) pairs."""
     if ctx.saved is None:
         raise RuntimeError(f"backward through {ctx.fn.__name__} a second time, but its saved arrays were "
                            "freed by the first backward; pass retain_graph=True to the first backward")
+    if _last_write > ctx.seq or ctx.snapshots:  # something was written since ctx was made, or may have been
+        _check_saved(ctx)
     input_grads = _backward_recorded(ctx, g) if create_graph else ctx.fn.backward(ctx, g)
     input_grads = input_grads if type(input_grads) is tuple else (input_grads,)
     if len(input_grads) != len(ctx.parents):
         raise RuntimeError(f"{ctx.fn.__name__}.backward returned {len(input_grads)} gradients for "
                            f"{len(ctx.parents)} inputs")
-    if _backward_check is not None:
-        _backward_check(ctx, input_grads)
+    if backward_check is not None:  # anomaly mode (guards.py)
+        backward_check(ctx, input_grads)
     pairs = []
-    for parent, parent_grad, needed in zip(ctx.parents, input_grads, ctx.needs_input_grad):
+    for i, (parent, parent_grad, needed) in enumerate(zip(ctx.parents, input_grads, ctx.needs_input_grad)):
         if parent_grad is None or not needed:
             continue
         shape = parent.shape  # a node's output shape, or a leaf's
         if parent_grad.shape != shape:
             parent_grad = unbroadcast(parent_grad, shape)
             if parent_grad.shape != shape:
-                index = next(i for i, p in enumerate(ctx.parents) if p is parent)
                 raise RuntimeError(f"{ctx.fn.__name__}.backward returned a gradient of shape "
-                                   f"{parent_grad.shape} for input {index} of shape {shape}")
+                                   f"{parent_grad.shape} for input {i} of shape {shape}")
         if parent_grad.dtype != parent.dtype:
             parent_grad = parent_grad.astype(parent.dtype)
         pairs.append((parent, parent_grad))
@@ -387,7 +382,8 @@ def _backward_recorded(ctx: Context, grad: Tensor):
         tensors.append(array if match is None else match)
     ctx.saved = tuple(tensors)
     try:
-        return ctx.fn.backward(ctx, grad)
+        with enable_grad():  # this thread only, and only for create_graph: never a process-wide switch
+            return ctx.fn.backward(ctx, grad)
     finally:
         ctx.saved = arrays
 

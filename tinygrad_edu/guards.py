@@ -1,9 +1,11 @@
 """Opt-in checks on every operation: the broadcast guard and anomaly detection (NaN/Inf tracing).
 
-The engine calls three hooks: `autograd._broadcast_check` after the forward of an op that
-broadcasts, `autograd._forward_check` after every forward and `autograd._backward_check` after
-each backward step; this module installs them only while a check is on, so with all off an
-operation pays an `is None` test. Nothing here changes a value.
+The engine calls three hooks from the calling thread's switches (modes.py): `broadcast_check`
+after the forward of an op that broadcasts, `forward_check` after every forward and
+`backward_check` after each backward step; this module installs them only while a check is on
+in that thread, so with all off an operation pays an `is None` test. Nothing here changes a
+value. Both settings belong to one thread (as grad mode does); a new thread starts from the
+defaults: guard 'warn', anomaly detection off.
 """
 from __future__ import annotations
 
@@ -11,11 +13,12 @@ import contextlib
 import linecache
 import os
 import sys
+import threading
 import warnings
 
 import numpy as np
 
-from . import autograd
+from . import modes as thread_modes
 
 BROADCAST_MODES = ("off", "warn", "raise")
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
@@ -52,8 +55,14 @@ def _describe_site(frame) -> str:
 
 
 # ---- the broadcast guard -------------------------------------------------------------------
-_broadcast_mode = "warn"
-_anomaly_depth = 0  # how many detect_anomaly() blocks are open
+class _Settings(threading.local):
+    """This thread's settings; a new thread reads the class defaults."""
+
+    broadcast_mode = "warn"
+    anomaly_depth = 0  # how many detect_anomaly() blocks are open
+
+
+_settings = _Settings()
 
 
 class set_broadcast_check:
@@ -86,25 +95,23 @@ class set_broadcast_check:
     """
 
     def __init__(self, mode: str):
-        global _broadcast_mode
         if mode not in BROADCAST_MODES:
             raise ValueError(f"set_broadcast_check: mode must be one of {BROADCAST_MODES}, got {mode!r}")
-        self.previous, _broadcast_mode = _broadcast_mode, mode
+        self.previous, _settings.broadcast_mode = _settings.broadcast_mode, mode
         _install_hooks()
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc_info):
-        global _broadcast_mode
-        _broadcast_mode = self.previous
+        _settings.broadcast_mode = self.previous
         _install_hooks()
         return False
 
 
 def get_broadcast_check() -> str:
-    """The broadcast guard's current mode: 'off', 'warn' or 'raise'."""
-    return _broadcast_mode
+    """The broadcast guard's current mode in this thread: 'off', 'warn' or 'raise'."""
+    return _settings.broadcast_mode
 
 
 def check_broadcast(op: str, out_shape: tuple, *shapes) -> None:
@@ -113,7 +120,7 @@ def check_broadcast(op: str, out_shape: tuple, *shapes) -> None:
     An operand counts as stretched when it has fewer elements than the result, but more than
     one: a single value, or extra leading axes of length 1, replicate nothing worth flagging.
     """
-    if _broadcast_mode == "off":
+    if _settings.broadcast_mode == "off":
         return
     out_size = int(np.prod(out_shape))
     stretched = [s for s in shapes if 1 < int(np.prod(s)) < out_size]
@@ -125,7 +132,7 @@ def check_broadcast(op: str, out_shape: tuple, *shapes) -> None:
         f"other. If you meant elementwise, give them the same shape{_reshape_hint(stretched)}; "
         f"if the {out_shape} table is intended, use tg.set_broadcast_check('off')."
     )
-    if _broadcast_mode == "raise":
+    if _settings.broadcast_mode == "raise":
         raise BroadcastError(message)
     _, level = _user_frame()
     warnings.warn(message, BroadcastWarning, stacklevel=level)
@@ -171,21 +178,19 @@ class detect_anomaly(contextlib.ContextDecorator):
         self.check_nan = bool(check_nan)
 
     def __enter__(self):
-        global _anomaly_depth
-        _anomaly_depth += self.check_nan
+        _settings.anomaly_depth += self.check_nan
         _install_hooks()
         return self
 
     def __exit__(self, *exc_info):
-        global _anomaly_depth
-        _anomaly_depth -= self.check_nan
+        _settings.anomaly_depth -= self.check_nan
         _install_hooks()
         return False
 
 
 def is_anomaly_enabled() -> bool:
-    """True inside a detect_anomaly() block."""
-    return _anomaly_depth > 0
+    """True inside a detect_anomaly() block (in this thread)."""
+    return _settings.anomaly_depth > 0
 
 
 def _nonfinite(array) -> str:
@@ -213,7 +218,7 @@ def _after_broadcasting_op(cls, arrays, data) -> None:
 
 
 def _after_forward(cls, arrays, data, ctx) -> None:
-    if _anomaly_depth:
+    if _settings.anomaly_depth:
         frame, _ = _user_frame()
         ctx.origin = _describe_site(frame)
         found = _nonfinite(data)
@@ -242,10 +247,14 @@ def _after_backward(ctx, input_grads) -> None:
 
 
 def _install_hooks() -> None:
-    """Give the engine the checks that are on, or None so it skips them at no cost."""
-    autograd._broadcast_check = _after_broadcasting_op if _broadcast_mode != "off" else None
-    autograd._forward_check = _after_forward if _anomaly_depth else None
-    autograd._backward_check = _after_backward if _anomaly_depth else None
+    """Give the engine, for this thread, the checks that are on, or None so it skips them at no cost."""
+    thread_modes.switch(
+        broadcast_check=_after_broadcasting_op if _settings.broadcast_mode != "off" else None,
+        forward_check=_after_forward if _settings.anomaly_depth else None,
+        backward_check=_after_backward if _settings.anomaly_depth else None,
+    )
 
 
+# A new thread starts with the default settings: the guard on ('warn'), anomaly detection off.
+thread_modes.DEFAULT.broadcast_check = _after_broadcasting_op
 _install_hooks()

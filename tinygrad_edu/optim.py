@@ -80,6 +80,7 @@ class Optimizer:
                 grad = param.grad.data
                 state = self.state.get(param, {})
                 self._update(param.data, -grad if group["maximize"] else grad, state, group)
+                param._bump_version()  # an in-place write: graphs that saved the old values refuse them
                 if state:  # plain SGD keeps no state, and then lists none
                     self.state[param] = state
         return loss

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import functools
 import inspect
+import sys
+import warnings
+import weakref
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -99,11 +102,16 @@ class Tensor:
         without recording anything in the graph.
     grad : Tensor or None
         The gradient that ``backward`` accumulated into this leaf, or None before the first
-        one; gradients add up across calls until ``zero_grad``. Only leaves keep one.
+        one; gradients add up across calls until ``zero_grad``. Only leaves keep one, and
+        non-leaves that asked with ``retain_grad()``.
     requires_grad : bool
         Whether operations on this tensor are recorded, so ``backward`` reaches it.
     name : str or None
         A label for ``tg.explain`` and ``viz.draw_graph`` (None: no label).
+    _version : int
+        How many in-place writes the framework made into ``data`` (in-place arithmetic under
+        ``no_grad``, optimizer steps, ``load_state_dict``); PyTorch's name. Writes straight
+        into ``t.data`` are not counted.
 
     Examples
     --------
@@ -115,7 +123,7 @@ class Tensor:
     Tensor([2., 4., 6.], shape=(3,), dtype=float32)
     """
 
-    __slots__ = ("data", "grad", "requires_grad", "_ctx", "_name", "_hooks", "__weakref__")
+    __slots__ = ("data", "grad", "requires_grad", "_ctx", "_name", "_hooks", "_version", "__weakref__")
     # Lets NumPy hand `ndarray + Tensor` and friends to our __array_ufunc__ instead of its own.
     __array_priority__ = 1000
 
@@ -128,6 +136,7 @@ class Tensor:
         self._ctx = None
         self._name = name
         self._hooks = None
+        self._version = 0
 
     @classmethod
     def _make(cls, data: np.ndarray, requires_grad: bool = False, ctx=None) -> "Tensor":
@@ -139,6 +148,7 @@ class Tensor:
         out._ctx = ctx
         out._name = None
         out._hooks = None
+        out._version = 0
         return out
 
     @property
@@ -247,7 +257,15 @@ class Tensor:
         return self.data.tolist()
 
     def __array__(self, dtype=None, copy=None):
-        """``np.asarray(t)``: the data itself (a copy or a cast if asked), outside the graph."""
+        """``np.asarray(t)``: the data itself (a copy or a cast if asked), outside the graph.
+
+        A NumPy function given Tensors inside a list (``np.mean([x, x + 2])``) does not come
+        to ``__array_function__`` (the list is not a Tensor): NumPy converts each one here and
+        computes on plain arrays. For a tensor that requires grad that drops the graph, so it
+        warns (GraphDroppedWarning). Asking for the array yourself (``np.asarray(t)``) is quiet.
+        """
+        if self.requires_grad:
+            _warn_if_numpy_drops_the_graph()
         if dtype is None or dtype == self.data.dtype:
             return self.data.copy() if copy else self.data
         return self.data.astype(dtype)
@@ -268,6 +286,17 @@ class Tensor:
         return self
 
     # ---- autograd --------------------------------------------------------------------
+    def _bump_version(self) -> None:
+        """Count an in-place write into ``data``; whatever writes in place calls it (optimizers too).
+
+        A node that saved this tensor's array noted its version; backward through that node
+        then raises instead of silently using the new values.
+        """
+        self._version += 1
+        if self._ctx is not None:
+            self._ctx._version = self._version  # the nodes that use this tensor see its node
+        autograd.note_write()
+
     def backward(self, gradient=None, retain_graph: Optional[bool] = None, create_graph: bool = False) -> None:
         """Accumulate d(self)/d(leaf) into every leaf's ``.grad`` that requires grad.
 
@@ -294,14 +323,20 @@ class Tensor:
         return _HookHandle(owner._hooks, fn)
 
     def retain_grad(self) -> None:
-        """Keep this non-leaf tensor's gradient in ``.grad`` after backward, as leaves do (PyTorch)."""
-        if self._ctx is None:
-            return  # a leaf keeps its gradient anyway
+        """Keep ``.grad`` on this non-leaf after backward (accumulating, as a leaf's); leaves already do."""
+        if not self.requires_grad:
+            raise RuntimeError("retain_grad() on a tensor that does not require grad: no gradient reaches it")
+        if self._ctx is None or self.retains_grad:
+            return
+        if self._ctx._hooks is None:
+            self._ctx._hooks = []
+        self._ctx._hooks.append(_RetainGrad(self))  # into the same list: hook handles stay valid
 
-        def keep(grad):
-            self.grad = grad if self.grad is None else self.grad + grad  # accumulates, like a leaf's
-
-        self.register_hook(keep)
+    @property
+    def retains_grad(self) -> bool:
+        """True for a non-leaf after ``retain_grad()``."""
+        hooks = self._ctx._hooks if self._ctx is not None else None
+        return any(isinstance(hook, _RetainGrad) and hook.tensor() is self for hook in hooks or ())
 
     # ---- arithmetic (each calls one op; `ops` does the math) ---------------------------
     def __add__(self, other):
@@ -358,6 +393,46 @@ class Tensor:
 
     def __pos__(self):
         """``+t``: the tensor itself (nothing is recorded)."""
+        return self
+
+    # In-place arithmetic: under no_grad it writes into `data` (PyTorch's update idiom);
+    # in grad mode it means `t = t + other`, except on a leaf that requires grad (see _in_place).
+    def __iadd__(self, other):
+        """``t += other``: in place under ``no_grad``, else ``t = t + other`` (see ``_in_place``)."""
+        return self._in_place(np.add, ops.Add.apply, "+=", other)
+
+    def __isub__(self, other):
+        """``t -= other``: in place under ``no_grad``, else ``t = t - other`` (see ``_in_place``)."""
+        return self._in_place(np.subtract, ops.Sub.apply, "-=", other)
+
+    def __imul__(self, other):
+        """``t *= other``: in place under ``no_grad``, else ``t = t * other`` (see ``_in_place``)."""
+        return self._in_place(np.multiply, ops.Mul.apply, "*=", other)
+
+    def __itruediv__(self, other):
+        """``t /= other``: in place under ``no_grad``, else ``t = t / other`` (see ``_in_place``)."""
+        return self._in_place(np.true_divide, ops.Div.apply, "/=", other)
+
+    def _in_place(self, ufunc, op, symbol: str, other):
+        """Under no_grad, write `ufunc(data, other)` into `data` (dtype and shape kept; the version
+        counts it). In grad mode, record `op(self, other)` as a new tensor, except on a leaf that
+        requires grad: replacing it would silently make the parameter a non-leaf."""
+        if autograd.is_grad_enabled():
+            if self.requires_grad and self._ctx is None:
+                raise RuntimeError(
+                    f"`{symbol}` on a leaf that requires grad, in grad mode, would record a new tensor and "
+                    "leave the parameter behind; update parameters without recording:\n"
+                    "    with tg.no_grad():\n        w -= lr * w.grad"
+                )
+            return op(self, other)
+        value = other.data if isinstance(other, Tensor) else other
+        try:
+            ufunc(self.data, value, out=self.data, casting="same_kind")
+        except (ValueError, TypeError) as error:
+            kind = TypeError if isinstance(error, TypeError) else ValueError  # not NumPy's subclasses
+            raise kind(f"in-place {symbol} on a tensor of shape {self.shape} and dtype {self.dtype} "
+                       f"with shape {np.shape(value)}: {error}") from None
+        self._bump_version()
         return self
 
     # Comparisons give boolean tensors, outside the graph.
@@ -624,6 +699,46 @@ def einsum(subscripts: str, *operands) -> Tensor:
     return ops.Einsum.apply(*operands, subscripts=subscripts)
 
 
+class _RetainGrad:
+    """The hook retain_grad() puts on a non-leaf's node: accumulate the gradient into its `.grad`.
+
+    It holds the tensor weakly: the node must not keep alive a tensor nobody else keeps."""
+
+    def __init__(self, tensor: Tensor):
+        self.tensor = weakref.ref(tensor)
+
+    def __call__(self, grad: Tensor) -> None:
+        tensor = self.tensor()
+        if tensor is None:
+            return
+        if not grad.requires_grad:
+            grad = Tensor._make(np.array(grad.data))  # an array of its own: zero_grad writes into it
+        tensor.grad = grad if tensor.grad is None else tensor.grad + grad
+
+
+def _warn_if_numpy_drops_the_graph() -> None:
+    """Warn when NumPy's own code (not numpy.testing) is turning a Tensor into an array."""
+    frame, level = sys._getframe(2), 2  # the caller of Tensor.__array__
+    function = None
+    while frame is not None and _in_numpy(frame):
+        function, frame, level = frame.f_code.co_name, frame.f_back, level + 1
+    if function is not None:
+        warnings.warn(
+            f"numpy.{function} was given Tensors inside a list (or tuple), which it turns into plain arrays: "
+            "the result has no graph, and no gradient reaches these tensors. Combine them with Tensor "
+            "operations first (e.g. tg.stack([...]).mean(axis=0)), or pass t.detach() to use the values on "
+            "purpose", GraphDroppedWarning, stacklevel=level)
+
+
+def _in_numpy(frame) -> bool:
+    module = frame.f_globals.get("__name__", "")
+    return module.startswith("numpy.") and not module.startswith("numpy.testing")
+
+
+class GraphDroppedWarning(UserWarning):
+    """A Tensor that requires grad was used where the graph cannot follow (e.g. np.mean([x, y]))."""
+
+
 class _HookHandle:
     """Returned by `register_hook`; `.remove()` takes the hook off again."""
 
@@ -704,15 +819,24 @@ def _axis_tuple(axis, ndim: int, zero_d_axis_0: bool = False):
 
 def _plain_index(index):
     """Replace Tensors inside an index by their arrays (indices are never differentiated)."""
-    if isinstance(index, Tensor):
-        return index.data
     if isinstance(index, tuple):
-        return tuple(i.data if isinstance(i, Tensor) else i for i in index)
+        return tuple(_own_index_array(i) for i in index)
     if isinstance(index, list):
         # A list index is integer-array indexing in NumPy; make that explicit. An empty
         # list selects nothing (NumPy reads it as an empty integer array, not a float one).
         array = np.asarray([i.data if isinstance(i, Tensor) else i for i in index])
         return array.astype(np.intp) if array.size == 0 and array.dtype.kind == "f" else array
+    return _own_index_array(index)
+
+
+def _own_index_array(index):
+    """A copy of an index array (of a Tensor or an ndarray); anything else as given.
+
+    Backward scatters the gradient through the index, so a later change to the caller's array
+    must not move it (a NumPy array has no version counter to catch that).
+    """
+    if isinstance(index, (Tensor, np.ndarray)):
+        return np.array(index.data if isinstance(index, Tensor) else index)
     return index
 
 

@@ -277,7 +277,12 @@ class Module:
                 )
             elif value.dtype.kind not in "biuf":
                 problems.append(f"'{key}' holds {value.dtype} data, not numbers")
-            values[key] = value
+            elif not own[key].data.flags.writeable:
+                problems.append(f"the parameter '{key}' holds a read-only array, which cannot be loaded into")
+            else:
+                # Cast now, not while assigning: whatever the cast raises (e.g. an overflow turned
+                # into an error by a warnings filter) must come before any parameter changes.
+                values[key] = value.astype(own[key].dtype, copy=False)
         if strict and missing:
             problems.insert(0, "missing key(s): " + ", ".join(repr(key) for key in missing))
         if strict and unexpected:
@@ -286,8 +291,9 @@ class Module:
             raise StateDictError(
                 f"cannot load this state dict into {type(self).__name__}:\n  " + "\n  ".join(problems)
             )
-        for key, value in values.items():
+        for key, value in values.items():  # nothing below can fail: every check is done
             own[key].data[...] = value
+            own[key]._bump_version()
         return IncompatibleKeys(missing, unexpected)
 
     # ---- printing -------------------------------------------------------------------------------------

@@ -1,0 +1,226 @@
+"""In-place writes: the version counter, NumPy constants, in-place arithmetic, retain_grad,
+and operations that would silently drop the graph."""
+import weakref
+
+import numpy as np
+import pytest
+
+import tinygrad_edu as tg
+import tinygrad_edu.functional as F
+from tinygrad_edu import nn, optim
+
+
+# ---- the version counter -------------------------------------------------------------------
+def test_an_optimizer_step_between_two_backwards_is_refused_naming_the_op_and_versions():
+    layer = nn.Linear(3, 2, dtype=np.float64)
+    loss = layer(tg.Tensor(np.ones((4, 3)))).sum()
+    loss.backward(retain_graph=True)
+    optimizer = optim.SGD(layer.parameters(), lr=0.1)
+    optimizer.step()
+    assert layer.weight._version == 1
+    with pytest.raises(RuntimeError, match=r"modified in place after it was saved.*version 1, expected 0"):
+        loss.backward()
+
+
+def test_in_place_arithmetic_under_no_grad_on_a_saved_tensor_is_refused():
+    w = tg.Tensor([1.0, 2.0], requires_grad=True)
+    loss = (w * w).sum()
+    with tg.no_grad():
+        w *= 3
+    with pytest.raises(RuntimeError, match=r"Mul's input 0 \(shape \(2,\)\) was modified in place"):
+        loss.backward()
+
+
+def test_a_changed_intermediate_and_a_changed_output_are_refused():
+    x = tg.Tensor([0.5, 1.0], requires_grad=True)
+    hidden = x * 2
+    loss = (hidden * hidden).sum()
+    with tg.no_grad():
+        hidden += 1  # saved by the second Mul (its node counts for it)
+    with pytest.raises(RuntimeError, match=r"Mul's input 0 .* \(version 1, expected 0\)"):
+        loss.backward()
+    y = x.tanh()  # Tanh saves its output
+    with tg.no_grad():
+        y -= 1
+    with pytest.raises(RuntimeError, match=r"Tanh's output .* modified in place"):
+        y.sum().backward()
+
+
+def test_a_write_into_a_tensor_nobody_saved_is_fine():
+    w = tg.Tensor([1.0, 2.0], requires_grad=True)
+    b = tg.Tensor([1.0, 1.0], requires_grad=True)
+    loss = (w * 2 + b).sum()  # Add saves nothing, so changing b cannot change a gradient
+    with tg.no_grad():
+        b += 1
+    loss.backward()
+    np.testing.assert_allclose(w.grad.data, [2.0, 2.0])
+    np.testing.assert_allclose(b.grad.data, [1.0, 1.0])
+
+
+def test_the_usual_training_loop_never_trips_the_check():
+    model = nn.Sequential(nn.Linear(3, 4, dtype=np.float64), nn.Tanh(), nn.Linear(4, 1, dtype=np.float64))
+    optimizer = optim.Adam(model.parameters(), lr=0.01)
+    x, y = tg.Tensor(np.random.default_rng(0).normal(size=(8, 3))), tg.Tensor(np.ones((8, 1)))
+    for step in range(3):
+        optimizer.zero_grad()
+        F.mse_loss(model(x), y).backward()
+        optimizer.step()
+    assert model[0].weight._version == 3
+
+
+def test_load_state_dict_counts_as_an_in_place_write():
+    layer = nn.Linear(2, 2)
+    loss = layer(tg.Tensor(np.ones((1, 2), np.float32))).sum()
+    layer.load_state_dict(layer.state_dict())
+    with pytest.raises(RuntimeError, match="modified in place"):
+        loss.backward()
+
+
+@pytest.mark.parametrize("size", [3, 100_000])
+def test_a_saved_numpy_constant_changed_after_the_forward_is_refused(size):
+    x = tg.Tensor(np.ones(size), requires_grad=True)
+    constant = np.full(size, 2.0)
+    loss = (x * constant).sum()
+    constant *= 5  # NumPy arrays keep no version: the engine compares their values
+    with pytest.raises(RuntimeError, match=r"Mul's input 1 .* NumPy array: its values changed"):
+        loss.backward()
+
+
+def test_an_unchanged_numpy_constant_gives_its_gradient():
+    x = tg.Tensor(np.ones(3), requires_grad=True)
+    constant = np.array([1.0, np.nan, 3.0])
+    (x * constant).sum().backward()
+    np.testing.assert_array_equal(x.grad.data, constant)
+
+
+def test_an_index_array_changed_after_the_forward_does_not_move_the_gradient():
+    x = tg.Tensor(np.arange(4.0), requires_grad=True)
+    index = np.array([0, 0, 2])
+    loss = x[index].sum()
+    index[:] = 3
+    loss.backward()
+    np.testing.assert_array_equal(x.grad.data, [2.0, 0.0, 1.0, 0.0])
+
+
+# ---- in-place arithmetic -------------------------------------------------------------------
+def test_the_update_idiom_under_no_grad_updates_the_parameter_in_place():
+    w = tg.Tensor([1.0, 2.0], requires_grad=True)
+    data = w.data
+    (w * w).sum().backward()
+    with tg.no_grad():
+        w -= 0.25 * w.grad
+    assert w.is_leaf and w.requires_grad and w.data is data and w.dtype == np.float32
+    np.testing.assert_allclose(w.data, [0.5, 1.0])
+    assert w._version == 1
+
+
+@pytest.mark.parametrize("symbol", ["+=", "-=", "*=", "/="])
+def test_each_in_place_operator_under_no_grad_writes_into_the_data(symbol):
+    t = tg.Tensor(np.array([[2.0, 4.0]]))
+    expected = {"+=": [[4.0, 8.0]], "-=": [[0.0, 0.0]], "*=": [[4.0, 16.0]], "/=": [[1.0, 1.0]]}[symbol]
+    data = t.data
+    with tg.no_grad():
+        exec(f"t {symbol} t.detach() * 1.0", {"t": t})
+    assert t.data is data
+    np.testing.assert_array_equal(t.data, expected)
+
+
+def test_in_place_on_a_leaf_that_requires_grad_in_grad_mode_shows_the_idiom():
+    w = tg.Tensor([1.0], requires_grad=True)
+    with pytest.raises(RuntimeError, match=r"with tg.no_grad\(\):\n\s+w -= lr \* w.grad"):
+        w -= 0.1
+
+
+def test_in_place_in_grad_mode_on_other_tensors_keeps_the_out_of_place_meaning():
+    x = tg.Tensor([1.0, 2.0], requires_grad=True)
+    h = x * 2
+    h += x  # a non-leaf: recorded as h = h + x
+    constant = tg.Tensor([1.0, 1.0])
+    before = constant
+    constant += 1  # does not require grad: a new tensor
+    assert constant is not before and before.data.tolist() == [1.0, 1.0]
+    h.sum().backward()
+    np.testing.assert_allclose(x.grad.data, [3.0, 3.0])
+
+
+def test_in_place_that_would_change_shape_or_dtype_kind_names_the_problem():
+    t = tg.Tensor(np.zeros(3))
+    with tg.no_grad():
+        with pytest.raises(ValueError, match=r"in-place \+= on a tensor of shape \(3,\).*shape \(2, 3\)"):
+            t += np.ones((2, 3))
+        counts = tg.Tensor(np.array([1, 2]))
+        with pytest.raises(TypeError, match=r"in-place /= on a tensor of shape \(2,\) and dtype int64"):
+            counts /= 2
+    assert t._version == 0 and counts.data.tolist() == [1, 2]
+
+
+# ---- retain_grad ---------------------------------------------------------------------------
+def test_retain_grad_keeps_a_non_leaf_gradient_and_accumulates():
+    x = tg.Tensor([1.0, 2.0], requires_grad=True)
+    h = x * 3
+    h.retain_grad()
+    h.retain_grad()  # twice is once
+    assert h.retains_grad and not x.retains_grad
+    loss = (h * h).sum()
+    loss.backward(retain_graph=True)
+    np.testing.assert_allclose(h.grad.data, [6.0, 12.0])
+    loss.backward()
+    np.testing.assert_allclose(h.grad.data, [12.0, 24.0])
+    np.testing.assert_allclose(x.grad.data, [36.0, 72.0])
+
+
+def test_retain_grad_on_a_leaf_is_a_no_op_and_without_grad_an_error():
+    x = tg.Tensor([1.0], requires_grad=True)
+    x.retain_grad()
+    (x * 2).sum().backward()
+    np.testing.assert_allclose(x.grad.data, [2.0])
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        tg.Tensor([1.0]).retain_grad()
+
+
+def test_a_retained_grad_is_an_array_of_its_own_and_the_node_does_not_keep_the_tensor():
+    x = tg.Tensor([1.0, 2.0], requires_grad=True)
+    h = x + 0
+    h.retain_grad()
+    y = h * 1
+    y.sum().backward(retain_graph=True)
+    assert h.grad.data.flags.writeable and h.grad.data.flags.owndata
+    gone = weakref.ref(h)
+    del h
+    assert gone() is None
+    y.sum().backward()  # the node's hook finds its tensor gone and does nothing
+
+
+# ---- operations that would drop the graph --------------------------------------------------
+@pytest.mark.parametrize("make", [lambda x: x * 1j, lambda x: x + np.array([1, 2], dtype=object),
+                                  lambda x: np.array([1, 2], dtype=object) + x])
+def test_complex_or_object_results_are_refused_naming_the_op(make):
+    x = tg.Tensor([1.0, 2.0], requires_grad=True)
+    with pytest.raises(TypeError, match=r"(Mul|Add) gave (complex|object)"):
+        make(x)
+
+
+def test_numpy_given_a_list_of_tensors_that_require_grad_warns_naming_the_function():
+    x = tg.Tensor([1.0, 2.0], requires_grad=True)
+    with pytest.warns(tg.GraphDroppedWarning, match=r"numpy\.mean was given Tensors inside a list"):
+        np.mean([x, x + 2])
+
+
+def test_reading_values_on_purpose_stays_quiet(recwarn):
+    x = tg.Tensor([1.0, 2.0], requires_grad=True)
+    np.asarray(x)
+    np.mean([x.detach(), (x + 2).detach()])
+    np.mean([tg.Tensor([1.0]), tg.Tensor([2.0])])
+    np.testing.assert_allclose(x, [1.0, 2.0])
+    assert not [w for w in recwarn if issubclass(w.category, tg.GraphDroppedWarning)]
+
+
+def test_retain_grad_keeps_earlier_hook_handles_working():
+    x = tg.Tensor([1.0, 2.0], requires_grad=True)
+    h = x * 2
+    calls = []
+    handle = h.register_hook(lambda grad: calls.append(1))
+    h.retain_grad()
+    handle.remove()
+    h.sum().backward()
+    assert calls == [] and h.grad is not None

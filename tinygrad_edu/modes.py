@@ -1,0 +1,83 @@
+"""Switches that belong to one thread: grad mode, and the optional checks guards.py installs.
+
+A thread that turns recording off (an evaluation loop under `no_grad`) must not turn it off
+for another thread that is training, so, as in PyTorch, every thread has its own switches, and
+a new thread starts with recording on and the default checks. They live in a ContextVar (each
+thread has its own context; reading one is cheaper than a threading.local attribute, and the
+engine reads it on every operation). Nothing here touches arrays.
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+
+
+class Modes:
+    """The switches in force: a value, never changed in place (a change sets a new one).
+
+    `grad_enabled`: record operations into the graph; `previous_grad`: the values to restore
+    as `no_grad` / `enable_grad` blocks end, innermost last. The checks are f(cls, arrays,
+    output) after the forward of an op that broadcasts, f(cls, arrays, output, ctx) after every
+    forward and f(ctx, input_grads) after each backward step; None costs nothing.
+    """
+
+    __slots__ = ("grad_enabled", "previous_grad", "broadcast_check", "forward_check", "backward_check")
+
+    def __init__(self, grad_enabled=True, previous_grad=(), broadcast_check=None, forward_check=None,
+                 backward_check=None):
+        self.grad_enabled, self.previous_grad = grad_enabled, previous_grad
+        self.broadcast_check, self.forward_check, self.backward_check = broadcast_check, forward_check, backward_check
+
+    def replace(self, **changes) -> "Modes":
+        fields = {name: getattr(self, name) for name in Modes.__slots__}
+        fields.update(changes)
+        return Modes(**fields)
+
+
+# What a new thread starts with; guards.py fills in its default checks once, when imported.
+DEFAULT = Modes()
+_modes = contextvars.ContextVar("tinygrad_edu_modes", default=DEFAULT)
+current = _modes.get  # current() -> the calling thread's Modes
+
+
+def switch(**changes) -> None:
+    """Change some switches for the calling thread (e.g. ``switch(forward_check=None)``)."""
+    _modes.set(_modes.get().replace(**changes))
+
+
+def is_grad_enabled() -> bool:
+    """True when new operations are recorded into the graph (in the calling thread)."""
+    return _modes.get().grad_enabled
+
+
+class _GradMode(contextlib.ContextDecorator):
+    """Switch recording on or off, in this thread, inside a `with` block or a decorated function."""
+
+    enabled = True
+
+    def __new__(cls, func=None):
+        mode = super().__new__(cls)
+        # Allow the bare decorator form `@no_grad` as well as `@no_grad()`.
+        return mode(func) if callable(func) else mode
+
+    def __enter__(self):
+        # The value to restore is kept with the thread's switches, not on this object: one
+        # decorated function may run in several threads at once.
+        modes = _modes.get()
+        switch(grad_enabled=self.enabled, previous_grad=(*modes.previous_grad, modes.grad_enabled))
+
+    def __exit__(self, *exc_info):
+        previous = _modes.get().previous_grad
+        switch(grad_enabled=previous[-1], previous_grad=previous[:-1])  # also when the block raised
+
+
+class no_grad(_GradMode):
+    """Context manager and decorator: operations inside are not recorded (evaluation, updates)."""
+
+    enabled = False
+
+
+class enable_grad(_GradMode):
+    """Context manager and decorator: record operations again, even inside `no_grad`."""
+
+    enabled = True
