@@ -15,6 +15,8 @@ import time
 
 import numpy as np
 
+from ._files import atomic_write
+
 PROGRAM = "tinygrad-edu"
 ACTIVATIONS = ("sigmoid", "tanh", "relu")
 INITS = ("auto", "xavier", "kaiming", "pytorch", "rand", "normal")
@@ -314,10 +316,9 @@ def _write_outputs(out, model, loss_of, x_small, y_small, history, monitor, args
 
 
 def _write_text(path: pathlib.Path, text: str) -> None:
-    """Atomically, like every file this package writes: a temporary file, then a rename."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text)
-    temporary.replace(path)
+    """Atomically, like every file this package writes: whole or not at all, never through a link."""
+    with atomic_write(path, text=True) as file:
+        file.write(text)
 
 
 def _plot_curves(history: dict, path: pathlib.Path, args) -> None:
@@ -335,9 +336,8 @@ def _plot_curves(history: dict, path: pathlib.Path, args) -> None:
     accuracy_axes.set(xlabel=loss_axes.get_xlabel(), ylabel="accuracy", ylim=(0, 1), title="accuracy")
     accuracy_axes.legend()
     figure.tight_layout()
-    temporary = path.with_name(f".{path.name}.tmp.png")
-    figure.savefig(temporary)
-    temporary.replace(path)
+    with atomic_write(path) as file:
+        figure.savefig(file, format="png")
 
 
 if __name__ == "__main__":
