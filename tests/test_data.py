@@ -419,7 +419,8 @@ def first_case_that_crashes_scipy(folder, original: bytes, cases) -> int:
 
 def test_load_mat_survives_files_that_crash_scipys_reader(tmp_path):
     """SciPy segfaults on some corrupted v5 files: the caller still gets a ValueError and lives on."""
-    scipy.io.savemat(tmp_path / "good.mat", {"X": np.arange(12.0).reshape(4, 3), "y": np.array([[1], [2], [3], [4]])})
+    contents = {"X": np.arange(12.0).reshape(4, 3), "y": np.array([[1], [2], [3], [4]])}
+    scipy.io.savemat(tmp_path / "good.mat", contents)
     original = (tmp_path / "good.mat").read_bytes()
     cases = corruptions(original, 2000)
     crash = first_case_that_crashes_scipy(tmp_path, original, cases)

@@ -374,7 +374,8 @@ def test_a_fifo_is_refused_at_once_instead_of_waiting_for_a_writer(tmp_path):
 
     fifo = tmp_path / "model.npz"
     os.mkfifo(fifo)
-    code = f"import tinygrad_edu as tg\ntry:\n    tg.load({str(fifo)!r})\nexcept ValueError as e:\n    print(e)"
+    code = (f"import tinygrad_edu as tg\ntry:\n    tg.load({str(fifo)!r})\n"
+            "except ValueError as error:\n    print(error)")
     # In a subprocess: if load blocked, the timeout ends it instead of hanging the suite.
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                           cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -411,7 +412,8 @@ def test_a_small_file_declaring_a_huge_array_is_refused_before_allocating(tmp_pa
     import io
 
     buffer = io.BytesIO()
-    np.lib.format.write_array_header_1_0(buffer, {"descr": "<f8", "fortran_order": False, "shape": (1 << 26,)})
+    declared = {"descr": "<f8", "fortran_order": False, "shape": (1 << 26,)}
+    np.lib.format.write_array_header_1_0(buffer, declared)
     lying = buffer.getvalue() + bytes(80)
     write_zip(tmp_path / "lying.npz", {"__tinygrad_edu__.npy": manifest_bytes({"array": "array0"}),
                                        "array0.npy": lying})

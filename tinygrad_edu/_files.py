@@ -97,7 +97,7 @@ def _remove_stale_temporaries(folder: str, stale_seconds: float) -> None:
             continue
         try:
             info = entry.stat(follow_symlinks=False)
-            # Only plain files of this user: unlinking a planted link would be harmless, but is not ours to do.
+            # Only plain files of this user: a planted link or another user's file is not ours to remove.
             mine = info.st_uid == os.getuid() if hasattr(os, "getuid") else True
             if stat.S_ISREG(info.st_mode) and info.st_mtime < oldest_kept and mine:
                 os.unlink(entry.path)

@@ -422,7 +422,8 @@ def _load_mat_in_a_subprocess(path: str, x_key: str, y_key: str, ten_is_zero: bo
     import sys
 
     package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_parent, os.environ.get("PYTHONPATH")])))
+    search_path = [package_parent] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(search_path))  # the child imports this very copy
     command = [sys.executable, "-c", _MAT_CHILD, path, x_key, y_key, str(int(ten_is_zero))]
     try:
         child = subprocess.run(command, capture_output=True, env=env, stdin=subprocess.DEVNULL,
@@ -440,8 +441,10 @@ def _load_mat_in_a_subprocess(path: str, x_key: str, y_key: str, ten_is_zero: bo
         if child.returncode < 0:
             reason = f"SciPy's reader crashed with {signal.Signals(-child.returncode).name}"
         else:
-            reason = child.stderr.decode("utf-8", "replace").strip()[-300:] or f"exit status {child.returncode}"
-        raise ValueError(f"not a MATLAB .mat file: {path} ({reason}; the file is probably corrupted)") from None
+            reason = child.stderr.decode("utf-8", "replace").strip()[-300:]
+            reason = reason or f"exit status {child.returncode}"
+        raise ValueError(f"not a MATLAB .mat file: {path} ({reason}; the file is probably corrupted)") \
+            from None
     if kind in _MAT_ERRORS:
         raise _MAT_ERRORS[kind](message)
     raise ValueError(f"not a MATLAB .mat file: {path} ({kind}: {message})")
