@@ -358,7 +358,8 @@ def _stratified(classes: np.ndarray, n_test: int, rng: np.random.Generator) -> t
 
 # ---- files and bundled data -------------------------------------------------------------------
 def load_mat(path, x_key: str = "X", y_key: str = "y", ten_is_zero: bool = False) -> tuple:
-    """Read a features matrix and its labels from a MATLAB/Octave .mat file (v4 to v7).
+    """Read a features matrix and its labels from a MATLAB/Octave .mat file (v4 to v7), in a child
+    process: a corrupted file that crashes SciPy's reader gives a ValueError, not a dead interpreter.
 
     MATLAB has no 1-D arrays, so labels arrive as an (m, 1) column. Comparing such a column
     with (m,) predictions broadcasts to an (m, m) matrix, which is the bug that kept the first

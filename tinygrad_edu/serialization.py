@@ -59,18 +59,30 @@ def save(obj, path) -> None:
 
 
 def load(path, max_bytes: int = MAX_BYTES):
-    """Read a checkpoint written by `save`: the same structure, arrays as NumPy arrays.
+    """Read a checkpoint written by `save`: the same structure, arrays as NumPy arrays. It never
+    unpickles and checks the file before allocating, so files from others are safe to try: it
+    refuses with ValueError a path that is not a regular file, anything but .npy arrays with a
+    tinygrad_edu manifest, object arrays, more than `max_bytes` of arrays (1 GiB), a manifest
+    nested deeper than `MAX_DEPTH` (100) or with mistyped leaves, and any corruption.
 
-    Nothing from the file is ever executed (no pickle), and it is checked before anything is
-    allocated. Refused with ValueError: a path that is not a regular file (a FIFO would block
-    forever, a device never ends), a file that is not a zip archive with a tinygrad_edu
-    manifest, any member that is not a plain .npy array (object arrays would need pickle),
-    compressed or encrypted members, arrays whose .npy header disagrees with the bytes stored,
-    more than `max_bytes` of arrays in total (default `MAX_BYTES`, 1 GiB: a 500 KB file can
-    declare gigabytes), a manifest nested deeper than `MAX_DEPTH` or with leaves of the wrong
-    type, and any corruption (truncation, flipped bytes).
+    Why each: a FIFO would block forever and a device never ends; object arrays would need
+    pickle, which runs code; a 500 KB zip can declare gigabytes (deflate shrinks zeros ~1000:1,
+    and a .npy header can claim any shape), so the sizes in the zip directory and in every .npy
+    header are checked against `max_bytes` and against each other first (raise `max_bytes` for
+    a large file you trust); deep nesting would exhaust Python's recursion. Encrypted members,
+    compressions other than deflate, truncation and flipped bytes all give the same ValueError.
 
     Raises FileNotFoundError or PermissionError when the path cannot be opened.
+
+    >>> import os, tempfile, numpy as np, tinygrad_edu as tg
+    >>> folder = tempfile.mkdtemp()
+    >>> with open(os.path.join(folder, "notes.npz"), "wb") as file:
+    ...     _ = file.write(b"PK\\x03\\x04 not really a zip")
+    >>> try:
+    ...     tg.load(os.path.join(folder, "notes.npz"))
+    ... except ValueError as error:
+    ...     print(str(error).split(": ", 1)[1])
+    File is not a zip file
     """
     path = os.fspath(path)
     # O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever.
