@@ -440,6 +440,7 @@ def test_load_mat_survives_files_that_crash_scipys_reader(tmp_path):
 
 # ---- load_digits ------------------------------------------------------------------------------
 def test_load_digits():
+    pytest.importorskip("sklearn", reason="load_digits needs scikit-learn, from the examples extra")
     X, y = load_digits()
     assert X.shape == (1797, 64) and X.dtype == np.float64
     assert y.shape == (1797,) and y.dtype == np.int64

@@ -149,10 +149,10 @@ def demo(args) -> int:
     import tinygrad_edu as tg
 
     hidden = args.hidden or (SECOND_LEARNERS_HIDDEN if args.init == "rand" else FIRST_LEARNERS_HIDDEN)
+    out = prepare_output_folder(args.out)
     x, y, source = load_data(args.data)
     classes = int(y.max()) + 1
     check_memory(x.shape, hidden, classes)
-    out = prepare_output_folder(args.out)
     tg.manual_seed(args.seed)
     x_train, x_test, y_train, y_test = split(x, y, args)
     model = build_model(x.shape[1], hidden, classes, args.activation, args.init)
