@@ -59,7 +59,8 @@ def broadcast_guard_off():
 # The `examples` extra (scikit-learn, matplotlib, tqdm) is optional: with only `pip install -e .[test]`
 # the suite must pass, so a docstring or docs example that uses one of them is skipped, saying which.
 # (Test functions skip themselves with pytest.importorskip.)
-_EXTRA_USES = {"load_digits(": "sklearn", "sklearn": "sklearn", "matplotlib": "matplotlib", ".plot(": "matplotlib"}
+_EXTRA_USES = {"load_digits(": "sklearn", "sklearn": "sklearn",
+               "matplotlib": "matplotlib", ".plot(": "matplotlib"}
 
 
 def pytest_collection_modifyitems(config, items):

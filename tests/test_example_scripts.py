@@ -15,9 +15,9 @@ def load(name: str) -> dict:
     The examples that train on the bundled digits need scikit-learn (the examples extra)."""
     source = (ROOT / "examples" / f"{name}.py").read_text()
     if "load_digits" in source:
-        pytest.importorskip("sklearn", reason=f"examples/{name}.py needs scikit-learn, from the examples extra")
+        pytest.importorskip("sklearn", reason=f"examples/{name}.py needs scikit-learn (the examples extra)")
     if "matplotlib" in source or ".plot(" in source:
-        pytest.importorskip("matplotlib", reason=f"examples/{name}.py needs matplotlib, from the examples extra")
+        pytest.importorskip("matplotlib", reason=f"examples/{name}.py needs matplotlib (the examples extra)")
     return runpy.run_path(str(ROOT / "examples" / f"{name}.py"), run_name=f"example_{name}")
 
 
