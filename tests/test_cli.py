@@ -144,6 +144,7 @@ def test_a_bad_data_file_is_one_line_too(tmp_path, capsys, make, says):
     assert status == 2 and len(err.strip().splitlines()) == 1 and says in err, err
 
 
+@DIGITS
 def test_an_output_path_that_is_a_file_is_refused(tmp_path, capsys):
     (tmp_path / "taken").write_text("")
     status, _, err = run(["--out", str(tmp_path / "taken"), *QUICK], capsys)
@@ -169,6 +170,7 @@ def hidden_files(folder):
     return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
 
 
+@DIGITS
 def test_an_output_folder_that_cannot_take_files_is_refused_before_training(tmp_path, capsys):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "model.npz").mkdir()  # a folder where the checkpoint should go

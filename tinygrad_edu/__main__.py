@@ -146,12 +146,12 @@ def main(argv=None) -> int:
 
 # ---- the demo, step by step ----------------------------------------------------------------------
 def demo(args) -> int:
-    """Check what can fail before training (folder, data, memory), build, train, check, write."""
+    """Check what can fail before training (data, folder, memory), build, train, check, write."""
     import tinygrad_edu as tg
 
     hidden = args.hidden or (SECOND_LEARNERS_HIDDEN if args.init == "rand" else FIRST_LEARNERS_HIDDEN)
-    out = prepare_output_folder(args.out)
     x, y, source = load_data(args.data)
+    out = prepare_output_folder(args.out)
     classes = int(y.max()) + 1
     check_memory(x.shape, hidden, classes)
     tg.manual_seed(args.seed)
