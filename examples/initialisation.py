@@ -23,6 +23,7 @@ Run:  python examples/initialisation.py [--steps 300] [--depth 2] [--out FOLDER]
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import pathlib
 import tempfile
@@ -224,6 +225,17 @@ def plot(rows: list, path: pathlib.Path, args) -> pathlib.Path:
     return path
 
 
+def one_blas_thread():
+    """Matrices of 64 x 128 are too small to share among BLAS threads: on a busy machine the threads
+    wait for each other (measured: 300 steps x 5 inits took 7 s with one thread, 9 minutes with the
+    default). threadpoolctl comes with scikit-learn, which this example needs anyway."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=300, help="SGD steps for each initialisation")
@@ -245,7 +257,8 @@ def main(argv=None) -> dict:
           f"(the learner's was 784-128-128-10 on MNIST); SGD lr {args.lr} momentum {args.momentum}, "
           f"batches of {args.batch_size}, "
           f"{args.steps} steps, seed {args.seed}")
-    rows = [run(how, X, labels, args) for how in INITS]
+    with one_blas_thread():
+        rows = [run(how, X, labels, args) for how in INITS]
     print_table(rows, args, len(X))
     print("\nThe Monitor's warnings for the learner's initialisation:")
     for warning in rows[0]["report"].warnings:

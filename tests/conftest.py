@@ -54,3 +54,27 @@ def broadcast_guard_off():
     """For tests that stretch both operands on purpose (random broadcastable shapes)."""
     with tg.set_broadcast_check("off"):
         yield
+
+
+# The `examples` extra (scikit-learn, matplotlib, tqdm) is optional: with only `pip install -e .[test]`
+# the suite must pass, so a docstring or docs example that uses one of them is skipped, saying which.
+# (Test functions skip themselves with pytest.importorskip.)
+_EXTRA_USES = {"load_digits(": "sklearn", "sklearn": "sklearn",
+               "matplotlib": "matplotlib", ".plot(": "matplotlib"}
+
+
+def pytest_collection_modifyitems(config, items):
+    import importlib.util
+
+    missing = {module for module in set(_EXTRA_USES.values()) if importlib.util.find_spec(module) is None}
+    if not missing:
+        return
+    for item in items:
+        examples = getattr(getattr(item, "dtest", None), "examples", None)
+        if not examples:
+            continue
+        source = "".join(example.source for example in examples)
+        needed = sorted({module for use, module in _EXTRA_USES.items() if use in source} & missing)
+        if needed:
+            reason = f"needs {', '.join(needed)}, from the examples extra: pip install -e .[examples]"
+            item.add_marker(pytest.mark.skip(reason=reason))

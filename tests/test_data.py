@@ -383,8 +383,64 @@ def test_ten_is_zero_refuses_labels_that_already_hold_zero(tmp_path):
         load_mat(path, ten_is_zero=True)
 
 
+def flipped(original: bytes, position: int, value: int) -> bytes:
+    data = bytearray(original)
+    data[position] = value
+    return bytes(data)
+
+
+def corruptions(original: bytes, count: int):
+    """(position, value) pairs that change one byte after the 128-byte header, reproducibly."""
+    rng = np.random.default_rng(15)
+    return [(int(rng.integers(128, len(original))), int(rng.integers(256))) for _ in range(count)]
+
+
+def first_case_that_crashes_scipy(folder, original: bytes, cases) -> int:
+    """Load the corruptions one by one with SciPy in a child process; the index that killed it."""
+    import subprocess
+
+    script = (
+        "import io, sys, warnings, numpy as np, scipy.io\n"
+        "warnings.simplefilter('ignore')\n"
+        "original = open(sys.argv[1], 'rb').read()\n"
+        "for index, (position, value) in enumerate(eval(sys.argv[2])):\n"
+        "    data = bytearray(original); data[position] = value\n"
+        "    print(index, flush=True)\n"
+        "    try:\n"
+        "        scipy.io.loadmat(io.BytesIO(bytes(data)))\n"
+        "    except Exception:\n"
+        "        pass\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(folder / "good.mat"), repr(cases)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode < 0, "no corruption crashed SciPy's reader: the test has nothing to show"
+    return int(done.stdout.split()[-1])
+
+
+def test_load_mat_survives_files_that_crash_scipys_reader(tmp_path):
+    """SciPy segfaults on some corrupted v5 files: the caller still gets a ValueError and lives on."""
+    contents = {"X": np.arange(12.0).reshape(4, 3), "y": np.array([[1], [2], [3], [4]])}
+    scipy.io.savemat(tmp_path / "good.mat", contents)
+    original = (tmp_path / "good.mat").read_bytes()
+    cases = corruptions(original, 2000)
+    crash = first_case_that_crashes_scipy(tmp_path, original, cases)
+    path = tmp_path / "corrupted.mat"
+    for position, value in [cases[crash]] + cases[:6]:
+        path.write_bytes(flipped(original, position, value))
+        try:
+            X, y = load_mat(path)
+        except ValueError as error:
+            assert str(path) in str(error)
+        else:
+            assert X.shape == (4, 3) and y.shape == (4,)  # a harmless byte, e.g. inside a number
+    path.write_bytes(flipped(original, *cases[crash]))
+    with pytest.raises(ValueError, match="crashed with SIGSEGV|corrupted|not a MATLAB"):
+        load_mat(path)
+
+
 # ---- load_digits ------------------------------------------------------------------------------
 def test_load_digits():
+    pytest.importorskip("sklearn", reason="load_digits needs scikit-learn, from the examples extra")
     X, y = load_digits()
     assert X.shape == (1797, 64) and X.dtype == np.float64
     assert y.shape == (1797,) and y.dtype == np.int64

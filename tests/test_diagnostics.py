@@ -383,6 +383,7 @@ def test_non_finite_parameter_is_named_with_its_step(bad):
 
 # ---- plot --------------------------------------------------------------------------------------------
 def test_plot_writes_a_png_atomically(tmp_path):
+    pytest.importorskip("matplotlib", reason="plot needs matplotlib, from the examples extra")
     rng = np.random.default_rng(5)
     monitor = monitored(learner_network("learner"), [mnist_like(rng, n=16) for _ in range(3)])
     target = tmp_path / "diagnostics.png"

@@ -4,12 +4,20 @@ import pathlib
 import runpy
 
 import numpy as np
+import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
 def load(name: str) -> dict:
-    """The example's functions, without running it as a script (its main takes argv)."""
+    """The example's functions, without running it as a script (its main takes argv).
+
+    The examples that train on the bundled digits need scikit-learn (the examples extra)."""
+    source = (ROOT / "examples" / f"{name}.py").read_text()
+    if "load_digits" in source:
+        pytest.importorskip("sklearn", reason=f"examples/{name}.py needs scikit-learn (the examples extra)")
+    if "matplotlib" in source or ".plot(" in source:
+        pytest.importorskip("matplotlib", reason=f"examples/{name}.py needs matplotlib (the examples extra)")
     return runpy.run_path(str(ROOT / "examples" / f"{name}.py"), run_name=f"example_{name}")
 
 

@@ -334,3 +334,167 @@ def test_saving_into_a_missing_folder_names_the_path_given(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing"):
         tg.save({"a": np.zeros(2)}, target)
     assert not (tmp_path / "missing").exists()
+
+
+# ---- hostile and corrupted files -----------------------------------------------------------
+def checkpoint_bytes(tmp_path):
+    tg.manual_seed(0)
+    path = tmp_path / "good.npz"
+    tg.save({"model": small_model().state_dict(), "epoch": 3, "notes": (1.5, "x", None, True)}, path)
+    return path.read_bytes()
+
+
+def test_every_corruption_of_a_checkpoint_is_a_value_error(tmp_path):
+    """Flipped bytes and truncations: each either loads or raises ValueError, nothing else escapes."""
+    original = checkpoint_bytes(tmp_path)
+    rng = np.random.default_rng(15)
+    path = tmp_path / "corrupted.npz"
+    outcomes = {"loaded": 0, "refused": 0}
+    for case in range(400):
+        data = bytearray(original)
+        if case % 5 == 0:
+            data = data[: rng.integers(len(data))]
+        else:
+            for position in rng.integers(len(data), size=rng.integers(1, 3)):
+                data[position] = rng.integers(256)
+        path.write_bytes(bytes(data))
+        try:
+            tg.load(path)
+            outcomes["loaded"] += 1
+        except ValueError as error:
+            assert "not a tinygrad_edu checkpoint" in str(error)
+            outcomes["refused"] += 1
+    assert outcomes["refused"] > 200  # the corruptions really were noticed
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes need POSIX")
+def test_a_fifo_is_refused_at_once_instead_of_waiting_for_a_writer(tmp_path):
+    import subprocess
+    import sys
+
+    fifo = tmp_path / "model.npz"
+    os.mkfifo(fifo)
+    code = (f"import tinygrad_edu as tg\ntry:\n    tg.load({str(fifo)!r})\n"
+            "except ValueError as error:\n    print(error)")
+    # In a subprocess: if load blocked, the timeout ends it instead of hanging the suite.
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert "not a regular file" in done.stdout, done.stderr
+
+
+def write_zip(path, members, compression=None):
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", compression or zipfile.ZIP_STORED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+
+
+def npy_bytes(array):
+    import io
+
+    buffer = io.BytesIO()
+    np.lib.format.write_array(buffer, array, allow_pickle=True)
+    return buffer.getvalue()
+
+
+def manifest_bytes(tree):
+    import json
+
+    text = json.dumps({"format": "tinygrad_edu checkpoint", "version": 1, "tree": tree})
+    return npy_bytes(np.frombuffer(text.encode(), dtype=np.uint8))
+
+
+def test_a_small_file_declaring_a_huge_array_is_refused_before_allocating(tmp_path):
+    import tracemalloc
+
+    # A .npy header that declares 512 MiB of float64 over 80 bytes of data.
+    import io
+
+    buffer = io.BytesIO()
+    declared = {"descr": "<f8", "fortran_order": False, "shape": (1 << 26,)}
+    np.lib.format.write_array_header_1_0(buffer, declared)
+    lying = buffer.getvalue() + bytes(80)
+    write_zip(tmp_path / "lying.npz", {"__tinygrad_edu__.npy": manifest_bytes({"array": "array0"}),
+                                       "array0.npy": lying})
+    # Zeros deflate about 1000:1: a 64 KiB file that really holds 64 MiB.
+    import zipfile
+
+    write_zip(tmp_path / "bomb.npz", {"__tinygrad_edu__.npy": manifest_bytes({"array": "array0"}),
+                                      "array0.npy": npy_bytes(np.zeros(8 << 20))}, zipfile.ZIP_DEFLATED)
+    assert (tmp_path / "bomb.npz").stat().st_size < 200_000
+    for name, cap, message in [("lying.npz", tg.serialization.MAX_BYTES, "declares shape"),
+                               ("bomb.npz", 1 << 20, "more than max_bytes")]:
+        tracemalloc.start()
+        try:
+            with pytest.raises(ValueError, match=message):
+                tg.load(tmp_path / name, max_bytes=cap)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 4 << 20, f"{name}: {peak:,} bytes allocated before refusing"
+    assert tg.load(tmp_path / "bomb.npz", max_bytes=1 << 27).shape == (8 << 20,)  # trusted: raise the cap
+
+
+@pytest.mark.parametrize(
+    "tree, message",
+    [
+        ({"int": "5"}, "holds a str, not a int"),
+        ({"bool": 1}, "holds a int, not a bool"),
+        ({"str": None}, "not a str"),
+        ({"list": {"a": 1}}, "not a list"),
+        ({"dict": [[[1], {"none": None}]]}, "malformed dict item"),
+        ({"array": "array7"}, "not a tinygrad_edu checkpoint"),
+        ({"array": "__tinygrad_edu__"}, "twice"),
+        ({"scalar": "array0"}, "is an array of shape"),
+        ({"eval": "os.system"}, "unknown manifest entry"),
+    ],
+)
+def test_manifest_leaves_are_type_checked(tmp_path, tree, message):
+    path = tmp_path / "crafted.npz"
+    write_zip(path, {"__tinygrad_edu__.npy": manifest_bytes(tree), "array0.npy": npy_bytes(np.ones(2))})
+    with pytest.raises(ValueError, match=message):
+        tg.load(path)
+
+
+@pytest.mark.parametrize("depth", [150, 100_000])
+def test_manifest_nesting_depth_is_bounded(tmp_path, depth):
+    path = tmp_path / "deep.npz"
+    body = '{"list": [' * depth + '{"none": null}' + "]}" * depth
+    text = '{"format": "tinygrad_edu checkpoint", "version": 1, "tree": ' + body + "}"
+    write_zip(path, {"__tinygrad_edu__.npy": npy_bytes(np.frombuffer(text.encode(), dtype=np.uint8))})
+    with pytest.raises(ValueError, match="not a tinygrad_edu checkpoint"):
+        tg.load(path)
+
+
+def test_saving_deeper_than_load_accepts_is_refused_up_front(tmp_path):
+    deep = []
+    for _ in range(tg.serialization.MAX_DEPTH + 5):
+        deep = [deep]
+    with pytest.raises(ValueError, match="nested deeper"):
+        tg.save(deep, tmp_path / "deep.npz")
+
+
+@pytest.mark.parametrize(
+    "members, message",
+    [
+        ({"notes.txt": b"hello"}, "not one of its .npy arrays"),
+        ({"../escape.npy": npy_bytes(np.ones(2))}, "not one of its .npy arrays"),
+        ({"array0.npy": b"just text, not an npy file"}, "not a tinygrad_edu checkpoint"),
+    ],
+)
+def test_members_that_are_not_npy_arrays_are_refused(tmp_path, members, message):
+    path = tmp_path / "crafted.npz"
+    write_zip(path, {"__tinygrad_edu__.npy": manifest_bytes({"array": "array0"}), **members})
+    with pytest.raises(ValueError, match=message):
+        tg.load(path)
+
+
+def test_an_object_array_named_by_a_valid_manifest_is_refused_without_unpickling(tmp_path):
+    marker = tmp_path / "code_ran"
+    path = tmp_path / "crafted.npz"
+    payload = npy_bytes(np.array([CreatesMarker(marker)], dtype=object))
+    write_zip(path, {"__tinygrad_edu__.npy": manifest_bytes({"array": "array0"}), "array0.npy": payload})
+    with pytest.raises(ValueError, match="not a plain numeric array"):
+        tg.load(path)
+    assert not marker.exists()

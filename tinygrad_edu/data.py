@@ -358,7 +358,8 @@ def _stratified(classes: np.ndarray, n_test: int, rng: np.random.Generator) -> t
 
 # ---- files and bundled data -------------------------------------------------------------------
 def load_mat(path, x_key: str = "X", y_key: str = "y", ten_is_zero: bool = False) -> tuple:
-    """Read a features matrix and its labels from a MATLAB/Octave .mat file (v4 to v7).
+    """Read a features matrix and its labels from a MATLAB/Octave .mat file (v4 to v7), in a child
+    process: a corrupted file that crashes SciPy's reader gives a ValueError, not a dead interpreter.
 
     MATLAB has no 1-D arrays, so labels arrive as an (m, 1) column. Comparing such a column
     with (m,) predictions broadcasts to an (m, m) matrix, which is the bug that kept the first
@@ -367,7 +368,9 @@ def load_mat(path, x_key: str = "X", y_key: str = "y", ten_is_zero: bool = False
     Parameters
     ----------
     path : str or os.PathLike
-        The file (read with ``scipy.io.loadmat``, which never unpickles).
+        The file. It is read by ``scipy.io.loadmat`` (which never unpickles) in a separate
+        Python process: SciPy's reader can crash the whole interpreter (a segmentation fault)
+        on some corrupted files, and a .mat file from the internet is untrusted input.
     x_key, y_key : str
         Names of the features and labels variables in the file.
     ten_is_zero : bool
@@ -384,7 +387,8 @@ def load_mat(path, x_key: str = "X", y_key: str = "y", ten_is_zero: bool = False
     FileNotFoundError
         No file at ``path``.
     ValueError
-        Not a .mat file scipy can read, or X / y of the wrong shape or kind.
+        Not a .mat file scipy can read (including files that crash or exhaust its reader),
+        or X / y of the wrong shape or kind.
     KeyError
         A variable is missing; the message lists those in the file.
 
@@ -397,13 +401,78 @@ def load_mat(path, x_key: str = "X", y_key: str = "y", ten_is_zero: bool = False
     >>> X.shape, y
     ((3, 4), array([0, 1, 2]))
     """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no such .mat file: {path}")
+    return _load_mat_in_a_subprocess(path, x_key, y_key, ten_is_zero)
+
+
+# The child process runs `_read_mat` and sends back two .npy arrays on stdout (no pickle), or
+# one JSON line naming the error on stderr. Anything else (a signal, a hang) means a bad file.
+_MAT_CHILD = "import sys; from tinygrad_edu.data import _mat_child; _mat_child(sys.argv[1:])"
+_MAT_ERRORS = {error.__name__: error for error in (FileNotFoundError, PermissionError, IsADirectoryError,
+                                                     KeyError, ValueError)}
+_MAT_TIMEOUT_SECONDS = 600
+
+
+def _load_mat_in_a_subprocess(path: str, x_key: str, y_key: str, ten_is_zero: bool) -> tuple:
+    import io
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    search_path = [package_parent] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(search_path))  # the child imports this very copy
+    command = [sys.executable, "-c", _MAT_CHILD, path, x_key, y_key, str(int(ten_is_zero))]
+    try:
+        child = subprocess.run(command, capture_output=True, env=env, stdin=subprocess.DEVNULL,
+                               timeout=_MAT_TIMEOUT_SECONDS)
+    except subprocess.TimeoutExpired:
+        raise ValueError(f"not a MATLAB .mat file: {path} (SciPy's reader did not finish "
+                         f"in {_MAT_TIMEOUT_SECONDS} s)") from None
+    if child.returncode == 0:
+        answer = io.BytesIO(child.stdout)
+        X = np.lib.format.read_array(answer, allow_pickle=False)
+        return X, np.lib.format.read_array(answer, allow_pickle=False)
+    try:
+        kind, message = json.loads(child.stderr.decode("utf-8", "replace").strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        if child.returncode < 0:
+            reason = f"SciPy's reader crashed with {signal.Signals(-child.returncode).name}"
+        else:
+            reason = child.stderr.decode("utf-8", "replace").strip()[-300:]
+            reason = reason or f"exit status {child.returncode}"
+        raise ValueError(f"not a MATLAB .mat file: {path} ({reason}; the file is probably corrupted)") \
+            from None
+    if kind in _MAT_ERRORS:
+        raise _MAT_ERRORS[kind](message)
+    raise ValueError(f"not a MATLAB .mat file: {path} ({kind}: {message})")
+
+
+def _mat_child(argv: list) -> None:
+    """The subprocess's side of `load_mat`: read, check, and answer on stdout / stderr."""
+    import json
+    import sys
+
+    path, x_key, y_key, ten_is_zero = argv
+    try:
+        X, y = _read_mat(path, x_key, y_key, ten_is_zero == "1")
+    except BaseException as error:  # MemoryError too: the parent turns it into a ValueError
+        message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+        print(json.dumps([type(error).__name__, message]), file=sys.stderr)
+        sys.exit(1)
+    np.lib.format.write_array(sys.stdout.buffer, X, allow_pickle=False)
+    np.lib.format.write_array(sys.stdout.buffer, y, allow_pickle=False)
+
+
+def _read_mat(path: str, x_key: str, y_key: str, ten_is_zero: bool) -> tuple:
+    """`load_mat`'s work, in whatever process runs it."""
     import scipy.io  # here, not at the top: it costs import time and only this function needs it
     import scipy.sparse
     from scipy.io.matlab import MatReadError
 
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"no such .mat file: {path}")
     try:
         contents = scipy.io.loadmat(path, appendmat=False)
     except (PermissionError, IsADirectoryError):

@@ -6,17 +6,16 @@ It only reads the graph (parents, op names, shapes, `module_calls`) and never ch
 from __future__ import annotations
 
 import colorsys
-import contextlib
 import math
 import numbers
 import os
 import pathlib
-import secrets
 from typing import Callable, Iterable, Optional, Union
 
 import graphviz
 import numpy as np
 
+from ._files import atomic_write
 from .autograd import Context, node_of
 from .autograd import grad as _grad
 from .explain import builtin_sum_chains
@@ -253,31 +252,9 @@ def render(
             "(Windows: tick 'add to PATH'). The Python package `graphviz` alone is not enough. "
             "Without it, `graph.source` still gives the DOT text (paste it into any Graphviz viewer)."
         ) from None
-    # Same folder, so os.replace is a rename on one file system and cannot leave half a file.
-    handle, temporary = _temporary_file(path)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(picture)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
+    with atomic_write(path) as file:
+        file.write(picture)
     return path
-
-
-def _temporary_file(path: pathlib.Path):
-    """A new hidden file beside `path`, opened for writing; returns (file descriptor, its path).
-
-    Made with mode 0o666 less the umask, like any new file (tempfile.mkstemp would give 0o600,
-    and os.replace would pass that on to the picture).
-    """
-    while True:
-        temporary = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
-        try:
-            return os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), temporary
-        except FileExistsError:
-            continue
 
 
 # ---- naming ------------------------------------------------------------------------------

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
 
 from .. import functional as F
+from .._files import atomic_write
 from ..autograd import Context, is_grad_enabled
 from ..nn.layers import BatchNorm1d, BatchNorm2d, Conv2d, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from ..nn.module import Module
@@ -474,17 +474,9 @@ class Monitor:
         for ax in axes:
             ax.set_xlabel("step")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        folder = os.path.dirname(os.path.abspath(path))
         suffix = os.path.splitext(path)[1]
-        handle, temporary = tempfile.mkstemp(dir=folder, prefix=".monitor-", suffix=suffix or ".png")
-        os.close(handle)
-        try:
-            figure.savefig(temporary, format=suffix[1:].lower() or "png")
-            os.replace(temporary, path)
-        except BaseException:
-            if os.path.exists(temporary):
-                os.remove(temporary)
-            raise
+        with atomic_write(path) as file:
+            figure.savefig(file, format=suffix[1:].lower() or "png")
         return path
 
     def _panel(self, ax, title: str, series: dict, log: bool = False) -> None:
