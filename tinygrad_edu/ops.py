@@ -273,7 +273,7 @@ class Minimum(Function):
 
 def _share_of_x(wins, ties, dtype):
     """x's part of the gradient of maximum/minimum: 1 where x wins, 1/2 where x and y tie."""
-    return np.asarray(wins + 0.5 * ties, dtype=dtype if dtype.kind == "f" else np.float64)
+    return np.asanyarray(wins + 0.5 * ties).astype(dtype if dtype.kind == "f" else np.float64, copy=False)
 
 
 class Where(Function):
@@ -283,7 +283,7 @@ class Where(Function):
 
     @staticmethod
     def forward(ctx, cond, x, y):
-        cond = np.asarray(cond, dtype=bool)
+        cond = np.asanyarray(cond, dtype=bool)
         ctx.save_for_backward(cond)
         return np.where(cond, x, y)
 
@@ -414,7 +414,7 @@ class ScatterAdd(Function):
     @staticmethod
     def forward(ctx, x, index, shape):
         ctx.index = index
-        out = np.zeros(shape, dtype=x.dtype)
+        out = np.zeros_like(x, shape=shape)
         if _has_array(index):
             np.add.at(out, index, x)  # unbuffered: repeated indices add up
         else:
@@ -458,7 +458,7 @@ class MatMul(Function):
 
     @staticmethod
     def forward(ctx, x, y):
-        x, y = np.asarray(x), np.asarray(y)
+        x, y = np.asanyarray(x), np.asanyarray(y)
         ctx.save_for_backward(x, y)
         try:
             return x @ y
@@ -498,7 +498,7 @@ class Linear(Function):
 
     @staticmethod
     def forward(ctx, x, w, b):
-        x, w = np.asarray(x), np.asarray(w)
+        x, w = np.asanyarray(x), np.asanyarray(w)
         ctx.save_for_backward(x, w)
         try:
             out = x @ w.T
@@ -797,7 +797,7 @@ def _softmax_shift(x, axis: int) -> np.ndarray:
     """The maximum along `axis`, a constant: subtracting it keeps exp from overflowing and cancels
     out of softmax and log-softmax (and their gradients). An infinite maximum is replaced by 0
     (inf - inf would be nan where log-sum-exp gives inf)."""
-    shift = np.asarray(x).max(axis=axis, keepdims=True)
+    shift = np.asanyarray(x).max(axis=axis, keepdims=True)
     return np.where(np.isfinite(shift), shift, 0)
 
 
