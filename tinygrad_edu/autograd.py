@@ -60,8 +60,6 @@ class enable_grad(_GradMode):
 # forward of an op that broadcasts, f(cls, arrays, output, ctx) after every forward, and
 # f(ctx, input_grads) after each backward step. None costs nothing.
 _broadcast_check = _forward_check = _backward_check = None
-# While tg.compile traces a step: f(cls, inputs) before each forward (it follows the leaves' arrays).
-_trace_hook = None
 
 
 # ---- the graph node ----------------------------------------------------------------------
@@ -131,8 +129,6 @@ class Function:
         result is the plain ndarray: that is what lets a backward written once run both on
         arrays (an ordinary backward) and on Tensors (a recorded one, for create_graph).
         """
-        if _trace_hook is not None:
-            _trace_hook(cls, inputs)
         ctx = Context()
         ctx.saved = ()  # until forward saves something
         arrays, parents, needs, saw_tensor = [], [], [], False
@@ -151,9 +147,9 @@ class Function:
         except ValueError as error:
             shapes = " and ".join(str(np.shape(a)) for a in arrays)
             raise ValueError(f"{cls.__name__} of shapes {shapes}: {error}") from None
-        if type(data) is not np.ndarray and not isinstance(data, np.ndarray):  # (tg.compile's arrays pass)
-            # NumPy gives scalars for 0-d results; keep ndarrays, and keep a saved output
-            # recognisable as the output (create_graph swaps it for the output Tensor).
+        if type(data) is not np.ndarray and not isinstance(data, np.ndarray):
+            # NumPy gives scalars for 0-d results; keep ndarrays (tg.compile's recording subclass
+            # too), and keep a saved output recognisable as the output (create_graph swaps it).
             scalar, data = data, np.asarray(data)
             ctx.saved = tuple(data if s is scalar else s for s in ctx.saved)
         if not saw_tensor:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import builtins
 import inspect
 import keyword
+import re
 import threading
 from typing import Callable
 
@@ -156,6 +157,9 @@ class _Recorder:
             return f"np.arange({x.size})"
         if x.ndim == 0 and x.dtype.kind in "biuf" and np.isfinite(x):
             return f"np.array({x.item()!r}, dtype=np.{x.dtype.name})"
+        if x.size and x.dtype.kind in "biuf" and np.all(x == x.flat[0]) and x.flat[0] in (0, 1):
+            kind = "ones" if x.flat[0] else "zeros"
+            return f"np.{kind}({x.shape}, dtype=np.{x.dtype.name})"
         name = self.unique(f"const{len(self.constants) + 1}")
         self.constants[name] = x
         return name
@@ -439,9 +443,10 @@ def _signature(args, kwargs):
     return tuple(parts)
 
 
-def _known_names(fn: Callable) -> dict:
-    """id(Tensor or Module) -> a readable name, from what `fn` closes over (its cells, globals, self)."""
-    names = {}
+def _known_names(fn: Callable) -> tuple:
+    """id(Tensor or Module) -> a readable name, and the Tensors, from what `fn` closes over (its cells,
+    the globals it uses, its `self`)."""
+    names, tensors = {}, []
     scopes = []
     code = getattr(fn, "__code__", None)
     if getattr(fn, "__self__", None) is not None:
@@ -458,39 +463,41 @@ def _known_names(fn: Callable) -> dict:
         globals_ = getattr(fn, "__globals__", {})
         scopes += [(name, globals_[name]) for name in code.co_names if name in globals_]
     for prefix, value in scopes:
-        _name_objects(prefix, value, names, depth=0)
-    return names
+        _name_objects(prefix, value, names, tensors, depth=0)
+    return names, tensors
 
 
-def _name_objects(prefix, value, names, depth):
+def _name_objects(prefix, value, names, tensors, depth):
     if isinstance(value, Tensor):
+        if id(value) not in names:
+            tensors.append(value)
         names.setdefault(id(value), value.name or prefix)
     elif isinstance(value, Module):
         for path, module in value.named_modules():
             names.setdefault(id(module), f"{prefix}_{path}" if path else prefix)
         for path, param in value.named_parameters():
-            names.setdefault(id(param), param.name or f"{prefix}_{path}")
+            _name_objects(f"{prefix}_{path}", param, names, tensors, depth)
     elif isinstance(value, (list, tuple)) and depth < 2 and len(value) < 1000:
         for i, item in enumerate(value):
-            _name_objects(f"{prefix}{i}", item, names, depth + 1)
+            _name_objects(f"{prefix}{i}", item, names, tensors, depth + 1)
     elif isinstance(value, dict) and depth < 2 and len(value) < 1000:
         for key, item in value.items():
-            _name_objects(f"{prefix}_{key}", item, names, depth + 1)
+            _name_objects(f"{prefix}_{key}", item, names, tensors, depth + 1)
     elif depth == 0 and hasattr(value, "__dict__") and not isinstance(value, type) and not callable(value):
         for key, item in vars(value).items():  # an object holding the parameters (self.params, self.w)
             if isinstance(item, (Tensor, Module, list, tuple, dict)):
-                _name_objects(key, item, names, depth + 1)
+                _name_objects(key, item, names, tensors, depth + 1)
 
 
 class _Trace:
     """Runs fn once eagerly on recording arrays and turns what it recorded into a _Program."""
 
-    def __init__(self, fn, args, kwargs):
+    def __init__(self, fn, args, kwargs, more_leaves=()):
         self.fn, self.args, self.kwargs = fn, args, kwargs
         self.recorder = _Recorder()
-        self.names = _known_names(fn)
+        self.names, self.known = _known_names(fn)
+        self.known += [t for t in more_leaves if not any(t is k for k in self.known)]
         self.leaves, self.leaf_vars, self.swapped, self.saved_grads = [], [], [], []
-        self.thread = threading.get_ident()
 
     def follow_leaf(self, tensor: Tensor, name: str):
         """Give a leaf recording data (its current values) and remember it as a program input."""
@@ -508,27 +515,13 @@ class _Trace:
             self.saved_grads.append((tensor, tensor.grad))
             tensor.grad = None  # the program computes this call's gradient; it is added afterwards
 
-    def before_forward(self, cls, inputs):
-        """The engine's trace hook: called by Function.apply before each forward, on this thread."""
-        if threading.get_ident() != self.thread:
-            return
-        for x in inputs:
-            if not isinstance(x, Tensor):
-                continue
-            if x._ctx is None and not isinstance(x.data, _Traced):
-                if not any(t is x for t, _ in self.swapped):
-                    self.follow_leaf(x, self.names.get(id(x)) or x.name or "leaf")
-            elif x._ctx is not None and self.recorder.var_of(x.data) is None:
-                raise TracingError(f"{x._ctx.fn.__name__}.forward computed its result outside the tracer "
-                                   "(e.g. with np.asarray or np.zeros); " + _HINT)
-
-    def run(self):
+    def run(self, final: bool):
+        """Trace; returns the _Program, or (first attempt only) the leaves fn used that were not followed."""
         recorder = self.recorder
         signature = inspect.signature(self.fn) if callable(self.fn) else None
         arg_names = _argument_names(signature, len(self.args))
         call_args, arg_slots = [], []
         _active.recorder = recorder
-        previous_hook, autograd._trace_hook = autograd._trace_hook, self.before_forward
         try:
             for i, (name, value) in enumerate(zip(arg_names, self.args)):
                 if isinstance(value, Tensor):
@@ -543,12 +536,18 @@ class _Trace:
                     call_args.append(traced)
                 else:
                     call_args.append(value)
+            for tensor in self.known:
+                if tensor._ctx is None and not any(t is tensor for t, _ in self.swapped):
+                    self.follow_leaf(tensor, self.names.get(id(tensor)) or tensor.name or "leaf")
             loss = self.fn(*call_args, **self.kwargs)
             if not isinstance(loss, Tensor) or loss.size != 1:
                 raise TracingError("the compiled function must return a one-element loss Tensor, got "
                                    f"{type(loss).__name__}{getattr(loss, 'shape', '')}")
             if not loss.requires_grad:
                 raise TracingError("the loss does not require grad: no parameter reaches it")
+            missed = self.unfollowed_leaves(loss, final)
+            if missed and not final:
+                return missed
             loss_var = recorder.var_of(loss.data)
             if loss_var is None:
                 raise TracingError("the loss was computed outside the tracer; " + _HINT)
@@ -556,7 +555,6 @@ class _Trace:
             backward_starts = len(recorder.lines)
             grads = self.backward(loss)
         finally:
-            autograd._trace_hook = previous_hook
             _active.recorder = None
             for tensor, original in reversed(self.swapped):
                 tensor.data = original
@@ -564,24 +562,47 @@ class _Trace:
                 tensor.grad = grad
         return self.build(loss_var, grads, arg_slots, backward_starts)
 
+    def unfollowed_leaves(self, loss: Tensor, final: bool) -> list:
+        """Leaves in loss's graph whose arrays were not followed (constants, unless they live on), and
+        a check that every op's output is a program variable."""
+        missed, seen, stack = [], set(), [loss._ctx]
+        while stack:
+            item = stack.pop()
+            if id(item) in seen:
+                continue
+            seen.add(id(item))
+            if isinstance(item, autograd.Context):
+                if item.out_id not in self.recorder.vars and final:
+                    raise TracingError(f"{item.fn.__name__}.forward computed its result outside the tracer "
+                                       "(e.g. with np.asarray or np.zeros); " + _HINT)
+                stack += list(item.parents)
+            elif isinstance(item, Tensor) and self.recorder.var_of(item.data) is None:
+                missed.append(item)
+        return missed
+
     def backward(self, loss: Tensor) -> list:
         """The engine's own backward, with a hook on every node and leaf that notes its gradient's name."""
         recorder, captured, restore = self.recorder, {}, []
 
-        def capture(key, label):
+        def capture(key):
             def hook(grad):
-                var = recorder.var_of(grad.data)
-                if var is None:
-                    raise TracingError(f"the gradient of {label} was computed outside the tracer (a hook that "
-                                       "returns a new gradient, or an op's backward that leaves NumPy); " + _HINT)
-                captured[key] = var
+                # A gradient made from constants alone (d sum / dx is ones) is a constant of the program.
+                captured[key] = recorder.var_of(grad.data) or _Var(recorder.literal(grad.data), grad.data, "const")
+            return hook
+
+        def only_watching(user_hook, label):
+            def hook(grad):
+                if user_hook(grad) is not None:
+                    raise TracingError(f"a hook on {label} returned a new gradient; hooks run only while "
+                                       "tracing, so the program could not repeat that: " + _HINT)
             return hook
 
         items = [item for item in autograd.toposort([loss]) if item is not loss._ctx]
         for item in items:
             previous = item._hooks
             label = item.fn.__name__ if isinstance(item, autograd.Context) else "a leaf"
-            item._hooks = list(previous or ()) + [capture(id(item), label)]
+            watched = [only_watching(h, label) for h in previous or ()]
+            item._hooks = watched + [capture(id(item))]
             restore.append((item, previous))
         try:
             loss.backward()
@@ -629,7 +650,10 @@ class _Trace:
         _number_temporaries(recorder)
         outputs = [loss_var] + [var for _, var in grads if var is not None]
         lines = _live_lines(recorder.lines, outputs)
-        params = [var.name for _, var in arg_slots] + [var.name for var in self.leaf_vars]
+        used = {id(var) for line in lines for var in line.reads} | {id(var) for var in outputs}
+        kept = [(t, var) for t, var in zip(self.leaves, self.leaf_vars) if id(var) in used]
+        self.leaves = [t for t, _ in kept]  # parameters this program does not read are not its inputs
+        params = [var.name for _, var in arg_slots] + [var.name for _, var in kept]
         body = []
         for i, line in enumerate(recorder.lines):
             if i == backward_starts:
@@ -648,10 +672,12 @@ class _Trace:
         result = ", ".join(grad_names) + ("," if len(grad_names) == 1 else "")
         source = "\n".join([f"def step({', '.join(params)}):", "    # forward", *body,
                             f"    return {loss_var.name}, ({result})"]) + "\n"
-        namespace = {"np": np, "expit": scipy.special.expit, "scipy": scipy, **recorder.constants}
+        constants = {name: value for name, value in recorder.constants.items()
+                     if re.search(rf"\b{name}\b", source)}
+        namespace = {"np": np, "expit": scipy.special.expit, "scipy": scipy, **constants}
         exec(builtins.compile(source, "<tg.compile>", "exec"), namespace)  # noqa: S102 (our own generated code)
         shapes = [(t.data.shape, t.data.dtype) for t in self.leaves]
-        return _Program(namespace["step"], source, dict(recorder.constants), [i for i, _ in arg_slots],
+        return _Program(namespace["step"], source, constants, [i for i, _ in arg_slots],
                         list(self.leaves), grad_slots, copy_grad, shapes)
 
 
@@ -722,7 +748,9 @@ class CompiledStep:
                 if isinstance(arg, Tensor) and not arg.is_leaf:
                     raise TracingError(f"argument {i} is the result of recorded operations (it has a graph); "
                                        "pass leaf Tensors or arrays, e.g. x.detach()")
-            program = _Trace(self.fn, args, kwargs).run()
+            program = _Trace(self.fn, args, kwargs).run(final=False)
+            if not isinstance(program, _Program):  # fn used leaves not in sight before the call: follow them too
+                program = _Trace(self.fn, args, kwargs, more_leaves=program).run(final=True)
             self._programs[key] = program
         self._last = program
         arrays = [args[i].data if isinstance(args[i], Tensor) else args[i] for i in program.arg_slots]
@@ -741,6 +769,13 @@ class CompiledStep:
         if self._last is None:
             raise RuntimeError("nothing traced yet: call the compiled step once, then read .source")
         return self._last.source
+
+    @property
+    def parameters(self) -> list:
+        """The Tensors whose current .data the latest program reads, after the arguments, in order."""
+        if self._last is None:
+            raise RuntimeError("nothing traced yet: call the compiled step once")
+        return list(self._last.leaves)
 
     @property
     def constants(self) -> dict:

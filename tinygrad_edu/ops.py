@@ -132,7 +132,7 @@ class Clip(Function):
     def forward(ctx, x, lo=None, hi=None):
         if lo is None and hi is None:
             raise ValueError("clip needs at least one of lo and hi")
-        inside = np.ones(np.shape(x), dtype=bool)
+        inside = np.ones_like(x, dtype=bool)
         if lo is not None:
             inside &= x >= lo
         if hi is not None:
