@@ -169,6 +169,12 @@ class _Recorder:
         """Name a fresh result: a new variable, viewing one of `sources` if it shares their memory."""
         scalar = not isinstance(value, np.ndarray)
         array = np.asarray(value)
+        same = next((s for s, plain in sources if not scalar and _address(array) == _address(plain)), None)
+        if same is not None:  # a view with the source's exact layout (x.reshape(x.shape)): the same values
+            out = array.view(_Traced)
+            out._var = same
+            self.vars[id(out)] = (out, same)
+            return out
         root = next((s.root for s, plain in sources if np.may_share_memory(array, plain)), None)
         out = self.traced(array, "t", "temp", root)
         var = out._var
@@ -654,12 +660,16 @@ class _Trace:
         kept = [(t, var) for t, var in zip(self.leaves, self.leaf_vars) if id(var) in used]
         self.leaves = [t for t, _ in kept]  # parameters this program does not read are not its inputs
         params = [var.name for _, var in arg_slots] + [var.name for _, var in kept]
-        body = []
+        body, run_body = [], []
+        last_reads = _last_reads([line for line in recorder.lines if line in lines], outputs)
         for i, line in enumerate(recorder.lines):
             if i == backward_starts:
                 body.append("    # backward")
             if line in lines:
                 body.append("    " + line.render())
+                run_body.append(body[-1])
+                if last_reads.get(line):
+                    run_body.append("    del " + ", ".join(sorted(last_reads[line])))
         grad_names, grad_slots, copy_grad, given = [], [], [], set()
         for tensor, var in grads:
             if var is None:
@@ -670,12 +680,15 @@ class _Trace:
             given.add(id(var))
             grad_names.append(var.name)
         result = ", ".join(grad_names) + ("," if len(grad_names) == 1 else "")
-        source = "\n".join([f"def step({', '.join(params)}):", "    # forward", *body,
-                            f"    return {loss_var.name}, ({result})"]) + "\n"
+        head, tail = f"def step({', '.join(params)}):", f"    return {loss_var.name}, ({result})"
+        source = "\n".join([head, "    # forward", *body, tail]) + "\n"
+        # The function that runs is the same program, with each variable deleted after its last use,
+        # so memory is given back as eager mode gives it back (big temporaries are reused, not new).
+        runnable = "\n".join([head, *run_body, tail]) + "\n"
         constants = {name: value for name, value in recorder.constants.items()
                      if re.search(rf"\b{name}\b", source)}
         namespace = {"np": np, "expit": scipy.special.expit, "scipy": scipy, **constants}
-        exec(builtins.compile(source, "<tg.compile>", "exec"), namespace)  # noqa: S102 (our own generated code)
+        exec(builtins.compile(runnable, "<tg.compile>", "exec"), namespace)  # noqa: S102 (our own generated code)
         shapes = [(t.data.shape, t.data.dtype) for t in self.leaves]
         return _Program(namespace["step"], source, constants, [i for i, _ in arg_slots],
                         list(self.leaves), grad_slots, copy_grad, shapes)
@@ -701,6 +714,17 @@ def _number_temporaries(recorder):
             k += 1
             recorder.used_names.discard(var.name)
             var.name = recorder.unique(f"t{k}")
+
+
+def _last_reads(lines, outputs) -> dict:
+    """line -> names of the variables read for the last time there (not the outputs)."""
+    done, last = {id(var) for var in outputs}, {}
+    for line in reversed(lines):
+        for var in line.reads + [line.target]:
+            if id(var) not in done and var.kind != "const":
+                done.add(id(var))
+                last.setdefault(line, set()).add(var.name)
+    return last
 
 
 def _live_lines(lines, outputs) -> set:
