@@ -244,6 +244,8 @@ class _Recorder:
 
     def call_function(self, func, args, kwargs):
         reads = []
+        if func in (np.sum, np.max, np.min, np.mean):  # leave out the defaults: np.sum(x), not np.sum(x, axis=None)
+            kwargs = {k: v for k, v in kwargs.items() if (k, v) not in (("axis", None), ("keepdims", False))}
         exprs = [self.expr(a, reads) for a in args] + [[f"{k}="] + self.expr(v, reads) for k, v in kwargs.items()]
         value = func(*_plain(list(args)), **{k: _plain(v) for k, v in kwargs.items()})
         if not isinstance(value, (np.ndarray, np.generic)):
@@ -276,6 +278,14 @@ _HINT = "the step cannot be compiled as written (see docs/compile.md, 'Limits')"
 
 def _address(x: np.ndarray) -> tuple:
     return x.__array_interface__["data"][0], x.shape, x.strides, x.dtype.str
+
+
+def _describe(value) -> str:
+    """A named constant in one line: what it is and, when every element is the same, that value."""
+    if not isinstance(value, np.ndarray):
+        return repr(value)[:60]
+    same = value.size and np.all(value == value.flat[0])
+    return f"{value.dtype} array {value.shape}" + (f", every element {value.flat[0].item()!r}" if same else "")
 
 
 def _grouped(pieces: list) -> list:
@@ -681,12 +691,13 @@ class _Trace:
             grad_names.append(var.name)
         result = ", ".join(grad_names) + ("," if len(grad_names) == 1 else "")
         head, tail = f"def step({', '.join(params)}):", f"    return {loss_var.name}, ({result})"
-        source = "\n".join([head, "    # forward", *body, tail]) + "\n"
+        text = "\n".join(body + [result])
+        constants = {name: value for name, value in recorder.constants.items() if re.search(rf"\b{name}\b", text)}
+        notes = [f"    # {name}: {_describe(value)}" for name, value in constants.items()]
+        source = "\n".join([head, *notes, "    # forward", *body, tail]) + "\n"
         # The function that runs is the same program, with each variable deleted after its last use,
         # so memory is given back as eager mode gives it back (big temporaries are reused, not new).
         runnable = "\n".join([head, *run_body, tail]) + "\n"
-        constants = {name: value for name, value in recorder.constants.items()
-                     if re.search(rf"\b{name}\b", source)}
         namespace = {"np": np, "expit": scipy.special.expit, "scipy": scipy, **constants}
         exec(builtins.compile(runnable, "<tg.compile>", "exec"), namespace)  # noqa: S102 (our own generated code)
         shapes = [(t.data.shape, t.data.dtype) for t in self.leaves]
