@@ -54,10 +54,11 @@ class _Var:
 class _Line:
     """One statement: `pieces` (text and _Vars) rendered with the final names."""
 
-    __slots__ = ("target", "pieces", "reads", "in_place")
+    __slots__ = ("target", "pieces", "reads", "in_place", "inline")
 
     def __init__(self, target, pieces, reads, in_place=False):
         self.target, self.pieces, self.reads, self.in_place = target, pieces, reads, in_place
+        self.inline = False  # a view by attribute (x.T): written where it is used instead
 
     def render(self) -> str:
         text = "".join(p.name if isinstance(p, _Var) else p for p in self.pieces)
@@ -192,6 +193,8 @@ class _Recorder:
         plain = [_plain(x) for x in inputs]
         reads = []
         exprs = [self.expr(x, reads) for x in inputs]
+        if method == "__call__" and len(inputs) == 2:
+            exprs = self.uniform_as_number(inputs, exprs, out)
         if method == "at":
             target = inputs[0]
             if self.var_of(target) is None:
@@ -207,6 +210,21 @@ class _Recorder:
             raise TracingError(f"numpy.{ufunc.__name__} returns several arrays; the tracer records one")
         return self.result(value, self.ufunc_pieces(ufunc, method, exprs, kwargs, reads), reads,
                            self.sources(inputs))
+
+    def uniform_as_number(self, inputs, exprs, out):
+        """A constant operand whose elements are all one value (a gradient d(c * sum x)/dx) is written
+        as that number, when the other operand alone gives the result's shape and dtype."""
+        shapes = [np.shape(x) for x in inputs]
+        for i, x in enumerate(inputs):
+            other = inputs[1 - i]
+            if (type(x) is np.ndarray and self.var_of(x) is None and x.size > 1 and x.dtype.kind == "f"
+                    and isinstance(other, np.ndarray) and self.var_of(other) is not None
+                    and other.dtype == x.dtype and np.all(x == x.flat[0])
+                    and np.broadcast_shapes(*shapes) == shapes[1 - i]
+                    and (out is None or out[0] is other)):
+                exprs = list(exprs)
+                exprs[i] = [self.literal(x.flat[0].item())]
+        return exprs
 
     def in_place(self, ufunc, method, inputs, plain, exprs, reads, out, kwargs):
         if len(out) != 1 or self.var_of(out[0]) is None:
@@ -262,7 +280,10 @@ class _Recorder:
         reads = []
         pieces = self.expr(x, reads)
         if attribute:
-            pieces = pieces + [f".{name}"]
+            out = self.result(value, pieces + [f".{name}"], reads, self.sources([x]))
+            if self.lines and self.lines[-1].target is out._var:
+                self.lines[-1].inline = True
+            return out
         else:
             options = [[f"{k}="] + self.expr(v, reads) for k, v in kwargs.items()]
             pieces = pieces + [f".{name}("] + _join([self.expr(a, reads) for a in args] + options) + [")"]
@@ -663,6 +684,7 @@ class _Trace:
 
     def build(self, loss_var, grads, arg_slots, backward_starts):
         recorder = self.recorder
+        backward_starts -= _inline_views(recorder, backward_starts)
         _number_temporaries(recorder)
         outputs = [loss_var] + [var for _, var in grads if var is not None]
         lines = _live_lines(recorder.lines, outputs)
@@ -714,6 +736,23 @@ def _argument_names(signature, count):
             elif p.kind == p.VAR_POSITIONAL:
                 names += [f"{p.name}{i}" for i in range(count - len(names))]
     return (names + [f"arg{i}" for i in range(len(names), count)])[:count]
+
+
+def _inline_views(recorder, backward_starts) -> int:
+    """Write attribute views where they are used (`X.T @ d`), unless something writes into them.
+    Returns how many of the dropped lines came before `backward_starts`."""
+    written = {id(line.target) for line in recorder.lines if line.in_place}
+    inline, kept, before = {}, [], 0
+    for i, line in enumerate(recorder.lines):
+        line.pieces = [q for p in line.pieces for q in (inline[id(p)][0] if id(p) in inline else [p])]
+        line.reads = [r for v in line.reads for r in (inline[id(v)][1] if id(v) in inline else [v])]
+        if line.inline and id(line.target) not in written:
+            inline[id(line.target)] = (line.pieces[2:], line.reads)
+            before += i < backward_starts
+        else:
+            kept.append(line)
+    recorder.lines = kept
+    return before
 
 
 def _number_temporaries(recorder):
