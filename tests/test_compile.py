@@ -265,3 +265,32 @@ def test_bad_steps_are_refused_with_the_reason():
         tg.compile(3)
     with pytest.raises(RuntimeError, match="call the compiled step once"):
         tg.compile(lambda: w.sum()).source
+
+
+def test_arrays_by_keyword_or_in_a_list_are_refused_so_no_call_reuses_old_values():
+    w = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    step = tg.compile(lambda x=None, xs=(): (w * x).sum())
+    with pytest.raises(TypeError, match="positional"):
+        step(x=np.array([1.0, 1.0]))
+    with pytest.raises(TypeError, match="positional"):
+        step(None, [np.array([1.0, 1.0])])
+
+
+def test_a_parameter_given_an_array_of_another_shape_traces_again():
+    w = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    step = tg.compile(lambda: (w * w).sum())
+    step()
+    w.data, w.grad = np.array([1.0, 2.0, 3.0]), None
+    assert step().item() == 14.0
+    np.testing.assert_array_equal(w.grad.data, [2.0, 4.0, 6.0])
+
+
+def test_anomaly_mode_runs_while_tracing_not_on_replay():
+    w = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    step = tg.compile(lambda x: (w * x).log().sum())
+    with tg.detect_anomaly():
+        step(np.array([1.0, 1.0]))  # traced under anomaly mode: finite, nothing to report
+        with pytest.raises(tg.AnomalyError), np.errstate(invalid="ignore"):
+            tg.compile(lambda x: (w * x).log().sum())(np.array([-1.0, 1.0]))  # tracing checks
+        with np.errstate(invalid="ignore"):
+            assert np.isnan(step(np.array([-1.0, 1.0])).item())  # the replay does not check

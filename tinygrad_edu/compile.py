@@ -463,21 +463,27 @@ class _Program:
         self.shapes = shapes  # the leaves' (shape, dtype) when traced: a change means trace again
 
 
-def _signature(args, kwargs):
-    parts = []
-    for value in list(args) + sorted(kwargs.items(), key=lambda kv: kv[0]):
-        item = value[1] if isinstance(value, tuple) and len(value) == 2 and value in kwargs.items() else value
-        if isinstance(item, Tensor):
-            parts.append(("Tensor", item.shape, item.dtype, item.requires_grad))
-        elif isinstance(item, np.ndarray):
-            parts.append(("ndarray", item.shape, item.dtype))
-        else:
-            try:
-                hash(item)
-                parts.append(("value", type(item), item))
-            except TypeError:
-                parts.append(("object", id(item)))
-    return tuple(parts)
+def _signature(args, kwargs) -> tuple:
+    """What decides whether a traced program fits a call: arrays' shapes and dtypes, other values."""
+    return tuple(_describe_argument(i, a) for i, a in enumerate(args)) + tuple(
+        (name, _describe_argument(name, value)) for name, value in sorted(kwargs.items()))
+
+
+def _describe_argument(where, value):
+    arrays = (Tensor, np.ndarray)
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else ()
+    if (isinstance(value, arrays) and isinstance(where, str)) or any(isinstance(v, arrays) for v in items):
+        raise TypeError(f"tg.compile: argument {where!r} passes arrays by keyword or inside a container; pass "
+                        "each Tensor or array as a positional argument, so that every call's values are used")
+    if isinstance(value, Tensor):
+        return "Tensor", value.shape, value.dtype, value.requires_grad
+    if isinstance(value, np.ndarray):
+        return "ndarray", value.shape, value.dtype
+    try:
+        hash(value)
+        return "value", type(value), value
+    except TypeError:
+        return "object", id(value)  # fixed at trace time, as any other Python value
 
 
 def _known_names(fn: Callable) -> tuple:
@@ -812,6 +818,7 @@ class CompiledStep:
         self._last = None
 
     def __call__(self, *args, **kwargs) -> Tensor:
+        """Run the step: trace on a new signature, else replay; set or add every leaf's .grad; return the loss."""
         key = _signature(args, kwargs)
         program = self._programs.get(key)
         if program is not None and any(t.data.shape != shape or t.data.dtype != dtype
