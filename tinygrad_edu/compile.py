@@ -465,8 +465,15 @@ class _Program:
 
 def _signature(args, kwargs) -> tuple:
     """What decides whether a traced program fits a call: arrays' shapes and dtypes, other values."""
-    return tuple(_describe_argument(i, a) for i, a in enumerate(args)) + tuple(
-        (name, _describe_argument(name, value)) for name, value in sorted(kwargs.items()))
+    parts = []
+    for i, value in enumerate(args):  # Tensors and arrays first: the usual arguments, checked every call
+        if type(value) is Tensor:
+            parts.append((value.data.shape, value.data.dtype, value.requires_grad))
+        else:
+            parts.append(_describe_argument(i, value))
+    for name in sorted(kwargs):
+        parts.append((name, _describe_argument(name, kwargs[name])))
+    return tuple(parts)
 
 
 def _describe_argument(where, value):
