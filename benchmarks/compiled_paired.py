@@ -61,7 +61,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="measuring time per workload")
     parser.add_argument("--workloads", default=",".join(TARGETS), help="comma-separated, e.g. W2,W4")
-    parser.add_argument("--quick", action="store_true", help="tiny sizes, no measuring time: correctness only")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, no timing: correctness only")
     args = parser.parse_args(argv)
     print("ratio to the NumPy floor, median of paired blocks in one process [quartiles]; "
           f"BLAS threads {os.environ['OPENBLAS_NUM_THREADS']}")

@@ -234,7 +234,8 @@ class _Recorder:
         var = self.var_of(target)
         getattr(ufunc, method)(*plain, out=(_plain(target),), **kwargs)
         symbol = _OPERATORS.get(ufunc)
-        if method == "__call__" and symbol and len(inputs) == 2 and self.var_of(inputs[0]) is var and not kwargs:
+        operator_form = method == "__call__" and symbol and len(inputs) == 2 and not kwargs
+        if operator_form and self.var_of(inputs[0]) is var:
             self.write(target, [var, f" {symbol}= "] + _grouped(exprs[1]), reads)
         elif var.scalar:  # a NumPy scalar cannot be written into: give the name the new value
             pieces = self.ufunc_pieces(ufunc, method, exprs, {}, reads)
@@ -262,9 +263,10 @@ class _Recorder:
 
     def call_function(self, func, args, kwargs):
         reads = []
-        if func in (np.sum, np.max, np.min, np.mean):  # leave out the defaults: np.sum(x), not np.sum(x, axis=None)
+        if func in (np.sum, np.max, np.min, np.mean):  # np.sum(x), not np.sum(x, axis=None, keepdims=False)
             kwargs = {k: v for k, v in kwargs.items() if (k, v) not in (("axis", None), ("keepdims", False))}
-        exprs = [self.expr(a, reads) for a in args] + [[f"{k}="] + self.expr(v, reads) for k, v in kwargs.items()]
+        exprs = [self.expr(a, reads) for a in args]
+        exprs += [[f"{k}="] + self.expr(v, reads) for k, v in kwargs.items()]
         value = func(*_plain(list(args)), **{k: _plain(v) for k, v in kwargs.items()})
         if not isinstance(value, (np.ndarray, np.generic)):
             return value  # shapes, counts, flags: plain Python values, fixed at trace time
@@ -306,7 +308,8 @@ def _describe(value) -> str:
     if not isinstance(value, np.ndarray):
         return repr(value)[:60]
     same = value.size and np.all(value == value.flat[0])
-    return f"{value.dtype} array {value.shape}" + (f", every element {value.flat[0].item()!r}" if same else "")
+    every = f", every element {value.flat[0].item()!r}" if same else ""
+    return f"{value.dtype} array {value.shape}{every}"
 
 
 def _grouped(pieces: list) -> list:
@@ -421,12 +424,16 @@ class _Traced(np.ndarray):
     @property
     def T(self):
         recorder = _recorder()
-        return self.view(np.ndarray).T if recorder is None else recorder.call_method(self, "T", attribute=True)
+        if recorder is None:
+            return self.view(np.ndarray).T
+        return recorder.call_method(self, "T", attribute=True)
 
     @property
     def mT(self):
         recorder = _recorder()
-        return self.view(np.ndarray).mT if recorder is None else recorder.call_method(self, "mT", attribute=True)
+        if recorder is None:
+            return self.view(np.ndarray).mT
+        return recorder.call_method(self, "mT", attribute=True)
 
     def __getitem__(self, index):
         recorder = _recorder()
@@ -480,8 +487,8 @@ def _describe_argument(where, value):
     arrays = (Tensor, np.ndarray)
     items = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else ()
     if (isinstance(value, arrays) and isinstance(where, str)) or any(isinstance(v, arrays) for v in items):
-        raise TypeError(f"tg.compile: argument {where!r} passes arrays by keyword or inside a container; pass "
-                        "each Tensor or array as a positional argument, so that every call's values are used")
+        raise TypeError(f"tg.compile: argument {where!r} passes arrays by keyword or inside a container; "
+                        "pass each Tensor or array as a positional argument, so that every call's values are used")
     if isinstance(value, Tensor):
         return "Tensor", value.shape, value.dtype, value.requires_grad
     if isinstance(value, np.ndarray):
@@ -637,7 +644,8 @@ class _Trace:
         def capture(key):
             def hook(grad):
                 # A gradient made from constants alone (d sum / dx is ones) is a constant of the program.
-                captured[key] = recorder.var_of(grad.data) or _Var(recorder.literal(grad.data), grad.data, "const")
+                var = recorder.var_of(grad.data)
+                captured[key] = var or _Var(recorder.literal(grad.data), grad.data, "const")
             return hook
 
         def only_watching(user_hook, label):
@@ -664,7 +672,8 @@ class _Trace:
                     item._hooks = previous
         self.name_nodes(items, captured)
         arguments = [a for a in self.args if isinstance(a, Tensor)]
-        return [(tensor, captured.get(id(tensor))) for tensor in arguments + self.leaves if tensor.requires_grad]
+        followed = [tensor for tensor in arguments + self.leaves if tensor.requires_grad]
+        return [(tensor, captured.get(id(tensor))) for tensor in followed]
 
     def name_nodes(self, items, captured):
         """Temporaries get names: a node's output after its module or op, a gradient `d` + that name."""
@@ -727,14 +736,15 @@ class _Trace:
         result = ", ".join(grad_names) + ("," if len(grad_names) == 1 else "")
         head, tail = f"def step({', '.join(params)}):", f"    return {loss_var.name}, ({result})"
         text = "\n".join(body + [result])
-        constants = {name: value for name, value in recorder.constants.items() if re.search(rf"\b{name}\b", text)}
+        constants = {name: value for name, value in recorder.constants.items()
+                     if re.search(rf"\b{name}\b", text)}
         notes = [f"    # {name}: {_describe(value)}" for name, value in constants.items()]
         source = "\n".join([head, *notes, "    # forward", *body, tail]) + "\n"
         # The function that runs is the same program, with each variable deleted after its last use,
         # so memory is given back as eager mode gives it back (big temporaries are reused, not new).
         runnable = "\n".join([head, *run_body, tail]) + "\n"
         namespace = {"np": np, "expit": scipy.special.expit, "scipy": scipy, **constants}
-        exec(builtins.compile(runnable, "<tg.compile>", "exec"), namespace)  # noqa: S102 (our own generated code)
+        exec(builtins.compile(runnable, "<tg.compile>", "exec"), namespace)  # noqa: S102 (code we generated)
         shapes = [(t.data.shape, t.data.dtype) for t in self.leaves]
         return _Program(namespace["step"], source, constants, [i for i, _ in arg_slots],
                         list(self.leaves), grad_slots, copy_grad, shapes)
@@ -791,7 +801,8 @@ def _last_reads(lines, outputs) -> dict:
 
 
 def _live_lines(lines, outputs) -> set:
-    """The lines the outputs depend on, walking back (an in-place write counts for every view of its array)."""
+    """The lines the outputs depend on, walking back (an in-place write counts for every view of its
+    array)."""
     live_vars, live_roots, keep = set(), {}, set()
 
     def add(var):
@@ -825,7 +836,7 @@ class CompiledStep:
         self._last = None
 
     def __call__(self, *args, **kwargs) -> Tensor:
-        """Run the step: trace on a new signature, else replay; set or add every leaf's .grad; return the loss."""
+        """Run the step (tracing on a new signature); set or add each leaf's .grad; return the loss."""
         key = _signature(args, kwargs)
         program = self._programs.get(key)
         if program is not None and any(t.data.shape != shape or t.data.dtype != dtype
@@ -837,7 +848,7 @@ class CompiledStep:
                     raise TracingError(f"argument {i} is the result of recorded operations (it has a graph); "
                                        "pass leaf Tensors or arrays, e.g. x.detach()")
             program = _Trace(self.fn, args, kwargs).run(final=False)
-            if not isinstance(program, _Program):  # fn used leaves not in sight before the call: follow them too
+            if not isinstance(program, _Program):  # fn used leaves it did not show before: follow them too
                 program = _Trace(self.fn, args, kwargs, more_leaves=program).run(final=True)
             self._programs[key] = program
         self._last = program
