@@ -294,3 +294,11 @@ def test_anomaly_mode_runs_while_tracing_not_on_replay():
             tg.compile(lambda x: (w * x).log().sum())(np.array([-1.0, 1.0]))  # tracing checks
         with np.errstate(invalid="ignore"):
             assert np.isnan(step(np.array([-1.0, 1.0])).item())  # the replay does not check
+
+
+def test_a_uniform_constant_is_written_as_a_number_only_in_elementwise_operations():
+    w = Tensor(np.arange(6.0).reshape(2, 3), requires_grad=True)
+    step = tg.compile(lambda: ((np.full((1, 2), 0.5) @ w) * np.full((1, 3), 2.0)).sum())
+    assert step().item() == 15.0  # the product keeps its (1, 2) operand; `* 2.0` may be a number
+    np.testing.assert_array_equal(w.grad.data, np.ones((2, 3)))
+    assert "0.5 @" not in step.source

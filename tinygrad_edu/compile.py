@@ -193,7 +193,7 @@ class _Recorder:
         plain = [_plain(x) for x in inputs]
         reads = []
         exprs = [self.expr(x, reads) for x in inputs]
-        if method == "__call__" and len(inputs) == 2:
+        if method == "__call__" and len(inputs) == 2 and ufunc.signature is None:  # elementwise only
             exprs = self.uniform_as_number(inputs, exprs, out)
         if method == "at":
             target = inputs[0]
@@ -488,7 +488,8 @@ def _describe_argument(where, value):
     items = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else ()
     if (isinstance(value, arrays) and isinstance(where, str)) or any(isinstance(v, arrays) for v in items):
         raise TypeError(f"tg.compile: argument {where!r} passes arrays by keyword or inside a container; "
-                        "pass each Tensor or array as a positional argument, so that every call's values are used")
+                        "pass each Tensor or array as a positional argument, so that every call's values "
+                        "are used")
     if isinstance(value, Tensor):
         return "Tensor", value.shape, value.dtype, value.requires_grad
     if isinstance(value, np.ndarray):
