@@ -189,7 +189,8 @@ def main(argv=None) -> int:
 
     checks = verify(args.workloads, args.quick, args.seed, env)
     described = ", ".join(
-        f"{c['workload']} ({c['dtype']}, max |diff|/max|grad| {c['worst_diff_over_max']:.1e})" for c in checks
+        f"{c['workload']}{' ' + LABELS[c['against']] if c['against'] != 'tinygrad' else ''} "
+        f"({c['dtype']}, max |diff|/max|grad| {c['worst_diff_over_max']:.1e})" for c in checks
     )
     print(f"gradient check: OK, the NumPy floor's loss, gradients and one-step update match "
           f"tinygrad_edu's for {described}", flush=True)
