@@ -667,10 +667,7 @@ class _Trace:
             loss.backward()
         finally:
             for item, previous in restore:
-                if isinstance(item, autograd.Context) and previous is None:
-                    del item._hooks
-                else:
-                    item._hooks = previous
+                item._hooks = previous
         self.name_nodes(items, captured)
         arguments = [a for a in self.args if isinstance(a, Tensor)]
         followed = [tensor for tensor in arguments + self.leaves if tensor.requires_grad]
@@ -685,7 +682,7 @@ class _Trace:
                 var = self.recorder.vars.get(item.out_id, (None, None))[1]
                 if var is None or var.kind != "temp" or not var.name.startswith("t"):
                     continue
-                calls = item.__dict__.get("module_calls", ())
+                calls = getattr(item, "module_calls", ())
                 module_name = modules.get(id(calls[0][0])) if calls else None
                 base = module_name or item.fn.__name__.lower()
                 counts[base] = counts.get(base, 0) + 1
