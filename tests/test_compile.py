@@ -302,3 +302,30 @@ def test_a_uniform_constant_is_written_as_a_number_only_in_elementwise_operation
     assert step().item() == 15.0  # the product keeps its (1, 2) operand; `* 2.0` may be a number
     np.testing.assert_array_equal(w.grad.data, np.ones((2, 3)))
     assert "0.5 @" not in step.source
+
+
+@pytest.mark.parametrize("make_labels", [lambda y: Tensor(y.astype(np.float32)), lambda y: y.astype(np.float64)],
+                         ids=["float Tensor labels", "float ndarray labels"])
+def test_labels_converted_inside_the_loss_follow_each_call(make_labels):
+    model, x, _ = mlp_and_data(8)
+    step = tg.compile(lambda x, y: F.cross_entropy(model(x), y))
+    for seed in range(3):
+        y = make_labels(np.random.default_rng(seed).integers(0, 3, 8))  # new labels, same shape
+        model.zero_grad()
+        compiled_loss = step(x, y)
+        compiled = grads_of(model.parameters())
+        model.zero_grad()
+        eager_loss = F.cross_entropy(model(x), y)
+        eager_loss.backward()
+        assert_same(f"loss, labels {seed}", compiled_loss.data, eager_loss.data)
+        assert_grads_same(f"labels {seed}", list(model.parameters()), compiled, grads_of(model.parameters()))
+
+
+def test_a_target_of_another_dtype_follows_each_call():
+    w = Tensor(np.array([1.0, 2.0], dtype=np.float32), requires_grad=True)
+    step = tg.compile(lambda t: F.mse_loss(w * 2, t))
+    for target in (np.array([0.0, 1.0]), np.array([5.0, -1.0])):  # float64 targets for a float32 loss
+        w.grad = None
+        loss = step(target)
+        eager = F.mse_loss(w * 2, target)
+        assert_same(f"loss, target {target}", loss.data, eager.data)

@@ -385,6 +385,11 @@ class _Traced(np.ndarray):
         return recorder.call_method(self, name, args, kwargs)
 
     # What the ops call directly on arrays (views and copies NumPy would make without asking us).
+    def view(self, *args, **kwargs):
+        if args[:1] == (np.ndarray,) or kwargs.get("type") is np.ndarray:  # the plain array (ours)
+            return np.ndarray.view(self, *args, **kwargs)
+        return self._method("view", *args, **kwargs)
+
     def reshape(self, *args, **kwargs):
         return self._method("reshape", *args, **kwargs)
 
