@@ -329,3 +329,20 @@ def test_a_target_of_another_dtype_follows_each_call():
         loss = step(target)
         eager = F.mse_loss(w * 2, target)
         assert_same(f"loss, target {target}", loss.data, eager.data)
+
+
+def test_a_numpy_function_outside_the_top_level_namespace_is_named_in_the_program():
+    x = Tensor(np.arange(5.0), requires_grad=True)
+    w = np.array([1.0, -1.0])
+
+    def loss():  # np.lib.stride_tricks.sliding_window_view dispatches like np.where
+        windows = np.lib.stride_tricks.sliding_window_view(x.data, 2)
+        return (x * np.concatenate([windows @ w, [0.0]])).sum()
+
+    step = tg.compile(loss)
+    step()
+    assert "sliding_window_view(x, 2)" in step.source
+    x.data, x.grad = np.array([3.0, 1.0, 4.0, 1.0, 5.0]), None
+    compiled = step().item()
+    assert compiled == loss().item() == 3 * 2 + 1 * -3 + 4 * 3 + 1 * -4
+    run_source(step, [t.data for t in step.parameters])

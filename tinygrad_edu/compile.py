@@ -270,8 +270,12 @@ class _Recorder:
         value = func(*_plain(list(args)), **{k: _plain(v) for k, v in kwargs.items()})
         if not isinstance(value, (np.ndarray, np.generic)):
             return value  # shapes, counts, flags: plain Python values, fixed at trace time
-        module = "np" if getattr(np, func.__name__, None) is func else func.__module__
-        return self.result(value, [f"{module}.{func.__name__}("] + _join(exprs) + [")"], reads,
+        if getattr(np, func.__name__, None) is func:
+            name = f"np.{func.__name__}"
+        else:  # np.lib.stride_tricks.sliding_window_view and friends: named in the program's namespace
+            name = self.unique(func.__name__)
+            self.constants[name] = func
+        return self.result(value, [f"{name}("] + _join(exprs) + [")"], reads,
                            self.sources(_flatten(args)))
 
     def call_method(self, x, name, args=(), kwargs=None, attribute=False):
@@ -305,6 +309,8 @@ def _address(x: np.ndarray) -> tuple:
 
 def _describe(value) -> str:
     """A named constant in one line: what it is and, when every element is the same, that value."""
+    if callable(value):
+        return f"the function {value.__module__}.{value.__qualname__}"
     if not isinstance(value, np.ndarray):
         return repr(value)[:60]
     same = value.size and np.all(value == value.flat[0])
