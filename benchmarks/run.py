@@ -138,10 +138,12 @@ def regressions(results: dict) -> list:
     """A sentence for each workload whose ratio is above REGRESSION_FACTOR times its target."""
     found = []
     for name, row in results.items():
-        limit = REGRESSION_FACTOR * WORKLOADS[name].target
-        if row["ratio"] > limit:
-            found.append(f"{name}: ratio {row['ratio']:.2f}x is above {REGRESSION_FACTOR:g} x its target "
-                         f"{WORKLOADS[name].target:.2f}x = {limit:.2f}x")
+        spec = WORKLOADS[name]
+        for label, ratio, target in ((name, row["ratio"], spec.target),
+                                     (f"{name} compiled", row.get("compiled_ratio"), spec.compiled_target)):
+            if ratio is not None and ratio > REGRESSION_FACTOR * target:
+                found.append(f"{label}: ratio {ratio:.2f}x is above {REGRESSION_FACTOR:g} x its target "
+                             f"{target:.2f}x = {REGRESSION_FACTOR * target:.2f}x")
     return found
 
 
@@ -176,9 +178,15 @@ def render_table(results: dict, impls: list, quick: bool) -> str:
         spec = WORKLOADS[name]
         cells = [name, spec.what]
         for impl in impls:
+            if impl not in row:
+                cells.append("n/a")
+                continue
             text = cell(spec, row[impl], quick)
             if impl == "torch":
                 text += f", {row['torch_ratio']:.2f}x"
+            if impl == "compiled":
+                verdict = "met" if row["compiled_met"] else "NOT met"
+                text += f", {row['compiled_ratio']:.2f}x (target <= {spec.compiled_target:.2f}x: {verdict})"
             cells.append(text)
         cells += [f"{row['ratio_of_medians']:.2f}x", f"{row['ratio']:.2f}x", f"<= {spec.target:.2f}x",
                   "yes" if row["met"] else "no"]
@@ -217,13 +225,14 @@ def header(args, impls: list, blas: str) -> str:
 def main(argv=None) -> int:
     args = parse_args(argv)
     env = worker_environment(args.threads)
-    impls = ["tinygrad", "floor"] + (["torch"] if not args.no_torch and torch_works(env) else [])
+    impls = ["tinygrad", "floor", "compiled"] + (["torch"] if not args.no_torch and torch_works(env) else [])
     blas = blas_description(env)
     print(header(args, impls, blas), flush=True)
 
     checks = verify(args.workloads, args.quick, args.seed, env)
     described = ", ".join(
-        f"{c['workload']} ({c['dtype']}, max |diff|/max|grad| {c['worst_diff_over_max']:.1e})" for c in checks
+        f"{c['workload']}{' ' + LABELS[c['against']] if c['against'] != 'tinygrad' else ''} "
+        f"({c['dtype']}, max |diff|/max|grad| {c['worst_diff_over_max']:.1e})" for c in checks
     )
     print(f"gradient check: OK, the NumPy floor's loss, gradients and one-step update match "
           f"tinygrad_edu's for {described}", flush=True)
@@ -235,6 +244,8 @@ def main(argv=None) -> int:
         order = impls if round_number % 2 == 0 else impls[::-1]
         for name in args.workloads:
             for impl in order:
+                if impl == "compiled" and WORKLOADS[name].compiled_target is None:
+                    continue  # no compiled version of this workload
                 arguments = [name, impl, "--seed", str(args.seed)] + (["--quick"] if args.quick else [])
                 code, result, stderr = run_worker(arguments, env)
                 if code != 0 or result is None:
@@ -249,11 +260,15 @@ def main(argv=None) -> int:
     results = {}
     for name in args.workloads:
         spec = WORKLOADS[name]
-        row = {impl: summary(values) for impl, values in samples[name].items()}
+        row = {impl: summary(values) for impl, values in samples[name].items() if values}
         row["ratio_of_medians"] = row["tinygrad"]["median"] / row["floor"]["median"]
         # Each round's own ratio: its two processes ran back to back, under the same drift.
         row["round_ratios"] = [t / f for t, f in zip(samples[name]["tinygrad"], samples[name]["floor"])]
         row["ratio"] = statistics.median(row["round_ratios"])
+        if "compiled" in row:  # issue 20: the same step through tg.compile, with its own target
+            row["compiled_ratio"] = statistics.median(
+                [c / f for c, f in zip(samples[name]["compiled"], samples[name]["floor"])])
+            row["compiled_met"] = row["compiled_ratio"] <= spec.compiled_target
         if "torch" in row:
             row["torch_ratio"] = statistics.median(
                 [t / f for t, f in zip(samples[name]["torch"], samples[name]["floor"])])

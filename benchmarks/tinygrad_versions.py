@@ -3,6 +3,7 @@
 W1 is the first learner's network with Tensors and operators and a plain gradient-descent
 update on `.data`; W2, W3 and W5 use nn.Sequential, a loss from `functional` and optim.SGD;
 W4 is an operator chain. Batches are wrapped in Tensors once, as a DataLoader would hand them.
+COMPILED_VERSIONS are the same classes with the loss function passed through `tg.compile`.
 """
 from __future__ import annotations
 
@@ -49,13 +50,15 @@ class W1Version(_Version):
         self.params = [tg.Tensor(p.copy(), requires_grad=True) for p in problem.params]
         self.lr, self.lam = problem.hyper["lr"], problem.hyper["lam"]
 
-    def _forward_backward(self, batch):
-        X, Y = batch
+    def _loss(self, X, Y):
         w1, b1, w2, b2 = self.params
         m = X.shape[0]
         h1 = (X @ w1 + b1).sigmoid()
         h = (h1 @ w2 + b2).sigmoid()
-        loss = ((Y - h) ** 2).sum() * (0.5 / m) + ((w1**2).sum() + (w2**2).sum()) * (self.lam * 0.5 / m)
+        return ((Y - h) ** 2).sum() * (0.5 / m) + ((w1**2).sum() + (w2**2).sum()) * (self.lam * 0.5 / m)
+
+    def _forward_backward(self, batch):
+        loss = self._loss(*batch)
         loss.backward()
         return loss
 
@@ -85,9 +88,11 @@ class _SequentialVersion(_Version):
             param.data[...] = initial
         self.optimizer = optim.SGD(self.model.parameters(), lr=problem.hyper["lr"])
 
+    def _loss(self, x, y):
+        return self.loss(self.model(x), y)
+
     def _forward_backward(self, batch):
-        x, y = batch
-        loss = self.loss(self.model(x), y)
+        loss = self._loss(*batch)
         loss.backward()
         return loss
 
@@ -121,11 +126,14 @@ class W4Version(_Version):
         self.cycles = problem.hyper["cycles"]
         self.scale, self.shift = problem.hyper["scale"], problem.hyper["shift"]
 
-    def _forward_backward(self, batch):
+    def _loss(self):
         h = self.x
         for _ in range(self.cycles):
             h = (h * self.scale).tanh() + self.shift
-        loss = h.sum()
+        return h.sum()
+
+    def _forward_backward(self, batch):
+        loss = self._loss()
         loss.backward()
         return loss
 
@@ -151,9 +159,11 @@ class W6Version(_Version):
             param.data[...] = initial
         self.optimizer = optim.SGD(self.params, lr=problem.hyper["lr"])
 
+    def _loss(self, x, y):
+        return F.cross_entropy(self.model(x), y)
+
     def _forward_backward(self, batch):
-        x, y = batch
-        loss = F.cross_entropy(self.model(x), y)
+        loss = self._loss(*batch)
         loss.backward()
         return loss
 
@@ -165,3 +175,21 @@ class W6Version(_Version):
 
 VERSIONS = {"W1": W1Version, "W2": W2Version, "W3": W3Version, "W4": W4Version, "W5": W5Version,
             "W6": W6Version}
+
+
+def _compiled(version: type) -> type:
+    """`version` with its loss traced once by tg.compile: each step replays the NumPy program."""
+
+    class Compiled(version):
+        def __init__(self, problem):
+            super().__init__(problem)
+            self._step = tg.compile(self._loss)
+
+        def _forward_backward(self, batch):
+            return self._step(*(batch or ()))
+
+    Compiled.__name__ = Compiled.__qualname__ = "Compiled" + version.__name__
+    return Compiled
+
+
+COMPILED_VERSIONS = {name: _compiled(VERSIONS[name]) for name in ("W1", "W2", "W3", "W4")}

@@ -124,7 +124,10 @@ def main(argv=None) -> int:
         return 0
     if args.verify:
         try:
-            checks = [verify_gradients(name, args.quick, args.seed) for name in args.verify.split(",")]
+            names = args.verify.split(",")
+            checks = [verify_gradients(name, args.quick, args.seed) for name in names]
+            checks += [verify_gradients(name, args.quick, args.seed, impl="compiled") for name in names
+                       if WORKLOADS[name].compiled_target is not None]
         except GradientMismatch as error:
             print(json.dumps({"ok": False, "error": str(error)}))
             return 1

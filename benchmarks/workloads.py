@@ -25,7 +25,7 @@ from .specs import IMPLS, LABELS, WORKLOADS
 TOLERANCES = {np.dtype(np.float32): (1e-4, 1e-5), np.dtype(np.float64): (1e-9, 1e-12)}
 
 _MODULES = {"tinygrad": "benchmarks.tinygrad_versions", "floor": "benchmarks.numpy_floor",
-            "torch": "benchmarks.torch_versions"}
+            "torch": "benchmarks.torch_versions", "compiled": "benchmarks.tinygrad_versions"}
 
 
 @dataclass
@@ -116,7 +116,8 @@ def implementation(impl: str, problem: Problem):
     if impl not in IMPLS:
         raise KeyError(f"unknown implementation {impl!r}; choose from {', '.join(IMPLS)}")
     module = importlib.import_module(_MODULES[impl])
-    return module.VERSIONS[problem.workload](problem)
+    versions = module.COMPILED_VERSIONS if impl == "compiled" else module.VERSIONS
+    return versions[problem.workload](problem)
 
 
 class GradientMismatch(AssertionError):

@@ -127,10 +127,11 @@ def fake_workers(monkeypatch, values: dict):
                     "filepath": "/x/numpy.libs/libopenblas.so"}
             return 0, {"ok": True, "pools": [pool]}, ""
         if arguments[0] == "--verify":
-            checks = [{"workload": name, "dtype": "float32", "worst_diff_over_max": 0.0}
+            checks = [{"workload": name, "against": "tinygrad", "dtype": "float32", "worst_diff_over_max": 0.0}
                       for name in arguments[1].split(",")]
             return 0, {"ok": True, "checks": checks}, ""
-        return 0, {"workload": arguments[0], "impl": arguments[1], "value": values[arguments[1]]}, ""
+        value = values.get(arguments[1], values["floor"])  # the compiled step: as fast as the floor
+        return 0, {"workload": arguments[0], "impl": arguments[1], "value": value}, ""
 
     monkeypatch.setattr(run, "run_worker", run_worker)
 
@@ -146,6 +147,13 @@ def test_a_ratio_above_three_times_its_target_fails_the_run_naming_the_workload(
         assert re.search(r"^REGRESSION W2: ratio 3\.50x is above 3 x its target 1\.15x = 3\.45x$", out, re.M)
     else:
         assert "REGRESSION" not in out and "every ratio is within 3 x its target" in out
+
+
+def test_a_compiled_ratio_above_three_times_its_compiled_target_fails_the_run(monkeypatch, capsys):
+    fake_workers(monkeypatch, {"tinygrad": 1.0, "floor": 1.0, "compiled": 5.0})  # W4 compiled: 1.5, limit 4.5
+    assert run.main(["--workloads", "W4", "--rounds", "2", "--no-torch"]) == 1
+    assert re.search(r"^REGRESSION W4 compiled: ratio 5\.00x is above 3 x its target 1\.50x = 4\.50x$",
+                     capsys.readouterr().out, re.M)
 
 
 def test_quick_mode_reports_a_regression_without_failing(monkeypatch, capsys):

@@ -8,6 +8,7 @@
     Tensor([30.], shape=(1,), dtype=float32)
 """
 from . import data, diagnostics, functional, nn, optim, viz
+from .compile import CompiledStep, TracingError, compile
 from .autograd import enable_grad, grad, is_grad_enabled, no_grad
 from .creation import (
     arange, eye, full, manual_seed, ones, ones_like, rand, randn, zeros, zeros_like,
@@ -39,4 +40,5 @@ __all__ = [
     "compare_grads", "GradientReport", "summary", "ModelSummary",
     "set_broadcast_check", "get_broadcast_check", "BroadcastWarning", "BroadcastError",
     "detect_anomaly", "is_anomaly_enabled", "AnomalyError", "GraphDroppedWarning",
+    "compile", "CompiledStep", "TracingError",
 ]

@@ -105,9 +105,9 @@ class Function:
         except ValueError as error:
             shapes = " and ".join(str(np.shape(a)) for a in arrays)
             raise ValueError(f"{cls.__name__} of shapes {shapes}: {error}") from None
-        if type(data) is not np.ndarray:
-            # NumPy gives scalars for 0-d results; keep ndarrays, and keep a saved output
-            # recognisable as the output (create_graph swaps it for the output Tensor).
+        if type(data) is not np.ndarray and not isinstance(data, np.ndarray):
+            # NumPy gives scalars for 0-d results; keep ndarrays (tg.compile's recording subclass
+            # too), and keep a saved output recognisable as the output (create_graph swaps it).
             scalar, data = data, np.asarray(data)
             ctx.saved = tuple(data if s is scalar else s for s in ctx.saved)
         if not saw_tensor:

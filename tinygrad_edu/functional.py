@@ -628,7 +628,9 @@ def _target_like(input: Tensor, target) -> Tensor:
     if isinstance(target, Tensor):
         return target
     dtype = input.dtype if input.dtype.kind == "f" else None
-    return Tensor(np.asarray(target, dtype=dtype))
+    # asanyarray and astype, not asarray(dtype=): tg.compile follows the target through them
+    target = np.asanyarray(target)
+    return Tensor(target if dtype is None else target.astype(dtype, copy=False))
 
 
 def _check_same_shape(name: str, input: Tensor, target: Tensor) -> None:
@@ -646,7 +648,7 @@ class ClassIndexError(ValueError, IndexError):
 def _class_indices(labels, name: str, shape: tuple | None = None) -> np.ndarray:
     """Labels as an integer array. Floats holding whole numbers count as well, since
     ``tg.Tensor([0, 2])`` (a Python list) is float32 by the default-dtype rule."""
-    labels = np.asarray(labels.data if isinstance(labels, Tensor) else labels)
+    labels = np.asanyarray(labels.data if isinstance(labels, Tensor) else labels)
     if labels.dtype.kind == "f" and np.all(np.isfinite(labels)) and np.array_equal(labels, np.round(labels)):
         return labels.astype(np.int64)
     if labels.dtype.kind not in "iu":
@@ -687,7 +689,7 @@ def _checked_indices(scores: Tensor, target, axis: int, name: str) -> np.ndarray
 def _cross_entropy_target(logits: Tensor, target, axis: int, name: str):
     """cross_entropy's target: float probability rows of the logits' shape, or checked class indices."""
     if not isinstance(target, Tensor):
-        target = np.asarray(target)
+        target = np.asanyarray(target)
     index_shape = logits.shape[:axis] + logits.shape[axis + 1:]
     if target.dtype.kind == "f" and target.shape == logits.shape:
         return target if isinstance(target, Tensor) else target.astype(logits.dtype, copy=False)

@@ -153,7 +153,7 @@ class Clip(Function):
     def forward(ctx, x, lo=None, hi=None):
         if lo is None and hi is None:
             raise ValueError("clip needs at least one of lo and hi")
-        inside = np.ones(np.shape(x), dtype=bool)
+        inside = np.ones_like(x, dtype=bool)
         if lo is not None:
             inside &= x >= lo
         if hi is not None:
@@ -255,10 +255,13 @@ class Pow(Function):
         x, y, out = ctx.saved
         dx = dy = None
         if ctx.needs_input_grad[0]:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                dx = y * x ** (y - 1)
-            if np.any(np.asarray(y) == 0):  # 0 * x**-1 is nan where x**-1 overflows (x = 0)
-                dx = np.where(np.asarray(y) == 0, 0, dx)
+            if type(y) is int and y == 2:
+                dx = 2 * x  # the square's slope as a reader writes it (tg.compile's program shows it)
+            else:
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    dx = y * x ** (y - 1)
+                if np.any(np.asarray(y) == 0):  # 0 * x**-1 is nan where x**-1 overflows (x = 0)
+                    dx = np.where(np.asarray(y) == 0, 0, dx)
             dx = grad * dx
         if ctx.needs_input_grad[1]:
             with np.errstate(divide="ignore", invalid="ignore"):
@@ -305,7 +308,7 @@ class Minimum(Function):
 
 def _share_of_x(wins, ties, dtype):
     """x's part of the gradient of maximum/minimum: 1 where x wins, 1/2 where x and y tie."""
-    return np.asarray(wins + 0.5 * ties, dtype=dtype if dtype.kind == "f" else np.float64)
+    return np.asanyarray(wins + 0.5 * ties).astype(dtype if dtype.kind == "f" else np.float64, copy=False)
 
 
 class Where(Function):
@@ -315,7 +318,7 @@ class Where(Function):
 
     @staticmethod
     def forward(ctx, cond, x, y):
-        cond = np.asarray(cond, dtype=bool)
+        cond = np.asanyarray(cond, dtype=bool)
         ctx.save_for_backward(cond)
         return np.where(cond, x, y)
 
@@ -495,7 +498,7 @@ class ScatterAdd(Function):
     @staticmethod
     def forward(ctx, x, index, shape):
         ctx.index = index
-        out = np.zeros(shape, dtype=x.dtype)
+        out = np.zeros_like(x, shape=shape)
         if _has_array(index):
             np.add.at(out, index, x)  # unbuffered: repeated indices add up
         else:
@@ -541,7 +544,7 @@ class MatMul(Function):
 
     @staticmethod
     def forward(ctx, x, y):
-        x, y = np.asarray(x), np.asarray(y)
+        x, y = np.asanyarray(x), np.asanyarray(y)
         ctx.save_for_backward(x, y)
         try:
             return x @ y
@@ -581,7 +584,7 @@ class Linear(Function):
 
     @staticmethod
     def forward(ctx, x, w, b):
-        x, w = np.asarray(x), np.asarray(w)
+        x, w = np.asanyarray(x), np.asanyarray(w)
         ctx.save_for_backward(x, w)
         try:
             product = x @ w.T
@@ -755,7 +758,7 @@ class Col2Im(Function):
     @staticmethod
     def forward(ctx, x, shape=(), stride=(1, 1), dilation=(1, 1)):
         ctx.kernel, ctx.stride, ctx.dilation = x.shape[-2:], stride, dilation
-        out = np.zeros(shape, dtype=x.dtype)
+        out = np.zeros_like(x, shape=shape)
         out_h, out_w, kernel_h, kernel_w = x.shape[-4:]
         # One strided slice per kernel offset (i, j): kh * kw vectorised adds, no add-at.
         for i in range(kernel_h):
@@ -795,7 +798,7 @@ class MaxPool2d(Function):
             for j in range(kernel[1]):
                 np.maximum(out, windows[..., i, j], out=out)
         hits = windows == out[..., None, None]
-        ties = np.zeros(out.shape, dtype=x.dtype)
+        ties = np.zeros_like(out)
         for i in range(kernel[0]):
             for j in range(kernel[1]):
                 ties += hits[..., i, j]
@@ -991,7 +994,7 @@ def _softmax_shift(x, axis: int) -> np.ndarray:
     """The maximum along `axis`, a constant: subtracting it keeps exp from overflowing and cancels
     out of softmax and log-softmax (and their gradients). An infinite maximum is replaced by 0
     (inf - inf would be nan where log-sum-exp gives inf)."""
-    shift = np.asarray(x).max(axis=axis, keepdims=True)
+    shift = np.asanyarray(x).max(axis=axis, keepdims=True)
     return np.where(np.isfinite(shift), shift, 0)
 
 

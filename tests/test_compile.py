@@ -1,0 +1,349 @@
+"""tg.compile: the traced program computes what eager mode computes, call after call.
+
+The property tests draw random compositions of rows of tests/op_table.py (each row's output
+through tanh, weighted and summed into one loss) and compare the compiled step with eager
+`fn().backward()`: loss and every leaf gradient, across calls with the parameters changed in
+between, with gradients accumulating, and with the program's `.source` exec'd on its own.
+"""
+import numpy as np
+import pytest
+import scipy
+import scipy.special
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import seed_learner
+import tinygrad_edu as tg
+import tinygrad_edu.functional as F
+from op_table import OPS
+from test_ops_gradient import draw_differentiable_case
+from tinygrad_edu import Tensor, nn, optim
+
+pytestmark = pytest.mark.usefixtures("broadcast_guard_off")
+
+# Dropout draws a new mask at every eager call; a traced program keeps the trace's (documented).
+ROWS = [spec for spec in OPS if spec.grad and "dropout" not in spec.name]
+
+
+def assert_same(where, compiled, eager):
+    compiled, eager = np.asarray(compiled), np.asarray(eager)
+    assert compiled.shape == eager.shape and compiled.dtype == eager.dtype, (
+        f"{where}: compiled {compiled.dtype}{compiled.shape}, eager {eager.dtype}{eager.shape}")
+    np.testing.assert_allclose(compiled, eager, rtol=1e-12, atol=1e-14, err_msg=where)
+
+
+def grads_of(tensors):
+    return [None if t.grad is None else t.grad.data.copy() for t in tensors]
+
+
+def assert_grads_same(where, tensors, compiled, eager):
+    for i, (c, e) in enumerate(zip(compiled, eager)):
+        assert (c is None) == (e is None), f"{where}: input {i} has a gradient on one side only"
+        if c is not None:
+            assert_same(f"{where}, gradient of input {i} {tensors[i].shape}", c, e)
+
+
+def run_source(step, arrays):
+    """exec `step.source` with nothing but NumPy, SciPy and its named constants; call it."""
+    namespace = {"np": np, "expit": scipy.special.expit, "scipy": scipy, **step.constants}
+    exec(step.source, namespace)
+    return namespace["step"](*arrays)
+
+
+@st.composite
+def compositions(draw):
+    """1-3 op-table rows with float64 inputs; returns (loss function, leaves, perturbation seed)."""
+    specs = draw(st.lists(st.sampled_from(ROWS), min_size=1, max_size=3), label="rows")
+    parts, leaves = [], []
+    for spec in specs:
+        arrays, kwargs = draw_differentiable_case(spec, draw(st.data()))  # where NumPy gives finite values
+        inputs = []
+        for i, array in enumerate(arrays):
+            if spec.domain(i).kind == "float":
+                leaves.append(Tensor(np.array(array), requires_grad=True))
+                inputs.append(leaves[-1])
+            else:
+                inputs.append(array)
+        parts.append((spec, inputs, kwargs))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1), label="seed"))
+    weights = [rng.uniform(-1, 1, np.shape(spec.fn(*inputs, **kwargs))) for spec, inputs, kwargs in parts]
+
+    def loss():
+        total = 0.0
+        for (spec, inputs, kwargs), weight in zip(parts, weights):
+            out = spec.fn(*inputs, **kwargs)
+            total = total + (out.astype(np.float64).tanh() * weight).sum()
+        return total
+
+    return specs, loss, leaves, rng
+
+
+def perturb(leaves, rng):
+    """New parameter values that stay in each row's domain (a relative change keeps the sign)."""
+    for leaf in leaves:
+        leaf.data = leaf.data * (1 + 0.01 * rng.uniform(-1, 1, leaf.shape))
+
+
+@settings(max_examples=40)
+@given(compositions())
+def test_compiled_op_compositions_equal_eager_across_calls(case):
+    specs, loss_fn, leaves, rng = case
+    step = tg.compile(loss_fn)
+    where = " + ".join(spec.name for spec in specs)
+    for call in range(3):
+        for leaf in leaves:
+            leaf.grad = None
+        compiled_loss = step()
+        compiled = grads_of(leaves)
+        for leaf in leaves:
+            leaf.grad = None
+        eager_loss = loss_fn()
+        eager_loss.backward()
+        assert compiled_loss.grad_fn is None and not compiled_loss.requires_grad
+        assert_same(f"{where}: loss, call {call}", compiled_loss.data, eager_loss.data)
+        assert_grads_same(f"{where}, call {call}", leaves, compiled, grads_of(leaves))
+        perturb(leaves, rng)
+
+
+@settings(max_examples=20)
+@given(compositions())
+def test_compiled_gradients_accumulate_like_backward(case):
+    specs, loss_fn, leaves, rng = case
+    initial = [leaf.data for leaf in leaves]
+    seed = int(rng.integers(2**32))
+    step = tg.compile(loss_fn)
+    step()
+    perturb(leaves, np.random.default_rng(seed))
+    step()  # no zero_grad in between: the gradients add up, as after two backward() calls
+    compiled = grads_of(leaves)
+    for leaf, data in zip(leaves, initial):
+        leaf.data, leaf.grad = data, None
+    loss_fn().backward()
+    perturb(leaves, np.random.default_rng(seed))
+    loss_fn().backward()
+    assert_grads_same(" + ".join(spec.name for spec in specs), leaves, compiled, grads_of(leaves))
+
+
+@settings(max_examples=25)
+@given(compositions())
+def test_source_execd_alone_reproduces_the_gradients(case):
+    specs, loss_fn, leaves, rng = case
+    step = tg.compile(loss_fn)
+    step()
+    compiled = grads_of(leaves)
+    loss, grads = run_source(step, [t.data for t in step.parameters])
+    for leaf in leaves:
+        leaf.grad = None
+    eager = loss_fn()
+    eager.backward()
+    assert_same("loss from .source", np.asarray(loss), eager.data)
+    returned = iter(grads)
+    for tensor in step.parameters:
+        if tensor.grad is not None:
+            assert_same("gradient from .source", np.asarray(next(returned)), tensor.grad.data)
+    assert_grads_same("compiled step", leaves, compiled, grads_of(leaves))
+
+
+# ---- networks ------------------------------------------------------------------------------------
+def mlp_and_data(batch, seed=0):
+    tg.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(6, 8), nn.Sigmoid(), nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 3))
+    rng = np.random.default_rng(seed)
+    x = Tensor(rng.standard_normal((batch, 6)).astype(np.float32))
+    y = Tensor(rng.integers(0, 3, batch))
+    return model, x, y
+
+
+def test_sequential_cross_entropy_sgd_loop_equals_eager():
+    eager_model, x, y = mlp_and_data(16)
+    compiled_model, _, _ = mlp_and_data(16)
+    eager_opt = optim.SGD(eager_model.parameters(), lr=0.5, momentum=0.9)
+    compiled_opt = optim.SGD(compiled_model.parameters(), lr=0.5, momentum=0.9)
+    step = tg.compile(lambda x, y: F.cross_entropy(compiled_model(x), y))
+    for number in range(5):
+        eager_opt.zero_grad()
+        eager_loss = F.cross_entropy(eager_model(x), y)
+        eager_loss.backward()
+        eager_opt.step()
+        compiled_opt.zero_grad()
+        compiled_loss = step(x, y)  # reads the weights the optimizer just updated in place
+        compiled_opt.step()
+        assert compiled_loss.item() == eager_loss.item(), f"step {number}"
+        for (name, p), q in zip(compiled_model.named_parameters(), eager_model.parameters()):
+            np.testing.assert_array_equal(p.data, q.data, err_msg=f"{name} after step {number}")
+    assert "dcompiled_model_0_weight = " in step.source and "# (16, 8)" in step.source
+
+
+def test_new_batch_size_traces_again_and_both_programs_stay_right():
+    model, x, y = mlp_and_data(16)
+    step = tg.compile(lambda x, y: F.cross_entropy(model(x), y))
+    for batch in (16, 5, 16, 5):
+        _, x, y = mlp_and_data(batch, seed=batch)
+        model.zero_grad()
+        compiled_loss = step(x, y)
+        compiled = grads_of(model.parameters())
+        model.zero_grad()
+        eager_loss = F.cross_entropy(model(x), y)
+        eager_loss.backward()
+        assert_same(f"loss, batch {batch}", compiled_loss.data, eager_loss.data)
+        assert_grads_same(f"batch {batch}", list(model.parameters()), compiled, grads_of(model.parameters()))
+        assert f"# ({batch}, 8)" in step.source
+    assert "2 traced signature" in repr(step)
+
+
+def test_learner_000_network_compiled_equals_their_backpropagate():
+    rng = np.random.default_rng(0)
+    x = rng.random((20, 8))
+    y = np.eye(4)[rng.integers(0, 4, 20)]
+    arrays = [rng.uniform(-0.12, 0.12, s) for s in ((8, 5), (5,), (5, 4), (4,))]
+    p = [Tensor(a.copy(), requires_grad=True) for a in arrays]
+    step = tg.compile(lambda x, y: seed_learner.cost(p, x, y))
+    for call in range(3):
+        for t in p:
+            t.grad = None
+        loss = step(x, y)
+        expected = seed_learner.backpropagate([t.data for t in p], x, y)
+        np.testing.assert_allclose(loss.item(), seed_learner.cost([t.data for t in p], x, y), rtol=1e-12)
+        for name, t, g in zip(("W1", "b1", "W2", "b2"), p, expected):
+            np.testing.assert_allclose(t.grad.data, g, rtol=1e-10, atol=1e-14, err_msg=name)
+        grads = seed_learner.backpropagate([t.data for t in p], x, y)
+        for t, g in zip(p, grads):
+            t.data = t.data - 0.12 * g
+    loss, grads = run_source(step, [x, y] + [t.data for t in step.parameters])
+    for g, expected in zip(grads, seed_learner.backpropagate([t.data for t in p], x, y)):
+        np.testing.assert_allclose(g, expected, rtol=1e-10, atol=1e-14)
+
+
+# ---- limits: fixed at trace time, and clear refusals ---------------------------------------------------
+def test_a_value_dependent_branch_is_fixed_at_trace_time():
+    w = Tensor(np.array([1.0, -2.0]), requires_grad=True)
+
+    def loss(x):
+        if (x * w).sum().item() > 0:  # a Python branch on a value: traced once, as it went then
+            return (x * w).sum() * 3
+        return (x * w).sum() * -1
+
+    step = tg.compile(loss)
+    assert step(np.array([1.0, 0.0])).item() == 3.0  # traced on the first branch
+    w.grad = None
+    assert step(np.array([0.0, 1.0])).item() == -6.0  # eager would take the other branch (2.0)
+    np.testing.assert_array_equal(w.grad.data, [0.0, 3.0])
+    assert "fixed at trace time" in repr(step)
+
+
+def test_the_loss_comes_back_without_a_graph_and_grads_accumulate_onto_existing_ones():
+    w = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    step = tg.compile(lambda: (w * w).sum())
+    w.grad = Tensor(np.array([10.0, 10.0]))
+    loss = step()
+    assert loss.is_leaf and not loss.requires_grad and loss.item() == 5.0
+    np.testing.assert_array_equal(w.grad.data, [12.0, 14.0])
+    step()
+    np.testing.assert_array_equal(w.grad.data, [14.0, 18.0])
+
+
+def test_a_hook_that_replaces_a_gradient_is_refused_but_a_watching_hook_runs_while_tracing():
+    w = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    seen = []
+    handle = w.register_hook(lambda g: seen.append(g.shape))
+    step = tg.compile(lambda: (w * 3).sum())
+    step()
+    step()
+    assert seen == [(2,)]  # once, while tracing
+    handle.remove()
+    w.register_hook(lambda g: g * 2)
+    with pytest.raises(tg.TracingError, match="returned a new gradient"):
+        tg.compile(lambda: (w * 3).sum())()
+
+
+def test_bad_steps_are_refused_with_the_reason():
+    w = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    with pytest.raises(tg.TracingError, match="one-element loss"):
+        tg.compile(lambda: w * 2)()
+    with pytest.raises(tg.TracingError, match="does not require grad"):
+        tg.compile(lambda: Tensor(np.array(1.0)) * 2)()
+    with pytest.raises(TypeError, match="needs a function"):
+        tg.compile(3)
+    with pytest.raises(RuntimeError, match="call the compiled step once"):
+        tg.compile(lambda: w.sum()).source
+
+
+def test_arrays_by_keyword_or_in_a_list_are_refused_so_no_call_reuses_old_values():
+    w = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    step = tg.compile(lambda x=None, xs=(): (w * x).sum())
+    with pytest.raises(TypeError, match="positional"):
+        step(x=np.array([1.0, 1.0]))
+    with pytest.raises(TypeError, match="positional"):
+        step(None, [np.array([1.0, 1.0])])
+
+
+def test_a_parameter_given_an_array_of_another_shape_traces_again():
+    w = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    step = tg.compile(lambda: (w * w).sum())
+    step()
+    w.data, w.grad = np.array([1.0, 2.0, 3.0]), None
+    assert step().item() == 14.0
+    np.testing.assert_array_equal(w.grad.data, [2.0, 4.0, 6.0])
+
+
+def test_anomaly_mode_runs_while_tracing_not_on_replay():
+    w = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    step = tg.compile(lambda x: (w * x).log().sum())
+    with tg.detect_anomaly():
+        step(np.array([1.0, 1.0]))  # traced under anomaly mode: finite, nothing to report
+        with pytest.raises(tg.AnomalyError), np.errstate(invalid="ignore"):
+            tg.compile(lambda x: (w * x).log().sum())(np.array([-1.0, 1.0]))  # tracing checks
+        with np.errstate(invalid="ignore"):
+            assert np.isnan(step(np.array([-1.0, 1.0])).item())  # the replay does not check
+
+
+def test_a_uniform_constant_is_written_as_a_number_only_in_elementwise_operations():
+    w = Tensor(np.arange(6.0).reshape(2, 3), requires_grad=True)
+    step = tg.compile(lambda: ((np.full((1, 2), 0.5) @ w) * np.full((1, 3), 2.0)).sum())
+    assert step().item() == 15.0  # the product keeps its (1, 2) operand; `* 2.0` may be a number
+    np.testing.assert_array_equal(w.grad.data, np.ones((2, 3)))
+    assert "0.5 @" not in step.source
+
+
+@pytest.mark.parametrize("make_labels", [lambda y: Tensor(y.astype(np.float32)), lambda y: y.astype(np.float64)],
+                         ids=["float Tensor labels", "float ndarray labels"])
+def test_labels_converted_inside_the_loss_follow_each_call(make_labels):
+    model, x, _ = mlp_and_data(8)
+    step = tg.compile(lambda x, y: F.cross_entropy(model(x), y))
+    for seed in range(3):
+        y = make_labels(np.random.default_rng(seed).integers(0, 3, 8))  # new labels, same shape
+        model.zero_grad()
+        compiled_loss = step(x, y)
+        compiled = grads_of(model.parameters())
+        model.zero_grad()
+        eager_loss = F.cross_entropy(model(x), y)
+        eager_loss.backward()
+        assert_same(f"loss, labels {seed}", compiled_loss.data, eager_loss.data)
+        assert_grads_same(f"labels {seed}", list(model.parameters()), compiled, grads_of(model.parameters()))
+
+
+def test_a_target_of_another_dtype_follows_each_call():
+    w = Tensor(np.array([1.0, 2.0], dtype=np.float32), requires_grad=True)
+    step = tg.compile(lambda t: F.mse_loss(w * 2, t))
+    for target in (np.array([0.0, 1.0]), np.array([5.0, -1.0])):  # float64 targets for a float32 loss
+        w.grad = None
+        loss = step(target)
+        eager = F.mse_loss(w * 2, target)
+        assert_same(f"loss, target {target}", loss.data, eager.data)
+
+
+def test_a_numpy_function_outside_the_top_level_namespace_is_named_in_the_program():
+    x = Tensor(np.arange(5.0), requires_grad=True)
+    w = np.array([1.0, -1.0])
+
+    def loss():  # np.lib.stride_tricks.sliding_window_view dispatches like np.where
+        windows = np.lib.stride_tricks.sliding_window_view(x.data, 2)
+        return (x * np.concatenate([windows @ w, [0.0]])).sum()
+
+    step = tg.compile(loss)
+    step()
+    assert "sliding_window_view(x, 2)" in step.source
+    x.data, x.grad = np.array([3.0, 1.0, 4.0, 1.0, 5.0]), None
+    compiled = step().item()
+    assert compiled == loss().item() == 3 * 2 + 1 * -3 + 4 * 3 + 1 * -4
+    run_source(step, [t.data for t in step.parameters])

@@ -1,0 +1,935 @@
+"""tg.compile: trace a training step once, then replay it as straight-line NumPy code.
+
+Tracing runs `fn(*args)` and its backward eagerly, with the real engine and the real ops, on
+arrays of a recording ndarray subclass (`_Traced`): every NumPy call an op's forward or backward
+makes on them becomes one line of Python. No op's math is written here a second time.
+"""
+from __future__ import annotations
+
+import builtins
+import inspect
+import keyword
+import re
+import threading
+from typing import Callable
+
+import numpy as np
+import scipy.special
+
+from . import autograd
+from .nn.module import Module
+from .tensor import Tensor
+
+__all__ = ["compile", "CompiledStep", "TracingError"]
+
+_LIMITS = ("Python control flow that depends on tensor values is fixed at trace time; gradient hooks, "
+           "the broadcast guard and anomaly mode run while tracing, not on replay")
+
+
+class TracingError(RuntimeError):
+    """A step could not be turned into a program that is sure to compute what eager mode computes."""
+
+
+# ---- the recorder: one per trace, reached through a thread-local ------------------------------------
+_active = threading.local()
+
+
+def _recorder():
+    return getattr(_active, "recorder", None)
+
+
+class _Var:
+    """A name in the program: an input, a constant or a temporary (one line's result)."""
+
+    __slots__ = ("name", "shape", "dtype", "kind", "root", "scalar", "fresh", "value")
+
+    def __init__(self, name, value, kind, root=None):
+        self.name, self.kind, self.value = name, kind, None
+        self.shape, self.dtype = np.shape(value), getattr(value, "dtype", None)
+        self.root = root or self  # views share their base's root: an in-place write reaches all of them
+        self.scalar = False  # a NumPy scalar in the program (a full reduction), a 0-d array while tracing
+        self.fresh = False  # a new array the program owns (not a view, an input or a constant)
+
+
+class _Line:
+    """One statement: `pieces` (text and _Vars) rendered with the final names."""
+
+    __slots__ = ("target", "pieces", "reads", "in_place", "inline")
+
+    def __init__(self, target, pieces, reads, in_place=False):
+        self.target, self.pieces, self.reads, self.in_place = target, pieces, reads, in_place
+        self.inline = False  # a view by attribute (x.T): written where it is used instead
+
+    def render(self) -> str:
+        text = "".join(p.name if isinstance(p, _Var) else p for p in self.pieces)
+        shape = "()" if self.target.scalar else str(self.target.shape)
+        return f"{text}  # {shape}"
+
+
+_OPERATORS = {
+    np.add: "+", np.subtract: "-", np.multiply: "*", np.true_divide: "/", np.power: "**", np.matmul: "@",
+    np.greater: ">", np.greater_equal: ">=", np.less: "<", np.less_equal: "<=", np.equal: "==",
+    np.not_equal: "!=", np.bitwise_and: "&", np.bitwise_or: "|", np.floor_divide: "//", np.remainder: "%",
+}
+_UNARY = {np.negative: "-", np.invert: "~", np.positive: "+"}
+_REDUCE_METHODS = {np.add: "sum", np.maximum: "max", np.minimum: "min"}
+
+
+class _Recorder:
+    """Collects the lines of one trace and the variables they define."""
+
+    def __init__(self):
+        self.lines, self.used_names = [], {"np", "expit", "scipy"}
+        self.by_address = {}  # where a variable's values are in memory: finds plain views of it
+        self.vars = {}  # id(traced array) -> (array, _Var); keeps the arrays alive, so ids stay unique
+        self.constants = {}  # namespace name -> value, for constants too big to write out
+        self.counter = 0
+
+    # -- names and values ---------------------------------------------------------------------------
+    def unique(self, base: str) -> str:
+        base = "".join(c if c.isalnum() or c == "_" else "_" for c in base) or "v"
+        if base[0].isdigit() or keyword.iskeyword(base):
+            base = "v" + base
+        name, k = base, 1
+        while name in self.used_names:
+            k += 1
+            name = f"{base}{k}"
+        self.used_names.add(name)
+        return name
+
+    def traced(self, array: np.ndarray, name: str, kind: str, root=None) -> "_Traced":
+        value = array.view(_Traced)
+        var = _Var(self.unique(name), array, kind, root)
+        self.vars[id(value)] = (value, var)
+        value._var, var.value = var, value
+        self.by_address[_address(value)] = var
+        return value
+
+    def var_of(self, x):
+        """The _Var a traced array (or a plain view that is exactly one) stands for, else None."""
+        if isinstance(x, _Traced):
+            if x._var is None:
+                raise TracingError("an array reached the program through a NumPy path the tracer does not "
+                                   "record (e.g. a conversion like np.asarray(x, dtype=...)); " + _HINT)
+            return x._var
+        if isinstance(x, np.ndarray):  # np.asarray(traced) gives a plain view of it: the same values
+            return self.by_address.get(_address(x))
+        return None
+
+    def expr(self, x, reads: list, in_index=False) -> list:
+        """Pieces that write `x` in the program: a variable, a literal or a named constant."""
+        var = self.var_of(x) if isinstance(x, np.ndarray) else None
+        if var is not None:
+            reads.append(var)
+            return [var]
+        if isinstance(x, tuple) or isinstance(x, list):
+            parts = [self.expr(item, reads, in_index) for item in x]
+            joined = _join(parts)
+            if isinstance(x, list):
+                return ["["] + joined + ["]"]
+            if in_index:
+                return joined + ([","] if len(x) == 1 else []) if x else ["()"]
+            return ["("] + joined + ([",)"] if len(x) == 1 else [")"])
+        if isinstance(x, slice) and in_index:
+            bounds = ["" if b is None else repr(b) for b in (x.start, x.stop, x.step)]
+            return [":".join(bounds[:2]) + (f":{bounds[2]}" if bounds[2] else "")]
+        return [self.literal(x)]
+
+    def literal(self, x) -> str:
+        if x is None or isinstance(x, (bool, str)) or x is Ellipsis:
+            return "..." if x is Ellipsis else repr(x)
+        if isinstance(x, (int, float)):
+            return repr(x) if np.isfinite(x) else f"float({str(x)!r})"
+        if isinstance(x, np.dtype) or (isinstance(x, type) and issubclass(x, np.generic)):
+            return f"np.{np.dtype(x).name}"
+        if isinstance(x, np.generic) and x.ndim == 0 and np.isfinite(x) and x.dtype.kind in "biuf":
+            return f"np.{x.dtype.name}({x.item()!r})"
+        if isinstance(x, np.ndarray):
+            return self.array_literal(x)
+        if isinstance(x, slice):
+            return repr(x)
+        name = self.unique(f"const{len(self.constants) + 1}")
+        self.constants[name] = x
+        return name
+
+    def array_literal(self, x: np.ndarray) -> str:
+        """Small regular arrays are written out (np.arange(64)); others become named constants."""
+        if x.ndim == 1 and x.dtype.kind in "iu" and np.array_equal(x, np.arange(x.size)):
+            return f"np.arange({x.size})"
+        if x.ndim == 0 and x.dtype.kind in "biuf" and np.isfinite(x):
+            return f"np.array({x.item()!r}, dtype=np.{x.dtype.name})"
+        if x.size and x.dtype.kind in "biuf" and np.all(x == x.flat[0]) and x.flat[0] in (0, 1):
+            kind = "ones" if x.flat[0] else "zeros"
+            return f"np.{kind}({x.shape}, dtype=np.{x.dtype.name})"
+        name = self.unique(f"const{len(self.constants) + 1}")
+        self.constants[name] = x
+        return name
+
+    # -- recording ------------------------------------------------------------------------------------
+    def result(self, value, pieces, reads, sources=()):
+        """Name a fresh result: a new variable, viewing one of `sources` if it shares their memory."""
+        scalar = not isinstance(value, np.ndarray)
+        array = np.asarray(value)
+        same = next((s for s, plain in sources if not scalar and _address(array) == _address(plain)), None)
+        if same is not None:  # a view with the source's exact layout (x.reshape(x.shape)): the same values
+            out = array.view(_Traced)
+            out._var = same
+            self.vars[id(out)] = (out, same)
+            return out
+        root = next((s.root for s, plain in sources if np.may_share_memory(array, plain)), None)
+        out = self.traced(array, "t", "temp", root)
+        var = out._var
+        var.scalar = scalar
+        var.fresh = root is None and not scalar and array.flags.owndata
+        self.lines.append(_Line(var, [var, " = "] + pieces, reads))
+        return out
+
+    def write(self, target: "_Traced", pieces, reads):
+        """An in-place statement on `target` (x *= y, x[i] = y, np.add.at(x, i, y))."""
+        var = self.var_of(target)
+        self.lines.append(_Line(var, pieces, reads + [var], in_place=True))
+
+    def call_ufunc(self, ufunc, method, inputs, out, kwargs):
+        plain = [_plain(x) for x in inputs]
+        reads = []
+        exprs = [self.expr(x, reads) for x in inputs]
+        if method == "__call__" and len(inputs) == 2 and ufunc.signature is None:  # elementwise only
+            exprs = self.uniform_as_number(inputs, exprs, out)
+        if method == "at":
+            target = inputs[0]
+            if self.var_of(target) is None:
+                raise TracingError(f"numpy.{ufunc.__name__}.at writes traced values into an array the "
+                                   "tracer does not follow (make it with np.zeros_like(x), not np.zeros)")
+            ufunc.at(*plain, **kwargs)
+            self.write(target, [f"{_ufunc_name(ufunc)}.at("] + _join(exprs) + [")"], reads)
+            return None
+        if out is not None:
+            return self.in_place(ufunc, method, inputs, plain, exprs, reads, out, kwargs)
+        value = getattr(ufunc, method)(*plain, **kwargs)
+        if isinstance(value, tuple):
+            raise TracingError(f"numpy.{ufunc.__name__} returns several arrays; the tracer records one")
+        return self.result(value, self.ufunc_pieces(ufunc, method, exprs, kwargs, reads), reads,
+                           self.sources(inputs))
+
+    def uniform_as_number(self, inputs, exprs, out):
+        """A constant operand whose elements are all one value (a gradient d(c * sum x)/dx) is written
+        as that number, when the other operand alone gives the result's shape and dtype."""
+        shapes = [np.shape(x) for x in inputs]
+        for i, x in enumerate(inputs):
+            other = inputs[1 - i]
+            if (type(x) is np.ndarray and self.var_of(x) is None and x.size > 1 and x.dtype.kind == "f"
+                    and isinstance(other, np.ndarray) and self.var_of(other) is not None
+                    and other.dtype == x.dtype and np.all(x == x.flat[0])
+                    and np.broadcast_shapes(*shapes) == shapes[1 - i]
+                    and (out is None or out[0] is other)):
+                exprs = list(exprs)
+                exprs[i] = [self.literal(x.flat[0].item())]
+        return exprs
+
+    def in_place(self, ufunc, method, inputs, plain, exprs, reads, out, kwargs):
+        if len(out) != 1 or self.var_of(out[0]) is None:
+            raise TracingError(f"numpy.{ufunc.__name__}(..., out=) writes into an array the tracer does not "
+                               "follow; " + _HINT)
+        target = out[0]
+        var = self.var_of(target)
+        getattr(ufunc, method)(*plain, out=(_plain(target),), **kwargs)
+        symbol = _OPERATORS.get(ufunc)
+        operator_form = method == "__call__" and symbol and len(inputs) == 2 and not kwargs
+        if operator_form and self.var_of(inputs[0]) is var:
+            self.write(target, [var, f" {symbol}= "] + _grouped(exprs[1]), reads)
+        elif var.scalar:  # a NumPy scalar cannot be written into: give the name the new value
+            pieces = self.ufunc_pieces(ufunc, method, exprs, {}, reads)
+            self.lines.append(_Line(var, [var, " = "] + pieces, reads + [var], in_place=True))
+        else:
+            pieces = self.ufunc_pieces(ufunc, method, exprs, kwargs, reads)
+            pieces = pieces[:-1] + [", out=", var, ")"] if pieces[-1] == ")" else None
+            if pieces is None:
+                raise TracingError(f"numpy.{ufunc.__name__} with out= cannot be written as one line")
+            self.write(target, pieces, reads)
+        return target
+
+    def ufunc_pieces(self, ufunc, method, exprs, kwargs, reads) -> list:
+        if method == "__call__" and not kwargs:
+            if ufunc in _OPERATORS and len(exprs) == 2:
+                left, right = (_grouped(e) for e in exprs)
+                return left + [f" {_OPERATORS[ufunc]} "] + right
+            if ufunc in _UNARY and len(exprs) == 1:
+                return [_UNARY[ufunc]] + exprs[0]
+        options = [[f"{k}="] + self.expr(v, reads) for k, v in kwargs.items()]
+        if method == "reduce" and ufunc in _REDUCE_METHODS and len(exprs) == 1:
+            return exprs[0] + [f".{_REDUCE_METHODS[ufunc]}("] + _join(options) + [")"]
+        name = _ufunc_name(ufunc) + ("" if method == "__call__" else f".{method}")
+        return [f"{name}("] + _join(exprs + options) + [")"]
+
+    def call_function(self, func, args, kwargs):
+        reads = []
+        if func in (np.sum, np.max, np.min, np.mean):  # np.sum(x), not np.sum(x, axis=None, keepdims=False)
+            kwargs = {k: v for k, v in kwargs.items() if (k, v) not in (("axis", None), ("keepdims", False))}
+        exprs = [self.expr(a, reads) for a in args]
+        exprs += [[f"{k}="] + self.expr(v, reads) for k, v in kwargs.items()]
+        value = func(*_plain(list(args)), **{k: _plain(v) for k, v in kwargs.items()})
+        if not isinstance(value, (np.ndarray, np.generic)):
+            return value  # shapes, counts, flags: plain Python values, fixed at trace time
+        if getattr(np, func.__name__, None) is func:
+            name = f"np.{func.__name__}"
+        else:  # np.lib.stride_tricks.sliding_window_view and friends: named in the program's namespace
+            name = self.unique(func.__name__)
+            self.constants[name] = func
+        return self.result(value, [f"{name}("] + _join(exprs) + [")"], reads,
+                           self.sources(_flatten(args)))
+
+    def call_method(self, x, name, args=(), kwargs=None, attribute=False):
+        kwargs = kwargs or {}
+        plain = _plain(x)
+        value = getattr(plain, name) if attribute else getattr(plain, name)(*_plain(list(args)),
+                                                                            **_plain(kwargs))
+        reads = []
+        pieces = self.expr(x, reads)
+        if attribute:
+            out = self.result(value, pieces + [f".{name}"], reads, self.sources([x]))
+            if self.lines and self.lines[-1].target is out._var:
+                self.lines[-1].inline = True
+            return out
+        else:
+            options = [[f"{k}="] + self.expr(v, reads) for k, v in kwargs.items()]
+            pieces = pieces + [f".{name}("] + _join([self.expr(a, reads) for a in args] + options) + [")"]
+        return self.result(value, pieces, reads, self.sources([x]))
+
+    def sources(self, items):
+        return [(self.var_of(x), _plain(x)) for x in items
+                if isinstance(x, np.ndarray) and self.var_of(x) is not None]
+
+
+_HINT = "the step cannot be compiled as written (see docs/compile.md, 'Limits')"
+
+
+def _address(x: np.ndarray) -> tuple:
+    return x.__array_interface__["data"][0], x.shape, x.strides, x.dtype.str
+
+
+def _describe(value) -> str:
+    """A named constant in one line: what it is and, when every element is the same, that value."""
+    if callable(value):
+        return f"the function {value.__module__}.{value.__qualname__}"
+    if not isinstance(value, np.ndarray):
+        return repr(value)[:60]
+    same = value.size and np.all(value == value.flat[0])
+    every = f", every element {value.flat[0].item()!r}" if same else ""
+    return f"{value.dtype} array {value.shape}{every}"
+
+
+def _grouped(pieces: list) -> list:
+    """A negative literal as an operand gets parentheses: (-2.0) ** x is not -(2.0 ** x)."""
+    first = pieces[0]
+    return ["("] + pieces + [")"] if isinstance(first, str) and first.startswith("-") else pieces
+
+
+def _join(parts: list) -> list:
+    joined = []
+    for i, part in enumerate(parts):
+        joined += ([", "] if i else []) + part
+    return joined
+
+
+def _flatten(items):
+    for item in items:
+        if isinstance(item, (list, tuple)):
+            yield from _flatten(item)
+        else:
+            yield item
+
+
+def _plain(x):
+    """The same values without the recording class (what the real NumPy call gets)."""
+    if isinstance(x, _Traced):
+        return x.view(np.ndarray)
+    if isinstance(x, (list, tuple)):
+        return type(x)(_plain(item) for item in x)
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    return x
+
+
+def _ufunc_name(ufunc) -> str:
+    if ufunc is scipy.special.expit:
+        return "expit"
+    if getattr(np, ufunc.__name__, None) is ufunc:
+        return f"np.{ufunc.__name__}"
+    if getattr(scipy.special, ufunc.__name__, None) is ufunc:
+        return f"scipy.special.{ufunc.__name__}"
+    raise TracingError(f"the ufunc {ufunc.__name__} is neither NumPy's nor scipy.special's; " + _HINT)
+
+
+# ---- the recording array --------------------------------------------------------------------------
+class _Traced(np.ndarray):
+    """An ndarray with its value, whose NumPy calls append lines to the active trace."""
+
+    def __array_finalize__(self, obj):
+        self._var = None  # a view NumPy made by itself: not in the program (using it raises)
+
+    def __array_ufunc__(self, ufunc, method, *inputs, out=None, **kwargs):
+        if any(isinstance(x, Tensor) for x in inputs):
+            return NotImplemented  # a Tensor operand: the Tensor's own operation records it
+        recorder = _recorder()
+        if recorder is None:  # after tracing (an array someone kept): plain NumPy
+            outs = {} if out is None else {"out": tuple(_plain(o) for o in out)}
+            return getattr(ufunc, method)(*_plain(list(inputs)), **outs, **kwargs)
+        return recorder.call_ufunc(ufunc, method, inputs, out, kwargs)
+
+    def __array_function__(self, func, types, args, kwargs):
+        if any(issubclass(t, Tensor) for t in types):
+            return NotImplemented
+        recorder = _recorder()
+        if recorder is None:
+            return func(*_plain(list(args)), **_plain(kwargs))
+        return recorder.call_function(func, args, kwargs)
+
+    def _method(self, name, *args, **kwargs):
+        recorder = _recorder()
+        if recorder is None:
+            return getattr(self.view(np.ndarray), name)(*_plain(list(args)), **_plain(kwargs))
+        return recorder.call_method(self, name, args, kwargs)
+
+    # What the ops call directly on arrays (views and copies NumPy would make without asking us).
+    def view(self, *args, **kwargs):
+        if args[:1] == (np.ndarray,) or kwargs.get("type") is np.ndarray:  # the plain array (ours)
+            return np.ndarray.view(self, *args, **kwargs)
+        return self._method("view", *args, **kwargs)
+
+    def reshape(self, *args, **kwargs):
+        return self._method("reshape", *args, **kwargs)
+
+    def transpose(self, *args):
+        return self._method("transpose", *args)
+
+    def swapaxes(self, *args):
+        return self._method("swapaxes", *args)
+
+    def astype(self, *args, **kwargs):
+        return self._method("astype", *args, **kwargs)
+
+    def copy(self, *args, **kwargs):
+        return self._method("copy", *args, **kwargs)
+
+    def ravel(self, *args):
+        return self._method("ravel", *args)
+
+    def flatten(self, *args):
+        return self._method("flatten", *args)
+
+    def squeeze(self, *args, **kwargs):
+        return self._method("squeeze", *args, **kwargs)
+
+    def sum(self, *args, **kwargs):
+        return self._method("sum", *args, **kwargs)
+
+    def max(self, *args, **kwargs):
+        return self._method("max", *args, **kwargs)
+
+    def min(self, *args, **kwargs):
+        return self._method("min", *args, **kwargs)
+
+    def mean(self, *args, **kwargs):
+        return self._method("mean", *args, **kwargs)
+
+    @property
+    def T(self):
+        recorder = _recorder()
+        if recorder is None:
+            return self.view(np.ndarray).T
+        return recorder.call_method(self, "T", attribute=True)
+
+    @property
+    def mT(self):
+        recorder = _recorder()
+        if recorder is None:
+            return self.view(np.ndarray).mT
+        return recorder.call_method(self, "mT", attribute=True)
+
+    def __getitem__(self, index):
+        recorder = _recorder()
+        if recorder is None:
+            return self.view(np.ndarray)[_plain(index)]
+        value = self.view(np.ndarray)[_plain(index)]
+        reads = []
+        pieces = recorder.expr(self, reads) + ["["] + recorder.expr(index, reads, in_index=True) + ["]"]
+        return recorder.result(value, pieces, reads, recorder.sources([self]))
+
+    def __setitem__(self, index, value):
+        recorder = _recorder()
+        self.view(np.ndarray)[_plain(index)] = _plain(value)
+        if recorder is not None:
+            reads = []
+            pieces = (recorder.expr(self, reads) + ["["] + recorder.expr(index, reads, in_index=True)
+                      + ["] = "] + recorder.expr(value, reads))
+            recorder.write(self, pieces, reads)
+
+    def __reduce__(self):
+        return self.view(np.ndarray).__reduce__()
+
+
+# ---- tracing -----------------------------------------------------------------------------------------
+class _Program:
+    """One traced signature: the generated function, and where its inputs and gradients go."""
+
+    def __init__(self, function, source, constants, arg_slots, leaves, grad_slots, copy_grad, shapes):
+        self.function, self.source, self.constants = function, source, constants
+        self.arg_slots = arg_slots  # which positional arguments are arrays the program reads
+        self.leaves = leaves  # Tensors the program reads .data of at each call (parameters, ...)
+        self.grad_slots = grad_slots  # ("arg", i) or ("leaf", j), one per returned gradient
+        self.copy_grad = copy_grad  # per gradient: not an array of its own (a view, a constant, shared)
+        self.shapes = shapes  # the leaves' (shape, dtype) when traced: a change means trace again
+
+
+def _signature(args, kwargs) -> tuple:
+    """What decides whether a traced program fits a call: arrays' shapes and dtypes, other values."""
+    parts = []
+    for i, value in enumerate(args):  # Tensors and arrays first: the usual arguments, checked every call
+        if type(value) is Tensor:
+            parts.append((value.data.shape, value.data.dtype, value.requires_grad))
+        else:
+            parts.append(_describe_argument(i, value))
+    for name in sorted(kwargs):
+        parts.append((name, _describe_argument(name, kwargs[name])))
+    return tuple(parts)
+
+
+def _describe_argument(where, value):
+    arrays = (Tensor, np.ndarray)
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else ()
+    if (isinstance(value, arrays) and isinstance(where, str)) or any(isinstance(v, arrays) for v in items):
+        raise TypeError(f"tg.compile: argument {where!r} passes arrays by keyword or inside a container; "
+                        "pass each Tensor or array as a positional argument, so that every call's values "
+                        "are used")
+    if isinstance(value, Tensor):
+        return "Tensor", value.shape, value.dtype, value.requires_grad
+    if isinstance(value, np.ndarray):
+        return "ndarray", value.shape, value.dtype
+    try:
+        hash(value)
+        return "value", type(value), value
+    except TypeError:
+        return "object", id(value)  # fixed at trace time, as any other Python value
+
+
+def _known_names(fn: Callable) -> tuple:
+    """id(Tensor or Module) -> a readable name, and the Tensors, from what `fn` closes over (its cells,
+    the globals it uses, its `self`)."""
+    names, tensors = {}, []
+    scopes = []
+    code = getattr(fn, "__code__", None)
+    if getattr(fn, "__self__", None) is not None:
+        scopes.append(("self", fn.__self__))
+        code = getattr(fn.__func__, "__code__", None)
+    elif isinstance(fn, Module):
+        scopes.append(("model", fn))
+    if code is not None:
+        for name, cell in zip(code.co_freevars, getattr(fn, "__closure__", None) or ()):
+            try:
+                scopes.append((name, cell.cell_contents))
+            except ValueError:  # an empty cell
+                pass
+        globals_ = getattr(fn, "__globals__", {})
+        scopes += [(name, globals_[name]) for name in code.co_names if name in globals_]
+    for prefix, value in scopes:
+        _name_objects(prefix, value, names, tensors, depth=0)
+    return names, tensors
+
+
+def _name_objects(prefix, value, names, tensors, depth):
+    if isinstance(value, Tensor):
+        if id(value) not in names:
+            tensors.append(value)
+        names.setdefault(id(value), value.name or prefix)
+    elif isinstance(value, Module):
+        for path, module in value.named_modules():
+            names.setdefault(id(module), f"{prefix}_{path}" if path else prefix)
+        for path, param in value.named_parameters():
+            _name_objects(f"{prefix}_{path}", param, names, tensors, depth)
+    elif isinstance(value, (list, tuple)) and depth < 2 and len(value) < 1000:
+        for i, item in enumerate(value):
+            _name_objects(f"{prefix}{i}", item, names, tensors, depth + 1)
+    elif isinstance(value, dict) and depth < 2 and len(value) < 1000:
+        for key, item in value.items():
+            _name_objects(f"{prefix}_{key}", item, names, tensors, depth + 1)
+    elif depth == 0 and hasattr(value, "__dict__") and not isinstance(value, type) and not callable(value):
+        for key, item in vars(value).items():  # an object holding the parameters (self.params, self.w)
+            if isinstance(item, (Tensor, Module, list, tuple, dict)):
+                _name_objects(key, item, names, tensors, depth + 1)
+
+
+class _Trace:
+    """Runs fn once eagerly on recording arrays and turns what it recorded into a _Program."""
+
+    def __init__(self, fn, args, kwargs, more_leaves=()):
+        self.fn, self.args, self.kwargs = fn, args, kwargs
+        self.recorder = _Recorder()
+        self.names, self.known = _known_names(fn)
+        self.known += [t for t in more_leaves if not any(t is k for k in self.known)]
+        self.leaves, self.leaf_vars, self.swapped, self.saved_grads = [], [], [], []
+
+    def follow_leaf(self, tensor: Tensor, name: str):
+        """Give a leaf recording data (its current values) and remember it as a program input."""
+        original = tensor.data
+        var = self.recorder.var_of(original) if isinstance(original, np.ndarray) else None
+        if var is not None:  # made inside fn from a traced array: already a value of the program
+            traced = var.value
+        else:
+            traced = self.recorder.traced(np.asarray(original), name, "input")
+            self.leaves.append(tensor)
+            self.leaf_vars.append(traced._var)
+        self.swapped.append((tensor, original))
+        tensor.data = traced
+        if tensor.requires_grad:
+            self.saved_grads.append((tensor, tensor.grad))
+            tensor.grad = None  # the program computes this call's gradient; it is added afterwards
+
+    def run(self, final: bool):
+        """Trace; returns the _Program, or (first attempt only) the leaves fn used that were not followed."""
+        recorder = self.recorder
+        signature = inspect.signature(self.fn) if callable(self.fn) else None
+        arg_names = _argument_names(signature, len(self.args))
+        call_args, arg_slots = [], []
+        _active.recorder = recorder
+        try:
+            for i, (name, value) in enumerate(zip(arg_names, self.args)):
+                if isinstance(value, Tensor):
+                    self.follow_leaf(value, name)
+                    self.leaves.pop()  # an argument is read from each call, not kept
+                    self.leaf_vars.pop()
+                    arg_slots.append((i, recorder.var_of(value.data)))
+                    call_args.append(value)
+                elif isinstance(value, np.ndarray):
+                    traced = recorder.traced(value, name, "input")
+                    arg_slots.append((i, traced._var))
+                    call_args.append(traced)
+                else:
+                    call_args.append(value)
+            for tensor in self.known:
+                if tensor._ctx is None and not any(t is tensor for t, _ in self.swapped):
+                    self.follow_leaf(tensor, self.names.get(id(tensor)) or tensor.name or "leaf")
+            loss = self.fn(*call_args, **self.kwargs)
+            if not isinstance(loss, Tensor) or loss.size != 1:
+                raise TracingError("the compiled function must return a one-element loss Tensor, got "
+                                   f"{type(loss).__name__}{getattr(loss, 'shape', '')}")
+            if not loss.requires_grad:
+                raise TracingError("the loss does not require grad: no parameter reaches it")
+            missed = self.unfollowed_leaves(loss, final)
+            if missed and not final:
+                return missed
+            loss_var = recorder.var_of(loss.data)
+            if loss_var is None:
+                raise TracingError("the loss was computed outside the tracer; " + _HINT)
+            self.rename(loss_var, "loss")
+            backward_starts = len(recorder.lines)
+            grads = self.backward(loss)
+        finally:
+            _active.recorder = None
+            for tensor, original in reversed(self.swapped):
+                tensor.data = original
+            for tensor, grad in self.saved_grads:
+                tensor.grad = grad
+        return self.build(loss_var, grads, arg_slots, backward_starts)
+
+    def unfollowed_leaves(self, loss: Tensor, final: bool) -> list:
+        """Leaves in loss's graph whose arrays were not followed (constants, unless they live on), and
+        a check that every op's output is a program variable."""
+        missed, seen, stack = [], set(), [loss._ctx]
+        while stack:
+            item = stack.pop()
+            if id(item) in seen:
+                continue
+            seen.add(id(item))
+            if isinstance(item, autograd.Context):
+                if item.out_id not in self.recorder.vars and final:
+                    raise TracingError(f"{item.fn.__name__}.forward computed its result outside the tracer "
+                                       "(e.g. with np.asarray or np.zeros); " + _HINT)
+                stack += list(item.parents)
+            elif isinstance(item, Tensor) and self.recorder.var_of(item.data) is None:
+                missed.append(item)
+        return missed
+
+    def backward(self, loss: Tensor) -> list:
+        """The engine's own backward, with a hook on every node and leaf that notes its gradient's name."""
+        recorder, captured, restore = self.recorder, {}, []
+
+        def capture(key):
+            def hook(grad):
+                # A gradient made from constants alone (d sum / dx is ones) is a constant of the program.
+                var = recorder.var_of(grad.data)
+                captured[key] = var or _Var(recorder.literal(grad.data), grad.data, "const")
+            return hook
+
+        def only_watching(user_hook, label):
+            def hook(grad):
+                if user_hook(grad) is not None:
+                    raise TracingError(f"a hook on {label} returned a new gradient; hooks run only while "
+                                       "tracing, so the program could not repeat that: " + _HINT)
+            return hook
+
+        items = [item for item in autograd.toposort([loss]) if item is not loss._ctx]
+        for item in items:
+            previous = item._hooks
+            label = item.fn.__name__ if isinstance(item, autograd.Context) else "a leaf"
+            watched = [only_watching(h, label) for h in previous or ()]
+            item._hooks = watched + [capture(id(item))]
+            restore.append((item, previous))
+        try:
+            loss.backward()
+        finally:
+            for item, previous in restore:
+                item._hooks = previous
+        self.name_nodes(items, captured)
+        arguments = [a for a in self.args if isinstance(a, Tensor)]
+        followed = [tensor for tensor in arguments + self.leaves if tensor.requires_grad]
+        return [(tensor, captured.get(id(tensor))) for tensor in followed]
+
+    def name_nodes(self, items, captured):
+        """Temporaries get names: a node's output after its module or op, a gradient `d` + that name."""
+        modules = self.names
+        counts = {}
+        for item in items:
+            if isinstance(item, autograd.Context):
+                var = self.recorder.vars.get(item.out_id, (None, None))[1]
+                if var is None or var.kind != "temp" or not var.name.startswith("t"):
+                    continue
+                calls = getattr(item, "module_calls", ())
+                module_name = modules.get(id(calls[0][0])) if calls else None
+                base = module_name or item.fn.__name__.lower()
+                counts[base] = counts.get(base, 0) + 1
+                self.rename(var, base if module_name else f"{base}{counts[base]}")
+        for item in reversed(items):  # nearest the loss first: a gradient passed on unchanged keeps that name
+            var = captured.get(id(item))
+            if var is None or var.kind != "temp":
+                continue
+            if isinstance(item, autograd.Context):
+                own = self.recorder.vars.get(item.out_id, (None, None))[1]
+                self.rename(var, "d" + (own.name if own is not None else item.fn.__name__.lower()))
+            elif isinstance(item.data, _Traced) and item.data._var is not None:
+                self.rename(var, "d" + item.data._var.name)
+
+    def rename(self, var, name):
+        if var.name.startswith("t") and var.name[1:].isdigit() or var.name == "t":
+            self.recorder.used_names.discard(var.name)
+            var.name = self.recorder.unique(name)
+
+    def build(self, loss_var, grads, arg_slots, backward_starts):
+        recorder = self.recorder
+        backward_starts -= _inline_views(recorder, backward_starts)
+        _number_temporaries(recorder)
+        outputs = [loss_var] + [var for _, var in grads if var is not None]
+        lines = _live_lines(recorder.lines, outputs)
+        used = {id(var) for line in lines for var in line.reads} | {id(var) for var in outputs}
+        kept = [(t, var) for t, var in zip(self.leaves, self.leaf_vars) if id(var) in used]
+        self.leaves = [t for t, _ in kept]  # parameters this program does not read are not its inputs
+        params = [var.name for _, var in arg_slots] + [var.name for _, var in kept]
+        body, run_body = [], []
+        last_reads = _last_reads([line for line in recorder.lines if line in lines], outputs)
+        for i, line in enumerate(recorder.lines):
+            if i == backward_starts:
+                body.append("    # backward")
+            if line in lines:
+                body.append("    " + line.render())
+                run_body.append(body[-1])
+                if last_reads.get(line):
+                    run_body.append("    del " + ", ".join(sorted(last_reads[line])))
+        grad_names, grad_slots, copy_grad, given = [], [], [], set()
+        for tensor, var in grads:
+            if var is None:
+                continue
+            slot = next((("arg", i) for i, a in enumerate(self.args) if a is tensor), None)
+            grad_slots.append(slot or ("leaf", next(j for j, t in enumerate(self.leaves) if t is tensor)))
+            copy_grad.append(not var.fresh or id(var) in given)
+            given.add(id(var))
+            grad_names.append(var.name)
+        result = ", ".join(grad_names) + ("," if len(grad_names) == 1 else "")
+        head, tail = f"def step({', '.join(params)}):", f"    return {loss_var.name}, ({result})"
+        text = "\n".join(body + [result])
+        constants = {name: value for name, value in recorder.constants.items()
+                     if re.search(rf"\b{name}\b", text)}
+        notes = [f"    # {name}: {_describe(value)}" for name, value in constants.items()]
+        source = "\n".join([head, *notes, "    # forward", *body, tail]) + "\n"
+        # The function that runs is the same program, with each variable deleted after its last use,
+        # so memory is given back as eager mode gives it back (big temporaries are reused, not new).
+        runnable = "\n".join([head, *run_body, tail]) + "\n"
+        namespace = {"np": np, "expit": scipy.special.expit, "scipy": scipy, **constants}
+        exec(builtins.compile(runnable, "<tg.compile>", "exec"), namespace)  # noqa: S102 (code we generated)
+        shapes = [(t.data.shape, t.data.dtype) for t in self.leaves]
+        return _Program(namespace["step"], source, constants, [i for i, _ in arg_slots],
+                        list(self.leaves), grad_slots, copy_grad, shapes)
+
+
+def _argument_names(signature, count):
+    names = []
+    if signature is not None:
+        for p in signature.parameters.values():
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+                names.append(p.name)
+            elif p.kind == p.VAR_POSITIONAL:
+                names += [f"{p.name}{i}" for i in range(count - len(names))]
+    return (names + [f"arg{i}" for i in range(len(names), count)])[:count]
+
+
+def _inline_views(recorder, backward_starts) -> int:
+    """Write attribute views where they are used (`X.T @ d`), unless something writes into them.
+    Returns how many of the dropped lines came before `backward_starts`."""
+    written = {id(line.target) for line in recorder.lines if line.in_place}
+    inline, kept, before = {}, [], 0
+    for i, line in enumerate(recorder.lines):
+        line.pieces = [q for p in line.pieces for q in (inline[id(p)][0] if id(p) in inline else [p])]
+        line.reads = [r for v in line.reads for r in (inline[id(v)][1] if id(v) in inline else [v])]
+        if line.inline and id(line.target) not in written:
+            inline[id(line.target)] = (line.pieces[2:], line.reads)
+            before += i < backward_starts
+        else:
+            kept.append(line)
+    recorder.lines = kept
+    return before
+
+
+def _number_temporaries(recorder):
+    """Unnamed temporaries become t1, t2, ... in program order."""
+    k = 0
+    for line in recorder.lines:
+        var = line.target
+        if not line.in_place and var.name.startswith("t") and (var.name == "t" or var.name[1:].isdigit()):
+            k += 1
+            recorder.used_names.discard(var.name)
+            var.name = recorder.unique(f"t{k}")
+
+
+def _last_reads(lines, outputs) -> dict:
+    """line -> names of the variables read for the last time there (not the outputs)."""
+    done, last = {id(var) for var in outputs}, {}
+    for line in reversed(lines):
+        for var in line.reads + [line.target]:
+            if id(var) not in done and var.kind != "const":
+                done.add(id(var))
+                last.setdefault(line, set()).add(var.name)
+    return last
+
+
+def _live_lines(lines, outputs) -> set:
+    """The lines the outputs depend on, walking back (an in-place write counts for every view of its
+    array)."""
+    live_vars, live_roots, keep = set(), {}, set()
+
+    def add(var):
+        if id(var) not in live_vars:
+            live_vars.add(id(var))
+            live_roots[id(var.root)] = live_roots.get(id(var.root), 0) + 1
+
+    for var in outputs:
+        add(var)
+    for line in reversed(lines):
+        target = line.target
+        needed = live_roots.get(id(target.root), 0) > 0 if line.in_place else id(target) in live_vars
+        if not needed:
+            continue
+        keep.add(line)
+        if not line.in_place:
+            live_vars.discard(id(target))
+            live_roots[id(target.root)] -= 1
+        for var in line.reads:
+            add(var)
+    return keep
+
+
+# ---- the public object ---------------------------------------------------------------------------------
+class CompiledStep:
+    """A training step traced once per signature and replayed as straight-line NumPy (see `compile`)."""
+
+    def __init__(self, fn: Callable):
+        self.fn = fn
+        self._programs = {}
+        self._last = None
+
+    def __call__(self, *args, **kwargs) -> Tensor:
+        """Run the step (tracing on a new signature); set or add each leaf's .grad; return the loss."""
+        key = _signature(args, kwargs)
+        program = self._programs.get(key)
+        if program is not None and any(t.data.shape != shape or t.data.dtype != dtype
+                                       for t, (shape, dtype) in zip(program.leaves, program.shapes)):
+            program = None  # a parameter was given an array of another shape or dtype
+        if program is None:
+            for i, arg in enumerate(args):
+                if isinstance(arg, Tensor) and not arg.is_leaf:
+                    raise TracingError(f"argument {i} is the result of recorded operations (it has a graph); "
+                                       "pass leaf Tensors or arrays, e.g. x.detach()")
+            program = _Trace(self.fn, args, kwargs).run(final=False)
+            if not isinstance(program, _Program):  # fn used leaves it did not show before: follow them too
+                program = _Trace(self.fn, args, kwargs, more_leaves=program).run(final=True)
+            self._programs[key] = program
+        self._last = program
+        arrays = [args[i].data if isinstance(args[i], Tensor) else args[i] for i in program.arg_slots]
+        loss, grads = program.function(*arrays, *[t.data for t in program.leaves])
+        for (kind, index), grad, copy in zip(program.grad_slots, grads, program.copy_grad):
+            tensor = args[index] if kind == "arg" else program.leaves[index]
+            if tensor.grad is None:  # as the engine: set the first gradient, add later ones
+                tensor.grad = Tensor._make(np.array(grad) if copy else grad)
+            else:
+                tensor.grad = Tensor._make(np.asarray(tensor.grad.data + grad))
+        return Tensor._make(np.asarray(loss))
+
+    @property
+    def source(self) -> str:
+        """The program of the latest call: readable Python, forward then backward, shapes in comments."""
+        if self._last is None:
+            raise RuntimeError("nothing traced yet: call the compiled step once, then read .source")
+        return self._last.source
+
+    @property
+    def parameters(self) -> list:
+        """The Tensors whose current .data the latest program reads, after the arguments, in order."""
+        if self._last is None:
+            raise RuntimeError("nothing traced yet: call the compiled step once")
+        return list(self._last.leaves)
+
+    @property
+    def constants(self) -> dict:
+        """Arrays the latest program names but does not write out (exec .source with them)."""
+        if self._last is None:
+            raise RuntimeError("nothing traced yet: call the compiled step once")
+        return dict(self._last.constants)
+
+    def __repr__(self) -> str:
+        name = getattr(self.fn, "__qualname__", type(self.fn).__name__)
+        return (f"<tg.compile of {name}: {len(self._programs)} traced signature(s). Limits: {_LIMITS}. "
+                "Read .source for the program>")
+
+
+def compile(fn: Callable) -> CompiledStep:  # noqa: A001 (the API's name, as torch.compile)
+    """Trace a training step once and run it afterwards as straight-line NumPy code.
+
+    Parameters
+    ----------
+    fn : callable
+        ``fn(*args)`` builds a one-element loss Tensor from Tensors: parameters it closes over
+        (or receives) and inputs it receives.
+
+    Returns
+    -------
+    CompiledStep
+        Calling it with arguments of the same shapes and dtypes runs the same forward and
+        backward as ``fn(*args).backward()``, without a graph: every leaf's ``.grad`` is set or
+        added to exactly as backward would, and the loss comes back as a Tensor without a graph.
+        The parameters' current values are read at each call (an optimizer may update them in
+        between). New shapes or dtypes trace again. ``.source`` is the program as Python.
+
+    Limits: Python control flow that depends on tensor values is fixed at trace time, and so is
+    anything computed from values outside NumPy calls (random dropout masks, ``float(t)``); gradient
+    hooks, the broadcast guard and anomaly mode run while tracing, not on replay.
+
+    Examples
+    --------
+    >>> import numpy as np, tinygrad_edu as tg
+    >>> w = tg.Tensor(np.array([1.0, 2.0]), requires_grad=True, name="w")
+    >>> step = tg.compile(lambda x: ((x * w).sum() - 1) ** 2)
+    >>> step(np.array([3.0, 4.0])).item()
+    100.0
+    >>> w.grad
+    Tensor([60., 80.], shape=(2,), dtype=float64)
+    """
+    if not callable(fn):
+        raise TypeError(f"tg.compile needs a function that returns a loss, got {type(fn).__name__}")
+    return CompiledStep(fn)
