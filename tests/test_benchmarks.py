@@ -35,7 +35,7 @@ def test_quick_run_prints_the_check_and_a_row_per_workload_from_its_own_numbers(
     assert process.returncode == 0, process.stderr
     out = process.stdout
     assert "threads: the machine's default, nothing forced" in out
-    assert re.search(r"^BLAS (of numpy: \w+ \S+ \(.*\), \d+ threads?|: unknown)", out, flags=re.M), out
+    assert re.search(r"^BLAS( of numpy: \w+ \S+ \(.*\), \d+ threads?|: unknown)", out, flags=re.M), out
     assert re.search(r"^gradient check: OK.* W1 \(float64.* W5 \(float32", out, flags=re.M)
     results = json.loads(path.read_text())["results"]
     assert list(results) == list(WORKLOADS)
