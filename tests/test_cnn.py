@@ -249,6 +249,7 @@ def test_the_monitor_reports_conv_batch_norm_and_dead_relu_channels():
 def test_the_digits_cnn_learns_with_and_without_batch_norm(capsys):
     # A third of the example's epochs, to fit the suite's budget (the full run, >= 97% held out for
     # both nets, is the output shown in docs/cnn.md); after 5 epochs both nets are past 95%.
+    pytest.importorskip("sklearn", reason="the example trains on scikit-learn's digits (the `examples` extra)")
     example = runpy.run_path(str(ROOT / "examples" / "cnn_digits.py"), run_name="example_cnn_digits")
     results = example["main"](["--epochs", "5"])
     for name in ("plain", "with BatchNorm"):

@@ -8,6 +8,7 @@ import pytest
 nbformat = pytest.importorskip("nbformat", reason="the notebook test needs nbformat (pip install nbclient)")
 nbclient = pytest.importorskip("nbclient", reason="the notebook test needs nbclient (the `test` extra)")
 pytest.importorskip("ipykernel", reason="the notebook test needs ipykernel (the `test` extra)")
+pytest.importorskip("matplotlib", reason="the notebook draws its training curves with matplotlib (the `examples` extra)")
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "examples" / "learner_000.ipynb"
