@@ -23,25 +23,33 @@ class Context:
     `parents` lists the op's inputs as the graph sees them: the node that made an input (a
     Context), a leaf Tensor, or a constant as given. Nodes point to nodes, not to the Tensors
     they made, so an intermediate Tensor nobody keeps (nor saved) is freed during the forward
-    pass, as in PyTorch: memory then holds what backward needs, not every activation.
-    `shape` and `dtype` describe the output (its gradient must have them), `seq` is the node's
-    creation number (backward runs nodes from the newest), `out_id` the output array's id().
-    `versions` holds each input's version when the node was made (None for a constant) if one
-    had been written in place before (else all were 0), so backward can tell whether a saved
-    input was written in place since; `snapshots` do that for NumPy constants (`_note_saved`).
-    Ops may also set their own attributes on it in forward (an axis, a shape) for backward.
-    After a backward without retain_graph, `saved` is None: the arrays are freed, but the
-    structure (op, parents, shape, dtype, label) stays, so drawings and explanations still work.
+    pass, as in PyTorch: memory then holds what backward needs, not every activation. `saved`
+    is () until forward saves something. `shape` and `dtype` describe the output (its gradient
+    must have them), `seq` is the node's creation number (backward runs nodes from the newest),
+    `out_id` the output array's id(); `apply` sets these four when it records the node.
+    The output tensor's own state lives here, because the graph keeps nodes, not tensors: its
+    `label` (name), gradient `_hooks` and `_version` (in-place writes since). `versions` holds
+    each input's version when the node was made (None for a constant) if one had been written
+    in place before, so backward can tell whether a saved input was written in place since;
+    `snapshots` do that for NumPy constants (`_note_saved`). `module_calls` lists the nn.Module
+    calls that returned the output, innermost first, as (module, ids of its inputs), for
+    drawings that fold a layer into a box; `origin` is where the op was called, noted in
+    anomaly mode (guards.py) for its messages. An op's forward may also set its own parameters
+    on it (an axis, a shape) for its backward; nothing else adds attributes. After a backward
+    without retain_graph, `saved` is None: the arrays are freed, but the structure (op,
+    parents, shape, dtype, label) stays, so drawings and explanations still work.
     """
 
-    __slots__ = ("fn", "parents", "needs_input_grad", "saved", "shape", "dtype", "seq", "out_id", "__dict__")
-    # Class defaults instead of an __init__ (one Python call fewer per operation); the slots
-    # keep most nodes without an instance dict (fewer objects for the garbage collector).
-    _hooks = None  # gradient hooks registered on the tensor this node made (Tensor.register_hook)
-    label = None  # that tensor's name, if it was given one
-    requires_grad = True  # a node is recorded only for an output that requires grad, as a leaf would say
-    _version = 0  # in-place writes into the output since (Tensor._bump_version)
-    versions = snapshots = None  # set by _note_saved, only when needed
+    __slots__ = ("fn", "parents", "needs_input_grad", "saved", "shape", "dtype", "seq", "out_id",
+                 "label", "_hooks", "_version", "versions", "snapshots", "module_calls", "origin",
+                 "__dict__")
+    requires_grad = True  # a node stands for an output that requires grad, as a leaf would say
+
+    def __init__(self, fn, parents: list, needs_input_grad: list):
+        self.fn, self.parents, self.needs_input_grad, self.saved = fn, parents, needs_input_grad, ()
+        self.shape = self.dtype = self.seq = self.out_id = None  # the output's, once recorded
+        self.label = self._hooks = self.versions = self.snapshots = self.module_calls = self.origin = None
+        self._version = 0
 
     def save_for_backward(self, *arrays) -> None:
         self.saved = arrays
@@ -85,10 +93,8 @@ class Function:
         result is the plain ndarray: that is what lets a backward written once run both on
         arrays (an ordinary backward) and on Tensors (a recorded one, for create_graph).
         """
-        ctx = Context()
-        ctx.saved = ()  # until forward saves something
         arrays, parents, needs, saw_tensor, note = [], [], [], False, False
-        for x in inputs:  # a plain loop: faster than comprehensions for one or two inputs
+        for x in inputs:  # one pass sorts each input into what forward, the node and checks need
             if isinstance(x, Tensor):
                 arrays.append(x.data)
                 parents.append(x._ctx or x)
@@ -100,6 +106,7 @@ class Function:
                 parents.append(x)
                 needs.append(False)
                 note = note or type(x) is np.ndarray  # it keeps no version: take a snapshot
+        ctx = Context(cls, parents, needs)
         try:
             data = cls.forward(ctx, *arrays, **params)
         except ValueError as error:
@@ -118,7 +125,6 @@ class Function:
         if thread.forward_check is not None:
             thread.forward_check(cls, arrays, data, ctx)  # anomaly mode (guards.py)
         if thread.grad_enabled and True in needs and data.dtype.kind == "f":
-            ctx.fn, ctx.parents, ctx.needs_input_grad = cls, parents, needs
             ctx.shape, ctx.dtype, ctx.seq, ctx.out_id = data.shape, data.dtype, next(_created), id(data)
             if note and ctx.saved:
                 _note_saved(ctx)
