@@ -218,7 +218,7 @@ def backward(root: Tensor, gradient=None, retain_graph=None, create_graph: bool 
     if not root.requires_grad:
         raise RuntimeError("backward() on a tensor that does not require grad: no input of the computation "
                            "had requires_grad=True, or it was computed under no_grad()")
-    _run([root], [_seed(root, gradient, create_graph)], retain_graph, create_graph)
+    _backpropagate([root], [_seed(root, gradient, create_graph)], retain_graph, create_graph)
 
 
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, allow_unused=False):
@@ -257,7 +257,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
             raise RuntimeError(f"grad(): input {i} does not require grad")
     items = [x if type(x) is Context else node_of(x) for x in inputs]
     seeds = [_seed(out, g, create_graph) for out, g in zip(outputs, grad_outputs)]
-    found = _run(outputs, seeds, retain_graph, create_graph, wanted=items)
+    found = _backpropagate(outputs, seeds, retain_graph, create_graph, wanted=items)
     grads = [found[id(item)] for item in items]
     if not allow_unused and any(g is None for g in grads):
         unused = [g is None for g in grads].index(True)
@@ -283,7 +283,7 @@ def _seed(root: Tensor, gradient, create_graph: bool):
     return Tensor._make(seed) if create_graph and not isinstance(seed, Tensor) else seed
 
 
-def _run(roots, seeds, retain_graph, create_graph, wanted=None):
+def _backpropagate(roots, seeds, retain_graph, create_graph, wanted=None):
     """The backward walk. Grads are ndarrays, or Tensors recorded in the graph with create_graph.
 
     Nodes run newest first (a priority queue on `seq`): every node that uses a tensor was
