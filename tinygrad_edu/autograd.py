@@ -316,7 +316,7 @@ def _backpropagate(roots, seeds, retain_graph, create_graph, wanted=None):
         item, arriving = heapq.heappop(ready)[-1], ()
         g = grads.pop(id(item))
         if item._hooks or found is not None:
-            g = _arrived(item, g, create_graph, found)
+            g = _gradient_complete(item, g, create_graph, found)
         if type(item) is not Context:  # a leaf
             if found is None:
                 _accumulate(item, g, create_graph, given)
@@ -327,7 +327,7 @@ def _backpropagate(roots, seeds, retain_graph, create_graph, wanted=None):
     return found
 
 
-def _arrived(item, g, create_graph: bool, found):
+def _gradient_complete(item, g, create_graph: bool, found):
     """The complete gradient of `item` (a leaf or a node): run its hooks, a result replaces g;
     and note it if tg.grad wants it."""
     for hook in list(item._hooks or ()):
