@@ -296,13 +296,13 @@ def _backpropagate(roots, seeds, retain_graph, create_graph, wanted=None):
     grads, ready, given = {}, [], set()
     backward_check = current_modes().backward_check  # anomaly mode's, if on in this thread
     arriving = zip(map(node_of, roots), seeds)  # (item, gradient) pairs not yet added to grads
-    found = leads = None
+    found = wanted_below = None
     if wanted is not None:
         found = {id(item): None for item in wanted}
-        leads = set()  # run (and free) only the nodes with a wanted item at or below them
+        wanted_below = set()  # ids of items with a wanted item at or below: only these nodes run (and free)
         for item in toposort(roots):  # inputs come before the nodes made from them
-            if id(item) in found or any(id(p) in leads for p in getattr(item, "parents", None) or ()):
-                leads.add(id(item))
+            if id(item) in found or any(id(p) in wanted_below for p in getattr(item, "parents", None) or ()):
+                wanted_below.add(id(item))
     while True:
         for item, g in arriving:
             key = id(item)
@@ -320,7 +320,7 @@ def _backpropagate(roots, seeds, retain_graph, create_graph, wanted=None):
         if type(item) is not Context:  # a leaf
             if found is None:
                 _accumulate(item, g, create_graph, given)
-        elif leads is None or any(id(p) in leads for p in item.parents or ()):
+        elif wanted_below is None or any(id(p) in wanted_below for p in item.parents or ()):
             arriving = _propagate(item, g, create_graph, backward_check)
             if not retain_graph:
                 item.saved = None  # release the saved arrays; the structure stays for viz/explain
