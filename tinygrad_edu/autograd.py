@@ -293,7 +293,7 @@ def _backpropagate(roots, seeds, retain_graph, create_graph, wanted=None):
     `retain_graph` None means: keep the saved arrays only for create_graph (PyTorch's default).
     """
     retain_graph = create_graph if retain_graph is None else retain_graph
-    grads, ready, given = {}, [], set()
+    grads, ready, held_by_leaves = {}, [], set()
     backward_check = current_modes().backward_check  # anomaly mode's, if on in this thread
     arriving = zip(map(node_of, roots), seeds)  # (item, gradient) pairs not yet added to grads
     found = wanted_below = None
@@ -319,7 +319,7 @@ def _backpropagate(roots, seeds, retain_graph, create_graph, wanted=None):
             g = _gradient_complete(item, g, create_graph, found)
         if type(item) is not Context:  # a leaf
             if found is None:
-                _accumulate(item, g, create_graph, given)
+                _accumulate(item, g, create_graph, held_by_leaves)
         elif wanted_below is None or any(id(p) in wanted_below for p in item.parents or ()):
             arriving = _propagate(item, g, create_graph, backward_check)
             if not retain_graph:
@@ -405,19 +405,19 @@ def _tensor_of(item, array):
     return item if isinstance(item, Tensor) and item.data is array else None
 
 
-def _accumulate(leaf: Tensor, g, create_graph: bool, given: set) -> None:
+def _accumulate(leaf: Tensor, g, create_graph: bool, held_by_leaves: set) -> None:
     """Add g into leaf.grad, as an array the leaf has to itself.
 
     A fresh array from an op's backward is kept without a copy (for a big weight that copy
     was a sixth of a training step). A view, maybe read-only (a broadcast), or an array
-    another leaf already holds (Add hands one gradient to both inputs; `given` remembers
-    this pass's) is copied. Later gradients are added with `+`, never written into the array.
+    another leaf already holds (Add hands one gradient to both inputs; `held_by_leaves` has
+    the ids of this pass's) is copied. Later gradients are added with `+`, never written into the array.
     """
     if create_graph:
         leaf.grad = g if leaf.grad is None else leaf.grad + g
     elif leaf.grad is None:
-        fresh = g.flags.owndata and g.flags.writeable and id(g) not in given
+        fresh = g.flags.owndata and g.flags.writeable and id(g) not in held_by_leaves
         leaf.grad = Tensor._make(g if fresh else np.array(g))
-        given.add(id(g))
+        held_by_leaves.add(id(g))
     else:
         leaf.grad = Tensor._make(np.asarray(leaf.grad.data + g))
