@@ -1004,7 +1004,7 @@ def _reduce_losses(ctx, losses):
     """Apply a loss's reduction ('none' | 'sum' | 'mean'), remembering what backward must undo."""
     ctx.count = losses.size
     if ctx.reduction == "mean":
-        return losses.sum() / ctx.count  # as Tensor.mean: the sum, then one division (np.mean costs 3x more)
+        return losses.sum() / ctx.count  # the sum, then one division, as Tensor.mean (docs/performance.md)
     return losses.sum() if ctx.reduction == "sum" else losses
 
 
