@@ -422,3 +422,20 @@ def test_backward_returning_too_few_gradients_is_reported():
 
     with pytest.raises(RuntimeError, match="Broken.backward returned 1 gradients for 2 inputs"):
         Broken.apply(leaf([1.0]), leaf([2.0])).sum().backward()
+
+
+def test_a_node_has_declared_fields_and_other_modules_add_none():
+    from tinygrad_edu.autograd import Context
+
+    node = Context(tg.ops.Mul, [], [])  # a plain constructor: what apply knows before forward
+    assert (node.saved, node.shape, node.module_calls, node.label, node._version) == ((), None, None, None, 0)
+    model = tg.nn.Sequential(tg.nn.Linear(3, 2), tg.nn.ReLU())
+    x = tg.Tensor(np.ones((4, 3)))
+    with tg.detect_anomaly():
+        out = model(x) * 2.0
+    relu_node = out.grad_fn.parents[0]
+    assert [call[0] for call in relu_node.module_calls] == [model[1], model]  # innermost first
+    assert relu_node.origin is not None  # where anomaly mode saw the op called
+    # Only an op's own parameters (none for these) live outside the declared fields.
+    for node in (out.grad_fn, relu_node, relu_node.parents[0]):
+        assert getattr(node, "__dict__", {}) == {}, node

@@ -23,25 +23,33 @@ class Context:
     `parents` lists the op's inputs as the graph sees them: the node that made an input (a
     Context), a leaf Tensor, or a constant as given. Nodes point to nodes, not to the Tensors
     they made, so an intermediate Tensor nobody keeps (nor saved) is freed during the forward
-    pass, as in PyTorch: memory then holds what backward needs, not every activation.
-    `shape` and `dtype` describe the output (its gradient must have them), `seq` is the node's
-    creation number (backward runs nodes from the newest), `out_id` the output array's id().
-    `versions` holds each input's version when the node was made (None for a constant) if one
-    had been written in place before (else all were 0), so backward can tell whether a saved
-    input was written in place since; `snapshots` do that for NumPy constants (`_note_saved`).
-    Ops may also set their own attributes on it in forward (an axis, a shape) for backward.
-    After a backward without retain_graph, `saved` is None: the arrays are freed, but the
-    structure (op, parents, shape, dtype, label) stays, so drawings and explanations still work.
+    pass, as in PyTorch: memory then holds what backward needs, not every activation. `saved`
+    is () until forward saves something. `shape` and `dtype` describe the output (its gradient
+    must have them), `seq` is the node's creation number (backward runs nodes from the newest),
+    `out_id` the output array's id(); `apply` sets these four when it records the node.
+    The output tensor's own state lives here, because the graph keeps nodes, not tensors: its
+    `label` (name), gradient `_hooks` and `_version` (in-place writes since). `versions` holds
+    each input's version when the node was made (None for a constant) if one had been written
+    in place before, so backward can tell whether a saved input was written in place since;
+    `snapshots` do that for NumPy constants (`_note_saved`). `module_calls` lists the nn.Module
+    calls that returned the output, innermost first, as (module, ids of its inputs), for
+    drawings that fold a layer into a box; `origin` is where the op was called, noted in
+    anomaly mode (guards.py) for its messages. An op's forward may also set its own parameters
+    on it (an axis, a shape) for its backward; nothing else adds attributes. After a backward
+    without retain_graph, `saved` is None: the arrays are freed, but the structure (op,
+    parents, shape, dtype, label) stays, so drawings and explanations still work.
     """
 
-    __slots__ = ("fn", "parents", "needs_input_grad", "saved", "shape", "dtype", "seq", "out_id", "__dict__")
-    # Class defaults instead of an __init__ (one Python call fewer per operation); the slots
-    # keep most nodes without an instance dict (fewer objects for the garbage collector).
-    _hooks = None  # gradient hooks registered on the tensor this node made (Tensor.register_hook)
-    label = None  # that tensor's name, if it was given one
-    requires_grad = True  # a node is recorded only for an output that requires grad, as a leaf would say
-    _version = 0  # in-place writes into the output since (Tensor._bump_version)
-    versions = snapshots = None  # set by _note_saved, only when needed
+    __slots__ = ("fn", "parents", "needs_input_grad", "saved", "shape", "dtype", "seq", "out_id",
+                 "label", "_hooks", "_version", "versions", "snapshots", "module_calls", "origin",
+                 "__dict__")
+    requires_grad = True  # a node stands for an output that requires grad, as a leaf would say
+
+    def __init__(self, fn, parents: list, needs_input_grad: list):
+        self.fn, self.parents, self.needs_input_grad, self.saved = fn, parents, needs_input_grad, ()
+        self.shape = self.dtype = self.seq = self.out_id = None  # the output's, once recorded
+        self.label = self._hooks = self.versions = self.snapshots = self.module_calls = self.origin = None
+        self._version = 0
 
     def save_for_backward(self, *arrays) -> None:
         self.saved = arrays
@@ -85,10 +93,8 @@ class Function:
         result is the plain ndarray: that is what lets a backward written once run both on
         arrays (an ordinary backward) and on Tensors (a recorded one, for create_graph).
         """
-        ctx = Context()
-        ctx.saved = ()  # until forward saves something
         arrays, parents, needs, saw_tensor, note = [], [], [], False, False
-        for x in inputs:  # a plain loop: faster than comprehensions for one or two inputs
+        for x in inputs:  # one pass sorts each input into what forward, the node and checks need
             if isinstance(x, Tensor):
                 arrays.append(x.data)
                 parents.append(x._ctx or x)
@@ -100,6 +106,7 @@ class Function:
                 parents.append(x)
                 needs.append(False)
                 note = note or type(x) is np.ndarray  # it keeps no version: take a snapshot
+        ctx = Context(cls, parents, needs)
         try:
             data = cls.forward(ctx, *arrays, **params)
         except ValueError as error:
@@ -118,7 +125,6 @@ class Function:
         if thread.forward_check is not None:
             thread.forward_check(cls, arrays, data, ctx)  # anomaly mode (guards.py)
         if thread.grad_enabled and True in needs and data.dtype.kind == "f":
-            ctx.fn, ctx.parents, ctx.needs_input_grad = cls, parents, needs
             ctx.shape, ctx.dtype, ctx.seq, ctx.out_id = data.shape, data.dtype, next(_created), id(data)
             if note and ctx.saved:
                 _note_saved(ctx)
@@ -212,7 +218,7 @@ def backward(root: Tensor, gradient=None, retain_graph=None, create_graph: bool 
     if not root.requires_grad:
         raise RuntimeError("backward() on a tensor that does not require grad: no input of the computation "
                            "had requires_grad=True, or it was computed under no_grad()")
-    _run([root], [_seed(root, gradient, create_graph)], retain_graph, create_graph)
+    _backpropagate([root], [_seed(root, gradient, create_graph)], retain_graph, create_graph)
 
 
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, allow_unused=False):
@@ -251,7 +257,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
             raise RuntimeError(f"grad(): input {i} does not require grad")
     items = [x if type(x) is Context else node_of(x) for x in inputs]
     seeds = [_seed(out, g, create_graph) for out, g in zip(outputs, grad_outputs)]
-    found = _run(outputs, seeds, retain_graph, create_graph, wanted=items)
+    found = _backpropagate(outputs, seeds, retain_graph, create_graph, wanted=items)
     grads = [found[id(item)] for item in items]
     if not allow_unused and any(g is None for g in grads):
         unused = [g is None for g in grads].index(True)
@@ -277,7 +283,7 @@ def _seed(root: Tensor, gradient, create_graph: bool):
     return Tensor._make(seed) if create_graph and not isinstance(seed, Tensor) else seed
 
 
-def _run(roots, seeds, retain_graph, create_graph, wanted=None):
+def _backpropagate(roots, seeds, retain_graph, create_graph, wanted=None):
     """The backward walk. Grads are ndarrays, or Tensors recorded in the graph with create_graph.
 
     Nodes run newest first (a priority queue on `seq`): every node that uses a tensor was
@@ -287,16 +293,16 @@ def _run(roots, seeds, retain_graph, create_graph, wanted=None):
     `retain_graph` None means: keep the saved arrays only for create_graph (PyTorch's default).
     """
     retain_graph = create_graph if retain_graph is None else retain_graph
-    grads, ready, given = {}, [], set()
+    grads, ready, held_by_leaves = {}, [], set()
     backward_check = current_modes().backward_check  # anomaly mode's, if on in this thread
     arriving = zip(map(node_of, roots), seeds)  # (item, gradient) pairs not yet added to grads
-    found = leads = None
+    found = wanted_below = None
     if wanted is not None:
         found = {id(item): None for item in wanted}
-        leads = set()  # run (and free) only the nodes with a wanted item at or below them
+        wanted_below = set()  # ids of items with a wanted item at or below: only these nodes run (and free)
         for item in toposort(roots):  # inputs come before the nodes made from them
-            if id(item) in found or any(id(p) in leads for p in getattr(item, "parents", None) or ()):
-                leads.add(id(item))
+            if id(item) in found or any(id(p) in wanted_below for p in getattr(item, "parents", None) or ()):
+                wanted_below.add(id(item))
     while True:
         for item, g in arriving:
             key = id(item)
@@ -310,18 +316,18 @@ def _run(roots, seeds, retain_graph, create_graph, wanted=None):
         item, arriving = heapq.heappop(ready)[-1], ()
         g = grads.pop(id(item))
         if item._hooks or found is not None:
-            g = _arrived(item, g, create_graph, found)
+            g = _gradient_complete(item, g, create_graph, found)
         if type(item) is not Context:  # a leaf
             if found is None:
-                _accumulate(item, g, create_graph, given)
-        elif leads is None or any(id(p) in leads for p in item.parents or ()):
+                _accumulate(item, g, create_graph, held_by_leaves)
+        elif wanted_below is None or any(id(p) in wanted_below for p in item.parents or ()):
             arriving = _propagate(item, g, create_graph, backward_check)
             if not retain_graph:
                 item.saved = None  # release the saved arrays; the structure stays for viz/explain
     return found
 
 
-def _arrived(item, g, create_graph: bool, found):
+def _gradient_complete(item, g, create_graph: bool, found):
     """The complete gradient of `item` (a leaf or a node): run its hooks, a result replaces g;
     and note it if tg.grad wants it."""
     for hook in list(item._hooks or ()):
@@ -399,19 +405,19 @@ def _tensor_of(item, array):
     return item if isinstance(item, Tensor) and item.data is array else None
 
 
-def _accumulate(leaf: Tensor, g, create_graph: bool, given: set) -> None:
+def _accumulate(leaf: Tensor, g, create_graph: bool, held_by_leaves: set) -> None:
     """Add g into leaf.grad, as an array the leaf has to itself.
 
     A fresh array from an op's backward is kept without a copy (for a big weight that copy
     was a sixth of a training step). A view, maybe read-only (a broadcast), or an array
-    another leaf already holds (Add hands one gradient to both inputs; `given` remembers
-    this pass's) is copied. Later gradients are added with `+`, never written into the array.
+    another leaf already holds (Add hands one gradient to both inputs; `held_by_leaves` has
+    the ids of this pass's) is copied. Later gradients are added with `+`, never written into the array.
     """
     if create_graph:
         leaf.grad = g if leaf.grad is None else leaf.grad + g
     elif leaf.grad is None:
-        fresh = g.flags.owndata and g.flags.writeable and id(g) not in given
+        fresh = g.flags.owndata and g.flags.writeable and id(g) not in held_by_leaves
         leaf.grad = Tensor._make(g if fresh else np.array(g))
-        given.add(id(g))
+        held_by_leaves.add(id(g))
     else:
         leaf.grad = Tensor._make(np.asarray(leaf.grad.data + g))

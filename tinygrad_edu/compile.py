@@ -693,7 +693,7 @@ class _Trace:
                 var = self.recorder.vars.get(item.out_id, (None, None))[1]
                 if var is None or var.kind != "temp" or not var.name.startswith("t"):
                     continue
-                calls = getattr(item, "module_calls", ())
+                calls = item.module_calls
                 module_name = modules.get(id(calls[0][0])) if calls else None
                 base = module_name or item.fn.__name__.lower()
                 counts[base] = counts.get(base, 0) + 1

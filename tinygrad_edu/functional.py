@@ -539,7 +539,7 @@ def nll_loss(log_probs: Tensor, target, reduction: str = "mean") -> Tensor:
         raise ValueError("nll_loss: log_probs must have a class axis, got a 0-d tensor")
     axis = 1 if log_probs.ndim > 1 else 0
     target = _checked_indices(log_probs, target, axis, "nll_loss")
-    return _reduced(-log_probs[ops.class_index(target, axis)], reduction)
+    return _reduce_losses(-log_probs[ops.class_index(target, axis)], reduction)
 
 
 def binary_cross_entropy(probs: Tensor, target, reduction: str = "mean") -> Tensor:
@@ -616,7 +616,7 @@ def _check_reduction(reduction: str) -> None:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
 
 
-def _reduced(losses: Tensor, reduction: str) -> Tensor:
+def _reduce_losses(losses: Tensor, reduction: str) -> Tensor:
     if reduction == "mean":
         return losses.mean()
     return losses.sum() if reduction == "sum" else losses

@@ -237,7 +237,7 @@ def _after_backward(ctx, input_grads) -> None:
             continue
         found = _nonfinite(np.asarray(grad.data if hasattr(grad, "requires_grad") else grad))
         if found:
-            origin = getattr(ctx, "origin", None) or (
+            origin = ctx.origin or (
                 "an unknown place (the forward pass ran outside detect_anomaly(); run it inside to see where)"
             )
             raise AnomalyError(

@@ -143,7 +143,9 @@ class Relu(Function):
     @staticmethod
     def backward(ctx, grad):
         (out,) = ctx.saved
-        return grad * (out > 0)
+        # Nonzero output means x > 0. The output as the condition makes no mask array, which
+        # keeps W5's peak in budget (docs/performance.md).
+        return np.where(out, grad, 0)
 
 
 class Clip(Function):
@@ -869,13 +871,13 @@ class SoftmaxCrossEntropy(Function):
         probs /= sums
         ctx.save_for_backward(x, t, probs)
         ctx.kept_shape = sums.shape  # x's shape with 1 on the class axis: 'none' puts row gradients there
-        return _reduce(ctx, losses)
+        return _reduce_losses(ctx, losses)
 
     @staticmethod
     def backward(ctx, grad):
         x, t, probs = ctx.saved
         axis = ctx.axis
-        grad = grad.reshape(ctx.kept_shape) if ctx.reduction == "none" else _spread(ctx, grad)
+        grad = grad.reshape(ctx.kept_shape) if ctx.reduction == "none" else _spread_loss_grad(ctx, grad)
         if isinstance(x, np.ndarray) and t.dtype.kind in "iu":
             dx = probs * grad
             dx[class_index(t, axis)] -= grad.reshape(t.shape) if grad.ndim else grad
@@ -909,12 +911,12 @@ class SquaredError(Function):
     def forward(ctx, x, t, reduction):
         ctx.reduction = reduction
         ctx.save_for_backward(x, t)
-        return _reduce(ctx, (x - t) ** 2)
+        return _reduce_losses(ctx, (x - t) ** 2)
 
     @staticmethod
     def backward(ctx, grad):
         x, t = ctx.saved
-        dx = 2 * (x - t) * _spread(ctx, grad)
+        dx = 2 * (x - t) * _spread_loss_grad(ctx, grad)
         dt = -dx if ctx.needs_input_grad[1] else None
         return dx, dt
 
@@ -928,12 +930,12 @@ class BinaryCrossEntropyWithLogits(Function):
         ctx.save_for_backward(x, t)
         # Equal to -(t log sigmoid(x) + (1 - t) log(1 - sigmoid(x))), but exp never overflows.
         losses = np.maximum(x, 0) - x * t + np.log1p(np.exp(-np.abs(x)))
-        return _reduce(ctx, losses)
+        return _reduce_losses(ctx, losses)
 
     @staticmethod
     def backward(ctx, grad):
         x, t = ctx.saved
-        grad = _spread(ctx, grad)
+        grad = _spread_loss_grad(ctx, grad)
         dt = -grad * x if ctx.needs_input_grad[1] else None
         return grad * (expit(x) - t), dt
 
@@ -950,12 +952,12 @@ class BinaryCrossEntropy(Function):
         ctx.reduction = reduction
         ctx.save_for_backward(p, t)
         log_p, log_not_p = _clamped_logs(p)
-        return _reduce(ctx, -(t * log_p + (1 - t) * log_not_p))
+        return _reduce_losses(ctx, -(t * log_p + (1 - t) * log_not_p))
 
     @staticmethod
     def backward(ctx, grad):
         p, t = ctx.saved
-        grad = _spread(ctx, grad)
+        grad = _spread_loss_grad(ctx, grad)
         dp = grad * (p - t) / np.maximum(p * (1 - p), 1e-12)
         if not ctx.needs_input_grad[1]:
             return dp, None
@@ -998,15 +1000,15 @@ def _softmax_shift(x, axis: int) -> np.ndarray:
     return np.where(np.isfinite(shift), shift, 0)
 
 
-def _reduce(ctx, losses):
+def _reduce_losses(ctx, losses):
     """Apply a loss's reduction ('none' | 'sum' | 'mean'), remembering what backward must undo."""
     ctx.count = losses.size
     if ctx.reduction == "mean":
-        return losses.sum() / ctx.count  # as Tensor.mean: the sum, then one division (np.mean costs 3x more)
+        return losses.sum() / ctx.count  # the sum, then one division, as Tensor.mean (docs/performance.md)
     return losses.sum() if ctx.reduction == "sum" else losses
 
 
-def _spread(ctx, grad):
+def _spread_loss_grad(ctx, grad):
     """The upstream gradient of a reduced loss, per element of the unreduced losses."""
     return grad / ctx.count if ctx.reduction == "mean" else grad
 

@@ -355,7 +355,7 @@ def _folded_call(node: Context, fold: Callable):
     """The outermost chosen module call that produced `node`'s tensor, as (module, input ids), or None."""
     chosen = None
     # module_calls lists the innermost call first, so the last match is the outermost.
-    for module, input_ids in getattr(node, "module_calls", ()):
+    for module, input_ids in node.module_calls or ():
         if fold(module) and id(node) not in input_ids:  # a call returning its input folds nothing
             chosen = (module, input_ids)
     return chosen

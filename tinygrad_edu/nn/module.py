@@ -164,7 +164,7 @@ class Module:
             # inputs, as graph items (a Tensor's node, or the leaf or array itself; ids are enough:
             # they stay alive as long as the graph that uses them).
             ids = tuple([id(node_of(x)) if isinstance(x, Tensor) else id(x) for x in inputs])
-            ctx.module_calls = (*ctx.__dict__.get("module_calls", ()), (self, ids))  # innermost first
+            ctx.module_calls = (*(ctx.module_calls or ()), (self, ids))  # innermost first
         return out
 
     def register_forward_hook(self, fn: Callable) -> "HookHandle":
