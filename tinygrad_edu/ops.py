@@ -802,6 +802,9 @@ class MaxPool2d(Function):
         for i in range(kernel[0]):
             for j in range(kernel[1]):
                 ties += hits[..., i, j]
+        if not ties.all():  # a NaN maximum equals nothing: the window's NaNs take its gradient (PyTorch)
+            hits |= windows != windows
+            ties = hits.sum(axis=(-2, -1), dtype=out.dtype)
         ctx.save_for_backward(hits / ties[..., None, None])  # each window's share of its gradient
         return out
 
