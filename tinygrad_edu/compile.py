@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 import scipy.special
 
-from . import autograd
+from . import autograd, creation
 from .nn.module import Module
 from .tensor import Tensor
 
@@ -608,7 +608,12 @@ class _Trace:
             for tensor in self.known:
                 if tensor._ctx is None and not any(t is tensor for t, _ in self.swapped):
                     self.follow_leaf(tensor, self.names.get(id(tensor)) or tensor.name or "leaf")
+            drawn_before = _random_state()
             loss = self.fn(*call_args, **self.kwargs)
+            if _random_state() != drawn_before:
+                raise TracingError("the step drew random numbers (dropout in training mode, tg.rand...) while "
+                                   "tracing; the program would replay the same numbers on every call. Call "
+                                   "model.eval() before compiling, or run this step eagerly")
             if not isinstance(loss, Tensor) or loss.size != 1:
                 raise TracingError("the compiled function must return a one-element loss Tensor, got "
                                    f"{type(loss).__name__}{getattr(loss, 'shape', '')}")
@@ -757,6 +762,12 @@ class _Trace:
         shapes = [(t.data.shape, t.data.dtype) for t in self.leaves]
         return _Program(namespace["step"], source, constants, [i for i, _ in arg_slots],
                         list(self.leaves), grad_slots, copy_grad, shapes)
+
+
+def _random_state():
+    """Where the package's random generator stands: it moves when dropout or tg.rand draws."""
+    generator = creation.generator()
+    return id(generator), str(generator.bit_generator.state)
 
 
 def _argument_names(signature, count):
@@ -917,8 +928,10 @@ def compile(fn: Callable) -> CompiledStep:  # noqa: A001 (the API's name, as tor
         between). New shapes or dtypes trace again. ``.source`` is the program as Python.
 
     Limits: Python control flow that depends on tensor values is fixed at trace time, and so is
-    anything computed from values outside NumPy calls (random dropout masks, ``float(t)``); gradient
-    hooks, the broadcast guard and anomaly mode run while tracing, not on replay.
+    anything computed from values outside NumPy calls (``float(t)``); a step that draws random
+    numbers (dropout in training mode) or updates BatchNorm's running statistics is refused with
+    a TracingError rather than frozen; gradient hooks, the broadcast guard and anomaly mode run
+    while tracing, not on replay.
 
     Examples
     --------
