@@ -1,0 +1,144 @@
+"""An outsider's campaign against this round's new surface (convolution, pooling, normalisation,
+tg.compile, diagnostics): PyTorch semantics checked against formulas, odd inputs (integer
+images, NaN, size-0 batches, one-pass loaders), and state that must not change when a call
+is refused. Every case here failed before the fix beside it."""
+import math
+
+import numpy as np
+import pytest
+
+import tinygrad_edu as tg
+import tinygrad_edu.functional as F
+from tinygrad_edu import Tensor, nn, optim
+from tinygrad_edu.compile import TracingError
+from tinygrad_edu.diagnostics import lr_find, sanity_check
+
+
+# ---- pooling on odd inputs ---------------------------------------------------------------------
+def test_max_pool2d_pads_an_integer_image_with_its_smallest_value():
+    image = Tensor(np.arange(16).reshape(1, 1, 4, 4))
+    out = F.max_pool2d(image, 2, padding=1)
+    assert out.dtype == image.dtype
+    assert out.tolist() == [[[[0, 2, 3], [8, 10, 11], [12, 14, 15]]]]
+
+
+def test_max_pool2d_gives_a_nan_maximum_its_gradient_as_pytorch_does():
+    # NaN wins the maximum (np.maximum and PyTorch both propagate it); the gradient goes to the NaN,
+    # never NaN spread over the whole window.
+    x = Tensor(np.array([[[[np.nan, 1.0], [2.0, 3.0]], [[4.0, 1.0], [2.0, 3.0]]]]), requires_grad=True)
+    out = F.max_pool2d(x, 2)
+    assert np.isnan(out.numpy()[0, 0, 0, 0]) and out.numpy()[0, 1, 0, 0] == 4.0
+    out.sum().backward()
+    assert x.grad.numpy().tolist() == [[[[1.0, 0.0], [0.0, 0.0]], [[1.0, 0.0], [0.0, 0.0]]]]
+
+
+def test_pooling_and_convolution_accept_an_empty_batch():
+    x = Tensor(np.zeros((0, 2, 4, 4)), requires_grad=True)
+    assert F.max_pool2d(x, 2).shape == (0, 2, 2, 2)
+    assert F.avg_pool2d(x, 2).shape == (0, 2, 2, 2)
+    conv = nn.Conv2d(2, 3, kernel_size=3, padding=1, dtype=np.float64)
+    out = conv(x)
+    assert out.shape == (0, 3, 4, 4)
+    out.sum().backward()
+    assert x.grad.shape == x.shape and conv.weight.grad.numpy().tolist() == np.zeros((3, 2, 3, 3)).tolist()
+
+
+# ---- arguments checked where they are given, with messages that name them -----------------------
+@pytest.mark.parametrize("bad", [3.0, "3", None])
+def test_a_kernel_size_that_is_not_an_int_or_a_pair_names_the_argument(bad):
+    with pytest.raises(ValueError, match=r"kernel_size must be an int or a pair of ints >= 1"):
+        nn.Conv2d(3, 8, kernel_size=bad)
+    with pytest.raises(ValueError, match=r"kernel_size must be an int or a pair of ints >= 1"):
+        F.max_pool2d(tg.zeros(1, 1, 4, 4), bad)
+
+
+def test_conv2d_refuses_a_bad_padding_at_construction_as_pytorch():
+    with pytest.raises(ValueError, match=r"padding must be an int or a pair of ints >= 0, 'valid' or 'same'"):
+        nn.Conv2d(3, 8, kernel_size=3, padding="full")
+    with pytest.raises(ValueError, match=r"padding='same' needs stride 1"):
+        nn.Conv2d(3, 8, kernel_size=3, padding="same", stride=2)
+    assert nn.Conv2d(3, 8, kernel_size=3, padding="same")(tg.zeros(1, 3, 5, 5)).shape == (1, 8, 5, 5)
+
+
+def test_conv2d_names_a_bias_of_the_wrong_shape():
+    with pytest.raises(ValueError, match=r"conv2d: bias has shape \(3,\), expected \(2,\) \(one per output"):
+        F.conv2d(tg.zeros(1, 1, 4, 4), tg.zeros(2, 1, 3, 3), tg.zeros(3))
+
+
+def test_an_unbatched_image_with_the_wrong_channels_is_named_as_given():
+    with pytest.raises(ValueError, match=r"Conv2d\(3, 8, kernel_size=1\) expects in_channels=3 on the "
+                                         r"input's axis 0 \(an unbatched \(C, H, W\) image\), got an "
+                                         r"input of shape \(4, 5, 5\)"):
+        nn.Conv2d(3, 8, kernel_size=1)(tg.zeros(4, 5, 5))
+
+
+@pytest.mark.parametrize("name", ["weight", "bias"])
+def test_layer_norm_refuses_a_weight_or_bias_that_does_not_match_normalized_shape(name):
+    # A (1,) weight would broadcast silently over 4 features; PyTorch refuses it.
+    kwargs = {name: tg.ones(1)}
+    with pytest.raises(ValueError, match=rf"layer_norm: {name} has shape \(1,\), expected normalized_shape \(4,\)"):
+        F.layer_norm(tg.zeros(2, 4), (4,), **kwargs)
+
+
+# ---- batch normalisation: nothing changes when a call is refused -------------------------------
+def test_a_refused_batch_leaves_the_running_statistics_and_the_count_unchanged():
+    bn = nn.BatchNorm1d(3, momentum=None)
+    bn(np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32))
+    before = {k: np.array(v) for k, v in bn.state_dict().items()}
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        bn(np.ones((1, 3), np.float32))
+    after = bn.state_dict()
+    assert all(np.array_equal(before[k], after[k]) for k in before)
+    assert int(bn.num_batches_tracked.item()) == 1
+
+
+def test_momentum_none_is_the_cumulative_average_of_the_batch_statistics():
+    rng = np.random.default_rng(1)
+    bn = nn.BatchNorm1d(2, momentum=None, dtype=np.float64)
+    batches = [rng.normal(loc=3.0, size=(5, 2)) for _ in range(4)]
+    for batch in batches:
+        bn(batch)
+    np.testing.assert_allclose(bn.running_mean.numpy(), np.mean([b.mean(0) for b in batches], axis=0))
+    np.testing.assert_allclose(bn.running_var.numpy(), np.mean([b.var(0, ddof=1) for b in batches], axis=0))
+    assert int(bn.num_batches_tracked.item()) == 4
+
+
+# ---- tg.compile: never a silently frozen random mask or running statistic -----------------------
+def test_compile_refuses_a_step_that_draws_random_numbers_instead_of_freezing_the_mask():
+    tg.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 50, dtype=np.float64), nn.Dropout(0.5))
+    step = tg.compile(lambda x: model(x).sum())
+    with pytest.raises(TracingError, match=r"random numbers.*same numbers on every call.*eval\(\)"):
+        step(np.ones((8, 3)))
+    model.eval()  # without dropout the same step compiles and replays eager mode's numbers
+    loss = step(np.ones((8, 3)))
+    assert loss.item() == pytest.approx(model(np.ones((8, 3))).sum().item())
+
+
+def test_compile_refuses_batch_norm_in_training_and_leaves_its_statistics_unchanged():
+    model = nn.Sequential(nn.Linear(3, 4, dtype=np.float64), nn.BatchNorm1d(4, dtype=np.float64))
+    before = {k: np.array(v) for k, v in model.state_dict().items()}
+    step = tg.compile(lambda x: (model(x) ** 2).sum())
+    with pytest.raises(TracingError):
+        step(np.random.default_rng(0).normal(size=(8, 3)))
+    after = model.state_dict()
+    assert all(np.array_equal(before[k], after[k]) for k in before)
+    model.eval()  # the running statistics are constants of an eval-mode step
+    x = np.random.default_rng(1).normal(size=(8, 3))
+    assert step(x).item() == pytest.approx((model(x) ** 2).sum().item())
+
+
+# ---- diagnostics on odd inputs -----------------------------------------------------------------
+def test_lr_find_runs_over_a_one_pass_generator_and_stops_when_it_ends():
+    rng = np.random.default_rng(0)
+    tg.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 3))
+    batches = ((rng.normal(size=(8, 4)).astype(np.float32), rng.integers(0, 3, 8)) for _ in range(5))
+    result = lr_find(model, F.cross_entropy, batches, optim.SGD, steps=20)
+    assert len(result.rates) == len(result.losses) == 5
+    assert math.isfinite(result.suggested)
+
+
+def test_sanity_check_of_a_model_without_parameters_says_so():
+    with pytest.raises(ValueError, match=r"sanity_check: the model has no parameters to train"):
+        sanity_check(nn.Sequential(nn.Identity()), F.cross_entropy, np.zeros((4, 3)), np.arange(4) % 3)
