@@ -142,3 +142,36 @@ def test_lr_find_runs_over_a_one_pass_generator_and_stops_when_it_ends():
 def test_sanity_check_of_a_model_without_parameters_says_so():
     with pytest.raises(ValueError, match=r"sanity_check: the model has no parameters to train"):
         sanity_check(nn.Sequential(nn.Identity()), F.cross_entropy, np.zeros((4, 3)), np.arange(4) % 3)
+
+
+def test_compile_traces_again_when_a_module_switches_between_train_and_eval():
+    # A program traced in eval mode (dropout off) must not be replayed silently in train mode.
+    tg.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 8, dtype=np.float64), nn.Dropout(0.5))
+    step = tg.compile(lambda x: model(x).sum())
+    model.eval()
+    eval_loss = step(np.ones((2, 3))).item()
+    model.train()
+    with pytest.raises(TracingError, match="random numbers"):
+        step(np.ones((2, 3)))
+    model.eval()  # back in eval mode, the eval program is used again
+    assert step(np.ones((2, 3))).item() == pytest.approx(eval_loss)
+
+
+def test_batch_norm_compiled_in_eval_then_in_train_is_never_the_eval_program():
+    model = nn.Sequential(nn.Linear(3, 4, dtype=np.float64), nn.BatchNorm1d(4, dtype=np.float64))
+    step = tg.compile(lambda x: (model(x) ** 2).sum())
+    model.eval()
+    step(np.random.default_rng(0).normal(size=(8, 3)))
+    model.train()
+    with pytest.raises(TracingError):
+        step(np.random.default_rng(0).normal(size=(8, 3)))
+
+
+def test_a_compiled_step_called_under_no_grad_still_computes_the_gradients():
+    w = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    step = tg.compile(lambda x: (x * w).sum())
+    with tg.no_grad():
+        loss = step(np.array([3.0, 4.0]))
+        assert not tg.is_grad_enabled()
+    assert loss.item() == 11.0 and w.grad.tolist() == [3.0, 4.0]

@@ -512,9 +512,9 @@ def _describe_argument(where, value):
         return "object", id(value)  # fixed at trace time, as any other Python value
 
 
-def _known_names(fn: Callable) -> tuple:
+def _known_names(fn: Callable, modules: list | None = None) -> tuple:
     """id(Tensor or Module) -> a readable name, and the Tensors, from what `fn` closes over (its cells,
-    the globals it uses, its `self`)."""
+    the globals it uses, its `self`); the Modules found are added to `modules` when given."""
     names, tensors = {}, []
     scopes = []
     code = getattr(fn, "__code__", None)
@@ -532,11 +532,11 @@ def _known_names(fn: Callable) -> tuple:
         globals_ = getattr(fn, "__globals__", {})
         scopes += [(name, globals_[name]) for name in code.co_names if name in globals_]
     for prefix, value in scopes:
-        _name_objects(prefix, value, names, tensors, depth=0)
+        _name_objects(prefix, value, names, tensors, 0, modules)
     return names, tensors
 
 
-def _name_objects(prefix, value, names, tensors, depth):
+def _name_objects(prefix, value, names, tensors, depth, modules=None):
     if isinstance(value, Tensor):
         if id(value) not in names:
             tensors.append(value)
@@ -544,18 +544,20 @@ def _name_objects(prefix, value, names, tensors, depth):
     elif isinstance(value, Module):
         for path, module in value.named_modules():
             names.setdefault(id(module), f"{prefix}_{path}" if path else prefix)
+            if modules is not None and not any(module is m for m in modules):
+                modules.append(module)
         for path, param in value.named_parameters():
             _name_objects(f"{prefix}_{path}", param, names, tensors, depth)
     elif isinstance(value, (list, tuple)) and depth < 2 and len(value) < 1000:
         for i, item in enumerate(value):
-            _name_objects(f"{prefix}{i}", item, names, tensors, depth + 1)
+            _name_objects(f"{prefix}{i}", item, names, tensors, depth + 1, modules)
     elif isinstance(value, dict) and depth < 2 and len(value) < 1000:
         for key, item in value.items():
-            _name_objects(f"{prefix}_{key}", item, names, tensors, depth + 1)
+            _name_objects(f"{prefix}_{key}", item, names, tensors, depth + 1, modules)
     elif depth == 0 and hasattr(value, "__dict__") and not isinstance(value, type) and not callable(value):
         for key, item in vars(value).items():  # an object holding the parameters (self.params, self.w)
             if isinstance(item, (Tensor, Module, list, tuple, dict)):
-                _name_objects(key, item, names, tensors, depth + 1)
+                _name_objects(key, item, names, tensors, depth + 1, modules)
 
 
 class _Trace:
@@ -854,10 +856,15 @@ class CompiledStep:
         self.fn = fn
         self._programs = {}
         self._last = None
+        self._modules = None  # the Modules fn closes over: their train/eval mode is part of a signature
 
     def __call__(self, *args, **kwargs) -> Tensor:
         """Run the step (tracing on a new signature); set or add each leaf's .grad; return the loss."""
-        key = _signature(args, kwargs)
+        if self._modules is None:
+            self._modules = []
+            _known_names(self.fn, self._modules)
+        # Dropout and BatchNorm compute other things in train and eval mode: a program per mode.
+        key = _signature(args, kwargs) + (tuple([m.training for m in self._modules]),)
         program = self._programs.get(key)
         if program is not None and any(t.data.shape != shape or t.data.dtype != dtype
                                        for t, (shape, dtype) in zip(program.leaves, program.shapes)):
@@ -867,9 +874,10 @@ class CompiledStep:
                 if isinstance(arg, Tensor) and not arg.is_leaf:
                     raise TracingError(f"argument {i} is the result of recorded operations (it has a graph); "
                                        "pass leaf Tensors or arrays, e.g. x.detach()")
-            program = _Trace(self.fn, args, kwargs).run(final=False)
-            if not isinstance(program, _Program):  # fn used leaves it did not show before: follow them too
-                program = _Trace(self.fn, args, kwargs, more_leaves=program).run(final=True)
+            with autograd.enable_grad():  # the step is forward and backward by definition, also under no_grad
+                program = _Trace(self.fn, args, kwargs).run(final=False)
+                if not isinstance(program, _Program):  # fn used leaves it did not show before: follow them
+                    program = _Trace(self.fn, args, kwargs, more_leaves=program).run(final=True)
             self._programs[key] = program
         self._last = program
         arrays = [args[i].data if isinstance(args[i], Tensor) else args[i] for i in program.arg_slots]
