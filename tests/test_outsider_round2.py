@@ -175,3 +175,18 @@ def test_a_compiled_step_called_under_no_grad_still_computes_the_gradients():
         loss = step(np.array([3.0, 4.0]))
         assert not tg.is_grad_enabled()
     assert loss.item() == 11.0 and w.grad.tolist() == [3.0, 4.0]
+
+
+# ---- files: a folder where a checkpoint is expected ---------------------------------------------
+def test_load_refuses_a_folder_with_the_documented_value_error(tmp_path):
+    with pytest.raises(ValueError, match=r"is not a tinygrad_edu checkpoint: not a regular file"):
+        tg.load(tmp_path)
+
+
+def test_save_onto_a_folder_says_it_is_a_folder_and_leaves_nothing_behind(tmp_path):
+    target = tmp_path / "checkpoints"
+    target.mkdir()
+    with pytest.raises(IsADirectoryError, match=r"it is a folder; give a file name"):
+        tg.save({"w": np.ones(2)}, target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoints"]
+    assert list(target.iterdir()) == []
