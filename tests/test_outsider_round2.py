@@ -190,3 +190,15 @@ def test_save_onto_a_folder_says_it_is_a_folder_and_leaves_nothing_behind(tmp_pa
         tg.save({"w": np.ones(2)}, target)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoints"]
     assert list(target.iterdir()) == []
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="needs os.mkfifo")
+def test_load_mat_refuses_a_fifo_at_once_instead_of_waiting_for_a_writer(tmp_path):
+    import os
+    from tinygrad_edu.data import load_mat
+    fifo = tmp_path / "digits.mat"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match=r"is not a regular file"):
+        load_mat(fifo)
+    with pytest.raises(ValueError, match=r"is not a regular file"):
+        load_mat(tmp_path)
