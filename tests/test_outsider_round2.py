@@ -202,3 +202,29 @@ def test_load_mat_refuses_a_fifo_at_once_instead_of_waiting_for_a_writer(tmp_pat
         load_mat(fifo)
     with pytest.raises(ValueError, match=r"is not a regular file"):
         load_mat(tmp_path)
+
+
+# ---- normalisation in float16 --------------------------------------------------------------------
+def _normalised_rows(x: np.ndarray) -> np.ndarray:
+    x = x.astype(np.float64)
+    return (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-5)
+
+
+def test_layer_norm_of_float16_values_past_256_is_not_zeroed_by_an_overflowing_square():
+    x = (np.random.default_rng(0).normal(size=(4, 300)) * 100).astype(np.float16)
+    t = Tensor(x, requires_grad=True)
+    out = F.layer_norm(t, (300,))
+    assert out.dtype == np.float16
+    np.testing.assert_allclose(out.numpy().astype(np.float64), _normalised_rows(x), atol=2e-2)
+    out.sum().backward()
+    assert t.grad.dtype == np.float16 and np.isfinite(t.grad.numpy()).all()
+
+
+def test_batch_norm_of_float16_values_past_256_matches_float64_and_keeps_finite_running_statistics():
+    x = (np.random.default_rng(1).normal(size=(300, 2)) * 100).astype(np.float16)
+    bn = nn.BatchNorm1d(2, dtype=np.float16)
+    out = bn(x)
+    assert out.dtype == np.float16
+    np.testing.assert_allclose(out.numpy().astype(np.float64), _normalised_rows(x.T).T, atol=2e-2)
+    expected_var = 0.9 + 0.1 * x.astype(np.float64).var(0, ddof=1)
+    np.testing.assert_allclose(bn.running_var.numpy().astype(np.float64), expected_var, rtol=1e-2)

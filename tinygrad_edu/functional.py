@@ -430,6 +430,9 @@ def batch_norm(x: Tensor, running_mean, running_var, weight=None, bias=None, tra
         if stat is not None and np.shape(stat) != (channels,):
             raise ValueError(f"batch_norm: {name} has shape {np.shape(stat)}, but the input of shape "
                              f"{x.shape} has {channels} channels on axis 1")
+    wide = _widened(x)
+    if wide is not x:  # float16 squares overflow past 256: compute in float32, as PyTorch does
+        return batch_norm(wide, running_mean, running_var, weight, bias, training, momentum, eps).astype(x.dtype)
     if training:
         count = x.size // max(channels, 1)
         if count <= 1:
@@ -485,6 +488,9 @@ def layer_norm(x: Tensor, normalized_shape, weight=None, bias=None, eps: float =
         if stat is not None and np.shape(stat) != normalized_shape:
             raise ValueError(f"layer_norm: {name} has shape {np.shape(stat)}, expected normalized_shape "
                              f"{normalized_shape}")
+    wide = _widened(x)
+    if wide is not x:  # float16 squares overflow past 256: compute in float32, as PyTorch does
+        return layer_norm(wide, normalized_shape, weight, bias, eps).astype(x.dtype)
     axes = tuple(range(x.ndim - count, x.ndim))
     mean = x.mean(axis=axes, keepdims=True)
     centered = x - mean
