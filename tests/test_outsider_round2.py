@@ -228,3 +228,19 @@ def test_batch_norm_of_float16_values_past_256_matches_float64_and_keeps_finite_
     np.testing.assert_allclose(out.numpy().astype(np.float64), _normalised_rows(x.T).T, atol=2e-2)
     expected_var = 0.9 + 0.1 * x.astype(np.float64).var(0, ddof=1)
     np.testing.assert_allclose(bn.running_var.numpy().astype(np.float64), expected_var, rtol=1e-2)
+
+
+# ---- drawings of deep conv nets ------------------------------------------------------------------
+@pytest.mark.parametrize("show_grads", [False, True])
+def test_draw_graph_folds_a_deep_stack_of_conv_batchnorm_relu_blocks(show_grads):
+    # The first conv takes the image as a constant (one input fewer than the later ones): folding
+    # the repeated blocks indexed past its inputs (IndexError) from 8 blocks on.
+    from tinygrad_edu import viz
+    tg.manual_seed(0)
+    blocks = [nn.Sequential(nn.Conv2d(2, 2, 3, padding=1), nn.BatchNorm2d(2), nn.ReLU()) for _ in range(8)]
+    model = nn.Sequential(*blocks)
+    loss = model(np.ones((2, 2, 5, 5), np.float32)).sum()
+    if show_grads:
+        loss.backward()
+    source = viz.draw_graph(loss, params=dict(model.named_parameters()), show_grads=show_grads).source
+    assert "Conv2d -> BatchNorm2d -> ReLU x 8" in source
