@@ -244,3 +244,26 @@ def test_draw_graph_folds_a_deep_stack_of_conv_batchnorm_relu_blocks(show_grads)
         loss.backward()
     source = viz.draw_graph(loss, params=dict(model.named_parameters()), show_grads=show_grads).source
     assert "Conv2d -> BatchNorm2d -> ReLU x 8" in source
+
+
+# ---- the doctor for NumPy code never breaks the learner's loop --------------------------------------
+class _LearnerNet:
+    """A learner's NumPy network whose cost uses an ndarray method a Tensor does not have."""
+
+    def __init__(self):
+        rng = np.random.default_rng(0)
+        self.W1, self.a0 = rng.normal(size=(3, 4)), rng.normal(size=(5, 3))
+        self.Y_est, self.Y = np.full((5, 2), 0.5), np.eye(2)[[0, 1, 0, 1, 0]]
+
+    def cost(self):
+        self.J = -np.mean(self.Y * np.log(self.Y_est.round(6)))
+        return self.J
+
+
+def test_numpy_monitor_step_survives_a_cost_it_cannot_run_on_tensors_and_leaves_the_object_as_it_was():
+    from tinygrad_edu.diagnostics import NumpyMonitor
+    net = _LearnerNet()
+    monitor = NumpyMonitor(net, {"W1": "a0"}, output="Y_est", cost="cost")
+    monitor.step()  # raised AttributeError: 'Tensor' object has no attribute 'round'
+    assert not hasattr(net, "J") and isinstance(net.Y_est, np.ndarray)
+    assert "output_loss_mismatch" not in monitor.report().kinds
