@@ -115,17 +115,63 @@ def test_compile_refuses_a_step_that_draws_random_numbers_instead_of_freezing_th
     assert loss.item() == pytest.approx(model(np.ones((8, 3))).sum().item())
 
 
-def test_compile_refuses_batch_norm_in_training_and_leaves_its_statistics_unchanged():
-    model = nn.Sequential(nn.Linear(3, 4, dtype=np.float64), nn.BatchNorm1d(4, dtype=np.float64))
-    before = {k: np.array(v) for k, v in model.state_dict().items()}
-    step = tg.compile(lambda x: (model(x) ** 2).sum())
-    with pytest.raises(TracingError):
-        step(np.random.default_rng(0).normal(size=(8, 3)))
-    after = model.state_dict()
-    assert all(np.array_equal(before[k], after[k]) for k in before)
-    model.eval()  # the running statistics are constants of an eval-mode step
-    x = np.random.default_rng(1).normal(size=(8, 3))
-    assert step(x).item() == pytest.approx((model(x) ** 2).sum().item())
+def _small_cnn(momentum, dtype):
+    tg.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 2, 3, dtype=dtype), nn.BatchNorm2d(2, momentum=momentum, dtype=dtype),
+                         nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(2, 3, dtype=dtype),
+                         nn.BatchNorm1d(3, momentum=momentum, dtype=dtype))
+
+
+@pytest.mark.parametrize("momentum", [0.1, None])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_a_compiled_cnn_with_batch_norm_trains_exactly_as_eager_on_new_batches(momentum, dtype):
+    # Each call gets a new batch (the trace's images must not be frozen into the program: the conv's
+    # sliding windows of an array argument were a constant), and the running statistics and
+    # num_batches_tracked move on every replay as in eager mode.
+    rng = np.random.default_rng(0)
+    batches = [rng.normal(size=(4, 1, 4, 4)).astype(dtype) for _ in range(4)]
+    labels = np.array([0, 1, 2, 0])
+    eager, compiled = _small_cnn(momentum, dtype), _small_cnn(momentum, dtype)
+    eager_opt, compiled_opt = optim.SGD(eager.parameters(), lr=0.1), optim.SGD(compiled.parameters(), lr=0.1)
+    step = tg.compile(lambda x: F.cross_entropy(compiled(x), labels))
+    for x in batches:
+        eager_opt.zero_grad()
+        eager_loss = F.cross_entropy(eager(x), labels)
+        eager_loss.backward()
+        eager_opt.step()
+        compiled_opt.zero_grad()
+        assert step(x).item() == pytest.approx(eager_loss.item(), rel=1e-5)
+        compiled_opt.step()
+    tolerance = 1e-5 if dtype == np.float32 else 1e-12
+    for key, value in eager.state_dict().items():
+        np.testing.assert_allclose(compiled.state_dict()[key], value, rtol=tolerance, atol=tolerance, err_msg=key)
+    assert int(compiled[1].num_batches_tracked.item()) == len(batches)
+
+
+def test_compile_refuses_running_statistics_that_are_plain_arrays_and_writes_nothing():
+    running_mean, running_var = np.zeros(2), np.ones(2)
+    weight = Tensor(np.ones(2), requires_grad=True)
+    step = tg.compile(lambda x: F.batch_norm(x, running_mean, running_var, weight, training=True).sum())
+    with pytest.raises(TracingError, match="out="):
+        step(np.random.default_rng(0).normal(size=(5, 2)))
+    assert running_mean.tolist() == [0.0, 0.0] and running_var.tolist() == [1.0, 1.0]
+
+
+def test_learner_000_compiled_gradients_follow_each_new_batch():
+    # Their np.dot(x, W1) backward takes x.mT: it read the trace's x on every replay (dW1 wrong).
+    import seed_learner
+    rng = np.random.default_rng(0)
+    shapes = ((8, 5), (5,), (5, 4), (4,))
+    params = [Tensor(rng.uniform(-0.12, 0.12, s), requires_grad=True) for s in shapes]
+    step = tg.compile(lambda x, y: seed_learner.cost(params, x, y))
+    for _ in range(3):
+        x, y = rng.random((20, 8)), np.eye(4)[rng.integers(0, 4, 20)]
+        for t in params:
+            t.grad = None
+        step(x, y)
+        expected = seed_learner.backpropagate([t.data for t in params], x, y)
+        for name, t, g in zip(("W1", "b1", "W2", "b2"), params, expected):
+            np.testing.assert_allclose(t.grad.data, g, rtol=1e-10, atol=1e-14, err_msg=name)
 
 
 # ---- diagnostics on odd inputs -----------------------------------------------------------------
@@ -160,12 +206,15 @@ def test_compile_traces_again_when_a_module_switches_between_train_and_eval():
 
 def test_batch_norm_compiled_in_eval_then_in_train_is_never_the_eval_program():
     model = nn.Sequential(nn.Linear(3, 4, dtype=np.float64), nn.BatchNorm1d(4, dtype=np.float64))
+    twin = nn.Sequential(nn.Linear(3, 4, dtype=np.float64), nn.BatchNorm1d(4, dtype=np.float64))
+    twin.load_state_dict(model.state_dict())
     step = tg.compile(lambda x: (model(x) ** 2).sum())
+    x = np.random.default_rng(0).normal(size=(8, 3))
     model.eval()
-    step(np.random.default_rng(0).normal(size=(8, 3)))
-    model.train()
-    with pytest.raises(TracingError):
-        step(np.random.default_rng(0).normal(size=(8, 3)))
+    step(x)
+    model.train()  # the batch's statistics now, and the running ones move
+    assert step(x).item() == pytest.approx((twin(x) ** 2).sum().item())
+    np.testing.assert_allclose(model[1].running_mean.numpy(), twin[1].running_mean.numpy(), rtol=1e-12)
 
 
 def test_a_compiled_step_called_under_no_grad_still_computes_the_gradients():
@@ -267,3 +316,23 @@ def test_numpy_monitor_step_survives_a_cost_it_cannot_run_on_tensors_and_leaves_
     monitor.step()  # raised AttributeError: 'Tensor' object has no attribute 'round'
     assert not hasattr(net, "J") and isinstance(net.Y_est, np.ndarray)
     assert "output_loss_mismatch" not in monitor.report().kinds
+
+
+def test_a_compiled_eval_step_reads_the_current_running_statistics_at_every_call():
+    # Buffers are state like parameters: new statistics (more training, load_state_dict) must be
+    # used, never the values of the trace silently.
+    rng = np.random.default_rng(0)
+    model = nn.Sequential(nn.Linear(3, 4, dtype=np.float64), nn.BatchNorm1d(4, dtype=np.float64))
+    step = tg.compile(lambda x: (model(x) ** 2).sum())
+    x = rng.normal(size=(8, 3))
+    model.eval()
+    assert step(x).item() == pytest.approx((model(x) ** 2).sum().item())
+    model.train()
+    for _ in range(3):
+        model(rng.normal(size=(8, 3)) * 3 + 2)
+    model.eval()
+    assert step(x).item() == pytest.approx((model(x) ** 2).sum().item())
+    state = {k: np.array(v) for k, v in model.state_dict().items()}
+    state["1.running_mean"] += 5
+    model.load_state_dict(state)
+    assert step(x).item() == pytest.approx((model(x) ** 2).sum().item())

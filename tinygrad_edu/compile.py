@@ -84,6 +84,7 @@ class _Recorder:
         self.vars = {}  # id(traced array) -> (array, _Var); keeps the arrays alive, so ids stay unique
         self.constants = {}  # namespace name -> value, for constants too big to write out
         self.counter = 0
+        self.inputs = []  # the _Vars of arguments and parameters: arrays whose values change between calls
 
     # -- names and values ---------------------------------------------------------------------------
     def unique(self, base: str) -> str:
@@ -102,6 +103,8 @@ class _Recorder:
         var = _Var(self.unique(name), array, kind, root)
         self.vars[id(value)] = (value, var)
         value._var, var.value = var, value
+        if kind == "input":
+            self.inputs.append(var)
         self.by_address[_address(value)] = var
         return value
 
@@ -133,6 +136,14 @@ class _Recorder:
         if isinstance(x, slice) and in_index:
             bounds = ["" if b is None else repr(b) for b in (x.start, x.stop, x.step)]
             return [":".join(bounds[:2]) + (f":{bounds[2]}" if bounds[2] else "")]
+        if isinstance(x, np.ndarray) and x.size and any(np.may_share_memory(x, _plain(var.value))
+                                                        for var in self.inputs):
+            # A view of an input the tracer did not see being made: as a constant it would freeze the
+            # trace's values (sliding windows of an array argument wrapped in a Tensor inside the step).
+            raise TracingError("an array viewing an input reached the program through a NumPy path the tracer "
+                               "does not record (e.g. the sliding windows of conv2d or max_pool2d on an array "
+                               "argument); its values would be frozen at the trace. Pass that argument as a "
+                               "Tensor, e.g. step(tg.Tensor(x)); " + _HINT)
         return [self.literal(x)]
 
     def literal(self, x) -> str:
@@ -364,6 +375,10 @@ def _ufunc_name(ufunc) -> str:
 class _Traced(np.ndarray):
     """An ndarray with its value, whose NumPy calls append lines to the active trace."""
 
+    # A Tensor made of it keeps it (tensor._as_array), so ops on that Tensor record their NumPy calls
+    # too: the sliding windows of conv2d, x.mT in matmul's backward.
+    keeps_its_class_in_tensors = True
+
     def __array_finalize__(self, obj):
         self._var = None  # a view NumPy made by itself: not in the program (using it raises)
 
@@ -548,6 +563,8 @@ def _name_objects(prefix, value, names, tensors, depth, modules=None):
                 modules.append(module)
         for path, param in value.named_parameters():
             _name_objects(f"{prefix}_{path}", param, names, tensors, depth)
+        for path, buffer in value.named_buffers():  # state read at every call (running statistics)
+            _name_objects(f"{prefix}_{path}", buffer, names, tensors, depth)
     elif isinstance(value, (list, tuple)) and depth < 2 and len(value) < 1000:
         for i, item in enumerate(value):
             _name_objects(f"{prefix}{i}", item, names, tensors, depth + 1, modules)
@@ -577,7 +594,9 @@ class _Trace:
         if var is not None:  # made inside fn from a traced array: already a value of the program
             traced = var.value
         else:
-            traced = self.recorder.traced(np.asarray(original), name, "input")
+            # A copy: what the trace writes in place (running statistics) must not reach the real array,
+            # since the program runs once more right after the trace and makes that write itself.
+            traced = self.recorder.traced(np.array(original), name, "input")
             self.leaves.append(tensor)
             self.leaf_vars.append(traced._var)
         self.swapped.append((tensor, original))
@@ -837,6 +856,8 @@ def _live_lines(lines, outputs) -> set:
     for line in reversed(lines):
         target = line.target
         needed = live_roots.get(id(target.root), 0) > 0 if line.in_place else id(target) in live_vars
+        # A write into an input is an effect of the step itself (BatchNorm's running statistics).
+        needed = needed or (line.in_place and target.root.kind == "input")
         if not needed:
             continue
         keep.add(line)

@@ -447,9 +447,11 @@ def batch_norm(x: Tensor, running_mean, running_var, weight=None, bias=None, tra
     else:
         if running_mean is None or running_var is None:
             raise ValueError("batch_norm outside training needs running_mean and running_var")
-        centered = x - np.asarray(_plain(running_mean), dtype=x.dtype).reshape(per_channel)
-        var = np.asarray(_plain(running_var), dtype=x.dtype).reshape(per_channel)
-    out = centered / (var + eps).sqrt() if isinstance(var, Tensor) else centered / np.sqrt(var + eps)
+        # Tensor operations (nothing is recorded: no grad), so tg.compile reads the statistics at each call
+        running_mean, running_var = as_tensor(running_mean), as_tensor(running_var)
+        centered = x - running_mean.astype(x.dtype).reshape(per_channel)
+        var = running_var.astype(x.dtype).reshape(per_channel)
+    out = centered / (var + eps).sqrt()
     if weight is not None:
         out = out * as_tensor(weight).reshape(per_channel)
     if bias is not None:
@@ -464,8 +466,9 @@ def _plain(x) -> np.ndarray:
 def _move_towards(running, batch_value: np.ndarray, momentum: float) -> None:
     """running <- (1 - momentum) * running + momentum * batch_value, in place (not recorded)."""
     array = _plain(running)
-    # One ufunc writing `out=` at the end: a tracer (tg.compile) refuses it before anything is written.
-    np.add((1 - momentum) * array, momentum * batch_value, out=array)
+    # One in-place write, the same rule: tg.compile records it as a line of its program when the
+    # running statistics are a module's buffers, and refuses it (nothing written) for other arrays.
+    array += momentum * (batch_value - array)
 
 
 def layer_norm(x: Tensor, normalized_shape, weight=None, bias=None, eps: float = 1e-5) -> Tensor:

@@ -294,7 +294,7 @@ class _BatchNorm(Module):
         momentum = 0.0 if self.momentum is None else self.momentum
         counting = self.training and self.track_running_stats
         if counting and self.momentum is None:  # a cumulative average: batch k weighs 1/k
-            momentum = 1.0 / (float(self.num_batches_tracked.data) + 1)
+            momentum = 1.0 / (self.num_batches_tracked.data + 1)  # an array expression: tg.compile replays it
         use_batch = self.training or not self.track_running_stats
         out = F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
                            use_batch, momentum, self.eps)
