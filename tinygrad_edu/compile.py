@@ -958,9 +958,9 @@ def compile(fn: Callable) -> CompiledStep:  # noqa: A001 (the API's name, as tor
 
     Limits: Python control flow that depends on tensor values is fixed at trace time, and so is
     anything computed from values outside NumPy calls (``float(t)``); a step that draws random
-    numbers (dropout in training mode) or updates BatchNorm's running statistics is refused with
-    a TracingError rather than frozen; gradient hooks, the broadcast guard and anomaly mode run
-    while tracing, not on replay.
+    numbers (dropout in training mode) is refused with a TracingError rather than frozen. Module
+    buffers are read (and BatchNorm's running statistics updated) at every call. Gradient hooks,
+    the broadcast guard and anomaly mode run while tracing, not on replay.
 
     Examples
     --------
