@@ -336,3 +336,13 @@ def test_a_compiled_eval_step_reads_the_current_running_statistics_at_every_call
     state["1.running_mean"] += 5
     model.load_state_dict(state)
     assert step(x).item() == pytest.approx((model(x) ** 2).sum().item())
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_prod_gradient_at_a_subnormal_is_the_product_of_the_others(dtype):
+    # out / x at x = 5e-324: out underflows (1.5 * 5e-324 rounds to 1e-323), so it gave 2.0, not 1.5.
+    tiny = np.nextafter(dtype(0), dtype(1))
+    x = Tensor(np.array([tiny, 1.5], dtype=dtype), requires_grad=True)
+    x.prod().backward()
+    assert x.grad.numpy()[0] == dtype(1.5)
+    assert abs(float(x.grad.numpy()[1])) <= 2 * float(tiny)

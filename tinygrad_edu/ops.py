@@ -394,7 +394,8 @@ class Prod(Function):
     @staticmethod
     def backward(ctx, grad):
         x, out = ctx.saved
-        is_zero = np.asarray(x) == 0
+        # Subnormals count as zeros: a product that underflows makes out / x lose its digits there.
+        is_zero = np.abs(np.asarray(x)) < np.finfo(x.dtype).tiny
         if not np.any(is_zero):
             return grad.reshape(ctx.kept_shape) * (out.reshape(ctx.kept_shape) / x)
         zeros_in_slice = is_zero.sum(axis=ctx.axis, keepdims=True)
