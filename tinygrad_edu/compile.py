@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 import scipy.special
 
-from . import autograd
+from . import autograd, creation
 from .nn.module import Module
 from .tensor import Tensor
 
@@ -84,6 +84,7 @@ class _Recorder:
         self.vars = {}  # id(traced array) -> (array, _Var); keeps the arrays alive, so ids stay unique
         self.constants = {}  # namespace name -> value, for constants too big to write out
         self.counter = 0
+        self.inputs = []  # the _Vars of arguments and parameters: arrays whose values change between calls
 
     # -- names and values ---------------------------------------------------------------------------
     def unique(self, base: str) -> str:
@@ -102,6 +103,8 @@ class _Recorder:
         var = _Var(self.unique(name), array, kind, root)
         self.vars[id(value)] = (value, var)
         value._var, var.value = var, value
+        if kind == "input":
+            self.inputs.append(var)
         self.by_address[_address(value)] = var
         return value
 
@@ -133,6 +136,14 @@ class _Recorder:
         if isinstance(x, slice) and in_index:
             bounds = ["" if b is None else repr(b) for b in (x.start, x.stop, x.step)]
             return [":".join(bounds[:2]) + (f":{bounds[2]}" if bounds[2] else "")]
+        if isinstance(x, np.ndarray) and x.size and any(np.may_share_memory(x, _plain(var.value))
+                                                        for var in self.inputs):
+            # A view of an input the tracer did not see being made: as a constant it would freeze the
+            # trace's values (sliding windows of an array argument wrapped in a Tensor inside the step).
+            raise TracingError("an array viewing an input reached the program through a NumPy path the tracer "
+                               "does not record (e.g. the sliding windows of conv2d or max_pool2d on an array "
+                               "argument); its values would be frozen at the trace. Pass that argument as a "
+                               "Tensor, e.g. step(tg.Tensor(x)); " + _HINT)
         return [self.literal(x)]
 
     def literal(self, x) -> str:
@@ -364,6 +375,10 @@ def _ufunc_name(ufunc) -> str:
 class _Traced(np.ndarray):
     """An ndarray with its value, whose NumPy calls append lines to the active trace."""
 
+    # A Tensor made of it keeps it (tensor._as_array), so ops on that Tensor record their NumPy calls
+    # too: the sliding windows of conv2d, x.mT in matmul's backward.
+    keeps_its_class_in_tensors = True
+
     def __array_finalize__(self, obj):
         self._var = None  # a view NumPy made by itself: not in the program (using it raises)
 
@@ -512,9 +527,9 @@ def _describe_argument(where, value):
         return "object", id(value)  # fixed at trace time, as any other Python value
 
 
-def _known_names(fn: Callable) -> tuple:
+def _known_names(fn: Callable, modules: list | None = None) -> tuple:
     """id(Tensor or Module) -> a readable name, and the Tensors, from what `fn` closes over (its cells,
-    the globals it uses, its `self`)."""
+    the globals it uses, its `self`); the Modules found are added to `modules` when given."""
     names, tensors = {}, []
     scopes = []
     code = getattr(fn, "__code__", None)
@@ -532,11 +547,11 @@ def _known_names(fn: Callable) -> tuple:
         globals_ = getattr(fn, "__globals__", {})
         scopes += [(name, globals_[name]) for name in code.co_names if name in globals_]
     for prefix, value in scopes:
-        _name_objects(prefix, value, names, tensors, depth=0)
+        _name_objects(prefix, value, names, tensors, 0, modules)
     return names, tensors
 
 
-def _name_objects(prefix, value, names, tensors, depth):
+def _name_objects(prefix, value, names, tensors, depth, modules=None):
     if isinstance(value, Tensor):
         if id(value) not in names:
             tensors.append(value)
@@ -544,18 +559,22 @@ def _name_objects(prefix, value, names, tensors, depth):
     elif isinstance(value, Module):
         for path, module in value.named_modules():
             names.setdefault(id(module), f"{prefix}_{path}" if path else prefix)
+            if modules is not None and not any(module is m for m in modules):
+                modules.append(module)
         for path, param in value.named_parameters():
             _name_objects(f"{prefix}_{path}", param, names, tensors, depth)
+        for path, buffer in value.named_buffers():  # state read at every call (running statistics)
+            _name_objects(f"{prefix}_{path}", buffer, names, tensors, depth)
     elif isinstance(value, (list, tuple)) and depth < 2 and len(value) < 1000:
         for i, item in enumerate(value):
-            _name_objects(f"{prefix}{i}", item, names, tensors, depth + 1)
+            _name_objects(f"{prefix}{i}", item, names, tensors, depth + 1, modules)
     elif isinstance(value, dict) and depth < 2 and len(value) < 1000:
         for key, item in value.items():
-            _name_objects(f"{prefix}_{key}", item, names, tensors, depth + 1)
+            _name_objects(f"{prefix}_{key}", item, names, tensors, depth + 1, modules)
     elif depth == 0 and hasattr(value, "__dict__") and not isinstance(value, type) and not callable(value):
         for key, item in vars(value).items():  # an object holding the parameters (self.params, self.w)
             if isinstance(item, (Tensor, Module, list, tuple, dict)):
-                _name_objects(key, item, names, tensors, depth + 1)
+                _name_objects(key, item, names, tensors, depth + 1, modules)
 
 
 class _Trace:
@@ -575,7 +594,9 @@ class _Trace:
         if var is not None:  # made inside fn from a traced array: already a value of the program
             traced = var.value
         else:
-            traced = self.recorder.traced(np.asarray(original), name, "input")
+            # A copy: what the trace writes in place (running statistics) must not reach the real array,
+            # since the program runs once more right after the trace and makes that write itself.
+            traced = self.recorder.traced(np.array(original), name, "input")
             self.leaves.append(tensor)
             self.leaf_vars.append(traced._var)
         self.swapped.append((tensor, original))
@@ -608,7 +629,12 @@ class _Trace:
             for tensor in self.known:
                 if tensor._ctx is None and not any(t is tensor for t, _ in self.swapped):
                     self.follow_leaf(tensor, self.names.get(id(tensor)) or tensor.name or "leaf")
+            drawn_before = _random_state()
             loss = self.fn(*call_args, **self.kwargs)
+            if _random_state() != drawn_before:
+                raise TracingError("the step drew random numbers (dropout in training mode, tg.rand...) while "
+                                   "tracing; the program would replay the same numbers on every call. Call "
+                                   "model.eval() before compiling, or run this step eagerly")
             if not isinstance(loss, Tensor) or loss.size != 1:
                 raise TracingError("the compiled function must return a one-element loss Tensor, got "
                                    f"{type(loss).__name__}{getattr(loss, 'shape', '')}")
@@ -759,6 +785,12 @@ class _Trace:
                         list(self.leaves), grad_slots, copy_grad, shapes)
 
 
+def _random_state():
+    """Where the package's random generator stands: it moves when dropout or tg.rand draws."""
+    generator = creation.generator()
+    return id(generator), str(generator.bit_generator.state)
+
+
 def _argument_names(signature, count):
     names = []
     if signature is not None:
@@ -824,6 +856,8 @@ def _live_lines(lines, outputs) -> set:
     for line in reversed(lines):
         target = line.target
         needed = live_roots.get(id(target.root), 0) > 0 if line.in_place else id(target) in live_vars
+        # A write into an input is an effect of the step itself (BatchNorm's running statistics).
+        needed = needed or (line.in_place and target.root.kind == "input")
         if not needed:
             continue
         keep.add(line)
@@ -843,10 +877,15 @@ class CompiledStep:
         self.fn = fn
         self._programs = {}
         self._last = None
+        self._modules = None  # the Modules fn closes over: their train/eval mode is part of a signature
 
     def __call__(self, *args, **kwargs) -> Tensor:
         """Run the step (tracing on a new signature); set or add each leaf's .grad; return the loss."""
-        key = _signature(args, kwargs)
+        if self._modules is None:
+            self._modules = []
+            _known_names(self.fn, self._modules)
+        # Dropout and BatchNorm compute other things in train and eval mode: a program per mode.
+        key = _signature(args, kwargs) + (tuple([m.training for m in self._modules]),)
         program = self._programs.get(key)
         if program is not None and any(t.data.shape != shape or t.data.dtype != dtype
                                        for t, (shape, dtype) in zip(program.leaves, program.shapes)):
@@ -856,9 +895,10 @@ class CompiledStep:
                 if isinstance(arg, Tensor) and not arg.is_leaf:
                     raise TracingError(f"argument {i} is the result of recorded operations (it has a graph); "
                                        "pass leaf Tensors or arrays, e.g. x.detach()")
-            program = _Trace(self.fn, args, kwargs).run(final=False)
-            if not isinstance(program, _Program):  # fn used leaves it did not show before: follow them too
-                program = _Trace(self.fn, args, kwargs, more_leaves=program).run(final=True)
+            with autograd.enable_grad():  # the step is forward and backward by definition, also under no_grad
+                program = _Trace(self.fn, args, kwargs).run(final=False)
+                if not isinstance(program, _Program):  # fn used leaves it did not show before: follow them
+                    program = _Trace(self.fn, args, kwargs, more_leaves=program).run(final=True)
             self._programs[key] = program
         self._last = program
         arrays = [args[i].data if isinstance(args[i], Tensor) else args[i] for i in program.arg_slots]
@@ -917,8 +957,10 @@ def compile(fn: Callable) -> CompiledStep:  # noqa: A001 (the API's name, as tor
         between). New shapes or dtypes trace again. ``.source`` is the program as Python.
 
     Limits: Python control flow that depends on tensor values is fixed at trace time, and so is
-    anything computed from values outside NumPy calls (random dropout masks, ``float(t)``); gradient
-    hooks, the broadcast guard and anomaly mode run while tracing, not on replay.
+    anything computed from values outside NumPy calls (``float(t)``); a step that draws random
+    numbers (dropout in training mode) is refused with a TracingError rather than frozen. Module
+    buffers are read (and BatchNorm's running statistics updated) at every call. Gradient hooks,
+    the broadcast guard and anomaly mode run while tracing, not on replay.
 
     Examples
     --------

@@ -404,6 +404,8 @@ def load_mat(path, x_key: str = "X", y_key: str = "y", ten_is_zero: bool = False
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"no such .mat file: {path}")
+    if not os.path.isfile(path):  # a FIFO would keep the reader waiting for a writer
+        raise ValueError(f"not a MATLAB .mat file: {path} is not a regular file (a folder, FIFO or device)")
     return _load_mat_in_a_subprocess(path, x_key, y_key, ten_is_zero)
 
 

@@ -298,7 +298,11 @@ def conv2d(x: Tensor, weight: Tensor, bias=None, stride=1, padding=0, dilation=1
         x = pad(x, (padding[1][0], padding[1][1], padding[0][0], padding[0][1]))
     out = ops.Conv2d.apply(x, weight, stride=stride, dilation=dilation)
     if bias is not None:
-        out = out + as_tensor(bias).reshape(-1, 1, 1)
+        bias = as_tensor(bias)
+        if bias.shape != (weight.shape[0],):
+            raise ValueError(f"conv2d: bias has shape {bias.shape}, expected ({weight.shape[0]},) (one per "
+                             f"output channel of the weight of shape {weight.shape})")
+        out = out + bias.reshape(-1, 1, 1)
     return out
 
 
@@ -342,7 +346,8 @@ def _pool(x, kernel_size, stride, padding, dilation, who: str) -> Tensor:
     who = f"{who}(kernel_size={kernel_size})"
     _check_output_size(who, x.shape, kernel, stride, padding, dilation, min_ndim=3)
     if any(p for p, _ in padding):
-        fill = -np.inf if who.startswith("max") else 0.0
+        smallest = -np.inf if np.issubdtype(x.dtype, np.inexact) else np.iinfo(x.dtype).min
+        fill = smallest if who.startswith("max") else 0.0  # a border that never wins the maximum
         x = pad(x, (padding[1][0], padding[1][1], padding[0][0], padding[0][1]), value=fill)
     if who.startswith("max"):
         return ops.MaxPool2d.apply(x, kernel=kernel, stride=stride, dilation=dilation)
@@ -351,7 +356,10 @@ def _pool(x, kernel_size, stride, padding, dilation, who: str) -> Tensor:
 
 def _pair(value, name: str, minimum: int = 1) -> tuple:
     """An int or an (h, w) pair of ints, each at least `minimum`, as a pair."""
-    pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
+    if isinstance(value, (int, np.integer)):
+        pair = (value, value)
+    else:  # a float, a string or None is no pair: say so rather than fail inside tuple()
+        pair = tuple(value) if isinstance(value, (tuple, list)) else ()
     if len(pair) != 2 or not all(isinstance(n, (int, np.integer)) and n >= minimum for n in pair):
         raise ValueError(f"{name} must be an int or a pair of ints >= {minimum}, got {value!r}")
     return tuple(int(n) for n in pair)
@@ -359,6 +367,8 @@ def _pair(value, name: str, minimum: int = 1) -> tuple:
 
 def _conv_padding(padding, kernel: tuple, stride: tuple, dilation: tuple) -> tuple:
     """((top, bottom), (left, right)) from an int, a pair, 'valid' or 'same'."""
+    if isinstance(padding, str) and padding not in ("valid", "same"):
+        raise ValueError(f"padding must be an int or a pair of ints >= 0, 'valid' or 'same', got {padding!r}")
     if padding == "valid":
         return (0, 0), (0, 0)
     if padding == "same":
@@ -420,6 +430,9 @@ def batch_norm(x: Tensor, running_mean, running_var, weight=None, bias=None, tra
         if stat is not None and np.shape(stat) != (channels,):
             raise ValueError(f"batch_norm: {name} has shape {np.shape(stat)}, but the input of shape "
                              f"{x.shape} has {channels} channels on axis 1")
+    wide = _widened(x)
+    if wide is not x:  # float16 squares overflow past 256: compute in float32, as PyTorch does
+        return batch_norm(wide, running_mean, running_var, weight, bias, training, momentum, eps).astype(x.dtype)
     if training:
         count = x.size // max(channels, 1)
         if count <= 1:
@@ -434,9 +447,11 @@ def batch_norm(x: Tensor, running_mean, running_var, weight=None, bias=None, tra
     else:
         if running_mean is None or running_var is None:
             raise ValueError("batch_norm outside training needs running_mean and running_var")
-        centered = x - np.asarray(_plain(running_mean), dtype=x.dtype).reshape(per_channel)
-        var = np.asarray(_plain(running_var), dtype=x.dtype).reshape(per_channel)
-    out = centered / (var + eps).sqrt() if isinstance(var, Tensor) else centered / np.sqrt(var + eps)
+        # Tensor operations (nothing is recorded: no grad), so tg.compile reads the statistics at each call
+        running_mean, running_var = as_tensor(running_mean), as_tensor(running_var)
+        centered = x - running_mean.astype(x.dtype).reshape(per_channel)
+        var = running_var.astype(x.dtype).reshape(per_channel)
+    out = centered / (var + eps).sqrt()
     if weight is not None:
         out = out * as_tensor(weight).reshape(per_channel)
     if bias is not None:
@@ -451,8 +466,9 @@ def _plain(x) -> np.ndarray:
 def _move_towards(running, batch_value: np.ndarray, momentum: float) -> None:
     """running <- (1 - momentum) * running + momentum * batch_value, in place (not recorded)."""
     array = _plain(running)
-    array *= 1 - momentum
-    array += momentum * batch_value
+    # One in-place write, the same rule: tg.compile records it as a line of its program when the
+    # running statistics are a module's buffers, and refuses it (nothing written) for other arrays.
+    array += momentum * (batch_value - array)
 
 
 def layer_norm(x: Tensor, normalized_shape, weight=None, bias=None, eps: float = 1e-5) -> Tensor:
@@ -471,6 +487,13 @@ def layer_norm(x: Tensor, normalized_shape, weight=None, bias=None, eps: float =
     if count == 0 or x.shape[x.ndim - count:] != normalized_shape or count > x.ndim:
         raise ValueError(f"layer_norm: normalized_shape {normalized_shape} must be the last axes of "
                          f"the input, got an input of shape {x.shape}")
+    for name, stat in (("weight", weight), ("bias", bias)):  # a (1,) weight would broadcast silently
+        if stat is not None and np.shape(stat) != normalized_shape:
+            raise ValueError(f"layer_norm: {name} has shape {np.shape(stat)}, expected normalized_shape "
+                             f"{normalized_shape}")
+    wide = _widened(x)
+    if wide is not x:  # float16 squares overflow past 256: compute in float32, as PyTorch does
+        return layer_norm(wide, normalized_shape, weight, bias, eps).astype(x.dtype)
     axes = tuple(range(x.ndim - count, x.ndim))
     mean = x.mean(axis=axes, keepdims=True)
     centered = x - mean

@@ -396,7 +396,8 @@ class Prod(Function):
     @staticmethod
     def backward(ctx, grad):
         x, out = ctx.saved
-        is_zero = np.asarray(x) == 0
+        # Subnormals count as zeros: a product that underflows makes out / x lose its digits there.
+        is_zero = np.abs(np.asarray(x)) < np.finfo(x.dtype).tiny
         if not np.any(is_zero):
             return grad.reshape(ctx.kept_shape) * (out.reshape(ctx.kept_shape) / x)
         zeros_in_slice = is_zero.sum(axis=ctx.axis, keepdims=True)
@@ -804,6 +805,9 @@ class MaxPool2d(Function):
         for i in range(kernel[0]):
             for j in range(kernel[1]):
                 ties += hits[..., i, j]
+        if not ties.all():  # a NaN maximum equals nothing: the window's NaNs take its gradient (PyTorch)
+            hits |= windows != windows
+            ties = hits.sum(axis=(-2, -1), dtype=out.dtype)
         ctx.save_for_backward(hits / ties[..., None, None])  # each window's share of its gradient
         return out
 

@@ -54,6 +54,9 @@ def save(obj, path) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"cannot save to {path}: the folder {folder} does not exist")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"cannot save to {path}: it is a folder; give a file name, e.g. "
+                                f"{os.path.join(path, 'model.npz')}")
     with atomic_write(path) as file:
         np.savez(file, **entries)
 
@@ -87,9 +90,10 @@ def load(path, max_bytes: int = MAX_BYTES):
     path = os.fspath(path)
     # O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever.
     handle = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    if not stat.S_ISREG(os.fstat(handle).st_mode):  # checked before open(): a folder would fail there
+        os.close(handle)
+        raise ValueError(f"{path} is not a tinygrad_edu checkpoint: not a regular file")
     with open(handle, "rb") as file:
-        if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
-            raise ValueError(f"{path} is not a tinygrad_edu checkpoint: not a regular file")
         try:
             if file.read(4) != _ZIP_MAGIC:
                 raise ValueError("it is not an .npz (zip) archive")

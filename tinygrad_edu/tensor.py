@@ -37,7 +37,9 @@ def _as_array(data, dtype=None) -> np.ndarray:
     if isinstance(data, Tensor):
         data = data.data
     if isinstance(data, (np.ndarray, np.generic)):
-        array = np.asarray(data)
+        # np.asarray drops ndarray subclasses (np.matrix would change what * means); tg.compile's
+        # recording arrays are kept, so that a Tensor made inside a traced step is traced too.
+        array = data if getattr(data, "keeps_its_class_in_tensors", False) else np.asarray(data)
     else:
         array = np.asarray(data)
         if dtype is None and array.dtype.kind in "iuf":

@@ -557,8 +557,12 @@ def _fold_path(path: list, position: dict, consumers: dict, index: dict) -> list
             start += 1
             continue
         members = path[start:start + period * repeats]
-        # What the run transforms comes in where the next block's copy of this op takes the chain.
-        entry = members[0].inputs[position[id(members[period])]]
+        # What the run transforms comes in through the chain's input of its first box; at the start of
+        # the path (no chain input), where the next block's copy of this op takes the chain, if the
+        # first box has that input (the first conv of a net may take one input fewer: a constant).
+        first = members[0]
+        at = position.get(id(first), position[id(members[period])])
+        entry = first.inputs[at] if at < len(first.inputs) else None
         folded.append(_fold_run(members, entry, signatures[start:start + period], repeats, consumers, index))
         start += period * repeats
     return folded

@@ -113,12 +113,16 @@ class NumpyMonitor:
         output = np.asarray(original, dtype=np.float64)
         rows = output.reshape(1, -1) if output.ndim == 1 else output
         traced = Tensor(output.copy(), requires_grad=True)
+        attributes = dict(vars(self.obj)) if hasattr(self.obj, "__dict__") else None
         setattr(self.obj, self.output, traced)
         try:
             result = getattr(self.obj, self.cost)()
-        except TypeError:
-            return None  # a NumPy function interop does not support: nothing can be said
+        except Exception:  # noqa: BLE001 (e.g. an ndarray method a Tensor lacks: nothing can be said,
+            return None    # and the learner's training loop must go on)
         finally:
+            if attributes is not None:  # what the cost stored on the object (self.J = ...) is put back
+                vars(self.obj).clear()
+                vars(self.obj).update(attributes)
             setattr(self.obj, self.output, original)
         results = result if isinstance(result, (tuple, list)) else (result,)
         nodes = [r._ctx for r in results if isinstance(r, Tensor) and r._ctx is not None]

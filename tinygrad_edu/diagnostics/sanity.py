@@ -124,6 +124,8 @@ def sanity_check(model: Module, loss_fn: Callable, inputs, targets) -> SanityRep
         raise ValueError(f"sanity_check: {len(x)} inputs but {len(y)} targets")
     if len(x) < 2:
         raise ValueError(f"sanity_check needs at least 2 samples, got {len(x)}")
+    if not any(True for _ in model.parameters()):
+        raise ValueError("sanity_check: the model has no parameters to train, so there is nothing to check")
     with _restored(model):
         checks = [_init_loss_check(model, loss_fn, x, y)]
         small_x, small_y = x[:OVERFIT_SAMPLES], y[:OVERFIT_SAMPLES]
@@ -331,7 +333,10 @@ def lr_find(model: Module, loss_fn: Callable, loader, optimizer_class=optim.SGD,
             rate = start_lr * (end_lr / start_lr) ** (step / (steps - 1))
             for group in optimizer.param_groups:
                 group["lr"] = rate
-            x, y = next(batches)
+            batch = next(batches, None)
+            if batch is None:  # a one-pass loader (a generator) has run out
+                break
+            x, y = batch
             loss = loss_fn(model(x if isinstance(x, Tensor) else Tensor(x)), y)
             value = float(loss.item())
             smoothed = value if smoothed is None else 0.9 * smoothed + 0.1 * value
@@ -355,10 +360,14 @@ def lr_find(model: Module, loss_fn: Callable, loader, optimizer_class=optim.SGD,
 
 
 def _cycle(loader):
+    """The loader's batches round and round; a one-pass iterator ends after its batches."""
+    given = False
     while True:
         empty = True
         for batch in loader:
-            empty = False
+            empty, given = False, True
             yield batch
-        if empty:
+        if empty and not given:
             raise ValueError("lr_find: the loader gave no batch")
+        if empty:
+            return

@@ -181,6 +181,7 @@ class Conv2d(Module):
         self.kernel_size = F._pair(kernel_size, "kernel_size")
         self.stride, self.dilation = F._pair(stride, "stride"), F._pair(dilation, "dilation")
         self.padding = padding if isinstance(padding, str) else F._pair(padding, "padding", minimum=0)
+        F._conv_padding(self.padding, self.kernel_size, self.stride, self.dilation)  # refuse it here, as PyTorch
         dtype = get_default_dtype() if dtype is None else np.dtype(dtype)
         self.weight = Parameter(np.empty((out_channels, in_channels, *self.kernel_size), dtype=dtype))
         self.bias = Parameter(np.empty(out_channels, dtype=dtype)) if bias else None
@@ -198,6 +199,9 @@ class Conv2d(Module):
         x = as_tensor(x)
         sizes = f"{self.in_channels}, {self.out_channels}, kernel_size={self._kernel_text()}"
         who = f"{type(self).__name__}({sizes})"
+        if x.ndim == 3 and x.shape[0] != self.in_channels:  # name the shape the caller gave
+            raise ValueError(f"{who} expects in_channels={self.in_channels} on the input's axis 0 (an unbatched "
+                             f"(C, H, W) image), got an input of shape {x.shape}")
         if x.ndim == 4:  # say it in the layer's terms (F.conv2d would name the weight's shape)
             padding = F._conv_padding(self.padding, self.kernel_size, self.stride, self.dilation)
             F._check_conv_input(who, x.shape, self.in_channels)
@@ -288,13 +292,15 @@ class _BatchNorm(Module):
             raise ValueError(f"{type(self).__name__}({self.num_features}) expects num_features="
                              f"{self.num_features} on the input's axis 1, got an input of shape {x.shape}")
         momentum = 0.0 if self.momentum is None else self.momentum
-        if self.training and self.track_running_stats:
-            self.num_batches_tracked.data += 1
-            if self.momentum is None:  # a cumulative average: batch k weighs 1/k
-                momentum = 1.0 / float(self.num_batches_tracked.data)
+        counting = self.training and self.track_running_stats
+        if counting and self.momentum is None:  # a cumulative average: batch k weighs 1/k
+            momentum = 1.0 / (self.num_batches_tracked.data + 1)  # an array expression: tg.compile replays it
         use_batch = self.training or not self.track_running_stats
-        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
-                            use_batch, momentum, self.eps)
+        out = F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                           use_batch, momentum, self.eps)
+        if counting:  # counted once the batch is accepted: a refused batch changes no buffer
+            self.num_batches_tracked.data += 1
+        return out
 
     def extra_repr(self) -> str:
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
