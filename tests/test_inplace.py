@@ -68,6 +68,55 @@ def test_the_usual_training_loop_never_trips_the_check():
     assert model[0].weight._version == 3
 
 
+VIEWS = {
+    "x @ w.T": lambda x, w: x @ w.T,
+    "w.transpose() squared": lambda x, w: w.transpose() * w.transpose(),
+    "w[0] squared": lambda x, w: w[0] * w[0],
+    "w.reshape(3, 2) @ w": lambda x, w: w.reshape(3, 2) @ w,
+    "F.linear without bias": lambda x, w: F.linear(x, w),
+    "a view of a view": lambda x, w: x @ w.T[:, :].reshape(3, 2),
+}
+
+
+@pytest.mark.parametrize("name", list(VIEWS))
+def test_a_write_into_a_tensor_whose_view_was_saved_is_refused(name):
+    # A view (w.T, w[0], a reshape) shares its base's version, as in PyTorch: an optimizer step on
+    # w changes the array the view's consumer saved, so a second backward must not use it silently.
+    w = tg.Tensor(np.arange(6.0).reshape(2, 3), requires_grad=True)
+    loss = VIEWS[name](tg.Tensor(np.ones((4, 3))), w).sum()
+    loss.backward(retain_graph=True)
+    with tg.no_grad():
+        w -= 1
+    with pytest.raises(RuntimeError, match="modified in place after it was saved"):
+        loss.backward()
+
+
+def test_a_write_through_a_view_is_a_write_into_its_base():
+    w = tg.Tensor(np.arange(6.0).reshape(2, 3), requires_grad=True)
+    h = w * 1.0
+    loss = (h * h).sum()
+    view = h.T
+    with tg.no_grad():
+        view += 1  # changes h, which Mul saved
+    with pytest.raises(RuntimeError, match="modified in place after it was saved"):
+        loss.backward()
+
+
+@pytest.mark.parametrize("name", list(VIEWS))
+def test_views_of_parameters_trained_for_several_steps_never_trip_the_check(name):
+    w = tg.Tensor(np.arange(6.0).reshape(2, 3) / 10, requires_grad=True)
+    x = tg.Tensor(np.ones((4, 3)))
+    opt = optim.SGD([w], lr=0.01)
+    expected = w.data.copy()
+    for _ in range(3):
+        opt.zero_grad()
+        VIEWS[name](x, w).sum().backward()
+        grad = w.grad.data.copy()
+        opt.step()
+        expected -= 0.01 * grad
+    np.testing.assert_allclose(w.data, expected)
+
+
 def test_load_state_dict_counts_as_an_in_place_write():
     layer = nn.Linear(2, 2)
     loss = layer(tg.Tensor(np.ones((1, 2), np.float32))).sum()

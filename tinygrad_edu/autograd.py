@@ -13,7 +13,7 @@ import itertools
 import numpy as np
 
 from .modes import current as current_modes, enable_grad, is_grad_enabled, no_grad  # noqa: F401 (public here too)
-from .tensor import Tensor
+from .tensor import Tensor, version_of
 
 
 # ---- the graph node ----------------------------------------------------------------------
@@ -28,7 +28,9 @@ class Context:
     must have them), `seq` is the node's creation number (backward runs nodes from the newest),
     `out_id` the output array's id(); `apply` sets these four when it records the node.
     The output tensor's own state lives here, because the graph keeps nodes, not tensors: its
-    `label` (name), gradient `_hooks` and `_version` (in-place writes since). `versions` holds
+    `label` (name), gradient `_hooks` and `_version` (in-place writes since); `view_of` is the
+    input (node or leaf) whose array the output is a view of: it shares that one's version.
+    `versions` holds
     each input's version when the node was made (None for a constant) if one had been written
     in place before, so backward can tell whether a saved input was written in place since;
     `snapshots` do that for NumPy constants (`_note_saved`). `module_calls` lists the nn.Module
@@ -41,15 +43,15 @@ class Context:
     """
 
     __slots__ = ("fn", "parents", "needs_input_grad", "saved", "shape", "dtype", "seq", "out_id",
-                 "label", "_hooks", "_version", "versions", "snapshots", "module_calls", "origin",
-                 "__dict__")
+                 "label", "_hooks", "_version", "view_of", "versions", "snapshots", "module_calls",
+                 "origin", "__dict__")
     requires_grad = True  # a node stands for an output that requires grad, as a leaf would say
 
     def __init__(self, fn, parents: list, needs_input_grad: list):
         self.fn, self.parents, self.needs_input_grad, self.saved = fn, parents, needs_input_grad, ()
         self.shape = self.dtype = self.seq = self.out_id = None  # the output's, once recorded
-        self.label = self._hooks = self.versions = self.snapshots = self.module_calls = self.origin = None
-        self._version = 0
+        self.label = self._hooks = self.view_of = self.versions = self.snapshots = None
+        self.module_calls, self.origin, self._version = None, None, 0
 
     def save_for_backward(self, *arrays) -> None:
         self.saved = arrays
@@ -126,9 +128,12 @@ class Function:
             thread.forward_check(cls, arrays, data, ctx)  # anomaly mode (guards.py)
         if thread.grad_enabled and True in needs and data.dtype.kind == "f":
             ctx.shape, ctx.dtype, ctx.seq, ctx.out_id = data.shape, data.dtype, next(_created), id(data)
+            out = Tensor._make(data, True, ctx)
+            if data.base is not None or data is arrays[0]:  # maybe a view of an input (or the input)
+                _note_view(ctx, out, arrays, data)
             if note and ctx.saved:
                 _note_saved(ctx)
-            return Tensor._make(data, True, ctx)
+            return out
         if data.dtype.kind not in "biuf":  # complex or object: no Tensor holds it, no gradient reaches it
             raise TypeError(f"{cls.__name__} gave {data.dtype} values: a Tensor holds real numbers only")
         return Tensor._make(data)
@@ -145,10 +150,20 @@ def note_write() -> None:
     _last_write = next(_created)
 
 
+def _note_view(ctx: Context, out: Tensor, arrays: list, data: np.ndarray) -> None:
+    """A view shares its base's version, as in PyTorch: a write into w is a write into w.T."""
+    owner = data if data.base is None else data.base
+    for x, parent in zip(arrays, ctx.parents):
+        if isinstance(parent, (Tensor, Context)) and owner is (x if x.base is None else x.base):
+            ctx.view_of = parent
+            ctx._version = out._version = version_of(parent)
+            return
+
+
 def _note_saved(ctx: Context) -> None:
     """Note the inputs' versions (None for constants) and snapshots of the NumPy constants ctx
     saved: copies (of a big array, about 1024 evenly spread elements), compared in backward."""
-    ctx.versions, ctx.snapshots = [getattr(x, "_version", None) for x in ctx.parents], []
+    ctx.versions, ctx.snapshots = [version_of(x) if hasattr(x, "_version") else None for x in ctx.parents], []
     for index, x in enumerate(ctx.parents):
         if type(x) is np.ndarray and any(s is x for s in ctx.saved):
             where = slice(None, None, 1 if x.size <= _COPY_UP_TO else x.size // 1024)  # all, or ~1024 of them
@@ -159,11 +174,11 @@ def _check_saved(ctx: Context) -> None:
     """Raise if an array ctx saved was written in place after its forward (PyTorch's check)."""
     versions = ctx.versions or [0 if hasattr(x, "_version") else None for x in ctx.parents]  # unnoted: all 0
     for i, (item, expected) in enumerate(zip([*ctx.parents, ctx], [*versions, 0])):
-        if expected is not None and item._version != expected:
+        if expected is not None and version_of(item) != expected:
             if (item.out_id if type(item) is Context else id(item.data)) in {id(a) for a in ctx.saved}:
                 raise RuntimeError(f"{ctx.fn.__name__}'s {'output' if item is ctx else f'input {i}'} (shape "
                                    f"{item.shape}) was modified in place after it was saved for backward "
-                                   f"(version {item._version}, expected {expected}){_ADVICE}")
+                                   f"(version {version_of(item)}, expected {expected}){_ADVICE}")
     for i, x, where, values in ctx.snapshots or ():
         if not np.array_equal(x.flat[where], values, equal_nan=x.dtype.kind in "fc"):
             raise RuntimeError(f"{ctx.fn.__name__}'s input {i} (shape {x.shape}) was modified in place after "

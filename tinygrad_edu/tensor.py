@@ -297,6 +297,10 @@ class Tensor:
         self._version += 1
         if self._ctx is not None:
             self._ctx._version = self._version  # the nodes that use this tensor see its node
+            base = self._ctx.view_of  # a view shares its base's version: the base's users see it too
+            while base is not None:
+                base._version += 1
+                base = getattr(base, "view_of", None)
         autograd.note_write()
 
     def backward(self, gradient=None, retain_graph: Optional[bool] = None, create_graph: bool = False) -> None:
@@ -817,6 +821,13 @@ def _axis_tuple(axis, ndim: int, zero_d_axis_0: bool = False):
     if len(set(normalised)) != len(normalised):
         raise ValueError(f"axis {axis} repeats an axis")
     return normalised
+
+
+def version_of(item) -> int:
+    """The version (in-place writes) of a leaf or of a node's output: its base's, for a view."""
+    while getattr(item, "view_of", None) is not None:
+        item = item.view_of
+    return item._version
 
 
 def _plain_index(index):
