@@ -12,8 +12,8 @@ import zlib
 
 import numpy as np
 
-from . import creation
 from .functional import ClassIndexError, one_hot_rows
+from .random_generator import generator
 from .tensor import Tensor, get_default_dtype
 
 __all__ = ["TensorDataset", "DataLoader", "one_hot", "train_test_split", "load_mat", "load_digits"]
@@ -168,7 +168,7 @@ class DataLoader:
         """The batches of one epoch, each a tuple of Tensors (in a new order each time if `shuffle`)."""
         # The order is drawn here, not lazily in the generator, so that iter(loader) fixes the epoch.
         n = len(self.dataset)
-        order = creation.generator().permutation(n) if self.shuffle else np.arange(n)
+        order = generator().permutation(n) if self.shuffle else np.arange(n)
         return self._batches(order)
 
     def _batches(self, order: np.ndarray):
@@ -287,7 +287,7 @@ def train_test_split(*arrays, test_size: float | int = 0.25, seed: int | None = 
         raise ValueError(f"train_test_split needs arrays of one length along axis 0, got shapes {shapes}")
     n = len(data[0])
     n_test = _test_count(test_size, n)
-    rng = np.random.default_rng(seed) if seed is not None else creation.generator()
+    rng = np.random.default_rng(seed) if seed is not None else generator()
     if stratify is None:
         order = rng.permutation(n)
         train, test = order[n_test:], order[:n_test]

@@ -12,7 +12,8 @@ import warnings
 
 import numpy as np
 
-from . import creation, ops
+from . import ops
+from .random_generator import generator
 from .tensor import Tensor, _axis_tuple, accepts_dim, as_tensor, get_default_dtype, where
 
 __all__ = [
@@ -208,7 +209,7 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
         return x
     if p == 1.0:
         return x * np.zeros(x.shape, dtype=x.dtype)
-    keep = creation.generator().random(x.shape, dtype=np.float32) >= p
+    keep = generator().random(x.shape, dtype=np.float32) >= p
     return x * (keep * x.dtype.type(1.0 / (1.0 - p)))  # the mask in x's dtype: one pass, no float64
 
 

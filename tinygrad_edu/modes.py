@@ -34,10 +34,26 @@ class Modes:
         return Modes(**fields)
 
 
-# What a new thread starts with; guards.py fills in its default checks once, when imported.
+# What a new thread starts with. guards.py gives it the default checks once, when imported,
+# through set_default_checks (the one place outside this module that changes it).
 DEFAULT = Modes()
 _modes = contextvars.ContextVar("tinygrad_edu_modes", default=DEFAULT)
 current = _modes.get  # current() -> the calling thread's Modes
+
+
+def set_default_checks(**checks) -> None:
+    """The engine's seam for checks: choose the checks a thread starts with.
+
+    `checks` are among `broadcast_check`, `forward_check`, `backward_check` (see `Modes`). The
+    engine never imports the module that provides them (guards.py); it only calls what is here.
+    DEFAULT is changed in place because it is the ContextVar's default: threads that have not
+    switched anything yet read it directly.
+    """
+    unknown = set(checks) - {"broadcast_check", "forward_check", "backward_check"}
+    if unknown:
+        raise TypeError(f"set_default_checks: unknown checks {sorted(unknown)}")
+    for name, check in checks.items():
+        setattr(DEFAULT, name, check)
 
 
 def switch(**changes) -> None:

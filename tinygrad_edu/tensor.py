@@ -641,10 +641,14 @@ class Tensor:
     # ---- NumPy interoperability ------------------------------------------------------
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
         """NumPy ufuncs on Tensors (``np.exp(t)``, ``ndarray + t``) give recorded Tensors, or a TypeError."""
+        from . import interop  # here, not at the top: interop builds on Tensor and stays out of the core
+
         return interop.array_ufunc(ufunc, method, inputs, kwargs)
 
     def __array_function__(self, func, types, args, kwargs):
         """NumPy functions on Tensors (``np.sum``, ``np.dot``, ...) give recorded Tensors, or a TypeError."""
+        from . import interop
+
         return interop.array_function(func, args, kwargs)
 
 
@@ -770,8 +774,6 @@ def clear_grad(t: Tensor, set_to_none: bool = True) -> None:
 
 def compare(ufunc, x, y) -> Tensor:
     """x < y and friends: a boolean Tensor outside the graph, checked by the broadcast guard."""
-    from . import guards  # here, not at the top: guards imports the engine, which imports this module
-
     x = x.data if isinstance(x, Tensor) else x
     y = y.data if isinstance(y, Tensor) else y
     symbol = _COMPARISON_SYMBOLS[ufunc]
@@ -840,5 +842,6 @@ def _own_index_array(index):
     return index
 
 
-# Imported last: these modules build on Tensor, and Tensor's methods call them.
-from . import autograd, functional, interop, ops  # noqa: E402
+# Imported last: the rest of the core builds on Tensor, and Tensor's methods call it. guards
+# (comparisons are checked for broadcasting) imports nothing of the core, so it is no cycle.
+from . import autograd, functional, guards, ops  # noqa: E402
