@@ -166,3 +166,15 @@ def test_the_checks_seam_names_an_unknown_check():
 
     with pytest.raises(TypeError, match="unknown checks.*'nan_check'"):
         modes.set_default_checks(nan_check=print)
+
+
+def test_gradcheck_and_backprop_check_are_two_files_with_the_old_import_paths_kept():
+    import tinygrad_edu as tg
+    from tinygrad_edu import backprop_check
+    from tinygrad_edu.gradcheck import BackpropReport, check_backprop, compare_grads, numeric_grad
+
+    assert check_backprop is tg.check_backprop is backprop_check.check_backprop
+    assert compare_grads is tg.compare_grads and BackpropReport is tg.BackpropReport
+    assert callable(numeric_grad)
+    gradcheck_source = (PACKAGE / "gradcheck.py").read_text()
+    assert "def check_backprop" not in gradcheck_source and "def compare_grads" not in gradcheck_source
