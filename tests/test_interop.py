@@ -111,7 +111,7 @@ def learner_case(m=30):
 
 
 def test_the_first_learners_cost_runs_unchanged_on_tensors():
-    """feedForward and cost from seeds/000 (tests/seed_learner.py), verbatim."""
+    """feedForward and cost from seeds/000 (examples/seed_learner.py), verbatim."""
     arrays, x, y = learner_case()
     params = [tg.Tensor(a, requires_grad=True) for a in arrays]
     value = learner.cost(params, x, y)

@@ -178,3 +178,12 @@ def test_gradcheck_and_backprop_check_are_two_files_with_the_old_import_paths_ke
     assert callable(numeric_grad)
     gradcheck_source = (PACKAGE / "gradcheck.py").read_text()
     assert "def check_backprop" not in gradcheck_source and "def compare_grads" not in gradcheck_source
+
+
+def test_the_first_learners_code_has_one_copy():
+    # examples/first_learner.py and the tests import examples/seed_learner.py; a second verbatim
+    # copy would drift from the first.
+    root = PACKAGE.parent
+    copies = [str(p.relative_to(root)) for folder in ("examples", "tests") for p in sorted((root / folder).glob("*.py"))
+              if "def backpropagate(p, x, y):" in p.read_text()]
+    assert copies == ["examples/seed_learner.py"], copies
