@@ -14,7 +14,7 @@ import re
 import numpy as np
 
 from .autograd import Context, node_of, toposort
-from .tensor import Tensor
+from .tensor import Tensor, broadcast_axes
 
 _SYMBOL = re.compile(r"\bxs\[i\]|\b(?:grad|cond|xs|[xyztpwb])\b")
 
@@ -402,6 +402,6 @@ def _product_shapes(expression: str, node: Context, current: int):
 
 def _summed_axes(shape: tuple, out_shape: tuple) -> str:
     """Which axes of the output the engine sums to bring a gradient back to `shape` (unbroadcast)."""
-    extra = len(out_shape) - len(shape)
-    axes = list(range(extra)) + [extra + i for i, n in enumerate(shape) if n == 1 and out_shape[extra + i] != 1]
+    added, stretched = broadcast_axes(shape, out_shape)
+    axes = added + stretched
     return f"axis {axes[0]}" if len(axes) == 1 else f"axes {tuple(axes)}"

@@ -798,6 +798,15 @@ def _shape_args(args: tuple) -> tuple:
     return tuple(args)
 
 
+def broadcast_axes(shape: tuple, out_shape: tuple) -> tuple:
+    """(added, stretched): the leading axes broadcasting put in front of `shape` to reach
+    `out_shape`, and the axes where it stretched a side of 1. The engine's unbroadcast sums both
+    (the one place gradients are reduced); explain names them."""
+    extra = len(out_shape) - len(shape)
+    stretched = tuple(extra + i for i, n in enumerate(shape) if n == 1 and out_shape[extra + i] != 1)
+    return tuple(range(extra)), stretched
+
+
 def _axis_tuple(axis, ndim: int, zero_d_axis_0: bool = False):
     """Normalise axis=None|int|tuple to None or a tuple of non-negative ints, checking range.
 
