@@ -187,3 +187,11 @@ def test_the_first_learners_code_has_one_copy():
     copies = [str(p.relative_to(root)) for folder in ("examples", "tests") for p in sorted((root / folder).glob("*.py"))
               if "\ndef backpropagate(p, x, y):" in p.read_text()]
     assert copies == ["examples/seed_learner.py"], copies
+
+
+def test_the_softmax_shift_has_one_home():
+    # ops._softmax_shift (the row maximum, 0 where it is infinite) serves the fused loss ops and
+    # functional's softmax, log_softmax and logsumexp alike.
+    functional_source = (PACKAGE / "functional.py").read_text()
+    assert "np.max(x.data" not in functional_source
+    assert functional_source.count("ops._softmax_shift(") == 3

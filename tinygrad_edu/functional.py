@@ -157,8 +157,7 @@ def logsumexp(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:
     which is exact: its effect on the gradient cancels out.
     """
     x = as_tensor(x)
-    shift = np.max(x.data, axis=axis, keepdims=True)
-    shift = np.where(np.isfinite(shift), shift, 0)  # all -inf (or an inf) would give nan
+    shift = ops._softmax_shift(x.data, axis)
     out = (x - shift).exp().sum(axis=axis, keepdims=True).log() + shift
     return out if keepdims else squeeze(out, axis) if axis is not None else out.reshape(())
 
@@ -167,7 +166,7 @@ def logsumexp(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:
 def softmax(x: Tensor, axis: int = -1) -> Tensor:
     """exp(x) / sum(exp(x), axis), shifted by the maximum so large inputs cannot overflow."""
     x = as_tensor(x)
-    exps = (x - np.max(x.data, axis=axis, keepdims=True)).exp()
+    exps = (x - ops._softmax_shift(x.data, axis)).exp()
     return exps / exps.sum(axis=axis, keepdims=True)
 
 
@@ -179,8 +178,7 @@ def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
     logsumexp from x directly would cancel two large numbers (x = 4096 in float32 is 0.0002 off).
     """
     x = as_tensor(x)
-    shift = np.max(x.data, axis=axis, keepdims=True)
-    shifted = x - np.where(np.isfinite(shift), shift, 0)  # a constant: it cancels from the gradient
+    shifted = x - ops._softmax_shift(x.data, axis)  # a constant: it cancels from the gradient
     return shifted - shifted.exp().sum(axis=axis, keepdims=True).log()
 
 
