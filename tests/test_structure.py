@@ -195,3 +195,33 @@ def test_the_softmax_shift_has_one_home():
     functional_source = (PACKAGE / "functional.py").read_text()
     assert "np.max(x.data" not in functional_source
     assert functional_source.count("ops._softmax_shift(") == 3
+
+
+def test_label_checks_have_one_home():
+    # data.one_hot, load_mat and the losses check labels with functional's one check, so the
+    # same bad labels get the same message wherever they are given.
+    import numpy as np
+    import pytest
+
+    import tinygrad_edu.functional as F
+    from tinygrad_edu import data
+
+    for labels, num_classes in (([0.5, 1.0, 2.25], 3), ([0, -1, 2, -3], 3), ([0, 5, 12], 10)):
+        messages = []
+        for one_hot in (data.one_hot, F.one_hot):
+            with pytest.raises(ValueError) as error:
+                one_hot(np.array(labels), num_classes)
+            messages.append(str(error.value))
+        assert messages[0] == messages[1]
+    with pytest.raises(IndexError, match=r"\[0, 3\), got 7"):
+        F.cross_entropy(F.Tensor(np.zeros((2, 3))), np.array([0, 7]))
+
+
+def test_shapes_are_written_one_way():
+    import numpy as np
+
+    from tinygrad_edu._tables import shape_text
+
+    assert shape_text((np.int64(20), 5)) == "(20, 5)" and shape_text(()) == "()" and shape_text(None) == "-"
+    defined = [p.name for p in PACKAGE.rglob("*.py") if "def _shape_text(" in p.read_text()]
+    assert defined == [], defined

@@ -13,7 +13,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from ._tables import html_table, text_table
+from ._tables import html_table, shape_text, text_table
 from .autograd import Context, enable_grad, grad, node_of, toposort
 from .gradcheck import numeric_grad
 from .tensor import Tensor
@@ -103,7 +103,7 @@ class BackpropReport:
         """(header, rows of strings): one row per gradient."""
         header = (self._key_title, "expected shape", "returned shape", "max abs err", "max rel err",
                   "worst index", "kind")
-        rows = [(str(row.key), _shape_text(row.expected_shape), _shape_text(row.returned_shape),
+        rows = [(str(row.key), shape_text(row.expected_shape), shape_text(row.returned_shape),
                  _number_text(row.max_abs_error), _number_text(row.max_rel_error),
                  "-" if row.worst_index is None else str(row.worst_index), row.kind)
                 for row in self.rows]
@@ -300,8 +300,8 @@ def _align(returned, keys, arrays, is_dict):
         raise TypeError(f"check_backprop: params is a list, so backprop must return a list of gradients "
                         f"in the same order, but it returned {type(returned).__name__}")
     if len(returned) != len(arrays):
-        got = ", ".join(_shape_text(np.shape(g)) if _is_numeric(g) else type(g).__name__ for g in returned)
-        want = ", ".join(_shape_text(a.shape) for a in arrays)
+        got = ", ".join(shape_text(np.shape(g)) if _is_numeric(g) else type(g).__name__ for g in returned)
+        want = ", ".join(shape_text(a.shape) for a in arrays)
         raise ValueError(f"check_backprop: backprop returned {len(returned)} gradients ({got}) for "
                          f"{len(arrays)} parameters ({want}); return one gradient per parameter, in order")
     return list(returned), []
@@ -354,8 +354,8 @@ def _diagnose(key, expected, returned, param, samples, atol, rtol) -> BackpropRo
     errors = _errors(expected, got, atol)
     kind, message = _classify_values(expected, got, param, samples, atol, rtol, errors)
     if kind == "ok" and returned_shape != shape:
-        message += (f" (shape {_shape_text(returned_shape)} for {_shape_text(shape)} is harmless: "
-                    f"p - lr * grad broadcasts back to {_shape_text(shape)})")
+        message += (f" (shape {shape_text(returned_shape)} for {shape_text(shape)} is harmless: "
+                    f"p - lr * grad broadcasts back to {shape_text(shape)})")
     return row(kind, message, returned_shape, errors)
 
 
@@ -386,14 +386,14 @@ def _index(index) -> tuple:
 def _diagnose_shape(expected, got, samples, atol, rtol):
     """(kind, message) for a gradient whose shape is not the parameter's."""
     shape = expected.shape
-    said = f"the shape is {_shape_text(got.shape)}, expected {_shape_text(shape)}"
+    said = f"the shape is {shape_text(got.shape)}, expected {shape_text(shape)}"
     if got.ndim == expected.ndim == 2 and got.shape == shape[::-1] and min(shape) > 1:
         if np.allclose(got.T, expected, rtol=rtol, atol=atol):
             return "transposed", (f"transposed: {said}, and its transpose is right (for z = a @ W, "
                                   "dW = a.T @ dz, which has W's shape)")
         return "shape", f"{said} (the transpose), and even transposed the values are wrong"
     if got.size == expected.size and np.allclose(got.reshape(shape), expected, rtol=rtol, atol=atol):
-        return "shape", f"the values are right but {said}: reshape it with .reshape{_shape_text(shape)}"
+        return "shape", f"the values are right but {said}: reshape it with .reshape{shape_text(shape)}"
     for axis in range(got.ndim):
         for keepdims in (True, False):
             summed = got.sum(axis=axis, keepdims=keepdims)
@@ -490,12 +490,6 @@ def _factor_text(factor: float, samples: Optional[int]) -> str:
         return (f"{sign}a factor of about 4 is what a missing sigmoid derivative g(z) (1 - g(z)) "
                 "looks like: it is about 1/4 when z is near 0")
     return f"{sign}a constant factor is wrong (check constants such as 0.5, 2, 1/m, the learning rate)"
-
-
-def _shape_text(shape) -> str:
-    if shape is None:
-        return "-"
-    return str(tuple(int(n) for n in shape))  # "(5,)", "(20, 5)": as NumPy prints shapes
 
 
 def _number_text(value) -> str:

@@ -645,17 +645,29 @@ class ClassIndexError(ValueError, IndexError):
 
 
 def _class_indices(labels, name: str, shape: tuple | None = None) -> np.ndarray:
-    """Labels as an integer array. Floats holding whole numbers count as well, since
-    ``tg.Tensor([0, 2])`` (a Python list) is float32 by the default-dtype rule."""
+    """Labels as an integer array: the one check of class labels (losses, accuracy, one-hot,
+    data.one_hot, load_mat). Floats holding whole numbers count as well, since
+    ``tg.Tensor([0, 2])`` (a Python list) is float32 by the default-dtype rule and MATLAB stores
+    labels as doubles."""
     labels = np.asanyarray(labels.data if isinstance(labels, Tensor) else labels)
-    if labels.dtype.kind == "f" and np.all(np.isfinite(labels)) and np.array_equal(labels, np.round(labels)):
+    expected = "" if shape is None else f" of shape {shape}"
+    if labels.dtype.kind == "f":
+        whole = np.isfinite(labels) & (labels == np.round(labels))
+        if not whole.all():
+            raise ValueError(f"{name}: class labels must be integers{expected} (floats only if they hold "
+                             f"whole numbers), got {_some_values(labels[~whole])} ({labels.dtype} of shape "
+                             f"{labels.shape})")
         return labels.astype(np.int64)
     if labels.dtype.kind not in "iu":
-        raise ValueError(
-            f"{name}: class labels must be integers{'' if shape is None else f' of shape {shape}'}, "
-            f"got {labels.dtype} of shape {labels.shape}"
-        )
+        raise ValueError(f"{name}: class labels must be integers{expected}, got {labels.dtype} of shape {labels.shape}")
     return labels
+
+
+def _some_values(values: np.ndarray, limit: int = 5) -> str:
+    """A few distinct values, for error messages: '-1, 12' or '0.5, 1.5, ... (7 distinct)'."""
+    distinct = np.unique(values)
+    shown = ", ".join(str(v) for v in distinct[:limit].tolist())
+    return shown if len(distinct) <= limit else f"{shown}, ... ({len(distinct)} distinct)"
 
 
 def _check_classes(labels: np.ndarray, classes: int, name: str) -> None:
@@ -666,9 +678,8 @@ def _check_classes(labels: np.ndarray, classes: int, name: str) -> None:
     else:
         wrong = labels.min() < 0 or labels.max() >= classes
     if wrong:
-        raise ClassIndexError(
-            f"{name}: class indices must lie in [0, {classes}), got values from {labels.min()} to {labels.max()}"
-        )
+        bad = labels[(labels < 0) | (labels >= classes)]
+        raise ClassIndexError(f"{name}: class indices must lie in [0, {classes}), got {_some_values(bad)}")
 
 
 def _checked_indices(scores: Tensor, target, axis: int, name: str) -> np.ndarray:

@@ -16,6 +16,7 @@ import graphviz
 import numpy as np
 
 from ._files import atomic_write
+from ._tables import shape_text
 from .autograd import Context, node_of
 from .autograd import grad as _grad
 from .explain import builtin_sum_chains
@@ -628,14 +629,14 @@ def _describe(node: _Node, names: dict, module_names: dict, show_shapes: bool):
         lines = ["constant"]
         if show_shapes:
             dtype = f" {obj.dtype}" if isinstance(obj, np.ndarray) else ""  # lists have none
-            lines.append(_shape_text(np.shape(obj)) + dtype)
+            lines.append(shape_text(np.shape(obj)) + dtype)
         return lines, {"shape": "box", "style": "dashed,filled", "fillcolor": _CONSTANT_FILL}
 
     if node.kind == "leaf":
         default = "tensor" if obj.requires_grad else "constant"
         lines = [_given_name(obj, names) or default]
         if show_shapes:
-            lines.append(f"{_shape_text(obj.shape)} {obj.dtype}")
+            lines.append(f"{shape_text(obj.shape)} {obj.dtype}")
         if obj.requires_grad:
             return lines, {"shape": "box", "style": "filled", "fillcolor": _PARAMETER_FILL}
         return lines, {"shape": "box", "style": "dashed,filled", "fillcolor": _CONSTANT_FILL}
@@ -646,7 +647,7 @@ def _describe(node: _Node, names: dict, module_names: dict, show_shapes: bool):
         title = type(module).__name__
         lines = [f"{qualified}: {title}" if qualified else title]
         if show_shapes:
-            lines.append(_shape_text(obj.shape))
+            lines.append(shape_text(obj.shape))
         lines.extend(_hidden_parameters(node.hidden, names, show_shapes))
         return lines, {"shape": "box3d", "style": "filled", "fillcolor": _FOLDED_FILL}
 
@@ -657,7 +658,7 @@ def _describe(node: _Node, names: dict, module_names: dict, show_shapes: bool):
     if node.kind == "repeat":
         lines = [node.title]
         if show_shapes:
-            lines.append(_shape_text(obj.shape))
+            lines.append(shape_text(obj.shape))
         lines.extend(_hidden_parameters(node.hidden, names, show_shapes, constants=True))
         return lines, {"shape": "box3d", "style": "filled", "fillcolor": _FOLDED_FILL}
 
@@ -668,7 +669,7 @@ def _describe(node: _Node, names: dict, module_names: dict, show_shapes: bool):
     name = _given_name(obj, names)
     lines = [f"{name} = {title}" if name else title]
     if show_shapes:
-        lines.append(_shape_text(obj.shape))
+        lines.append(shape_text(obj.shape))
     return lines, {"shape": "ellipse", "style": "filled", "fillcolor": _OP_FILL}
 
 
@@ -686,7 +687,7 @@ def _hidden_parameters(hidden: list, names: dict, show_shapes: bool, constants: 
         ((names[id(t)] if id(t) in names else (math.inf, t.name), t) for t in hidden if _given_name(t, names)),
         key=lambda pair: pair[0][0],  # never compare the Tensors themselves (elementwise)
     )
-    lines = [name + (f" {_shape_text(t.shape)}" if show_shapes else "") for (_, name), t in named]
+    lines = [name + (f" {shape_text(t.shape)}" if show_shapes else "") for (_, name), t in named]
     unnamed = len(hidden) - len(named)
     if len(lines) > _MAX_LISTED_PARAMETERS:
         unnamed += len(lines) - (_MAX_LISTED_PARAMETERS - 1)
@@ -694,10 +695,6 @@ def _hidden_parameters(hidden: list, names: dict, show_shapes: bool, constants: 
     if unnamed:
         lines.append(f"+{unnamed} more tensor{'s' if unnamed > 1 else ''}")
     return lines
-
-
-def _shape_text(shape: tuple) -> str:
-    return str(tuple(shape))
 
 
 def _number_text(value) -> str:
