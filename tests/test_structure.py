@@ -225,3 +225,20 @@ def test_shapes_are_written_one_way():
     assert shape_text((np.int64(20), 5)) == "(20, 5)" and shape_text(()) == "()" and shape_text(None) == "-"
     defined = [p.name for p in PACKAGE.rglob("*.py") if "def _shape_text(" in p.read_text()]
     assert defined == [], defined
+
+
+def test_params_are_named_one_way_in_explain_and_drawings():
+    import pytest
+
+    import tinygrad_edu as tg
+    from tinygrad_edu import viz
+
+    w = tg.Tensor([1.0, 2.0], requires_grad=True)
+    loss = (w * w).sum()
+    messages = []
+    for tool in (tg.explain, viz.draw_graph):
+        with pytest.raises(TypeError) as error:
+            tool(loss, params=w)
+        messages.append(str(error.value))
+    assert messages[0] == messages[1]
+    assert "W" in str(tg.explain(loss, params={"W": w})) and "W" in viz.draw_graph(loss, params={"W": w}).source

@@ -20,7 +20,7 @@ from ._tables import shape_text
 from .autograd import Context, node_of
 from .autograd import grad as _grad
 from .explain import builtin_sum_chains
-from .nn.module import Module
+from .nn.module import Module, named_tensors
 from .tensor import Tensor
 
 __all__ = ["draw_graph", "render", "GraphvizNotFoundError"]
@@ -262,34 +262,11 @@ def render(
 def _parameter_names(params) -> dict:
     """id(graph item) -> (position, name) for the tensors `params` names; position keeps their order."""
     names = {}
-    for position, (name, tensor) in enumerate(_params_pairs(params)):
+    for position, (name, tensor) in enumerate(named_tensors(params)):
         if not isinstance(tensor, Tensor):
             raise TypeError(f"params entry {name!r} is a {type(tensor).__name__}, not a Tensor")
         names.setdefault(id(node_of(tensor)), (position, name))  # the item that stands for it
     return names
-
-
-def _params_pairs(params) -> list:
-    """(name, tensor) pairs from params: a Module, a dict or a list."""
-    if params is None:
-        return []
-    if isinstance(params, Module):
-        pairs = list(params.named_parameters())
-    elif isinstance(params, dict):
-        pairs = [(str(name), tensor) for name, tensor in params.items()]
-    elif isinstance(params, (list, tuple)):
-        pairs = [
-            (tensor.name if isinstance(tensor, Tensor) and tensor.name else f"params[{i}]", tensor)
-            for i, tensor in enumerate(params)
-        ]
-    else:
-        # model.parameters() is a generator: its tensors have no names, and it can be used only once.
-        hint = " (pass the module itself, not .parameters())" if hasattr(params, "__next__") else ""
-        raise TypeError(
-            "params must be an nn.Module, a dict of name -> Tensor or a list of Tensors, got "
-            f"{type(params).__name__}{hint}"
-        )
-    return pairs
 
 
 def _given_name(item, names: dict) -> Optional[str]:
@@ -738,7 +715,7 @@ def _gradient_norms(root: Tensor, nodes: list, params):
 def _kept_gradients(items: list, params) -> list:
     """After backward: each item's .grad where backward kept one (leaves; tensors in params that
     asked with retain_grad()), else _NOT_KEPT for intermediates, None for leaves it never reached."""
-    tensors = {id(node_of(tensor)): tensor for _, tensor in _params_pairs(params)
+    tensors = {id(node_of(tensor)): tensor for _, tensor in named_tensors(params)
                if isinstance(tensor, Tensor)}
     gradients = []
     for item in items:
