@@ -137,8 +137,8 @@ def _output_weights(outputs) -> list:
 
 
 def __getattr__(name):
-    # `from tinygrad_edu.gradcheck import check_backprop` keeps working: those tools moved to
-    # backprop_check.py, which imports numeric_grad from here (so this import waits until asked).
+    # check_backprop and compare_grads live in backprop_check.py and are importable from here by
+    # name too. That file imports numeric_grad from this one, so this import waits until asked.
     if name in ("check_backprop", "compare_grads", "BackpropReport", "BackpropRow", "GradientReport"):
         from . import backprop_check
 
