@@ -67,8 +67,9 @@ def array_ufunc(ufunc, method, inputs, kwargs):
         return compare(ufunc, *inputs)
     if ufunc in _CONSTANT_UFUNCS:
         return Tensor._make(np.asarray(ufunc(*(_plain(x) for x in inputs))))
-    if tensor_method(ufunc) is not None:
-        return tensor_method(ufunc)(as_tensor(inputs[0]))
+    same_name = tensor_method(ufunc)
+    if same_name is not None:
+        return same_name(as_tensor(inputs[0]))
     raise TypeError(f"numpy.{ufunc.__name__} is not supported on Tensors by tinygrad_edu")
 
 
