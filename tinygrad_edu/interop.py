@@ -52,6 +52,14 @@ def tensor_method(ufunc):
     return getattr(Tensor, ufunc.__name__, None)
 
 
+# The same-name ufuncs join the table once, here, so a call costs one lookup. (NumPy passes a
+# one-input ufunc to Tensor.__array_ufunc__ only when that input is a Tensor.)
+_UFUNCS.update(
+    (ufunc, tensor_method(ufunc)) for ufunc in vars(np).values()
+    if isinstance(ufunc, np.ufunc) and tensor_method(ufunc) is not None and ufunc not in _UFUNCS
+)
+
+
 def array_ufunc(ufunc, method, inputs, kwargs):
     """Called by NumPy for `ufunc(*inputs)` when an input is a Tensor."""
     if method != "__call__" or kwargs:
@@ -67,9 +75,6 @@ def array_ufunc(ufunc, method, inputs, kwargs):
         return compare(ufunc, *inputs)
     if ufunc in _CONSTANT_UFUNCS:
         return Tensor._make(np.asarray(ufunc(*(_plain(x) for x in inputs))))
-    same_name = tensor_method(ufunc)
-    if same_name is not None:
-        return same_name(as_tensor(inputs[0]))
     raise TypeError(f"numpy.{ufunc.__name__} is not supported on Tensors by tinygrad_edu")
 
 

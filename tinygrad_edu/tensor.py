@@ -641,15 +641,11 @@ class Tensor:
     # ---- NumPy interoperability ------------------------------------------------------
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
         """NumPy ufuncs on Tensors (``np.exp(t)``, ``ndarray + t``) give recorded Tensors, or a TypeError."""
-        from . import interop  # here, not at the top: interop builds on Tensor and stays out of the core
-
-        return interop.array_ufunc(ufunc, method, inputs, kwargs)
+        return _interop().array_ufunc(ufunc, method, inputs, kwargs)
 
     def __array_function__(self, func, types, args, kwargs):
         """NumPy functions on Tensors (``np.sum``, ``np.dot``, ...) give recorded Tensors, or a TypeError."""
-        from . import interop
-
-        return interop.array_function(func, args, kwargs)
+        return _interop().array_function(func, args, kwargs)
 
 
 # ---- functions of several tensors (tg.maximum, tg.where, ...) ---------------------------
@@ -789,6 +785,15 @@ _COMPARISON_SYMBOLS = {
     np.less: "<", np.less_equal: "<=", np.greater: ">", np.greater_equal: ">=", np.equal: "==",
     np.not_equal: "!=",
 }
+
+
+@functools.cache
+def _interop():
+    """The interop module, imported on NumPy's first call: it builds on Tensor, so importing it
+    when this module loads would pull it into the core's import circle."""
+    from . import interop
+
+    return interop
 
 
 def _shape_args(args: tuple) -> tuple:
