@@ -34,11 +34,13 @@ SECTIONS = [
     ("tinygrad_edu.diagnostics", "tinygrad_edu.diagnostics", "`tinygrad_edu.diagnostics`",
      "diagnostics.md"),
     ("tinygrad_edu.gradcheck", "tinygrad_edu.gradcheck", "`tinygrad_edu.gradcheck`",
+     "design_decisions.md"),
+    ("tinygrad_edu.backprop_check", "tinygrad_edu.backprop_check", "`tinygrad_edu.backprop_check`",
      "check_backprop.md"),
 ]
 
 # Modules that document only some of their public names (the rest are re-exported by `tg`).
-ONLY = {"tinygrad_edu.gradcheck": ["numeric_grad", "BackpropRow"]}
+ONLY = {"tinygrad_edu.gradcheck": ["numeric_grad"], "tinygrad_edu.backprop_check": ["BackpropRow"]}
 
 # Special methods worth a reference entry: the containers' protocols, and (Tensor only, below)
 # the operators and NumPy protocols.
@@ -89,6 +91,7 @@ LINKS = {
     "tinygrad_edu.viz.": "viz.md",
     "tinygrad_edu.diagnostics.": "diagnostics.md",
     "tinygrad_edu.gradcheck.": "design_decisions.md",
+    "tinygrad_edu.backprop_check.": "check_backprop.md",
 }
 
 # What an entry without a docstring says; `main` then fails, and so does tests/test_docs.py.

@@ -19,90 +19,17 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from scipy.special import expit
 
 import tinygrad_edu as tg
 import tinygrad_edu.functional as F
 from tinygrad_edu import nn, optim
 from tinygrad_edu.data import load_digits, train_test_split
 
-# ============================================================================================
-# THE LEARNER'S CODE, verbatim from their question (Python 3, PEP 8 spacing; nothing else
-# changed). Their randomInitialize is not used: the same U(-0.12, 0.12) weights are drawn from
-# a seeded generator instead, so every run of this example is the same.
-# ============================================================================================
-alpha = 0.12
-lmda = 1
-
-
-def feedForward(p, x):
-    a1 = x
-    z2 = np.dot(a1, p[0]) + p[1]
-    a2 = g(z2)
-    z3 = np.dot(a2, p[2]) + p[3]
-    a3 = g(z3)
-    return [a1, a2, a3], [z2, z3]
-
-
-def g(z):
-    return expit(z)
-
-
-def gPrime(z):
-    s = g(z)
-    return np.multiply(s, (1 - s))
-
-
-def cost(p, x, y):
-    [a, z] = feedForward(p, x)
-    h = a[-1]
-    lmda_sum = (lmda * 0.5 / x.shape[0]) * (sum(sum(np.square(p[0]))) + sum(sum(np.square(p[2]))))
-    return sum(sum(np.square(y - h))) * 0.5 / x.shape[0] + lmda_sum
-
-
-def backpropagate(p, x, y):
-    [a, z] = feedForward(p, x)
-    h = a[-1]
-    dz = []
-    m = x.shape[0]
-    dz4 = np.divide((-(y - h)), m)
-    dz3 = np.multiply(dz4, gPrime(z[-1]))
-    dw2 = np.dot(a[-2].T, dz3) + np.multiply(lmda / m, p[2])
-    dw2b = np.sum(dz3, 0)
-    dz2 = np.multiply(np.dot(dz3, p[2].T), gPrime(z[-2]))
-    dw1 = np.dot(a[-3].T, dz2) + np.multiply(lmda / m, p[0])
-    dw1b = np.sum(dz2, 0)
-    return [dw1, dw1b, dw2, dw2b]
-
-
-def costPrime(p, x, y):
-    grad = backpropagate(p, x, y)
-    p[0] = p[0] - np.multiply(alpha, grad[0])
-    p[1] = p[1] - np.multiply(alpha, grad[1])
-    p[2] = p[2] - np.multiply(alpha, grad[2])
-    p[3] = p[3] - np.multiply(alpha, grad[3])
-    return p
-
-
-def train(p, x, y, iteration):
-    E = []
-    for i in range(iteration):
-        E.append(cost(p, x, y))
-        p = costPrime(p, x, y)
-    return p, E
-
-
-def predict(p, x, y):
-    [pred, z] = feedForward(p, x)
-    a = pred[-1].argmax(axis=1)
-    a = np.reshape(a, (y.shape[0], 1))
-    b = np.argmax(y, axis=1)  # gets index of max element for every row
-    return a, np.mean(a == b) * 100
-
-
-# ============================================================================================
-# END OF THE LEARNER'S CODE
-# ============================================================================================
+# The learner's code, verbatim, lives in seed_learner.py (the one copy; the tests run it too).
+# Their randomInitialize is not used: the same U(-0.12, 0.12) weights are drawn from a seeded
+# generator instead, so every run of this example is the same.
+import seed_learner as learner  # noqa: E402  (examples/ is the script's folder, so on the path)
+from seed_learner import backpropagate, cost, feedForward, predict, train  # noqa: E402
 
 
 def predict_fixed(p, x, y):
@@ -124,11 +51,10 @@ def learner_cost_on_model(model: nn.Sequential, x: tg.Tensor, y: np.ndarray) -> 
     m = x.shape[0]
     h = model(x)
     penalty = (model[0].weight ** 2).sum() + (model[2].weight ** 2).sum()  # weights only, like theirs
-    return ((y - h) ** 2).sum() * (0.5 / m) + (lmda * 0.5 / m) * penalty
+    return ((y - h) ** 2).sum() * (0.5 / m) + (learner.lmda * 0.5 / m) * penalty
 
 
 def main(argv=None) -> dict:
-    global alpha  # their costPrime reads the global alpha, as in their notebook
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=300,
                         help="full-batch gradient-descent iterations (their loop, and ours)")
@@ -154,7 +80,7 @@ def main(argv=None) -> dict:
 
     # ---- 2. their training, their predict ----------------------------------------------------
     print("2. Their training loop and their predict")
-    alpha = 0.12
+    learner.alpha = 0.12  # their costPrime reads their module's global alpha, as in their notebook
     p_theirs, E = train(initial_params(rng), X_train, Y_train, 50)
     _, shown = predict(p_theirs, X_train, Y_train)
     _, real = predict_fixed(p_theirs, X_train, Y_train)
@@ -163,10 +89,11 @@ def main(argv=None) -> dict:
     print("   (here too few small steps to learn anything yet: plain gradient descent on this cost\n"
           "    needs hundreds of iterations; examples/lbfgs.py shows what their course's fmincg does in 50)")
 
-    alpha = args.alpha
+    learner.alpha = args.alpha
     p_trained, E = train(initial_params(rng), X_train, Y_train, args.iterations)
+    learner.alpha = 0.12  # their value again, for other code that imports their module
     _, buggy_percent = predict(p_trained, X_train, Y_train)
-    print(f"alpha {alpha}, {args.iterations} iterations: cost {E[0]:.3f} -> {E[-1]:.3f}; "
+    print(f"alpha {args.alpha}, {args.iterations} iterations: cost {E[0]:.3f} -> {E[-1]:.3f}; "
           f"predict says {buggy_percent:.1f}%")
     # What their predict compares: a column against a row.
     [pred, _] = feedForward(p_trained, X_train)

@@ -5,11 +5,16 @@ run is repeatable, chosen automatically when the CI variable is set) and ``thoro
 one with the ``HYPOTHESIS_PROFILE`` environment variable.
 """
 import os
+import pathlib
+import sys
 
 import pytest
 from hypothesis import HealthCheck, settings
 
 import tinygrad_edu as tg
+
+# The first learner's code (examples/seed_learner.py) has one copy, in examples/; tests import it.
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "examples"))
 
 settings.register_profile(
     "dev", max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow]

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 import tinygrad_edu as tg
 
-# The learner's code, verbatim (seeds/000): tests/seed_learner.py.
+# The learner's code, verbatim (seeds/000): examples/seed_learner.py.
 from seed_learner import alpha, backpropagate, cost, feedForward, gPrime, lmda  # noqa: E402
 
 # Their network is 400-26-10 on 5000 samples; the same shapes in small: 20-5-4 on 40 samples.

@@ -155,7 +155,7 @@ def test_every_primitive_has_a_rule_for_each_of_its_inputs():
 def test_a_non_tensor_and_bad_params_are_refused_clearly_and_explain_works_after_backward():
     w = tg.Tensor([1.0, 2.0], requires_grad=True)
     loss = (w * w).sum()
-    with pytest.raises(TypeError, match="Module, a dict or a list"):
+    with pytest.raises(TypeError, match="Module, a dict of name -> Tensor or a list of Tensors"):
         tg.explain(loss, params=w)
     with pytest.raises(TypeError, match="got ndarray"):
         tg.explain(np.ones(2))

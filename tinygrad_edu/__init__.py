@@ -14,9 +14,8 @@ from .creation import (
     arange, eye, full, manual_seed, ones, ones_like, rand, randn, zeros, zeros_like,
 )
 from .explain import explain
-from .gradcheck import (
-    BackpropReport, GradcheckError, GradientReport, check_backprop, compare_grads, gradcheck,
-)
+from .backprop_check import BackpropReport, GradientReport, check_backprop, compare_grads
+from .gradcheck import GradcheckError, gradcheck
 from .guards import (
     AnomalyError, BroadcastError, BroadcastWarning, detect_anomaly, get_broadcast_check,
     is_anomaly_enabled, set_broadcast_check,

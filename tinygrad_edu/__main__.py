@@ -264,7 +264,7 @@ def split(x, y, args):
 def build_model(inputs: int, hidden, classes: int, activation: str, init: str):
     """Linear, activation, ..., Linear: one hidden layer per entry of `hidden` (an int is one layer)."""
     from . import nn
-    from .creation import generator
+    from .random_generator import generator
 
     hidden = (hidden,) if isinstance(hidden, int) else tuple(hidden)
     act = {"sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU}[activation]

@@ -1,5 +1,6 @@
 """Tables for the reports learners read (check_backprop, compare_grads, summary): one way to lay
-out a table as text for print() and as HTML for Jupyter, so every report looks alike.
+out a table as text for print() and as HTML for Jupyter, so every report looks alike, and one
+way to write a shape (also in drawings).
 
 Only formatting lives here: the reports decide what goes in the cells.
 """
@@ -28,3 +29,11 @@ def html_table(title: str, header: tuple, rows: list, notes: list = (), bad_rows
     return (f"<div><p><b>{html.escape(title)}</b></p>"
             f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
             + (f"<ul>{notes_html}</ul>" if notes_html else "") + "</div>")
+
+
+def shape_text(shape) -> str:
+    """A shape as NumPy prints it, "(5,)" or "(20, 5)", also when its sides are NumPy integers
+    (whose repr in NumPy 2 is "np.int64(5)"); "-" for no shape."""
+    if shape is None:
+        return "-"
+    return str(tuple(int(n) for n in shape))

@@ -13,7 +13,7 @@ import itertools
 import numpy as np
 
 from .modes import current as current_modes, enable_grad, is_grad_enabled, no_grad  # noqa: F401 (public here too)
-from .tensor import Tensor, version_of
+from .tensor import Tensor, broadcast_axes, version_of
 
 
 # ---- the graph node ----------------------------------------------------------------------
@@ -194,14 +194,13 @@ def unbroadcast(grad, shape: tuple):
 
     Works on ndarrays and on Tensors alike (it only uses .sum and .reshape).
     """
-    extra = grad.ndim - len(shape)
-    if extra < 0:
+    if grad.ndim < len(shape):
         return grad  # cannot be reduced; the caller reports the mismatch
-    stretched = tuple(extra + i for i, n in enumerate(shape) if n == 1 and grad.shape[extra + i] != 1)
+    added, stretched = broadcast_axes(shape, grad.shape)
     if stretched:
         grad = grad.sum(axis=stretched, keepdims=True)
-    if extra:  # summing the added leading axes away leaves `shape` (a bias: one sum, no reshape)
-        grad = grad.sum(axis=tuple(range(extra)) if extra > 1 else 0)
+    if added:  # summing the added leading axes away leaves `shape` (a bias: one sum, no reshape)
+        grad = grad.sum(axis=added if len(added) > 1 else 0)
     return grad
 
 

@@ -1,28 +1,14 @@
-"""Factories (zeros, ones, randn, ...) and the one random generator of the package.
+"""Factories: zeros, ones, full, arange, eye, and the random rand / randn.
 
-`manual_seed(n)` reseeds that generator; everything random in tinygrad_edu (these
-factories, initialisation, dropout, shuffling) must draw from `generator()`.
+The random ones draw from the package's one generator (random_generator.py), which
+`manual_seed(n)` reseeds; both are importable from here too.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from .random_generator import generator, manual_seed  # noqa: F401 (public here too)
 from .tensor import Tensor, _shape_args, get_default_dtype
-
-_generator = np.random.default_rng()
-
-
-def manual_seed(seed: int) -> np.random.Generator:
-    """Reseed the package's random generator, making every random function reproducible."""
-    global _generator
-    _generator = np.random.default_rng(seed)
-    return _generator
-
-
-def generator() -> np.random.Generator:
-    """The generator every random function of the package draws from."""
-    return _generator
-
 
 def _float_dtype(dtype):
     return get_default_dtype() if dtype is None else np.dtype(dtype)
@@ -77,11 +63,11 @@ def eye(n: int, m=None, dtype=None, requires_grad: bool = False) -> Tensor:
 
 def rand(*shape, dtype=None, requires_grad: bool = False) -> Tensor:
     """Uniform samples on [0, 1)."""
-    data = _generator.random(_shape_args(shape)).astype(_float_dtype(dtype), copy=False)
+    data = generator().random(_shape_args(shape)).astype(_float_dtype(dtype), copy=False)
     return Tensor(data, requires_grad=requires_grad)
 
 
 def randn(*shape, dtype=None, requires_grad: bool = False) -> Tensor:
     """Standard normal samples (mean 0, standard deviation 1)."""
-    data = _generator.standard_normal(_shape_args(shape)).astype(_float_dtype(dtype), copy=False)
+    data = generator().standard_normal(_shape_args(shape)).astype(_float_dtype(dtype), copy=False)
     return Tensor(data, requires_grad=requires_grad)

@@ -12,8 +12,8 @@ import zlib
 
 import numpy as np
 
-from . import creation
-from .functional import ClassIndexError, one_hot_rows
+from .functional import _check_classes, _class_indices, one_hot_rows
+from .random_generator import generator
 from .tensor import Tensor, get_default_dtype
 
 __all__ = ["TensorDataset", "DataLoader", "one_hot", "train_test_split", "load_mat", "load_digits"]
@@ -29,30 +29,6 @@ def _array_of(value, where: str) -> np.ndarray:
         f"{where} must be a NumPy array or a Tensor, got {type(value).__name__}; "
         "convert it first, e.g. with np.asarray(...)"
     )
-
-
-def _some(values: np.ndarray, limit: int = 5) -> str:
-    """A few distinct values, for error messages: '-1, 12' or '0.5, 1.5, ... (7 distinct)'."""
-    distinct = np.unique(values)
-    shown = ", ".join(str(v) for v in distinct[:limit].tolist())
-    return shown if len(distinct) <= limit else f"{shown}, ... ({len(distinct)} distinct)"
-
-
-def _integer_labels(labels, name: str) -> np.ndarray:
-    """Labels as int64. Floats holding whole numbers count too: MATLAB stores labels as doubles."""
-    labels = np.asarray(labels.data if isinstance(labels, Tensor) else labels)
-    if labels.dtype.kind in "iu":
-        return labels.astype(np.int64, copy=False)
-    if labels.dtype.kind == "f":
-        whole = np.isfinite(labels)
-        whole[whole] = labels[whole] == np.round(labels[whole])
-        if whole.all():
-            return labels.astype(np.int64)
-        raise ValueError(
-            f"{name}: labels must be whole numbers, got {_some(labels[~whole])} "
-            f"({labels.dtype} array of shape {labels.shape})"
-        )
-    raise ValueError(f"{name}: labels must be integers, got a {labels.dtype} array of shape {labels.shape}")
 
 
 # ---- datasets and batches ---------------------------------------------------------------------
@@ -168,7 +144,7 @@ class DataLoader:
         """The batches of one epoch, each a tuple of Tensors (in a new order each time if `shuffle`)."""
         # The order is drawn here, not lazily in the generator, so that iter(loader) fixes the epoch.
         n = len(self.dataset)
-        order = creation.generator().permutation(n) if self.shuffle else np.arange(n)
+        order = generator().permutation(n) if self.shuffle else np.arange(n)
         return self._batches(order)
 
     def _batches(self, order: np.ndarray):
@@ -234,14 +210,12 @@ def one_hot(labels, num_classes: int | None = None, dtype=None) -> np.ndarray:
     >>> one_hot([[1], [0]], num_classes=2).shape
     (2, 1, 2)
     """
-    labels = _integer_labels(labels, "one_hot")
+    labels = _class_indices(labels, "one_hot")
     if num_classes is None:
         num_classes = int(labels.max()) + 1 if labels.size else 0
     elif isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 0:
         raise ValueError(f"one_hot: num_classes must be a non-negative int, got {num_classes!r}")
-    bad = labels[(labels < 0) | (labels >= num_classes)]
-    if bad.size:
-        raise ClassIndexError(f"one_hot: labels must lie in [0, {num_classes}), got {_some(bad)}")
+    _check_classes(labels, num_classes, "one_hot")
     return one_hot_rows(labels, num_classes, get_default_dtype() if dtype is None else dtype)
 
 
@@ -287,7 +261,7 @@ def train_test_split(*arrays, test_size: float | int = 0.25, seed: int | None = 
         raise ValueError(f"train_test_split needs arrays of one length along axis 0, got shapes {shapes}")
     n = len(data[0])
     n_test = _test_count(test_size, n)
-    rng = np.random.default_rng(seed) if seed is not None else creation.generator()
+    rng = np.random.default_rng(seed) if seed is not None else generator()
     if stratify is None:
         order = rng.permutation(n)
         train, test = order[n_test:], order[:n_test]
@@ -502,7 +476,7 @@ def _read_mat(path: str, x_key: str, y_key: str, ten_is_zero: bool) -> tuple:
         raise ValueError(
             f"{y_key!r} in {path} must be a numeric vector, (m,), (m, 1) or (1, m), got {y.dtype} of shape {y.shape}"
         )
-    labels = _integer_labels(y.reshape(-1), f"load_mat {y_key!r}")
+    labels = _class_indices(y.reshape(-1), f"load_mat {y_key!r}").astype(np.int64, copy=False)
     if len(labels) != len(X):
         hint = f" (is {x_key!r} transposed? its columns match)" if X.shape[1] == len(labels) else ""
         raise ValueError(

@@ -14,7 +14,8 @@ import re
 import numpy as np
 
 from .autograd import Context, node_of, toposort
-from .tensor import Tensor
+from .nn.module import named_tensors
+from .tensor import Tensor, broadcast_axes
 
 _SYMBOL = re.compile(r"\bxs\[i\]|\b(?:grad|cond|xs|[xyztpwb])\b")
 
@@ -136,7 +137,7 @@ class _Names:
 
     def __init__(self, params, root: Tensor):
         # A Tensor is named through the item that stands for it in the graph (its node, or itself).
-        self.by_id = {id(node_of(x) if isinstance(x, Tensor) else x): name for name, x in _named(params)}
+        self.by_id = {id(node_of(x) if isinstance(x, Tensor) else x): name for name, x in named_tensors(params)}
         self.by_id.setdefault(id(node_of(root)), root.name or "L")
         self.counts = {"v": 0, "c": 0, "w": 0}
 
@@ -155,19 +156,6 @@ class _Names:
                 self.counts[kind] += 1
                 self.by_id[id(obj)] = f"{kind}{self.counts[kind]}"
         return self.by_id[id(obj)]
-
-
-def _named(params):
-    """(name, tensor-or-array) pairs from a Module, a dict or a list."""
-    if params is None:
-        return []
-    if hasattr(params, "named_parameters"):
-        return list(params.named_parameters())
-    if isinstance(params, dict):
-        return list(params.items())
-    if isinstance(params, (list, tuple)):
-        return [(getattr(t, "name", None) or f"params[{i}]", t) for i, t in enumerate(params)]
-    raise TypeError(f"params must be a Module, a dict or a list of tensors, got {type(params).__name__}")
 
 
 def _number(value) -> str:
@@ -402,6 +390,6 @@ def _product_shapes(expression: str, node: Context, current: int):
 
 def _summed_axes(shape: tuple, out_shape: tuple) -> str:
     """Which axes of the output the engine sums to bring a gradient back to `shape` (unbroadcast)."""
-    extra = len(out_shape) - len(shape)
-    axes = list(range(extra)) + [extra + i for i, n in enumerate(shape) if n == 1 and out_shape[extra + i] != 1]
+    added, stretched = broadcast_axes(shape, out_shape)
+    axes = added + stretched
     return f"axis {axes[0]}" if len(axes) == 1 else f"axes {tuple(axes)}"

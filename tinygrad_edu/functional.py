@@ -12,7 +12,8 @@ import warnings
 
 import numpy as np
 
-from . import creation, ops
+from . import ops
+from .random_generator import generator
 from .tensor import Tensor, _axis_tuple, accepts_dim, as_tensor, get_default_dtype, where
 
 __all__ = [
@@ -156,8 +157,7 @@ def logsumexp(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:
     which is exact: its effect on the gradient cancels out.
     """
     x = as_tensor(x)
-    shift = np.max(x.data, axis=axis, keepdims=True)
-    shift = np.where(np.isfinite(shift), shift, 0)  # all -inf (or an inf) would give nan
+    shift = ops._softmax_shift(x.data, axis)
     out = (x - shift).exp().sum(axis=axis, keepdims=True).log() + shift
     return out if keepdims else squeeze(out, axis) if axis is not None else out.reshape(())
 
@@ -166,7 +166,7 @@ def logsumexp(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:
 def softmax(x: Tensor, axis: int = -1) -> Tensor:
     """exp(x) / sum(exp(x), axis), shifted by the maximum so large inputs cannot overflow."""
     x = as_tensor(x)
-    exps = (x - np.max(x.data, axis=axis, keepdims=True)).exp()
+    exps = (x - ops._softmax_shift(x.data, axis)).exp()
     return exps / exps.sum(axis=axis, keepdims=True)
 
 
@@ -178,8 +178,7 @@ def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
     logsumexp from x directly would cancel two large numbers (x = 4096 in float32 is 0.0002 off).
     """
     x = as_tensor(x)
-    shift = np.max(x.data, axis=axis, keepdims=True)
-    shifted = x - np.where(np.isfinite(shift), shift, 0)  # a constant: it cancels from the gradient
+    shifted = x - ops._softmax_shift(x.data, axis)  # a constant: it cancels from the gradient
     return shifted - shifted.exp().sum(axis=axis, keepdims=True).log()
 
 
@@ -208,7 +207,7 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
         return x
     if p == 1.0:
         return x * np.zeros(x.shape, dtype=x.dtype)
-    keep = creation.generator().random(x.shape, dtype=np.float32) >= p
+    keep = generator().random(x.shape, dtype=np.float32) >= p
     return x * (keep * x.dtype.type(1.0 / (1.0 - p)))  # the mask in x's dtype: one pass, no float64
 
 
@@ -669,17 +668,29 @@ class ClassIndexError(ValueError, IndexError):
 
 
 def _class_indices(labels, name: str, shape: tuple | None = None) -> np.ndarray:
-    """Labels as an integer array. Floats holding whole numbers count as well, since
-    ``tg.Tensor([0, 2])`` (a Python list) is float32 by the default-dtype rule."""
+    """Labels as an integer array: the one check of class labels (losses, accuracy, one-hot,
+    data.one_hot, load_mat). Floats holding whole numbers count as well, since
+    ``tg.Tensor([0, 2])`` (a Python list) is float32 by the default-dtype rule and MATLAB stores
+    labels as doubles."""
     labels = np.asanyarray(labels.data if isinstance(labels, Tensor) else labels)
-    if labels.dtype.kind == "f" and np.all(np.isfinite(labels)) and np.array_equal(labels, np.round(labels)):
+    expected = "" if shape is None else f" of shape {shape}"
+    if labels.dtype.kind == "f":
+        whole = np.isfinite(labels) & (labels == np.round(labels))
+        if not whole.all():
+            raise ValueError(f"{name}: class labels must be integers{expected} (floats only if they hold "
+                             f"whole numbers), got {_some_values(labels[~whole])} ({labels.dtype} of shape "
+                             f"{labels.shape})")
         return labels.astype(np.int64)
     if labels.dtype.kind not in "iu":
-        raise ValueError(
-            f"{name}: class labels must be integers{'' if shape is None else f' of shape {shape}'}, "
-            f"got {labels.dtype} of shape {labels.shape}"
-        )
+        raise ValueError(f"{name}: class labels must be integers{expected}, got {labels.dtype} of shape {labels.shape}")
     return labels
+
+
+def _some_values(values: np.ndarray, limit: int = 5) -> str:
+    """A few distinct values, for error messages: '-1, 12' or '0.5, 1.5, ... (7 distinct)'."""
+    distinct = np.unique(values)
+    shown = ", ".join(str(v) for v in distinct[:limit].tolist())
+    return shown if len(distinct) <= limit else f"{shown}, ... ({len(distinct)} distinct)"
 
 
 def _check_classes(labels: np.ndarray, classes: int, name: str) -> None:
@@ -690,9 +701,8 @@ def _check_classes(labels: np.ndarray, classes: int, name: str) -> None:
     else:
         wrong = labels.min() < 0 or labels.max() >= classes
     if wrong:
-        raise ClassIndexError(
-            f"{name}: class indices must lie in [0, {classes}), got values from {labels.min()} to {labels.max()}"
-        )
+        bad = labels[(labels < 0) | (labels >= classes)]
+        raise ClassIndexError(f"{name}: class indices must lie in [0, {classes}), got {_some_values(bad)}")
 
 
 def _checked_indices(scores: Tensor, target, axis: int, name: str) -> np.ndarray:

@@ -256,5 +256,5 @@ def _install_hooks() -> None:
 
 
 # A new thread starts with the default settings: the guard on ('warn'), anomaly detection off.
-thread_modes.DEFAULT.broadcast_check = _after_broadcasting_op
+thread_modes.set_default_checks(broadcast_check=_after_broadcasting_op)
 _install_hooks()

@@ -18,7 +18,8 @@ def _plain(x):
     return x.data if isinstance(x, Tensor) else x
 
 
-# Differentiable ufuncs: each maps to the Tensor operation that records it.
+# Differentiable ufuncs whose Tensor operation has another name or form. A one-input ufunc
+# named like a Tensor method (np.exp, np.sin, ...) needs no entry: it calls that method.
 _UFUNCS = {
     np.add: ops.Add.apply,
     np.subtract: ops.Sub.apply,
@@ -30,14 +31,8 @@ _UFUNCS = {
     np.minimum: ops.Minimum.apply,
     np.negative: ops.Neg.apply,
     np.positive: lambda x: x,
-    np.exp: ops.Exp.apply,
-    np.log: ops.Log.apply,
-    np.sqrt: lambda x: x.sqrt(),
     np.square: lambda x: x * x,
     np.absolute: ops.Abs.apply,
-    np.tanh: ops.Tanh.apply,
-    np.sin: ops.Sin.apply,
-    np.cos: ops.Cos.apply,
     scipy.special.expit: ops.Sigmoid.apply,
 }
 
@@ -48,6 +43,21 @@ _CONSTANT_UFUNCS = {
 }
 # Comparisons: outside the graph too, but through the Tensor's own, which the broadcast guard watches.
 _COMPARISONS = {np.greater, np.greater_equal, np.less, np.less_equal, np.equal, np.not_equal}
+
+
+def tensor_method(ufunc):
+    """The Tensor method a one-input ufunc stands for (`np.sin` -> `Tensor.sin`), or None."""
+    if ufunc.nin != 1 or ufunc in _CONSTANT_UFUNCS:
+        return None
+    return getattr(Tensor, ufunc.__name__, None)
+
+
+# The same-name ufuncs join the table once, here, so a call costs one lookup. (NumPy passes a
+# one-input ufunc to Tensor.__array_ufunc__ only when that input is a Tensor.)
+_UFUNCS.update(
+    (ufunc, tensor_method(ufunc)) for ufunc in vars(np).values()
+    if isinstance(ufunc, np.ufunc) and tensor_method(ufunc) is not None and ufunc not in _UFUNCS
+)
 
 
 def array_ufunc(ufunc, method, inputs, kwargs):

@@ -3,8 +3,8 @@
 A thread that turns recording off (an evaluation loop under `no_grad`) must not turn it off
 for another thread that is training, so, as in PyTorch, every thread has its own switches, and
 a new thread starts with recording on and the default checks. They live in a ContextVar (each
-thread has its own context; reading one is cheaper than a threading.local attribute, and the
-engine reads it on every operation). Nothing here touches arrays.
+thread has its own context, and the engine reads it on every operation: docs/design_decisions.md
+gives the measured cost against a threading.local). Nothing here touches arrays.
 """
 from __future__ import annotations
 
@@ -34,10 +34,26 @@ class Modes:
         return Modes(**fields)
 
 
-# What a new thread starts with; guards.py fills in its default checks once, when imported.
+# What a new thread starts with. guards.py gives it the default checks once, when imported,
+# through set_default_checks (the one place outside this module that changes it).
 DEFAULT = Modes()
 _modes = contextvars.ContextVar("tinygrad_edu_modes", default=DEFAULT)
 current = _modes.get  # current() -> the calling thread's Modes
+
+
+def set_default_checks(**checks) -> None:
+    """The engine's seam for checks: choose the checks a thread starts with.
+
+    `checks` are among `broadcast_check`, `forward_check`, `backward_check` (see `Modes`). The
+    engine never imports the module that provides them (guards.py); it only calls what is here.
+    DEFAULT is changed in place because it is the ContextVar's default: threads that have not
+    switched anything yet read it directly.
+    """
+    unknown = set(checks) - {"broadcast_check", "forward_check", "backward_check"}
+    if unknown:
+        raise TypeError(f"set_default_checks: unknown checks {sorted(unknown)}")
+    for name, check in checks.items():
+        setattr(DEFAULT, name, check)
 
 
 def switch(**changes) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._tables import html_table, text_table
+from ._tables import html_table, shape_text, text_table
 from .autograd import no_grad
 from .nn.module import Module
 from .tensor import Tensor
@@ -103,7 +103,7 @@ def summary(model: Module, *example_inputs, **example_kwargs) -> ModelSummary:
                 out = forward(*inputs, **kwargs)
             finally:
                 depth[0] -= 1
-            row[2] = _shape_text(out)
+            row[2] = _output_shapes_text(out)
             return out
 
         # An instance attribute shadows the class's forward for this one call; removed afterwards.
@@ -136,9 +136,9 @@ def _count(module: Module) -> int:
     return sum(int(p.size) for p in {id(p): p for p in module.parameters()}.values())
 
 
-def _shape_text(out) -> str:
+def _output_shapes_text(out) -> str:
     if isinstance(out, (Tensor, np.ndarray)):
-        return str(tuple(out.shape))
+        return shape_text(out.shape)
     if isinstance(out, (tuple, list)):
-        return "[" + ", ".join(_shape_text(item) for item in out) + "]"
+        return "[" + ", ".join(_output_shapes_text(item) for item in out) + "]"
     return type(out).__name__

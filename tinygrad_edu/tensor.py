@@ -647,11 +647,11 @@ class Tensor:
     # ---- NumPy interoperability ------------------------------------------------------
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
         """NumPy ufuncs on Tensors (``np.exp(t)``, ``ndarray + t``) give recorded Tensors, or a TypeError."""
-        return interop.array_ufunc(ufunc, method, inputs, kwargs)
+        return _interop().array_ufunc(ufunc, method, inputs, kwargs)
 
     def __array_function__(self, func, types, args, kwargs):
         """NumPy functions on Tensors (``np.sum``, ``np.dot``, ...) give recorded Tensors, or a TypeError."""
-        return interop.array_function(func, args, kwargs)
+        return _interop().array_function(func, args, kwargs)
 
 
 # ---- functions of several tensors (tg.maximum, tg.where, ...) ---------------------------
@@ -776,8 +776,6 @@ def clear_grad(t: Tensor, set_to_none: bool = True) -> None:
 
 def compare(ufunc, x, y) -> Tensor:
     """x < y and friends: a boolean Tensor outside the graph, checked by the broadcast guard."""
-    from . import guards  # here, not at the top: guards imports the engine, which imports this module
-
     x = x.data if isinstance(x, Tensor) else x
     y = y.data if isinstance(y, Tensor) else y
     symbol = _COMPARISON_SYMBOLS[ufunc]
@@ -795,11 +793,29 @@ _COMPARISON_SYMBOLS = {
 }
 
 
+@functools.cache
+def _interop():
+    """The interop module, imported on NumPy's first call: it builds on Tensor, so importing it
+    when this module loads would pull it into the core's import circle."""
+    from . import interop
+
+    return interop
+
+
 def _shape_args(args: tuple) -> tuple:
     """Accept both f(2, 3) and f((2, 3))."""
     if len(args) == 1 and isinstance(args[0], (tuple, list)):
         return tuple(args[0])
     return tuple(args)
+
+
+def broadcast_axes(shape: tuple, out_shape: tuple) -> tuple:
+    """(added, stretched): the leading axes broadcasting put in front of `shape` to reach
+    `out_shape`, and the axes where it stretched a side of 1. The engine's unbroadcast sums both
+    (the one place gradients are reduced); explain names them."""
+    extra = len(out_shape) - len(shape)
+    stretched = tuple(extra + i for i, n in enumerate(shape) if n == 1 and out_shape[extra + i] != 1)
+    return tuple(range(extra)), stretched
 
 
 def _axis_tuple(axis, ndim: int, zero_d_axis_0: bool = False):
@@ -853,5 +869,6 @@ def _own_index_array(index):
     return index
 
 
-# Imported last: these modules build on Tensor, and Tensor's methods call them.
-from . import autograd, functional, interop, ops  # noqa: E402
+# Imported last: the rest of the core builds on Tensor, and Tensor's methods call it. guards
+# (comparisons are checked for broadcasting) imports nothing of the core, so it is no cycle.
+from . import autograd, functional, guards, ops  # noqa: E402

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from ..creation import generator
+from ..random_generator import generator
 from ..tensor import Tensor
 
 _GAINS = {

@@ -433,3 +433,26 @@ def _next_index_name(modules: dict) -> str:
     (a slice such as net[1:] keeps the names "1" and "2", so len() would repeat "2")."""
     numbers = [int(name) for name in modules if name.isdigit()]
     return str(max(numbers, default=-1) + 1)
+
+
+def named_tensors(params) -> list:
+    """(name, tensor) pairs from what the seeing tools (draw_graph, explain) accept as `params`:
+    a Module (its ``named_parameters()``), a dict of name -> Tensor, or a list of Tensors (named
+    by their ``.name``, else ``params[i]``); None gives no pairs."""
+    if params is None:
+        return []
+    if isinstance(params, Module):
+        return list(params.named_parameters())
+    if isinstance(params, dict):
+        return [(str(name), tensor) for name, tensor in params.items()]
+    if isinstance(params, (list, tuple)):
+        return [
+            (tensor.name if isinstance(tensor, Tensor) and tensor.name else f"params[{i}]", tensor)
+            for i, tensor in enumerate(params)
+        ]
+    # model.parameters() is a generator: its tensors have no names, and it can be used only once.
+    hint = " (pass the module itself, not .parameters())" if hasattr(params, "__next__") else ""
+    raise TypeError(
+        "params must be an nn.Module, a dict of name -> Tensor or a list of Tensors, got "
+        f"{type(params).__name__}{hint}"
+    )

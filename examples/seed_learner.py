@@ -1,9 +1,11 @@
 """The first learner's code from shared/seeds/000_61f219713567044a.txt, verbatim except for
-Python 3's print and PEP 8 spacing, so tests can run it on NumPy arrays and on Tensors.
+Python 3's print and PEP 8 spacing: the one copy, which examples/first_learner.py and the
+tests (tests/conftest.py puts examples/ on the path) import and run on arrays and on Tensors.
 
 It trains a 400-25-10 sigmoid network with a hand-derived backward pass. Its gradients are
 right; its `predict` compares a (200, 1) column with a (200,) row, which broadcasts to a
 (200, 200) table and keeps the accuracy near 10% (the bug the broadcast guard catches).
+Their `costPrime` reads the module's `alpha`: set `seed_learner.alpha` to change the rate.
 """
 import numpy as np
 from scipy.special import expit
