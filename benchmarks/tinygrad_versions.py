@@ -69,21 +69,11 @@ class W1Version(_Version):
             param.grad = None
 
 
-class _SequentialVersion(_Version):
-    """Linear layers with `activation` between them, trained by optim.SGD on `loss`."""
+class _ModelVersion(_Version):
+    """An nn model (the subclass builds it) from the problem's initial weights, trained by optim.SGD."""
 
-    activation = None
-    dtype = np.float32
-
-    def __init__(self, problem):
-        super().__init__(problem)
-        sizes = problem.hyper["layers"]
-        layers = []
-        for n_in, n_out in zip(sizes[:-1], sizes[1:]):
-            layers += [nn.Linear(n_in, n_out, dtype=self.dtype), self.activation()]
-        self.model = nn.Sequential(*layers[:-1])
-        linears = [layer for layer in self.model if isinstance(layer, nn.Linear)]
-        self.params = [t for layer in linears for t in (layer.weight, layer.bias)]
+    def _train(self, model, params, problem):
+        self.model, self.params = model, params
         for param, initial in zip(self.params, problem.params):
             param.data[...] = initial
         self.optimizer = optim.SGD(self.model.parameters(), lr=problem.hyper["lr"])
@@ -100,6 +90,23 @@ class _SequentialVersion(_Version):
         self.optimizer.zero_grad()
         self._forward_backward(self._next_batch() if batch is None else batch)
         self.optimizer.step()
+
+
+class _SequentialVersion(_ModelVersion):
+    """Linear layers with `activation` between them."""
+
+    activation = None
+    dtype = np.float32
+
+    def __init__(self, problem):
+        super().__init__(problem)
+        sizes = problem.hyper["layers"]
+        layers = []
+        for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+            layers += [nn.Linear(n_in, n_out, dtype=self.dtype), self.activation()]
+        model = nn.Sequential(*layers[:-1])
+        linears = [layer for layer in model if isinstance(layer, nn.Linear)]
+        self._train(model, [t for layer in linears for t in (layer.weight, layer.bias)], problem)
 
 
 class W2Version(_SequentialVersion):
@@ -142,35 +149,21 @@ class W4Version(_Version):
         self._forward_backward(None)
 
 
-class W6Version(_Version):
+class W6Version(_ModelVersion):
     """The CNN of examples/cnn_digits.py at 28x28: two (Conv2d, ReLU, MaxPool2d) blocks, Linear."""
+
+    loss = staticmethod(F.cross_entropy)
 
     def __init__(self, problem):
         super().__init__(problem)
         c0, c1, c2 = problem.hyper["channels"]
         k, side = problem.hyper["kernel"], problem.hyper["side"]
-        self.model = nn.Sequential(
+        model = nn.Sequential(
             nn.Conv2d(c0, c1, k, padding=k // 2), nn.ReLU(), nn.MaxPool2d(2),
             nn.Conv2d(c1, c2, k, padding=k // 2), nn.ReLU(), nn.MaxPool2d(2),
             nn.Flatten(), nn.Linear(c2 * (side // 4) ** 2, problem.hyper["classes"]),
         )
-        self.params = list(self.model.parameters())
-        for param, initial in zip(self.params, problem.params):
-            param.data[...] = initial
-        self.optimizer = optim.SGD(self.params, lr=problem.hyper["lr"])
-
-    def _loss(self, x, y):
-        return F.cross_entropy(self.model(x), y)
-
-    def _forward_backward(self, batch):
-        loss = self._loss(*batch)
-        loss.backward()
-        return loss
-
-    def step(self, batch=None) -> None:
-        self.optimizer.zero_grad()
-        self._forward_backward(self._next_batch() if batch is None else batch)
-        self.optimizer.step()
+        self._train(model, list(model.parameters()), problem)
 
 
 VERSIONS = {"W1": W1Version, "W2": W2Version, "W3": W3Version, "W4": W4Version, "W5": W5Version,
