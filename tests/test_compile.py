@@ -347,3 +347,60 @@ def test_a_numpy_function_outside_the_top_level_namespace_is_named_in_the_progra
     compiled = step().item()
     assert compiled == loss().item() == 3 * 2 + 1 * -3 + 4 * 3 + 1 * -4
     run_source(step, [t.data for t in step.parameters])
+
+
+# ---- the runnable program writes results into dead temporaries ---------------------------------------
+def test_learner_000_program_reuses_dead_temporaries_and_stays_bit_identical_to_eager():
+    rng = np.random.default_rng(1)
+    x, y = rng.random((30, 8)), np.eye(4)[rng.integers(0, 4, 30)]
+    p = [Tensor(rng.uniform(-0.12, 0.12, s), requires_grad=True) for s in ((8, 5), (5,), (5, 4), (4,))]
+    step = tg.compile(lambda x, y: seed_learner.cost(p, x, y))
+    for call in range(3):
+        for t in p:
+            t.grad = None
+        eager_loss = seed_learner.cost(p, x, y)
+        eager_loss.backward()
+        eager = grads_of(p)
+        for t in p:
+            t.grad = None
+        loss = step(x, y)
+        assert loss.item() == eager_loss.item(), f"call {call}"
+        for i, (t, e) in enumerate(zip(p, eager)):
+            np.testing.assert_array_equal(t.grad.data, e, err_msg=f"parameter {i}, call {call}")
+        for t in p:
+            t.data = t.data - 0.1 * t.grad.data
+    runnable = step._last.runnable
+    # bias adds, both sigmoids and the sigmoid slopes (d * s, then * (1 - s)) write into a dead operand
+    assert "expit(" in runnable and runnable.count(", out=") >= 8, runnable
+    assert "out=" not in step.source  # what learners read keeps the plain form
+    for t in p:  # the parameters and inputs are never written into
+        assert f"out={t.name})" not in runnable
+    assert "out=x)" not in runnable and "out=y)" not in runnable
+
+
+def test_a_temporary_with_a_live_view_or_a_broadcast_shape_is_not_written_into():
+    rng = np.random.default_rng(2)
+    w = Tensor(rng.random((3, 4)), requires_grad=True, name="w")
+    c = Tensor(rng.random((3, 1)), requires_grad=True, name="c")
+
+    def fn(x):
+        a = x * w  # a temporary ...
+        view = a.T  # ... with a view read after a's last direct use
+        b = a * 2
+        column = (c * 3) + x[:1, :]  # (3, 1) + (1, 4): the (3, 1) temporary cannot hold the (3, 4) sum
+        return b.sum() + (view * view).sum() + column.sum()
+
+    x = rng.random((3, 4))
+    step = tg.compile(fn)
+    step(x)
+    compiled = grads_of([w, c])
+    w.grad = c.grad = None
+    fn(x).backward()
+    for name, got, expected in zip("wc", compiled, grads_of([w, c])):
+        np.testing.assert_array_equal(got, expected, err_msg=name)
+    runnable = step._last.runnable
+    view_line = next(line for line in runnable.splitlines() if ".transpose(" in line)
+    base = view_line.split(" = ")[1].split(".")[0]  # x * w, viewed by a.T
+    assert f"out={base})" not in runnable, runnable
+    broadcast_sum = next(line for line in runnable.splitlines() if line.endswith("# (3, 4)") and " + " in line)
+    assert "out=" not in broadcast_sum

@@ -54,11 +54,12 @@ class _Var:
 class _Line:
     """One statement: `pieces` (text and _Vars) rendered with the final names."""
 
-    __slots__ = ("target", "pieces", "reads", "in_place", "inline")
+    __slots__ = ("target", "pieces", "reads", "in_place", "inline", "ufunc", "operands")
 
     def __init__(self, target, pieces, reads, in_place=False):
         self.target, self.pieces, self.reads, self.in_place = target, pieces, reads, in_place
         self.inline = False  # a view by attribute (x.T): written where it is used instead
+        self.ufunc, self.operands = None, ()  # an elementwise ufunc call: may reuse a dead operand's memory
 
     def render(self) -> str:
         text = "".join(p.name if isinstance(p, _Var) else p for p in self.pieces)
@@ -219,8 +220,15 @@ class _Recorder:
         value = getattr(ufunc, method)(*plain, **kwargs)
         if isinstance(value, tuple):
             raise TracingError(f"numpy.{ufunc.__name__} returns several arrays; the tracer records one")
-        return self.result(value, self.ufunc_pieces(ufunc, method, exprs, kwargs, reads), reads,
-                           self.sources(inputs))
+        lines_before = len(self.lines)
+        out = self.result(value, self.ufunc_pieces(ufunc, method, exprs, kwargs, reads), reads,
+                          self.sources(inputs))
+        if method == "__call__" and not kwargs and ufunc.signature is None and len(self.lines) > lines_before:
+            line = self.lines[-1]
+            line.ufunc = ufunc
+            line.operands = [(self.var_of(x) if isinstance(x, np.ndarray) else None, e)
+                             for x, e in zip(inputs, exprs)]
+        return out
 
     def uniform_as_number(self, inputs, exprs, out):
         """A constant operand whose elements are all one value (a gradient d(c * sum x)/dx) is written
@@ -487,8 +495,9 @@ class _Traced(np.ndarray):
 class _Program:
     """One traced signature: the generated function, and where its inputs and gradients go."""
 
-    def __init__(self, function, source, constants, arg_slots, leaves, grad_slots, copy_grad, shapes):
+    def __init__(self, function, source, runnable, constants, arg_slots, leaves, grad_slots, copy_grad, shapes):
         self.function, self.source, self.constants = function, source, constants
+        self.runnable = runnable  # the code that runs: .source with dels and results written into dead operands
         self.arg_slots = arg_slots  # which positional arguments are arrays the program reads
         self.leaves = leaves  # Tensors the program reads .data of at each call (parameters, ...)
         self.grad_slots = grad_slots  # ("arg", i) or ("leaf", j), one per returned gradient
@@ -751,14 +760,16 @@ class _Trace:
         params = [var.name for _, var in arg_slots] + [var.name for _, var in kept]
         body, run_body = [], []
         last_reads = _last_reads([line for line in recorder.lines if line in lines], outputs)
+        reusing = _reuse_dead_operands([line for line in recorder.lines if line in lines], last_reads,
+                                       recorder)
         for i, line in enumerate(recorder.lines):
             if i == backward_starts:
                 body.append("    # backward")
             if line in lines:
                 body.append("    " + line.render())
-                run_body.append(body[-1])
+                run_body.append("    " + reusing[line] if line in reusing else body[-1])
                 if last_reads.get(line):
-                    run_body.append("    del " + ", ".join(sorted(last_reads[line])))
+                    run_body.append("    del " + ", ".join(sorted(var.name for var in last_reads[line])))
         grad_names, grad_slots, copy_grad, given = [], [], [], set()
         for tensor, var in grads:
             if var is None:
@@ -781,7 +792,7 @@ class _Trace:
         namespace = {"np": np, "expit": scipy.special.expit, "scipy": scipy, **constants}
         exec(builtins.compile(runnable, "<tg.compile>", "exec"), namespace)  # noqa: S102 (code we generated)
         shapes = [(t.data.shape, t.data.dtype) for t in self.leaves]
-        return _Program(namespace["step"], source, constants, [i for i, _ in arg_slots],
+        return _Program(namespace["step"], source, runnable, constants, [i for i, _ in arg_slots],
                         list(self.leaves), grad_slots, copy_grad, shapes)
 
 
@@ -810,6 +821,8 @@ def _inline_views(recorder, backward_starts) -> int:
     for i, line in enumerate(recorder.lines):
         line.pieces = [q for p in line.pieces for q in (inline[id(p)][0] if id(p) in inline else [p])]
         line.reads = [r for v in line.reads for r in (inline[id(v)][1] if id(v) in inline else [v])]
+        line.operands = [(var, [q for p in pieces for q in (inline[id(p)][0] if id(p) in inline else [p])])
+                         for var, pieces in line.operands]
         if line.inline and id(line.target) not in written:
             inline[id(line.target)] = (line.pieces[2:], line.reads)
             before += i < backward_starts
@@ -831,14 +844,40 @@ def _number_temporaries(recorder):
 
 
 def _last_reads(lines, outputs) -> dict:
-    """line -> names of the variables read for the last time there (not the outputs)."""
+    """line -> the variables read for the last time there (not the outputs)."""
     done, last = {id(var) for var in outputs}, {}
     for line in reversed(lines):
         for var in line.reads + [line.target]:
             if id(var) not in done and var.kind != "const":
                 done.add(id(var))
-                last.setdefault(line, set()).add(var.name)
+                last.setdefault(line, []).append(var)
     return last
+
+
+def _reuse_dead_operands(lines, last_reads, recorder) -> dict:
+    """line -> its runnable form writing into a dead operand: `dadd2 = np.multiply(t2, t3, out=t2)`.
+
+    An elementwise result may go into the memory of an operand when nothing can see that memory
+    any more: the operand is a temporary array of the program's own (not an input, a constant, a
+    view or an output), this line is its last use, no view of it exists, and it has the result's
+    shape and dtype (not broadcast up). NumPy then computes the same values without allocating, as
+    the hand-written floor's `d *= s` does. `.source` keeps the plain form, which reads as the math.
+    """
+    viewed = {id(var.root) for _, var in recorder.vars.values() if var.root is not var}
+    rewritten = {}
+    for line in lines:
+        target = line.target
+        if line.ufunc is None or line.in_place or target.scalar:
+            continue
+        dying = {id(var) for var in last_reads.get(line, ())}
+        for var, _ in line.operands:
+            if (var is not None and var.kind == "temp" and var.fresh and not var.scalar and id(var) in dying
+                    and id(var) not in viewed and var.shape == target.shape and var.dtype == target.dtype):
+                arguments = _join([pieces for _, pieces in line.operands] + [["out=", var]])
+                pieces = [target, f" = {_ufunc_name(line.ufunc)}("] + arguments + [")"]
+                rewritten[line] = "".join(p.name if isinstance(p, _Var) else p for p in pieces)
+                break
+    return rewritten
 
 
 def _live_lines(lines, outputs) -> set:
