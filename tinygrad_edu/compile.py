@@ -511,6 +511,8 @@ def _signature(args, kwargs) -> tuple:
     for i, value in enumerate(args):  # Tensors and arrays first: the usual arguments, checked every call
         if type(value) is Tensor:
             parts.append((value.data.shape, value.data.dtype, value.requires_grad))
+        elif type(value) is np.ndarray:
+            parts.append(("ndarray", value.shape, value.dtype))
         else:
             parts.append(_describe_argument(i, value))
     for name in sorted(kwargs):
@@ -791,7 +793,7 @@ class _Trace:
         runnable = "\n".join([head, *run_body, tail]) + "\n"
         namespace = {"np": np, "expit": scipy.special.expit, "scipy": scipy, **constants}
         exec(builtins.compile(runnable, "<tg.compile>", "exec"), namespace)  # noqa: S102 (code we generated)
-        shapes = [(t.data.shape, t.data.dtype) for t in self.leaves]
+        shapes = [(t.data.shape, t.data.dtype) for t in self.leaves]  # a list: compared with == per call
         return _Program(namespace["step"], source, runnable, constants, [i for i, _ in arg_slots],
                         list(self.leaves), grad_slots, copy_grad, shapes)
 
@@ -926,9 +928,10 @@ class CompiledStep:
         # Dropout and BatchNorm compute other things in train and eval mode: a program per mode.
         key = _signature(args, kwargs) + (tuple([m.training for m in self._modules]),)
         program = self._programs.get(key)
-        if program is not None and any(t.data.shape != shape or t.data.dtype != dtype
-                                       for t, (shape, dtype) in zip(program.leaves, program.shapes)):
-            program = None  # a parameter was given an array of another shape or dtype
+        if program is not None:
+            leaf_arrays = [t.data for t in program.leaves]  # read once: the values this call uses
+            if [(a.shape, a.dtype) for a in leaf_arrays] != program.shapes:
+                program = None  # a parameter was given an array of another shape or dtype
         if program is None:
             for i, arg in enumerate(args):
                 if isinstance(arg, Tensor) and not arg.is_leaf:
@@ -939,11 +942,13 @@ class CompiledStep:
                 if not isinstance(program, _Program):  # fn used leaves it did not show before: follow them
                     program = _Trace(self.fn, args, kwargs, more_leaves=program).run(final=True)
             self._programs[key] = program
+            leaf_arrays = [t.data for t in program.leaves]
         self._last = program
         arrays = [args[i].data if isinstance(args[i], Tensor) else args[i] for i in program.arg_slots]
-        loss, grads = program.function(*arrays, *[t.data for t in program.leaves])
+        loss, grads = program.function(*arrays, *leaf_arrays)
+        leaves = program.leaves
         for (kind, index), grad, copy in zip(program.grad_slots, grads, program.copy_grad):
-            tensor = args[index] if kind == "arg" else program.leaves[index]
+            tensor = leaves[index] if kind == "leaf" else args[index]
             if tensor.grad is None:  # as the engine: set the first gradient, add later ones
                 tensor.grad = Tensor._make(np.array(grad) if copy else grad)
             else:
