@@ -856,6 +856,9 @@ def _last_reads(lines, outputs) -> dict:
     return last
 
 
+_REUSE_BYTES = 32 * 1024  # from this size on, writing into a dead operand beats a new array
+
+
 def _reuse_dead_operands(lines, last_reads, recorder) -> dict:
     """line -> its runnable form writing into a dead operand: `dadd2 = np.multiply(t2, t3, out=t2)`.
 
@@ -864,6 +867,8 @@ def _reuse_dead_operands(lines, last_reads, recorder) -> dict:
     view or an output), this line is its last use, no view of it exists, and it has the result's
     shape and dtype (not broadcast up). NumPy then computes the same values without allocating, as
     the hand-written floor's `d *= s` does. `.source` keeps the plain form, which reads as the math.
+    Small arrays keep the plain form too: NumPy hands them out from a cache of freed blocks, which
+    costs less than passing `out=` (see docs/compile.md, Speed).
     """
     viewed = {id(var.root) for _, var in recorder.vars.values() if var.root is not var}
     rewritten = {}
@@ -874,7 +879,8 @@ def _reuse_dead_operands(lines, last_reads, recorder) -> dict:
         dying = {id(var) for var in last_reads.get(line, ())}
         for var, _ in line.operands:
             if (var is not None and var.kind == "temp" and var.fresh and not var.scalar and id(var) in dying
-                    and id(var) not in viewed and var.shape == target.shape and var.dtype == target.dtype):
+                    and id(var) not in viewed and var.shape == target.shape and var.dtype == target.dtype
+                    and np.prod(var.shape) * var.dtype.itemsize >= _REUSE_BYTES):
                 arguments = _join([pieces for _, pieces in line.operands] + [["out=", var]])
                 pieces = [target, f" = {_ufunc_name(line.ufunc)}("] + arguments + [")"]
                 rewritten[line] = "".join(p.name if isinstance(p, _Var) else p for p in pieces)
