@@ -373,6 +373,8 @@ def test_learner_000_program_reuses_dead_temporaries_and_stays_bit_identical_to_
     # bias adds, both sigmoids and the sigmoid slopes (d * s, then * (1 - s)) write into a dead operand
     assert "expit(" in runnable and runnable.count(", out=") >= 8, runnable
     assert "out=" not in step.source  # what learners read keeps the plain form
+    # sums run as the reduction itself, without ndarray.sum's and np.sum's Python wrappers
+    assert "np.add.reduce(" in runnable and ".sum(" not in runnable and "np.sum(" not in runnable
     assert "out=x)" not in runnable and "out=y)" not in runnable  # inputs are never written into
     assert not any(f"out={name})" in runnable for name in step.source.split("(")[1].split(")")[0].split(", "))
 

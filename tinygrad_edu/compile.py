@@ -74,6 +74,7 @@ _OPERATORS = {
 }
 _UNARY = {np.negative: "-", np.invert: "~", np.positive: "+"}
 _REDUCE_METHODS = {np.add: "sum", np.maximum: "max", np.minimum: "min"}
+_SUM = np.add.reduce  # marks a line that sums (one bound method: np.add.reduce makes a new one per access)
 
 
 class _Recorder:
@@ -294,8 +295,10 @@ class _Recorder:
         else:  # np.lib.stride_tricks.sliding_window_view and friends: named in the program's namespace
             name = self.unique(func.__name__)
             self.constants[name] = func
-        return self.result(value, [f"{name}("] + _join(exprs) + [")"], reads,
-                           self.sources(_flatten(args)))
+        out = self.result(value, [f"{name}("] + _join(exprs) + [")"], reads, self.sources(_flatten(args)))
+        if func is np.sum and len(args) == 1 and isinstance(out, np.ndarray):
+            self.note_sum(args[0], kwargs, out)
+        return out
 
     def call_method(self, x, name, args=(), kwargs=None, attribute=False):
         kwargs = kwargs or {}
@@ -312,7 +315,25 @@ class _Recorder:
         else:
             options = [[f"{k}="] + self.expr(v, reads) for k, v in kwargs.items()]
             pieces = pieces + [f".{name}("] + _join([self.expr(a, reads) for a in args] + options) + [")"]
-        return self.result(value, pieces, reads, self.sources([x]))
+        out = self.result(value, pieces, reads, self.sources([x]))
+        if name == "sum":
+            self.note_sum(x, dict(zip(("axis",), args), **kwargs), out)
+        return out
+
+    def note_sum(self, x, options, out):
+        """Mark a float sum as the ufunc reduction it is, so the runnable program can call
+        np.add.reduce directly (ndarray.sum and np.sum are Python wrappers around it)."""
+        var = self.var_of(x)
+        if (var is None or not set(options) <= {"axis", "keepdims"} or var.dtype is None
+                or var.dtype.kind != "f" or not self.lines or self.lines[-1].target is not out._var):
+            return
+        reads = []
+        operands = [[var]] + [[f"{k}="] + self.expr(options[k], reads)
+                              for k in ("axis", "keepdims") if k in options]
+        if "axis" not in options:
+            operands.insert(1, ["axis=None"])  # np.add.reduce alone would sum over axis 0 only
+        line = self.lines[-1]
+        line.ufunc, line.operands = _SUM, [(None, pieces) for pieces in operands]
 
     def sources(self, items):
         return [(self.var_of(x), _plain(x)) for x in items
@@ -495,9 +516,10 @@ class _Traced(np.ndarray):
 class _Program:
     """One traced signature: the generated function, and where its inputs and gradients go."""
 
-    def __init__(self, function, source, runnable, constants, arg_slots, leaves, grad_slots, copy_grad, shapes):
+    def __init__(self, function, source, runnable, constants, arg_slots, leaves, grad_slots, copy_grad,
+                 shapes):
         self.function, self.source, self.constants = function, source, constants
-        self.runnable = runnable  # the code that runs: .source with dels and results written into dead operands
+        self.runnable = runnable  # the code that runs: .source with dels, sums as np.add.reduce, `out=`
         self.arg_slots = arg_slots  # which positional arguments are arrays the program reads
         self.leaves = leaves  # Tensors the program reads .data of at each call (parameters, ...)
         self.grad_slots = grad_slots  # ("arg", i) or ("leaf", j), one per returned gradient
@@ -762,7 +784,7 @@ class _Trace:
         params = [var.name for _, var in arg_slots] + [var.name for _, var in kept]
         body, run_body = [], []
         last_reads = _last_reads([line for line in recorder.lines if line in lines], outputs)
-        reusing = _reuse_dead_operands([line for line in recorder.lines if line in lines], last_reads,
+        reusing = _runnable_forms([line for line in recorder.lines if line in lines], last_reads,
                                        recorder)
         for i, line in enumerate(recorder.lines):
             if i == backward_starts:
@@ -859,8 +881,10 @@ def _last_reads(lines, outputs) -> dict:
 _REUSE_BYTES = 32 * 1024  # from this size on, writing into a dead operand beats a new array
 
 
-def _reuse_dead_operands(lines, last_reads, recorder) -> dict:
-    """line -> its runnable form writing into a dead operand: `dadd2 = np.multiply(t2, t3, out=t2)`.
+def _runnable_forms(lines, last_reads, recorder) -> dict:
+    """line -> the form that runs, where it differs from `.source`: a sum calls the reduction itself
+    (`db2 = np.add.reduce(dadd2, axis=0)`), and an elementwise result may go into a dead operand
+    (`dadd2 = np.multiply(t2, t3, out=t2)`). Both compute the same values as the plain form.
 
     An elementwise result may go into the memory of an operand when nothing can see that memory
     any more: the operand is a temporary array of the program's own (not an input, a constant, a
@@ -874,6 +898,10 @@ def _reuse_dead_operands(lines, last_reads, recorder) -> dict:
     rewritten = {}
     for line in lines:
         target = line.target
+        if line.ufunc is _SUM and not line.in_place:  # a sum: the reduction without its wrapper
+            pieces = [target, " = np.add.reduce("] + _join([pieces for _, pieces in line.operands]) + [")"]
+            rewritten[line] = "".join(p.name if isinstance(p, _Var) else p for p in pieces)
+            continue
         if line.ufunc is None or line.in_place or target.scalar:
             continue
         dying = {id(var) for var in last_reads.get(line, ())}
