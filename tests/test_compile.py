@@ -412,3 +412,16 @@ def test_a_temporary_with_a_live_view_or_a_broadcast_shape_is_not_written_into()
     assert not any(f"out={base})" in line for line in lines), "wrote into x * w while a.T was live"
     spread_sum = next(line for line in lines if " + z" in line or "z, out" in line)
     assert "out=" not in spread_sum
+
+
+def test_a_ravel_that_copied_while_tracing_is_not_written_into_when_a_call_makes_it_a_view():
+    rng = np.random.default_rng(4)
+    w = Tensor(rng.random(8192), requires_grad=True)
+    step = tg.compile(lambda x: ((x.ravel() + 1.0) * w).sum())  # x.ravel() + 1.0 could go into x.ravel()
+    step(rng.random((128, 64)).T)  # not contiguous: ravel copies while tracing
+    x = rng.random((64, 128))  # contiguous, same signature: the same ravel is a view of x
+    before = x.copy()
+    w.grad = None
+    step(x)
+    np.testing.assert_array_equal(x, before, err_msg="the step wrote into its argument")
+    np.testing.assert_array_equal(w.grad.data, before.reshape(-1) + 1.0)

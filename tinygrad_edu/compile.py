@@ -41,7 +41,7 @@ def _recorder():
 class _Var:
     """A name in the program: an input, a constant or a temporary (one line's result)."""
 
-    __slots__ = ("name", "shape", "dtype", "kind", "root", "scalar", "fresh", "value")
+    __slots__ = ("name", "shape", "dtype", "kind", "root", "scalar", "fresh", "value", "ufunc_result")
 
     def __init__(self, name, value, kind, root=None):
         self.name, self.kind, self.value = name, kind, None
@@ -49,6 +49,9 @@ class _Var:
         self.root = root or self  # views share their base's root: an in-place write reaches all of them
         self.scalar = False  # a NumPy scalar in the program (a full reduction), a 0-d array while tracing
         self.fresh = False  # a new array the program owns (not a view, an input or a constant)
+        # Made by a ufunc call: a new array at every call. (A reshape that copied while tracing may be a
+        # view of its input on a call with other strides; a ufunc's result never is.)
+        self.ufunc_result = False
 
 
 class _Line:
@@ -224,7 +227,10 @@ class _Recorder:
         lines_before = len(self.lines)
         out = self.result(value, self.ufunc_pieces(ufunc, method, exprs, kwargs, reads), reads,
                           self.sources(inputs))
-        if method == "__call__" and not kwargs and ufunc.signature is None and len(self.lines) > lines_before:
+        made_line = len(self.lines) > lines_before and self.lines[-1].target is out._var
+        if method == "__call__" and made_line:
+            out._var.ufunc_result = out._var.fresh
+        if method == "__call__" and not kwargs and ufunc.signature is None and made_line:
             line = self.lines[-1]
             line.ufunc = ufunc
             line.operands = [(self.var_of(x) if isinstance(x, np.ndarray) else None, e)
@@ -887,12 +893,13 @@ def _runnable_forms(lines, last_reads, recorder) -> dict:
     (`dadd2 = np.multiply(t2, t3, out=t2)`). Both compute the same values as the plain form.
 
     An elementwise result may go into the memory of an operand when nothing can see that memory
-    any more: the operand is a temporary array of the program's own (not an input, a constant, a
-    view or an output), this line is its last use, no view of it exists, and it has the result's
-    shape and dtype (not broadcast up). NumPy then computes the same values without allocating, as
-    the hand-written floor's `d *= s` does. `.source` keeps the plain form, which reads as the math.
-    Small arrays keep the plain form too: NumPy hands them out from a cache of freed blocks, which
-    costs less than passing `out=` (see docs/compile.md, Speed).
+    any more: the operand is a new array a ufunc made (not an input, a constant, a view, or a copy
+    that another call's strides could turn into a view), not an output, this line is its last use,
+    no view of it exists, and it has the result's shape and dtype (not broadcast up). NumPy then
+    computes the same values without allocating, as the hand-written floor's `d *= s` does.
+    `.source` keeps the plain form, which reads as the math. Small arrays keep the plain form too:
+    NumPy hands them out from a cache of freed blocks, which costs less than passing `out=` (see
+    docs/compile.md, Speed).
     """
     viewed = {id(var.root) for _, var in recorder.vars.values() if var.root is not var}
     rewritten = {}
@@ -906,8 +913,9 @@ def _runnable_forms(lines, last_reads, recorder) -> dict:
             continue
         dying = {id(var) for var in last_reads.get(line, ())}
         for var, _ in line.operands:
-            if (var is not None and var.kind == "temp" and var.fresh and not var.scalar and id(var) in dying
-                    and id(var) not in viewed and var.shape == target.shape and var.dtype == target.dtype
+            if (var is not None and var.kind == "temp" and var.ufunc_result and not var.scalar
+                    and id(var) in dying and id(var) not in viewed
+                    and var.shape == target.shape and var.dtype == target.dtype
                     and np.prod(var.shape) * var.dtype.itemsize >= _REUSE_BYTES):
                 arguments = _join([pieces for _, pieces in line.operands] + [["out=", var]])
                 pieces = [target, f" = {_ufunc_name(line.ufunc)}("] + arguments + [")"]
