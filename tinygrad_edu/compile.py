@@ -322,7 +322,7 @@ class _Recorder:
             options = [[f"{k}="] + self.expr(v, reads) for k, v in kwargs.items()]
             pieces = pieces + [f".{name}("] + _join([self.expr(a, reads) for a in args] + options) + [")"]
         out = self.result(value, pieces, reads, self.sources([x]))
-        if name == "sum":
+        if name == "sum" and len(args) <= 1:  # x.sum(axis) only: dtype, out... keep the method
             self.note_sum(x, dict(zip(("axis",), args), **kwargs), out)
         return out
 
