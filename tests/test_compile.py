@@ -347,3 +347,81 @@ def test_a_numpy_function_outside_the_top_level_namespace_is_named_in_the_progra
     compiled = step().item()
     assert compiled == loss().item() == 3 * 2 + 1 * -3 + 4 * 3 + 1 * -4
     run_source(step, [t.data for t in step.parameters])
+
+
+# ---- the runnable program writes results into dead temporaries ---------------------------------------
+def test_learner_000_program_reuses_dead_temporaries_and_stays_bit_identical_to_eager():
+    rng = np.random.default_rng(1)
+    x, y = rng.random((2000, 20)), np.eye(10)[rng.integers(0, 10, 2000)]  # (2000, 25) hidden: 400 KB
+    p = [Tensor(rng.uniform(-0.12, 0.12, s), requires_grad=True) for s in ((20, 25), (25,), (25, 10), (10,))]
+    step = tg.compile(lambda x, y: seed_learner.cost(p, x, y))
+    for call in range(3):
+        for t in p:
+            t.grad = None
+        eager_loss = seed_learner.cost(p, x, y)
+        eager_loss.backward()
+        eager = grads_of(p)
+        for t in p:
+            t.grad = None
+        loss = step(x, y)
+        assert loss.item() == eager_loss.item(), f"call {call}"
+        for i, (t, e) in enumerate(zip(p, eager)):
+            np.testing.assert_array_equal(t.grad.data, e, err_msg=f"parameter {i}, call {call}")
+        for t in p:
+            t.data = t.data - 0.1 * t.grad.data
+    runnable = step._last.runnable
+    # bias adds, both sigmoids and the sigmoid slopes (d * s, then * (1 - s)) write into a dead operand
+    assert "expit(" in runnable and runnable.count(", out=") >= 8, runnable
+    assert "out=" not in step.source  # what learners read keeps the plain form
+    # sums run as the reduction itself, without ndarray.sum's and np.sum's Python wrappers
+    assert "np.add.reduce(" in runnable and ".sum(" not in runnable and "np.sum(" not in runnable
+    assert "out=x)" not in runnable and "out=y)" not in runnable  # inputs are never written into
+    assert not any(f"out={name})" in runnable for name in step.source.split("(")[1].split(")")[0].split(", "))
+
+
+def test_small_arrays_keep_plain_new_results():
+    rng = np.random.default_rng(3)
+    w = Tensor(rng.random((4, 3)), requires_grad=True)
+    step = tg.compile(lambda x: (x @ w).sigmoid().sum())
+    step(rng.random((5, 4)))
+    assert "out=" not in step._last.runnable
+
+
+def test_a_temporary_with_a_live_view_or_a_broadcast_shape_is_not_written_into():
+    rng = np.random.default_rng(2)
+    w = Tensor(rng.random((64, 128)), requires_grad=True, name="w")
+    c = Tensor(rng.random((1, 64, 128)), requires_grad=True, name="c")
+
+    def fn(x, z):
+        a = x * w  # a temporary ...
+        view = a.T  # ... with a view read after a's last direct use
+        b = a * 2
+        spread = (c * 3) + z  # (1, 64, 128) + (2, 64, 128): the first temporary cannot hold the sum
+        return b.sum() + (view * view).sum() + spread.sum()
+
+    x, z = rng.random((64, 128)), rng.random((2, 64, 128))
+    step = tg.compile(fn)
+    step(x, z)
+    compiled = grads_of([w, c])
+    w.grad = c.grad = None
+    fn(x, z).backward()
+    for name, got, expected in zip("wc", compiled, grads_of([w, c])):
+        np.testing.assert_array_equal(got, expected, err_msg=name)
+    lines = step._last.runnable.splitlines()
+    base = next(line for line in lines if ".transpose(" in line).split(" = ")[1].split(".")[0]
+    assert not any(f"out={base})" in line for line in lines), "wrote into x * w while a.T was live"
+    spread_sum = next(line for line in lines if " + z" in line or "z, out" in line)
+    assert "out=" not in spread_sum
+
+
+def test_a_ravel_that_copied_while_tracing_is_not_written_into_when_a_call_makes_it_a_view():
+    rng = np.random.default_rng(4)
+    w = Tensor(rng.random(8192), requires_grad=True)
+    step = tg.compile(lambda x: ((x.ravel() + 1.0) * w).sum())  # x.ravel() + 1.0 could go into x.ravel()
+    step(rng.random((128, 64)).T)  # not contiguous: ravel copies while tracing
+    x = rng.random((64, 128))  # contiguous, same signature: the same ravel is a view of x
+    before = x.copy()
+    w.grad = None
+    step(x)
+    np.testing.assert_array_equal(x, before, err_msg="the step wrote into its argument")
+    np.testing.assert_array_equal(w.grad.data, before.reshape(-1) + 1.0)

@@ -41,7 +41,7 @@ def _recorder():
 class _Var:
     """A name in the program: an input, a constant or a temporary (one line's result)."""
 
-    __slots__ = ("name", "shape", "dtype", "kind", "root", "scalar", "fresh", "value")
+    __slots__ = ("name", "shape", "dtype", "kind", "root", "scalar", "fresh", "value", "ufunc_result")
 
     def __init__(self, name, value, kind, root=None):
         self.name, self.kind, self.value = name, kind, None
@@ -49,16 +49,20 @@ class _Var:
         self.root = root or self  # views share their base's root: an in-place write reaches all of them
         self.scalar = False  # a NumPy scalar in the program (a full reduction), a 0-d array while tracing
         self.fresh = False  # a new array the program owns (not a view, an input or a constant)
+        # Made by a ufunc call: a new array at every call. (A reshape that copied while tracing may be a
+        # view of its input on a call with other strides; a ufunc's result never is.)
+        self.ufunc_result = False
 
 
 class _Line:
     """One statement: `pieces` (text and _Vars) rendered with the final names."""
 
-    __slots__ = ("target", "pieces", "reads", "in_place", "inline")
+    __slots__ = ("target", "pieces", "reads", "in_place", "inline", "ufunc", "operands")
 
     def __init__(self, target, pieces, reads, in_place=False):
         self.target, self.pieces, self.reads, self.in_place = target, pieces, reads, in_place
         self.inline = False  # a view by attribute (x.T): written where it is used instead
+        self.ufunc, self.operands = None, ()  # an elementwise ufunc call: may reuse a dead operand's memory
 
     def render(self) -> str:
         text = "".join(p.name if isinstance(p, _Var) else p for p in self.pieces)
@@ -73,6 +77,7 @@ _OPERATORS = {
 }
 _UNARY = {np.negative: "-", np.invert: "~", np.positive: "+"}
 _REDUCE_METHODS = {np.add: "sum", np.maximum: "max", np.minimum: "min"}
+_SUM = np.add.reduce  # marks a line that sums (one bound method: np.add.reduce makes a new one per access)
 
 
 class _Recorder:
@@ -219,8 +224,18 @@ class _Recorder:
         value = getattr(ufunc, method)(*plain, **kwargs)
         if isinstance(value, tuple):
             raise TracingError(f"numpy.{ufunc.__name__} returns several arrays; the tracer records one")
-        return self.result(value, self.ufunc_pieces(ufunc, method, exprs, kwargs, reads), reads,
-                           self.sources(inputs))
+        lines_before = len(self.lines)
+        out = self.result(value, self.ufunc_pieces(ufunc, method, exprs, kwargs, reads), reads,
+                          self.sources(inputs))
+        made_line = len(self.lines) > lines_before and self.lines[-1].target is out._var
+        if method == "__call__" and made_line:
+            out._var.ufunc_result = out._var.fresh
+        if method == "__call__" and not kwargs and ufunc.signature is None and made_line:
+            line = self.lines[-1]
+            line.ufunc = ufunc
+            line.operands = [(self.var_of(x) if isinstance(x, np.ndarray) else None, e)
+                             for x, e in zip(inputs, exprs)]
+        return out
 
     def uniform_as_number(self, inputs, exprs, out):
         """A constant operand whose elements are all one value (a gradient d(c * sum x)/dx) is written
@@ -286,8 +301,10 @@ class _Recorder:
         else:  # np.lib.stride_tricks.sliding_window_view and friends: named in the program's namespace
             name = self.unique(func.__name__)
             self.constants[name] = func
-        return self.result(value, [f"{name}("] + _join(exprs) + [")"], reads,
-                           self.sources(_flatten(args)))
+        out = self.result(value, [f"{name}("] + _join(exprs) + [")"], reads, self.sources(_flatten(args)))
+        if func is np.sum and len(args) == 1 and isinstance(out, np.ndarray):
+            self.note_sum(args[0], kwargs, out)
+        return out
 
     def call_method(self, x, name, args=(), kwargs=None, attribute=False):
         kwargs = kwargs or {}
@@ -304,7 +321,25 @@ class _Recorder:
         else:
             options = [[f"{k}="] + self.expr(v, reads) for k, v in kwargs.items()]
             pieces = pieces + [f".{name}("] + _join([self.expr(a, reads) for a in args] + options) + [")"]
-        return self.result(value, pieces, reads, self.sources([x]))
+        out = self.result(value, pieces, reads, self.sources([x]))
+        if name == "sum" and len(args) <= 1:  # x.sum(axis) only: dtype, out... keep the method
+            self.note_sum(x, dict(zip(("axis",), args), **kwargs), out)
+        return out
+
+    def note_sum(self, x, options, out):
+        """Mark a float sum as the ufunc reduction it is, so the runnable program can call
+        np.add.reduce directly (ndarray.sum and np.sum are Python wrappers around it)."""
+        var = self.var_of(x)
+        if (var is None or not set(options) <= {"axis", "keepdims"} or var.dtype is None
+                or var.dtype.kind != "f" or not self.lines or self.lines[-1].target is not out._var):
+            return
+        reads = []
+        operands = [[var]] + [[f"{k}="] + self.expr(options[k], reads)
+                              for k in ("axis", "keepdims") if k in options]
+        if "axis" not in options:
+            operands.insert(1, ["axis=None"])  # np.add.reduce alone would sum over axis 0 only
+        line = self.lines[-1]
+        line.ufunc, line.operands = _SUM, [(None, pieces) for pieces in operands]
 
     def sources(self, items):
         return [(self.var_of(x), _plain(x)) for x in items
@@ -487,8 +522,10 @@ class _Traced(np.ndarray):
 class _Program:
     """One traced signature: the generated function, and where its inputs and gradients go."""
 
-    def __init__(self, function, source, constants, arg_slots, leaves, grad_slots, copy_grad, shapes):
+    def __init__(self, function, source, runnable, constants, arg_slots, leaves, grad_slots, copy_grad,
+                 shapes):
         self.function, self.source, self.constants = function, source, constants
+        self.runnable = runnable  # the code that runs: .source with dels, sums as np.add.reduce, `out=`
         self.arg_slots = arg_slots  # which positional arguments are arrays the program reads
         self.leaves = leaves  # Tensors the program reads .data of at each call (parameters, ...)
         self.grad_slots = grad_slots  # ("arg", i) or ("leaf", j), one per returned gradient
@@ -502,6 +539,8 @@ def _signature(args, kwargs) -> tuple:
     for i, value in enumerate(args):  # Tensors and arrays first: the usual arguments, checked every call
         if type(value) is Tensor:
             parts.append((value.data.shape, value.data.dtype, value.requires_grad))
+        elif type(value) is np.ndarray:
+            parts.append(("ndarray", value.shape, value.dtype))
         else:
             parts.append(_describe_argument(i, value))
     for name in sorted(kwargs):
@@ -751,14 +790,16 @@ class _Trace:
         params = [var.name for _, var in arg_slots] + [var.name for _, var in kept]
         body, run_body = [], []
         last_reads = _last_reads([line for line in recorder.lines if line in lines], outputs)
+        reusing = _runnable_forms([line for line in recorder.lines if line in lines], last_reads,
+                                       recorder)
         for i, line in enumerate(recorder.lines):
             if i == backward_starts:
                 body.append("    # backward")
             if line in lines:
                 body.append("    " + line.render())
-                run_body.append(body[-1])
+                run_body.append("    " + reusing[line] if line in reusing else body[-1])
                 if last_reads.get(line):
-                    run_body.append("    del " + ", ".join(sorted(last_reads[line])))
+                    run_body.append("    del " + ", ".join(sorted(var.name for var in last_reads[line])))
         grad_names, grad_slots, copy_grad, given = [], [], [], set()
         for tensor, var in grads:
             if var is None:
@@ -780,8 +821,8 @@ class _Trace:
         runnable = "\n".join([head, *run_body, tail]) + "\n"
         namespace = {"np": np, "expit": scipy.special.expit, "scipy": scipy, **constants}
         exec(builtins.compile(runnable, "<tg.compile>", "exec"), namespace)  # noqa: S102 (code we generated)
-        shapes = [(t.data.shape, t.data.dtype) for t in self.leaves]
-        return _Program(namespace["step"], source, constants, [i for i, _ in arg_slots],
+        shapes = [(t.data.shape, t.data.dtype) for t in self.leaves]  # a list: compared with == per call
+        return _Program(namespace["step"], source, runnable, constants, [i for i, _ in arg_slots],
                         list(self.leaves), grad_slots, copy_grad, shapes)
 
 
@@ -810,6 +851,8 @@ def _inline_views(recorder, backward_starts) -> int:
     for i, line in enumerate(recorder.lines):
         line.pieces = [q for p in line.pieces for q in (inline[id(p)][0] if id(p) in inline else [p])]
         line.reads = [r for v in line.reads for r in (inline[id(v)][1] if id(v) in inline else [v])]
+        line.operands = [(var, [q for p in pieces for q in (inline[id(p)][0] if id(p) in inline else [p])])
+                         for var, pieces in line.operands]
         if line.inline and id(line.target) not in written:
             inline[id(line.target)] = (line.pieces[2:], line.reads)
             before += i < backward_starts
@@ -831,14 +874,54 @@ def _number_temporaries(recorder):
 
 
 def _last_reads(lines, outputs) -> dict:
-    """line -> names of the variables read for the last time there (not the outputs)."""
+    """line -> the variables read for the last time there (not the outputs)."""
     done, last = {id(var) for var in outputs}, {}
     for line in reversed(lines):
         for var in line.reads + [line.target]:
             if id(var) not in done and var.kind != "const":
                 done.add(id(var))
-                last.setdefault(line, set()).add(var.name)
+                last.setdefault(line, []).append(var)
     return last
+
+
+_REUSE_BYTES = 32 * 1024  # from this size on, writing into a dead operand beats a new array
+
+
+def _runnable_forms(lines, last_reads, recorder) -> dict:
+    """line -> the form that runs, where it differs from `.source`: a sum calls the reduction itself
+    (`db2 = np.add.reduce(dadd2, axis=0)`), and an elementwise result may go into a dead operand
+    (`dadd2 = np.multiply(t2, t3, out=t2)`). Both compute the same values as the plain form.
+
+    An elementwise result may go into the memory of an operand when nothing can see that memory
+    any more: the operand is a new array a ufunc made (not an input, a constant, a view, or a copy
+    that another call's strides could turn into a view), not an output, this line is its last use,
+    no view of it exists, and it has the result's shape and dtype (not broadcast up). NumPy then
+    computes the same values without allocating, as the hand-written floor's `d *= s` does.
+    `.source` keeps the plain form, which reads as the math. Small arrays keep the plain form too:
+    NumPy hands them out from a cache of freed blocks, which costs less than passing `out=` (see
+    docs/compile.md, Speed).
+    """
+    viewed = {id(var.root) for _, var in recorder.vars.values() if var.root is not var}
+    rewritten = {}
+    for line in lines:
+        target = line.target
+        if line.ufunc is _SUM and not line.in_place:  # a sum: the reduction without its wrapper
+            pieces = [target, " = np.add.reduce("] + _join([pieces for _, pieces in line.operands]) + [")"]
+            rewritten[line] = "".join(p.name if isinstance(p, _Var) else p for p in pieces)
+            continue
+        if line.ufunc is None or line.in_place or target.scalar:
+            continue
+        dying = {id(var) for var in last_reads.get(line, ())}
+        for var, _ in line.operands:
+            if (var is not None and var.kind == "temp" and var.ufunc_result and not var.scalar
+                    and id(var) in dying and id(var) not in viewed
+                    and var.shape == target.shape and var.dtype == target.dtype
+                    and np.prod(var.shape) * var.dtype.itemsize >= _REUSE_BYTES):
+                arguments = _join([pieces for _, pieces in line.operands] + [["out=", var]])
+                pieces = [target, f" = {_ufunc_name(line.ufunc)}("] + arguments + [")"]
+                rewritten[line] = "".join(p.name if isinstance(p, _Var) else p for p in pieces)
+                break
+    return rewritten
 
 
 def _live_lines(lines, outputs) -> set:
@@ -887,9 +970,10 @@ class CompiledStep:
         # Dropout and BatchNorm compute other things in train and eval mode: a program per mode.
         key = _signature(args, kwargs) + (tuple([m.training for m in self._modules]),)
         program = self._programs.get(key)
-        if program is not None and any(t.data.shape != shape or t.data.dtype != dtype
-                                       for t, (shape, dtype) in zip(program.leaves, program.shapes)):
-            program = None  # a parameter was given an array of another shape or dtype
+        if program is not None:
+            leaf_arrays = [t.data for t in program.leaves]  # read once: the values this call uses
+            if [(a.shape, a.dtype) for a in leaf_arrays] != program.shapes:
+                program = None  # a parameter was given an array of another shape or dtype
         if program is None:
             for i, arg in enumerate(args):
                 if isinstance(arg, Tensor) and not arg.is_leaf:
@@ -900,11 +984,13 @@ class CompiledStep:
                 if not isinstance(program, _Program):  # fn used leaves it did not show before: follow them
                     program = _Trace(self.fn, args, kwargs, more_leaves=program).run(final=True)
             self._programs[key] = program
+            leaf_arrays = [t.data for t in program.leaves]
         self._last = program
         arrays = [args[i].data if isinstance(args[i], Tensor) else args[i] for i in program.arg_slots]
-        loss, grads = program.function(*arrays, *[t.data for t in program.leaves])
+        loss, grads = program.function(*arrays, *leaf_arrays)
+        leaves = program.leaves
         for (kind, index), grad, copy in zip(program.grad_slots, grads, program.copy_grad):
-            tensor = args[index] if kind == "arg" else program.leaves[index]
+            tensor = leaves[index] if kind == "leaf" else args[index]
             if tensor.grad is None:  # as the engine: set the first gradient, add later ones
                 tensor.grad = Tensor._make(np.array(grad) if copy else grad)
             else:
