@@ -246,13 +246,19 @@ def paired_ratios(name: str, seconds: float, quick: bool = False) -> dict:
     problem = make_problem(name, quick)
     versions = {"floor": implementation("floor", problem), "tinygrad": implementation("tinygrad", problem),
                 "bare": VERSIONS[name](problem)}
-    per_block = 3 if name == "W4" else 20
+    return alternate_blocks(versions, 3 if name == "W4" else 20, seconds)
+
+
+def alternate_blocks(versions: dict, per_block: int, seconds: float) -> dict:
+    """Run blocks of `per_block` steps of each version in turn (the first is the floor) for
+    `seconds`; each other version's block time over the floor block of the same turn, as
+    (median, lower quartile, upper quartile)."""
     for version in versions.values():
         for _ in range(per_block):
             version.step()
-    ratios = {"tinygrad": [], "bare": []}
+    ratios = {impl: [] for impl in list(versions)[1:]}
     end = time.perf_counter() + seconds
-    while time.perf_counter() < end or not ratios["bare"]:
+    while time.perf_counter() < end or not ratios[list(ratios)[-1]]:
         elapsed = {}
         for impl, version in versions.items():
             start = time.perf_counter()

@@ -14,9 +14,7 @@ import os
 for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_variable, "1")  # as run.py's workers (effective when NumPy is not loaded yet)
 
-import time  # noqa: E402
-
-from .bare_engine import _quartiles  # noqa: E402
+from .bare_engine import alternate_blocks  # noqa: E402
 from .tinygrad_versions import COMPILED_VERSIONS  # noqa: E402
 from .workloads import compare, compare_parameters, implementation, make_problem  # noqa: E402
 
@@ -39,22 +37,7 @@ def paired_ratios(name: str, seconds: float, quick: bool = False) -> dict:
     problem = make_problem(name, quick)
     versions = {"floor": implementation("floor", problem), "eager": implementation("tinygrad", problem),
                 "compiled": COMPILED_VERSIONS[name](problem)}
-    per_block = {"W1": 2, "W4": 3}.get(name, 20)
-    for version in versions.values():
-        for _ in range(per_block):
-            version.step()
-    ratios = {"eager": [], "compiled": []}
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end or not ratios["compiled"]:
-        elapsed = {}
-        for impl, version in versions.items():
-            start = time.perf_counter()
-            for _ in range(per_block):
-                version.step()
-            elapsed[impl] = time.perf_counter() - start
-        for impl in ratios:
-            ratios[impl].append(elapsed[impl] / elapsed["floor"])
-    return {impl: _quartiles(values) for impl, values in ratios.items()}
+    return alternate_blocks(versions, {"W1": 2, "W4": 3}.get(name, 20), seconds)
 
 
 def main(argv=None) -> int:

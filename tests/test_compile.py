@@ -43,6 +43,18 @@ def assert_grads_same(where, tensors, compiled, eager):
             assert_same(f"{where}, gradient of input {i} {tensors[i].shape}", c, e)
 
 
+def assert_step_equals_eager(where, step, model, x, y):
+    """One compiled call of a cross-entropy step and the eager step give the same loss and grads."""
+    model.zero_grad()
+    compiled_loss = step(x, y)
+    compiled = grads_of(model.parameters())
+    model.zero_grad()
+    eager_loss = F.cross_entropy(model(x), y)
+    eager_loss.backward()
+    assert_same(f"loss, {where}", compiled_loss.data, eager_loss.data)
+    assert_grads_same(where, list(model.parameters()), compiled, grads_of(model.parameters()))
+
+
 def run_source(step, arrays):
     """exec `step.source` with nothing but NumPy, SciPy and its named constants; call it."""
     namespace = {"np": np, "expit": scipy.special.expit, "scipy": scipy, **step.constants}
@@ -179,14 +191,7 @@ def test_new_batch_size_traces_again_and_both_programs_stay_right():
     step = tg.compile(lambda x, y: F.cross_entropy(model(x), y))
     for batch in (16, 5, 16, 5):
         _, x, y = mlp_and_data(batch, seed=batch)
-        model.zero_grad()
-        compiled_loss = step(x, y)
-        compiled = grads_of(model.parameters())
-        model.zero_grad()
-        eager_loss = F.cross_entropy(model(x), y)
-        eager_loss.backward()
-        assert_same(f"loss, batch {batch}", compiled_loss.data, eager_loss.data)
-        assert_grads_same(f"batch {batch}", list(model.parameters()), compiled, grads_of(model.parameters()))
+        assert_step_equals_eager(f"batch {batch}", step, model, x, y)
         assert f"# ({batch}, 8)" in step.source
     assert "2 traced signature" in repr(step)
 
@@ -312,14 +317,7 @@ def test_labels_converted_inside_the_loss_follow_each_call(make_labels):
     step = tg.compile(lambda x, y: F.cross_entropy(model(x), y))
     for seed in range(3):
         y = make_labels(np.random.default_rng(seed).integers(0, 3, 8))  # new labels, same shape
-        model.zero_grad()
-        compiled_loss = step(x, y)
-        compiled = grads_of(model.parameters())
-        model.zero_grad()
-        eager_loss = F.cross_entropy(model(x), y)
-        eager_loss.backward()
-        assert_same(f"loss, labels {seed}", compiled_loss.data, eager_loss.data)
-        assert_grads_same(f"labels {seed}", list(model.parameters()), compiled, grads_of(model.parameters()))
+        assert_step_equals_eager(f"labels {seed}", step, model, x, y)
 
 
 def test_a_target_of_another_dtype_follows_each_call():
