@@ -78,6 +78,15 @@ def test_every_elementwise_op_and_comparison_goes_through_the_guard(op):
         op(a, b)
 
 
+@pytest.mark.parametrize("op", [lambda a, b: a - b, lambda a, b: b - a, lambda a, b: tg.where(a > 0, b, a)])
+def test_a_numpy_constant_stretched_against_a_tensor_goes_through_the_guard(op):
+    # The learner's `Y - h`: Y a NumPy column of labels, h the network's (m,) output, or the reverse.
+    a = tg.Tensor(RNG.uniform(1, 2, (4,)), requires_grad=True)
+    b = RNG.uniform(1, 2, (4, 1))
+    with tg.set_broadcast_check("raise"), pytest.raises(tg.BroadcastError, match=r"\(4, 1\)"):
+        op(a, b)
+
+
 @pytest.mark.parametrize(
     "shapes",
     [((64, 10), (10,)), ((64, 10), (1, 10)), ((64, 10), (64, 1)), ((3, 4), ()), ((3, 4), (1,)),

@@ -95,20 +95,21 @@ class Function:
         result is the plain ndarray: that is what lets a backward written once run both on
         arrays (an ordinary backward) and on Tensors (a recorded one, for create_graph).
         """
-        arrays, parents, needs, saw_tensor, note = [], [], [], False, False
+        arrays, parents, needs = [], [], []
+        tensors = constant_arrays = written = 0
         for x in inputs:  # one pass sorts each input into what forward, the node and checks need
             if isinstance(x, Tensor):
                 arrays.append(x.data)
                 parents.append(x._ctx or x)
                 needs.append(x.requires_grad)
-                saw_tensor = True
-                note = note or x._version > 0  # written in place before: note versions to compare
+                tensors += 1
+                written += x._version  # written in place before: the node notes versions to compare
             else:
                 arrays.append(x)
                 parents.append(x)
                 needs.append(False)
-                note = note or type(x) is np.ndarray  # it keeps no version: take a snapshot
-        ctx = Context(cls, parents, needs)
+                constant_arrays += type(x) is np.ndarray  # keeps no version: the node takes a snapshot
+        ctx = Context(cls, parents, tuple(needs))
         try:
             data = cls.forward(ctx, *arrays, **params)
         except ValueError as error:
@@ -119,10 +120,10 @@ class Function:
             # too), and keep a saved output recognisable as the output (create_graph swaps it).
             scalar, data = data, np.asarray(data)
             ctx.saved = tuple(data if s is scalar else s for s in ctx.saved)
-        if not saw_tensor:
+        if not tensors:
             return data
         thread = current_modes()  # this thread's switches (modes.py)
-        if cls.broadcasts and thread.broadcast_check is not None:
+        if cls.broadcasts and tensors + constant_arrays > 1 and thread.broadcast_check is not None:
             thread.broadcast_check(cls, arrays, data)  # the broadcast guard (guards.py)
         if thread.forward_check is not None:
             thread.forward_check(cls, arrays, data, ctx)  # anomaly mode (guards.py)
@@ -131,7 +132,7 @@ class Function:
             out = Tensor._make(data, True, ctx)
             if data.base is not None or data is arrays[0]:  # maybe a view of an input (or the input)
                 _note_view(ctx, out, arrays, data)
-            if note and ctx.saved:
+            if (written or constant_arrays) and ctx.saved:
                 _note_saved(ctx)
             return out
         if data.dtype.kind not in "biuf":  # complex or object: no Tensor holds it, no gradient reaches it

@@ -17,8 +17,9 @@ class Modes:
 
     `grad_enabled`: record operations into the graph; `previous_grad`: the values to restore
     as `no_grad` / `enable_grad` blocks end, innermost last. The checks are f(cls, arrays,
-    output) after the forward of an op that broadcasts, f(cls, arrays, output, ctx) after every
-    forward and f(ctx, input_grads) after each backward step; None costs nothing.
+    output) after the forward of an op that broadcasts two or more arrays (a number is never
+    stretched), f(cls, arrays, output, ctx) after every forward and f(ctx, input_grads) after
+    each backward step; None costs nothing.
     """
 
     __slots__ = ("grad_enabled", "previous_grad", "broadcast_check", "forward_check", "backward_check")
