@@ -142,6 +142,27 @@ def test_buffers_are_state_but_not_parameters():
         fresh.register_buffer("scale", np.zeros(2))
 
 
+def test_a_non_persistent_buffer_is_a_buffer_that_state_dict_leaves_out():
+    # PyTorch's register_buffer(name, tensor, persistent=False): computed state, never saved.
+    net = nn.Sequential(_Counter())
+    net[0].register_buffer("window", np.arange(3.0), persistent=False)
+    assert [name for name, _ in net.named_buffers()] == ["0.seen", "0.window"]
+    assert list(net.state_dict()) == ["0.scale", "0.seen"]
+    fresh = nn.Sequential(_Counter())
+    fresh[0].register_buffer("window", np.zeros(3), persistent=False)
+    fresh.load_state_dict(net.state_dict())  # strict: the left-out buffer is not a missing key
+    assert fresh[0].window.tolist() == [0.0, 0.0, 0.0]  # and loading leaves it alone
+    with pytest.raises(nn.StateDictError, match="unexpected key.*'0.window'"):
+        fresh.load_state_dict({**net.state_dict(), "0.window": np.ones(3)})
+    fresh[0].register_buffer("window", np.ones(3))  # registered again as persistent: saved again
+    assert "0.window" in fresh.state_dict()
+    del fresh[0].window
+    fresh[0].register_buffer("window", np.ones(3), persistent=False)
+    assert "0.window" not in fresh.state_dict()
+    with pytest.raises(TypeError, match="persistent must be True or False"):
+        fresh[0].register_buffer("other", np.ones(3), persistent="no")
+
+
 # ---- batch norm: running statistics and modes ------------------------------------------------------
 def test_batch_norm_running_statistics_follow_pytorchs_update():
     rng = np.random.default_rng(0)

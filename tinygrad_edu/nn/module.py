@@ -67,6 +67,7 @@ class Module:
         object.__setattr__(self, "_parameters", {})
         object.__setattr__(self, "_modules", {})
         object.__setattr__(self, "_buffers", {})
+        object.__setattr__(self, "_non_persistent_buffers", set())  # names kept out of state_dict()
         object.__setattr__(self, "_forward_hooks", {})
         object.__setattr__(self, "training", True)
 
@@ -99,18 +100,22 @@ class Module:
         self._parameters.pop(name, None)
         self._modules.pop(name, None)
         self._buffers.pop(name, None)
+        self._non_persistent_buffers.discard(name)
         object.__delattr__(self, name)
 
-    def register_buffer(self, name: str, tensor) -> None:
+    def register_buffer(self, name: str, tensor, persistent: bool = True) -> None:
         """Keep `tensor` (an array or Tensor, or None) as state that is not a parameter: it is in
         ``state_dict()`` and loaded by ``load_state_dict``, but not in ``parameters()``, so no
         optimizer updates it (BatchNorm's running statistics). Stored as a Tensor without grad.
+        With ``persistent=False`` (PyTorch's meaning) it is a buffer (``buffers()``, moved along
+        with the module) that ``state_dict()`` leaves out: state computed again, not saved.
 
         >>> from tinygrad_edu import nn
         >>> layer = nn.Module()
         >>> layer.register_buffer("count", np.zeros(()))
-        >>> list(layer.state_dict()), list(layer.parameters())
-        (['count'], [])
+        >>> layer.register_buffer("scratch", np.zeros(3), persistent=False)
+        >>> list(layer.state_dict()), list(layer.parameters()), [name for name, _ in layer.named_buffers()]
+        (['count'], [], ['count', 'scratch'])
         """
         if "_buffers" not in self.__dict__:
             raise AttributeError(f"cannot register buffer '{name}' before Module.__init__() was called")
@@ -118,7 +123,10 @@ class Module:
             raise KeyError(f"a buffer name must be a non-empty string without '.', got {name!r}")
         if name in self._parameters or name in self._modules:
             raise KeyError(f"'{name}' is already a parameter or sub-module of {type(self).__name__}")
+        if not isinstance(persistent, bool):
+            raise TypeError(f"register_buffer: persistent must be True or False, got {persistent!r}")
         self._buffers[name] = None
+        (self._non_persistent_buffers.discard if persistent else self._non_persistent_buffers.add)(name)
         setattr(self, name, tensor)
 
     def named_buffers(self, prefix: str = "") -> Iterator:
@@ -137,7 +145,7 @@ class Module:
         """What a state dict holds, in PyTorch's order: per module, its parameters, then its buffers."""
         for module_name, module in self.named_modules(remove_duplicate=False):
             for name, value in (*module._parameters.items(), *module._buffers.items()):
-                if value is not None:
+                if value is not None and name not in module._non_persistent_buffers:
                     yield (f"{module_name}.{name}" if module_name else name), value
 
     # ---- calling -----------------------------------------------------------------------------
