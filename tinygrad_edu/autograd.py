@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import threading
 
 import numpy as np
 
@@ -95,8 +96,7 @@ class Function:
         result is the plain ndarray: that is what lets a backward written once run both on
         arrays (an ordinary backward) and on Tensors (a recorded one, for create_graph).
         """
-        arrays, parents, needs = [], [], []
-        tensors = constant_arrays = written = 0
+        arrays, parents, needs, tensors, constant_arrays, written = [], [], [], 0, 0, 0
         for x in inputs:  # one pass sorts each input into what forward, the node and checks need
             if isinstance(x, Tensor):
                 arrays.append(x.data)
@@ -420,19 +420,25 @@ def _tensor_of(item, array):
     return item if isinstance(item, Tensor) and item.data is array else None
 
 
+_leaf_grads = threading.Lock()  # backwards in several threads add into a shared leaf's .grad one at a time
+
+
 def _accumulate(leaf: Tensor, g, create_graph: bool, held_by_leaves: set) -> None:
     """Add g into leaf.grad, as an array the leaf has to itself.
 
     A fresh array from an op's backward is kept without a copy (for a big weight that copy
     was a sixth of a training step). A view, maybe read-only (a broadcast), or an array
     another leaf already holds (Add hands one gradient to both inputs; `held_by_leaves` has
-    the ids of this pass's) is copied. Later gradients are added with `+`, never written into the array.
+    the ids of this pass's) is copied. Later gradients are added with `+`, never written into
+    the array. The read-add-write of .grad holds a lock: another thread's backward into the
+    same leaf (Hogwild training) must not overwrite this one's sum, as PyTorch guarantees.
     """
-    if create_graph:
-        leaf.grad = g if leaf.grad is None else leaf.grad + g
-    elif leaf.grad is None:
-        fresh = g.flags.owndata and g.flags.writeable and id(g) not in held_by_leaves
-        leaf.grad = Tensor._make(g if fresh else np.array(g))
-        held_by_leaves.add(id(g))
-    else:
-        leaf.grad = Tensor._make(np.asarray(leaf.grad.data + g))
+    with _leaf_grads:
+        if create_graph:
+            leaf.grad = g if leaf.grad is None else leaf.grad + g
+        elif leaf.grad is None:
+            fresh = g.flags.owndata and g.flags.writeable and id(g) not in held_by_leaves
+            leaf.grad = Tensor._make(g if fresh else np.array(g))
+            held_by_leaves.add(id(g))
+        else:
+            leaf.grad = Tensor._make(np.asarray(leaf.grad.data + g))
