@@ -199,3 +199,29 @@ def test_bare_engine_gradients_match_the_floor_and_a_wrong_one_is_caught(name, m
     monkeypatch.setattr(bare_engine, backward, wrong)
     with pytest.raises(GradientMismatch):
         bare_engine.verify(name, quick=True)
+
+
+def test_ab_engine_builds_the_chain_with_each_copy_and_both_give_the_same_gradient(tmp_path):
+    from benchmarks import ab_engine
+
+    repo = pathlib.Path(ab_engine.__file__).resolve().parent.parent
+    sys.path.insert(0, str(tmp_path))
+    try:
+        old = ab_engine.import_copy(repo, "tinygrad_edu_ab_old", tmp_path)
+        new = ab_engine.import_copy(repo, "tinygrad_edu_ab_new", tmp_path)
+        assert old.Tensor is not new.Tensor  # two separate packages, not one imported twice
+        times = ab_engine.compare(old, new, graphs=3, cycles=4)
+    finally:
+        sys.path.remove(str(tmp_path))
+        for name in [m for m in sys.modules if m.startswith("tinygrad_edu_ab_")]:
+            del sys.modules[name]
+    assert {part: [len(t) for t in pair] for part, pair in times.items()} == {"forward": [3, 3], "backward": [3, 3]}
+    grads = []
+    for tg in (old, new):
+        x = tg.Tensor(np.linspace(-1, 1, 32), requires_grad=True)
+        h = x
+        for _ in range(4):
+            h = (h * 1.0001).tanh() + 0.1
+        h.sum().backward()
+        grads.append(x.grad.data)
+    np.testing.assert_array_equal(grads[0], grads[1])

@@ -1,0 +1,84 @@
+"""Is an engine change faster? Two copies of the package, one process, alternating graphs.
+
+    python -m benchmarks.ab_engine OLD_DIR [NEW_DIR] [--graphs 40]
+
+OLD_DIR and NEW_DIR each hold a `tinygrad_edu/` package (NEW_DIR defaults to this checkout;
+make OLD_DIR with `git worktree add /tmp/old HEAD~1` or `git archive`). Both are imported
+under other names, and W4's chain (3000 ops on a (32,) tensor, then backward) is built and
+differentiated with each in turn, the order flipped every pair, so machine drift hits both.
+Forward and backward are timed apart. It prints the fastest and the first-quartile time of
+each and new / old of both: on a shared machine the low end of the distribution moves least.
+BLAS is pinned to one thread (W4 calls no BLAS; the pin keeps other jobs' pools quiet).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import pathlib
+import shutil
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+
+HERE = pathlib.Path(__file__).resolve().parent.parent
+
+
+def import_copy(source: pathlib.Path, name: str, into: pathlib.Path):
+    """Import the package in `source`/tinygrad_edu under `name` (its imports are relative)."""
+    shutil.copytree(source / "tinygrad_edu", into / name)
+    return importlib.import_module(name)
+
+
+def w4_graph(tg, cycles: int = 1000) -> tuple:
+    """(forward seconds, backward seconds) of one W4 chain built with package `tg`."""
+    x = tg.Tensor(np.random.default_rng(0).uniform(-1.0, 1.0, 32), requires_grad=True)
+    start = time.perf_counter()
+    h = x
+    for _ in range(cycles):
+        h = (h * 1.0001).tanh() + 0.1
+    loss = h.sum()
+    middle = time.perf_counter()
+    loss.backward()
+    return middle - start, time.perf_counter() - middle
+
+
+def compare(old, new, graphs: int, cycles: int = 1000) -> dict:
+    """{"forward"/"backward": (old times, new times)} over `graphs` alternating pairs."""
+    times = {"forward": ([], []), "backward": ([], [])}
+    for pair in range(graphs):
+        order = ((0, old), (1, new)) if pair % 2 == 0 else ((1, new), (0, old))
+        for which, package in order:
+            forward, backward = w4_graph(package, cycles)
+            times["forward"][which].append(forward)
+            times["backward"][which].append(backward)
+    return times
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("old", type=pathlib.Path)
+    parser.add_argument("new", type=pathlib.Path, nargs="?", default=HERE)
+    parser.add_argument("--graphs", type=int, default=40)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as scratch:
+        sys.path.insert(0, scratch)
+        old = import_copy(args.old, "tinygrad_edu_old", pathlib.Path(scratch))
+        new = import_copy(args.new, "tinygrad_edu_new", pathlib.Path(scratch))
+        w4_graph(old), w4_graph(new)  # warm both
+        times = compare(old, new, args.graphs)
+    print(f"W4, {args.graphs} graphs of 3000 ops each; old {args.old}, new {args.new}")
+    for part, (old_times, new_times) in times.items():
+        old_times, new_times = sorted(old_times), sorted(new_times)
+        q = len(old_times) // 4
+        print(f"{part:9s} old min {old_times[0] * 1e3:.2f} ms, q1 {old_times[q] * 1e3:.2f} ms; "
+              f"new min {new_times[0] * 1e3:.2f} ms, q1 {new_times[q] * 1e3:.2f} ms; "
+              f"new/old min {new_times[0] / old_times[0]:.3f}, q1 {new_times[q] / old_times[q]:.3f}")
+
+
+if __name__ == "__main__":
+    main()
