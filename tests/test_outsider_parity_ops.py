@@ -47,7 +47,8 @@ def check_case(fn, leaves, value, grads):
         expected = np.array(expected, dtype=np.float64)
         if expected.size == 0:  # the literal [] has lost the shape: the gradient has the input's
             expected = expected.reshape(np.shape(leaves[index]))
-        np.testing.assert_allclose(actual, expected, rtol=1e-8, atol=1e-15, err_msg=f"gradient of input {index}")
+        np.testing.assert_allclose(actual, expected, rtol=1e-8, atol=1e-15,
+                                   err_msg=f"gradient of input {index}")
 
 
 # (what, fn, leaves, PyTorch's value, PyTorch's gradients)
@@ -710,3 +711,25 @@ def test_op_value_and_gradient_match_pytorch(what, fn, leaves, value, grads):
 def test_loss_value_and_gradient_match_pytorch(what, fn, leaves, value, grads):
     check_case(fn, leaves, value, grads)
 
+
+# ---- NaN in max/min: the NaN wins, and it alone takes the gradient ----------------------------
+@pytest.mark.parametrize("reduce", ["max", "min"])
+def test_max_and_min_of_everything_give_the_gradient_to_the_nans_as_pytorch(reduce):
+    # PyTorch 2.13.0: torch.tensor([[1., nan, 3., nan]]).max() is nan, and backward gives
+    # [[0, 0.5, 0, 0.5]] (ties share, NaNs included); never nan over the whole row
+    x = Tensor(np.array([[1.0, nan, 3.0, nan]]), requires_grad=True)
+    out = getattr(x, reduce)()
+    assert np.isnan(out.item())
+    out.backward()
+    assert x.grad.numpy().tolist() == [[0.0, 0.5, 0.0, 0.5]]
+
+
+@pytest.mark.parametrize("reduce", ["max", "min"])
+def test_max_and_min_over_an_axis_keep_the_gradient_finite_and_at_the_nan(reduce):
+    # PyTorch's max(dim) gives a row's gradient to its (first) NaN; a row without NaN is untouched
+    x = Tensor(np.array([[1.0, nan, 3.0], [5.0, 2.0, 5.0]]), requires_grad=True)
+    out = getattr(x, reduce)(axis=1)
+    assert np.isnan(out.numpy()[0])
+    out.backward(Tensor(np.array([2.0, 4.0])))
+    expected = [[0.0, 2.0, 0.0], [2.0, 0.0, 2.0]] if reduce == "max" else [[0.0, 2.0, 0.0], [0.0, 4.0, 0.0]]
+    assert x.grad.numpy().tolist() == expected
