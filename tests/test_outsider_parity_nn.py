@@ -49,3 +49,133 @@ def test_apply_visits_a_shared_module_once_children_first_as_in_pytorch():
     Net().apply(lambda module: visited.append(type(module).__name__))
     assert visited == ["Linear", "ReLU", "BatchNorm1d", "Block", "Linear", "Tanh", "Linear", "Sequential",
                        "Linear", "Net"]
+
+
+def test_names_and_orders_are_pytorchs():
+    net = Net()
+    assert [name for name, _ in net.named_modules()] == [
+        "", "block", "block.fc", "block.act", "block.bn", "head", "head.0", "head.1", "head.2", "tied"]
+    assert [name for name, _ in net.named_modules(remove_duplicate=False)] == [
+        "", "block", "block.fc", "block.act", "block.bn", "head", "head.0", "head.1", "head.2",
+        "shared", "shared.fc", "shared.act", "shared.bn", "tied"]
+    # the tied weight is listed once, under its first name: an optimizer must not update it twice
+    assert [name for name, _ in net.named_parameters()] == [
+        "block.fc.weight", "block.fc.bias", "block.bn.weight", "block.bn.bias",
+        "head.0.weight", "head.0.bias", "head.2.weight", "head.2.bias"]
+    assert len(list(net.parameters())) == 8
+    assert [name for name, _ in net.named_buffers()] == [
+        "block.bn.running_mean", "block.bn.running_var", "block.bn.num_batches_tracked"]
+    # a state dict, though, has every name under which a value is reachable
+    assert list(net.state_dict()) == [
+        "block.fc.weight", "block.fc.bias", "block.bn.weight", "block.bn.bias", "block.bn.running_mean",
+        "block.bn.running_var", "block.bn.num_batches_tracked", "head.0.weight", "head.0.bias",
+        "head.2.weight", "head.2.bias", "shared.fc.weight", "shared.fc.bias", "shared.bn.weight",
+        "shared.bn.bias", "shared.bn.running_mean", "shared.bn.running_var",
+        "shared.bn.num_batches_tracked", "tied.weight"]
+
+
+def test_a_state_dict_with_shared_values_loads_back():
+    source, target = Net(), Net()
+    target.load_state_dict(source.state_dict())
+    for (name, mine), (_, theirs) in zip(target.named_parameters(), source.named_parameters()):
+        assert np.array_equal(mine.numpy(), theirs.numpy()), name
+    assert target.tied.weight is target.head[0].weight
+
+
+def test_train_and_eval_reach_every_module_and_return_it():
+    net = Net()
+    assert net.eval() is net and not any(module.training for module in net.modules())
+    assert net.train() is net and all(module.training for module in net.modules())
+
+
+def test_sequential_and_module_list_index_and_name_like_pytorch():
+    head = Net().head
+    assert len(head) == 3 and isinstance(head[-1], nn.Linear)
+    assert isinstance(head[1:], nn.Sequential) and len(head[1:]) == 2
+    assert list(nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 1)).state_dict()) == [
+        "0.weight", "0.bias", "2.weight", "2.bias"]
+    holder = nn.Module()
+    holder.layers = nn.ModuleList([nn.Linear(1, 1), nn.Linear(1, 1)])
+    assert list(holder.state_dict()) == [
+        "layers.0.weight", "layers.0.bias", "layers.1.weight", "layers.1.bias"]
+
+
+def test_defaults_are_pytorchs():
+    assert repr(nn.Linear(3, 2)) == "Linear(in_features=3, out_features=2, bias=True)"
+    norm = nn.BatchNorm1d(3)
+    assert (norm.eps, norm.momentum) == (1e-5, 0.1)
+    assert list(norm.state_dict()) == ["weight", "bias", "running_mean", "running_var", "num_batches_tracked"]
+    assert nn.Dropout().p == 0.5 and nn.LeakyReLU().negative_slope == 0.01
+    layer = nn.Linear(2, 1)
+    layer(tg.ones(1, 2)).sum().backward()
+    layer.zero_grad()
+    assert layer.weight.grad is None  # set_to_none=True is the default since PyTorch 2.0
+
+
+# ---- initialisation -----------------------------------------------------------------------------
+# PyTorch 2.13.0's nn.init.calculate_gain
+GAINS = [("linear", None, 1.0), ("conv2d", None, 1.0), ("conv_transpose2d", None, 1.0),
+         ("sigmoid", None, 1.0), ("tanh", None, 5 / 3), ("relu", None, math.sqrt(2)), ("selu", None, 0.75),
+         ("leaky_relu", None, 1.4141428569978354), ("leaky_relu", 0.2, 1.3867504905630728),
+         ("leaky_relu", 0, math.sqrt(2))]
+
+
+@pytest.mark.parametrize("nonlinearity, param, gain", GAINS)
+def test_calculate_gain_is_pytorchs(nonlinearity, param, gain):
+    assert init.calculate_gain(nonlinearity, param) == pytest.approx(gain, rel=1e-15)
+
+
+@pytest.mark.parametrize("nonlinearity", ["softmax", "gelu"])
+def test_calculate_gain_refuses_what_pytorch_refuses(nonlinearity):
+    with pytest.raises(ValueError):
+        init.calculate_gain(nonlinearity)
+
+
+def assert_uniform(values, bound):
+    """Samples of U(-bound, bound): inside it, reaching near its ends, with its std bound / sqrt(3)."""
+    values = np.asarray(values)
+    assert np.abs(values).max() <= bound and np.abs(values).max() > 0.99 * bound
+    assert values.std() == pytest.approx(bound / math.sqrt(3), rel=0.03)
+
+
+def test_linear_and_conv2d_start_as_pytorchs():
+    # kaiming_uniform_(a=sqrt(5)) gives bound 1 / sqrt(fan_in) for the weight; the bias uses the same bound
+    tg.manual_seed(0)
+    assert_uniform(nn.Linear(400, 300).weight.numpy(), 1 / math.sqrt(400))
+    assert_uniform(nn.Linear(400, 3000).bias.numpy(), 1 / math.sqrt(400))
+    assert_uniform(nn.Conv2d(16, 32, 3).weight.numpy(), 1 / math.sqrt(16 * 9))
+    assert_uniform(nn.Conv2d(16, 3000, 3).bias.numpy(), 1 / math.sqrt(16 * 9))
+
+
+SHAPE = (64, 32, 3, 3)  # fan_in 32 * 9, fan_out 64 * 9, as PyTorch counts a conv weight's fans
+FAN = {"fan_in": 32 * 9, "fan_out": 64 * 9}
+
+
+@pytest.mark.parametrize("mode", ["fan_in", "fan_out"])
+@pytest.mark.parametrize("nonlinearity, a", [("relu", 0), ("leaky_relu", 0.3), ("tanh", 0)])
+def test_kaiming_bounds_and_std_are_pytorchs(mode, nonlinearity, a):
+    tg.manual_seed(1)
+    std = init.calculate_gain(nonlinearity, a) / math.sqrt(FAN[mode])
+    assert_uniform(init.kaiming_uniform_(tg.zeros(*SHAPE), a=a, mode=mode, nonlinearity=nonlinearity).numpy(),
+                   math.sqrt(3) * std)
+    normal = init.kaiming_normal_(tg.zeros(*SHAPE), a=a, mode=mode, nonlinearity=nonlinearity).numpy()
+    assert normal.std() == pytest.approx(std, rel=0.03)
+
+
+def test_kaiming_uniform_default_is_leaky_relu_with_slope_0():
+    tg.manual_seed(2)
+    assert_uniform(init.kaiming_uniform_(tg.zeros(300, 400)).numpy(), math.sqrt(2) * math.sqrt(3 / 400))
+
+
+def test_xavier_bounds_and_std_are_pytorchs():
+    tg.manual_seed(3)
+    fans = FAN["fan_in"] + FAN["fan_out"]
+    assert_uniform(init.xavier_uniform_(tg.zeros(*SHAPE), gain=2.0).numpy(), 2.0 * math.sqrt(6 / fans))
+    assert init.xavier_normal_(tg.zeros(*SHAPE), gain=2.0).numpy().std() == pytest.approx(
+        2.0 * math.sqrt(2 / fans), rel=0.03)
+
+
+@pytest.mark.parametrize("fill", [init.xavier_uniform_, init.kaiming_uniform_])
+def test_fans_of_a_1d_tensor_are_refused_as_in_pytorch(fill):
+    with pytest.raises(ValueError):
+        fill(tg.zeros(5))
