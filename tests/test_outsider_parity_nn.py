@@ -179,3 +179,79 @@ def test_xavier_bounds_and_std_are_pytorchs():
 def test_fans_of_a_1d_tensor_are_refused_as_in_pytorch(fill):
     with pytest.raises(ValueError):
         fill(tg.zeros(5))
+
+
+# ---- gradient clipping (torch.nn.utils) ---------------------------------------------------------
+def with_grads():
+    a = tg.Tensor(np.zeros((2, 2)), requires_grad=True)
+    b = tg.Tensor(np.zeros(3), requires_grad=True)
+    a.grad = tg.Tensor(np.array([[3.0, -4.0], [0.0, 12.0]]))
+    b.grad = tg.Tensor(np.array([1.0, -2.0, 2.0]))
+    return a, b
+
+
+# (norm_type, PyTorch 2.13.0's total norm, a.grad and b.grad after clip_grad_norm_(max_norm=5))
+CLIPPED = [
+    (2.0, 13.341664064126334, [[1.1242974492241358, -1.499063265632181], [0.0, 4.497189796896543]],
+     [0.37476581640804524, -0.7495316328160905, 0.7495316328160905]),
+    (1.0, 24.0, [[0.6249999739583344, -0.8333332986111125], [0.0, 2.4999998958333376]],
+     [0.20833332465277812, -0.41666664930555625, 0.41666664930555625]),
+    (math.inf, 12.0, [[1.249999895833342, -1.6666665277777895], [0.0, 4.999999583333368]],
+     [0.41666663194444736, -0.8333332638888947, 0.8333332638888947]),
+    (3.0, 12.244965305752041, [[1.2249931625335537, -1.633324216711405], [0.0, 4.899972650134215]],
+     [0.40833105417785126, -0.8166621083557025, 0.8166621083557025]),
+]
+
+
+@pytest.mark.parametrize("norm_type, total, a_grad, b_grad", CLIPPED)
+def test_clip_grad_norm_scales_all_gradients_together_as_pytorch(norm_type, total, a_grad, b_grad):
+    a, b = with_grads()
+    norm = nn.utils.clip_grad_norm_([a, b], 5.0, norm_type=norm_type)
+    assert isinstance(norm, tg.Tensor) and norm.shape == () and norm.item() == pytest.approx(total, rel=1e-14)
+    np.testing.assert_allclose(a.grad.numpy(), a_grad, rtol=1e-14)
+    np.testing.assert_allclose(b.grad.numpy(), b_grad, rtol=1e-14)
+
+
+def test_clip_grad_norm_leaves_small_gradients_and_skips_missing_ones():
+    a, b = with_grads()
+    unused = tg.Tensor(np.zeros(2), requires_grad=True)
+    assert nn.utils.clip_grad_norm_([a, b, unused], 100.0).item() == pytest.approx(13.341664064126334)
+    assert a.grad.numpy().tolist() == [[3.0, -4.0], [0.0, 12.0]] and unused.grad is None
+    assert nn.utils.clip_grad_norm_([unused], 1.0).item() == 0.0  # nothing to clip: PyTorch's tensor(0.)
+
+
+def test_clip_grad_norm_takes_one_tensor_and_keeps_float32():
+    weight = tg.Tensor(np.zeros(2, dtype=np.float32), requires_grad=True)
+    weight.grad = tg.Tensor(np.array([3.0, 4.0], dtype=np.float32))
+    norm = nn.utils.clip_grad_norm_(weight, 1.0)
+    assert norm.dtype == np.float32 and weight.grad.dtype == np.float32
+    np.testing.assert_allclose(weight.grad.numpy(), [0.6, 0.8], rtol=1e-6)  # PyTorch: [0.59999990, 0.79999983]
+
+
+def test_clip_grad_norm_of_a_nonfinite_norm_spreads_nan_or_raises_when_asked():
+    a, b = with_grads()
+    b.grad.data[0] = np.nan
+    assert np.isnan(nn.utils.clip_grad_norm_([a, b], 5.0).item())
+    assert np.isnan(a.grad.numpy()).all()  # as PyTorch: every gradient is multiplied by a NaN scale
+    a, b = with_grads()
+    b.grad.data[0] = np.inf
+    with pytest.raises(RuntimeError, match="non-finite"):
+        nn.utils.clip_grad_norm_([a, b], 5.0, error_if_nonfinite=True)
+    assert a.grad.numpy().tolist() == [[3.0, -4.0], [0.0, 12.0]]  # refused: nothing changed
+
+
+def test_clip_grad_value_clamps_each_element_as_pytorch():
+    a, b = with_grads()
+    assert nn.utils.clip_grad_value_([a, b], 2.5) is None
+    assert a.grad.numpy().tolist() == [[2.5, -2.5], [0.0, 2.5]]
+    assert b.grad.numpy().tolist() == [1.0, -2.0, 2.0]
+
+
+def test_clipping_after_a_backward_of_broadcast_gradients_works():
+    # the gradient of a sum is a read-only broadcast view: clipping must not write into it
+    x = tg.Tensor(np.zeros((2, 3)), requires_grad=True)
+    (x * 1.0).sum().backward()
+    nn.utils.clip_grad_norm_([x], 1.0)
+    np.testing.assert_allclose(x.grad.numpy(), np.full((2, 3), 1 / math.sqrt(6)), rtol=1e-5)
+    nn.utils.clip_grad_value_([x], 0.1)
+    assert x.grad.numpy().tolist() == [[0.1] * 3] * 2
