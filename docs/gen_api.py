@@ -28,6 +28,7 @@ SECTIONS = [
     ("tinygrad_edu.functional", "F", "`tinygrad_edu.functional` (`F`)", None),
     ("tinygrad_edu.nn", "nn", "`tinygrad_edu.nn`", None),
     ("tinygrad_edu.nn.init", "nn.init", "`tinygrad_edu.nn.init`", "initialisation.md"),
+    ("tinygrad_edu.nn.utils", "nn.utils", "`tinygrad_edu.nn.utils`", None),
     ("tinygrad_edu.optim", "optim", "`tinygrad_edu.optim`", None),
     ("tinygrad_edu.data", "tinygrad_edu.data", "`tinygrad_edu.data`", None),
     ("tinygrad_edu.viz", "tinygrad_edu.viz", "`tinygrad_edu.viz`", "viz.md"),

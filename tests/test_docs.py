@@ -64,6 +64,7 @@ CONTRACT = (
     "nn.init.calculate_gain", "nn.init.uniform_", "nn.init.normal_", "nn.init.zeros_",
     "nn.init.ones_", "nn.init.constant_", "nn.init.xavier_uniform_", "nn.init.xavier_normal_",
     "nn.init.kaiming_uniform_", "nn.init.kaiming_normal_", "nn.init.lecun_normal_",
+    "nn.utils.clip_grad_norm_", "nn.utils.clip_grad_value_",
     # tinygrad_edu.optim
     "optim.Optimizer", "optim.Optimizer.step", "optim.Optimizer.zero_grad",
     "optim.Optimizer.state_dict", "optim.Optimizer.load_state_dict",

@@ -352,7 +352,7 @@ class Sum(Function):
 
 
 class Max(Function):
-    """z = max(x, axis);  dz/dx = 1 at the maximum (shared equally by ties), else 0"""
+    """z = max(x, axis);  dz/dx = 1 at the maximum (shared equally by ties, and by NaNs), else 0"""
 
     @staticmethod
     def forward(ctx, x, axis=None, keepdims=False):
@@ -365,7 +365,7 @@ class Max(Function):
 
 
 class Min(Function):
-    """z = min(x, axis);  dz/dx = 1 at the minimum (shared equally by ties), else 0"""
+    """z = min(x, axis);  dz/dx = 1 at the minimum (shared equally by ties, and by NaNs), else 0"""
 
     @staticmethod
     def forward(ctx, x, axis=None, keepdims=False):
@@ -429,6 +429,8 @@ def _extreme(ctx, reduce, x, axis, keepdims):
     ctx.kept_shape = _kept_shape(x.shape, axis)
     out = reduce(x, axis=axis, keepdims=True)  # NumPy raises for an empty axis: nothing to pick
     hits = x == out
+    if x.dtype.kind in "fc" and np.isnan(out).any():  # NaN wins, yet equals nothing: NaNs take it (PyTorch)
+        hits |= np.isnan(x)
     share = hits / hits.sum(axis=axis, keepdims=True)
     ctx.save_for_backward(share.astype(x.dtype if x.dtype.kind == "f" else np.float64))
     if keepdims:

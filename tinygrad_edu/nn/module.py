@@ -205,9 +205,12 @@ class Module:
             yield module
 
     def named_children(self) -> Iterator:
-        """(name, module) pairs for the direct sub-modules, in the order they were assigned."""
+        """(name, module) pairs for the direct sub-modules, in the order they were assigned; a module
+        assigned under two names comes once, under the first (so `apply` visits it once, as in PyTorch)."""
+        seen = set()
         for name, child in self._modules.items():
-            if child is not None:
+            if child is not None and id(child) not in seen:
+                seen.add(id(child))
                 yield name, child
 
     def children(self) -> Iterator["Module"]:
