@@ -262,6 +262,27 @@ def test_dim_is_accepted_wherever_axis_is():
     assert nn.Flatten(start_dim=0)(x).shape == (6,)
 
 
+def test_keepdim_is_accepted_wherever_keepdims_is():
+    # PyTorch code says x.sum(dim=1, keepdim=True); NumPy code says keepdims.
+    x = leaf(np.arange(6.0).reshape(2, 3))
+    for method in ("sum", "mean", "max", "min", "var", "std", "prod", "logsumexp", "argmax", "argmin"):
+        assert getattr(x, method)(dim=1, keepdim=True).shape == (2, 1), method
+        np.testing.assert_array_equal(getattr(x, method)(dim=1, keepdim=True).data,
+                                      getattr(x, method)(axis=1, keepdims=True).data)
+    with pytest.raises(TypeError, match="both keepdims= and keepdim="):
+        x.sum(axis=1, keepdims=True, keepdim=True)
+
+
+def test_transpose_0_1_of_a_matrix_warns_that_pytorch_code_means_a_swap():
+    w = leaf(np.arange(6.0).reshape(2, 3))
+    with pytest.warns(UserWarning, match=r"identity permutation.*\.T or transpose\(1, 0\)"):
+        assert w.transpose(0, 1).shape == (2, 3)  # NumPy's meaning, as API.md lists it
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert w.transpose(1, 0).shape == (3, 2) and w.transpose((0, 1)).shape == (2, 3)
+        assert leaf(np.ones((2, 3, 4))).transpose(0, 1).shape == (3, 2, 4)  # PyTorch's swap where NumPy raises
+
+
 @pytest.mark.parametrize("call", [
     lambda x: x.sum(axis=0, dim=0),
     lambda x: x.sum(0, dim=0),

@@ -59,9 +59,12 @@ def _check_can_require_grad(dtype: np.dtype) -> None:
 
 def accepts_dim(fn):
     """Let `fn` take PyTorch's spelling of its axis arguments: ``dim=`` for ``axis=`` (and
-    ``start_dim=``/``end_dim=`` for ``start_axis=``/``end_axis=``). Giving both is a TypeError."""
+    ``start_dim=``/``end_dim=`` for ``start_axis=``/``end_axis=``, ``keepdim=`` for
+    ``keepdims=``). Giving both spellings is a TypeError."""
     signature = inspect.signature(fn)
     aliases = {name.replace("axis", "dim"): name for name in signature.parameters if "axis" in name}
+    if "keepdims" in signature.parameters:
+        aliases["keepdim"] = "keepdims"
 
     @functools.wraps(fn)
     def with_dim(*args, **kwargs):
@@ -585,9 +588,16 @@ class Tensor:
         """Permute axes like ``np.transpose`` (no arguments: reverse them).
 
         Two axes on a tensor that is not 2-D swap those two axes, as PyTorch's
-        ``transpose(dim0, dim1)`` does (NumPy would raise there).
+        ``transpose(dim0, dim1)`` does (NumPy would raise there). On a 2-D tensor two axes are a
+        whole permutation, so ``transpose(0, 1)`` moves nothing, as in NumPy; it warns, because
+        PyTorch code means a swap by it.
         """
+        two_numbers = len(axes) == 2 and all(isinstance(a, (int, np.integer)) for a in axes)
         axes = _shape_args(axes) if axes else tuple(reversed(range(self.ndim)))
+        if two_numbers and self.ndim == 2 and axes in ((0, 1), (-2, -1), (0, -1), (-2, 1)):
+            warnings.warn("transpose(0, 1) of a 2-D tensor is NumPy's identity permutation: nothing moves. "
+                          "PyTorch's transpose(0, 1) swaps the two axes; for that write .T or transpose(1, 0)",
+                          stacklevel=2)
         if len(axes) == 2 and self.ndim != 2:
             first, second = (_axis_tuple(a, self.ndim)[0] for a in axes)  # checked: 5 % 3 is no axis
             swapped = list(range(self.ndim))
