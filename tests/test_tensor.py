@@ -277,3 +277,47 @@ def test_small_extensions_beyond_the_api():
     assert leaf.requires_grad and not leaf.requires_grad_(False).requires_grad
     with pytest.raises(TypeError):
         tg.Tensor(np.arange(2)).requires_grad_()
+
+
+# ---- PyTorch's spellings: a port runs as written ------------------------------------------
+@pytest.mark.parametrize("pytorch, numpy_form", [
+    (lambda t: t.permute(2, 0, 1), lambda t: t.transpose(2, 0, 1)),
+    (lambda t: t.permute(-1, 0, 1), lambda t: t.transpose(2, 0, 1)),
+    (lambda t: t.expand(4, 2, 3, 5), lambda t: t.broadcast_to(4, 2, 3, 5)),
+    (lambda t: t[:, :1].expand(-1, 3, -1), lambda t: t[:, :1].broadcast_to(2, 3, 5)),
+    (lambda t: t.expand_as(tg.zeros(3, 2, 3, 5)), lambda t: t.broadcast_to(3, 2, 3, 5)),
+    (lambda t: t.reshape_as(tg.zeros(6, 5)), lambda t: t.reshape(6, 5)),
+    (lambda t: t.clamp(min=-0.5, max=0.5), lambda t: t.clip(-0.5, 0.5)),
+    (lambda t: t.clamp(max=0.2), lambda t: t.clip(None, 0.2)),
+    (lambda t: t.neg(), lambda t: -t),
+    (lambda t: t.pow(3), lambda t: t ** 3),
+    (lambda t: t.square(), lambda t: t * t),
+    (lambda t: t.softmax(dim=-1), lambda t: tg.functional.softmax(t, axis=-1)),
+    (lambda t: t.log_softmax(1), lambda t: tg.functional.log_softmax(t, axis=1)),
+    (lambda t: t[0].t(), lambda t: t[0].T),
+    (lambda t: t.float(), lambda t: t.astype(np.float32)),
+    (lambda t: t.double(), lambda t: t.astype(np.float64)),
+])
+def test_pytorch_spellings_give_the_numpy_forms_values_and_gradients(pytorch, numpy_form):
+    data = np.random.default_rng(3).uniform(-1, 1, (2, 3, 5))
+    results, grads = [], []
+    for form in (pytorch, numpy_form):
+        t = tg.Tensor(data, requires_grad=True)
+        out = form(t)
+        (out * np.arange(out.size).reshape(out.shape)).sum().backward()
+        results.append(out)
+        grads.append(t.grad.data)
+    assert results[0].shape == results[1].shape and results[0].dtype == results[1].dtype
+    np.testing.assert_allclose(results[0].data, results[1].data, rtol=1e-6)
+    np.testing.assert_allclose(grads[0], grads[1], rtol=1e-6)
+
+
+def test_pytorch_spellings_refuse_what_pytorch_refuses_with_the_shapes():
+    t = tg.Tensor(np.zeros((2, 3, 4)))
+    assert t.numel() == 24 and tg.Tensor(np.zeros((0, 3))).numel() == 0
+    with pytest.raises(ValueError, match=r"permute of a tensor of shape \(2, 3, 4\) takes 3 axes"):
+        t.permute(1, 0)
+    with pytest.raises(ValueError, match=r"at most 2 axes, got shape \(2, 3, 4\)"):
+        t.t()
+    with pytest.raises(ValueError):
+        t.permute(0, 0, 1)  # not a permutation

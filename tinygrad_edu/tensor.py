@@ -663,6 +663,76 @@ class Tensor:
         """NumPy functions on Tensors (``np.sum``, ``np.dot``, ...) give recorded Tensors, or a TypeError."""
         return _interop().array_function(func, args, kwargs)
 
+    # ---- PyTorch's spellings ---------------------------------------------------------
+    # The operations above under the names PyTorch code uses, so a port runs as written. Last
+    # in the class: `float` and `double` would shadow the builtins for the class body below them.
+    def permute(self, *dims):
+        """Reorder all the axes, as PyTorch's ``permute`` (NumPy: ``transpose(*axes)``)."""
+        dims = _shape_args(dims)
+        if len(dims) != self.ndim:
+            raise ValueError(f"permute of a tensor of shape {self.shape} takes {self.ndim} axes, got {dims}")
+        return self.transpose(dims)
+
+    def t(self):
+        """The transpose of a matrix (a tensor of 0, 1 or 2 axes), as PyTorch's ``t()``."""
+        if self.ndim > 2:
+            raise ValueError(f"t() takes a tensor of at most 2 axes, got shape {self.shape}; for two axes of "
+                             "a bigger one use transpose(dim0, dim1)")
+        return self.transpose()
+
+    def expand(self, *sizes):
+        """``broadcast_to`` as PyTorch spells it: a size of -1 keeps that axis's length."""
+        sizes = _shape_args(sizes)
+        new_axes = len(sizes) - self.ndim
+        return self.broadcast_to(tuple(self.shape[i - new_axes] if size == -1 and i >= new_axes else size
+                                       for i, size in enumerate(sizes)))
+
+    def expand_as(self, other):
+        """``broadcast_to(other.shape)``."""
+        return self.broadcast_to(other.shape)
+
+    def reshape_as(self, other):
+        """``reshape(other.shape)``."""
+        return self.reshape(other.shape)
+
+    def clamp(self, min=None, max=None):  # noqa: A002 (PyTorch's argument names)
+        """``clip(min, max)`` as PyTorch spells it."""
+        return self.clip(min, max)
+
+    def neg(self):
+        """``-t``."""
+        return -self
+
+    def pow(self, exponent):
+        """``t ** exponent``."""
+        return self ** exponent
+
+    def square(self):
+        """``t ** 2``."""
+        return self ** 2
+
+    @accepts_dim
+    def softmax(self, axis: int):
+        """``F.softmax(t, axis)`` as a method, as PyTorch's ``t.softmax(dim)``."""
+        return functional.softmax(self, axis)
+
+    @accepts_dim
+    def log_softmax(self, axis: int):
+        """``F.log_softmax(t, axis)`` as a method, as PyTorch's ``t.log_softmax(dim)``."""
+        return functional.log_softmax(self, axis)
+
+    def numel(self) -> int:
+        """The number of elements (``.size``), as PyTorch's ``numel()``."""
+        return self.size
+
+    def float(self):
+        """``astype(np.float32)``, as PyTorch's ``float()``."""
+        return self.astype(np.float32)
+
+    def double(self):
+        """``astype(np.float64)``, as PyTorch's ``double()``."""
+        return self.astype(np.float64)
+
 
 # ---- functions of several tensors (tg.maximum, tg.where, ...) ---------------------------
 def maximum(x, y) -> Tensor:
