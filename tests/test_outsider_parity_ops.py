@@ -733,3 +733,31 @@ def test_max_and_min_over_an_axis_keep_the_gradient_finite_and_at_the_nan(reduce
     out.backward(Tensor(np.array([2.0, 4.0])))
     expected = [[0.0, 2.0, 0.0], [2.0, 0.0, 2.0]] if reduce == "max" else [[0.0, 2.0, 0.0], [0.0, 4.0, 0.0]]
     assert x.grad.numpy().tolist() == expected
+
+
+@pytest.mark.parametrize("values, expected", [
+    ([np.inf, 2.0, 3.0], [6.0, np.inf, np.inf]),  # PyTorch 2.13's gradients
+    ([np.nan, 0.0, 3.0], [0.0, np.nan, np.nan]),
+    ([np.inf, 0.0, 2.0], [0.0, np.inf, np.nan]),
+    ([0.0, np.inf], [np.inf, 0.0]),
+])
+def test_prod_gradient_with_inf_or_nan_is_the_product_of_the_others(values, expected):
+    x = tg.Tensor(np.array(values), requires_grad=True)
+    with np.errstate(invalid="ignore"):
+        x.prod().backward()
+    np.testing.assert_array_equal(x.grad.data, expected)
+
+
+@pytest.mark.parametrize("axis", [None, 0, 1, 2, (0, 2), (-1, 0)])
+def test_prod_gradient_over_any_axes_with_an_inf_matches_the_product_of_the_others(axis):
+    data = np.random.default_rng(5).uniform(0.5, 2.0, (3, 4, 2))
+    data[1, 2, 0] = np.inf
+    x = tg.Tensor(data, requires_grad=True)
+    with np.errstate(invalid="ignore"):
+        x.prod(axis=axis).sum().backward()
+    expected = np.empty_like(data)
+    axes = range(3) if axis is None else [a % 3 for a in np.atleast_1d(axis)]
+    for index in np.ndindex(data.shape):  # the slice of `index`: same coordinates off the reduced axes
+        in_slice = [i for i in np.ndindex(data.shape) if all(i[a] == index[a] for a in range(3) if a not in axes)]
+        expected[index] = np.prod([data[i] for i in in_slice if i != index])
+    np.testing.assert_allclose(x.grad.data, expected, rtol=1e-14)  # products in another order

@@ -382,8 +382,10 @@ class Prod(Function):
 
     Never divides by zero: where the slice has no zero it is z / x; at the one zero of a
     slice it is the product of the nonzero elements (0 elsewhere in that slice); with two or
-    more zeros it is 0 everywhere. Under create_graph the second derivative is exact except
-    between two zeros of one slice (they are taken as constants there).
+    more zeros it is 0 everywhere. A slice holding inf or NaN, where z / x would be inf / inf,
+    takes the products before and after each element instead (PyTorch's values: d/dx of
+    prod([inf, 2, 3]) is [6, inf, inf]). Under create_graph the second derivative is exact
+    except between two zeros of one slice and with inf or NaN (taken as constants there).
     """
 
     @staticmethod
@@ -398,6 +400,8 @@ class Prod(Function):
         x, out = ctx.saved
         # Subnormals count as zeros: a product that underflows makes out / x lose its digits there.
         is_zero = np.abs(np.asarray(x)) < np.finfo(x.dtype).tiny
+        if not np.isfinite(np.asarray(out)).all() and not np.isfinite(np.asarray(x)).all():
+            return grad.reshape(ctx.kept_shape) * _product_of_the_others(np.asarray(x), ctx.axis)
         if not np.any(is_zero):
             return grad.reshape(ctx.kept_shape) * (out.reshape(ctx.kept_shape) / x)
         zeros_in_slice = is_zero.sum(axis=ctx.axis, keepdims=True)
@@ -407,6 +411,20 @@ class Prod(Function):
         at_zero = Prod.apply(nonzero_x, axis=ctx.axis, keepdims=True)  # product of the nonzero ones
         dx = np.where(is_zero & (zeros_in_slice == 1), at_zero, others)
         return grad.reshape(ctx.kept_shape) * dx
+
+
+def _product_of_the_others(x: np.ndarray, axis) -> np.ndarray:
+    """For each element, the product of the other elements of its slice (axis: None or a tuple),
+    as (product of those before it) * (product of those after it): no division, so exact at 0,
+    inf and NaN."""
+    reduced = tuple(range(x.ndim)) if axis is None else axis
+    at_end = tuple(range(x.ndim - len(reduced), x.ndim))
+    moved = np.moveaxis(x, reduced, at_end)
+    rows = moved.reshape(moved.shape[:x.ndim - len(reduced)] + (-1,))  # one slice per row
+    ones = np.ones(rows.shape[:-1] + (1,), dtype=x.dtype)
+    before = np.cumprod(np.concatenate([ones, rows[..., :-1]], axis=-1), axis=-1)
+    after = np.cumprod(np.concatenate([ones, rows[..., :0:-1]], axis=-1), axis=-1)[..., ::-1]
+    return np.moveaxis((before * after).reshape(moved.shape), at_end, reduced)
 
 
 class Cumsum(Function):
