@@ -233,3 +233,28 @@ def test_backward_in_several_threads_into_one_leaf_loses_no_gradient():
     finally:
         sys.setswitchinterval(previous)
     np.testing.assert_array_equal(weight.grad.data, np.full(4, 2.0 * threads * backwards))
+
+
+def test_a_compiled_step_called_in_several_threads_loses_no_gradient():
+    weight = tg.Tensor(np.ones(4), requires_grad=True)
+    step = tg.compile(lambda x: (weight * x).sum())
+    x = tg.Tensor(np.full(4, 2.0))
+    step(x)  # traced here, once
+    weight.grad = None
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    threads, calls = 4, 2000
+    start = threading.Barrier(threads)
+
+    def train():
+        start.wait(TIMEOUT)
+        for _ in range(calls):
+            step(x)
+
+    try:
+        joins = [run_in_thread(train) for _ in range(threads)]
+        for join in joins:
+            join()
+    finally:
+        sys.setswitchinterval(previous)
+    np.testing.assert_array_equal(weight.grad.data, np.full(4, 2.0 * threads * calls))

@@ -420,7 +420,7 @@ def _tensor_of(item, array):
     return item if isinstance(item, Tensor) and item.data is array else None
 
 
-_leaf_grads = threading.Lock()  # backwards in several threads add into a shared leaf's .grad one at a time
+leaf_grads_lock = threading.Lock()  # backwards in several threads add into a shared leaf's .grad one at a time
 
 
 def _accumulate(leaf: Tensor, g, create_graph: bool, held_by_leaves: set) -> None:
@@ -433,7 +433,7 @@ def _accumulate(leaf: Tensor, g, create_graph: bool, held_by_leaves: set) -> Non
     the array. The read-add-write of .grad holds a lock: another thread's backward into the
     same leaf (Hogwild training) must not overwrite this one's sum, as PyTorch guarantees.
     """
-    with _leaf_grads:
+    with leaf_grads_lock:
         if create_graph:
             leaf.grad = g if leaf.grad is None else leaf.grad + g
         elif leaf.grad is None:

@@ -989,12 +989,13 @@ class CompiledStep:
         arrays = [args[i].data if isinstance(args[i], Tensor) else args[i] for i in program.arg_slots]
         loss, grads = program.function(*arrays, *leaf_arrays)
         leaves = program.leaves
-        for (kind, index), grad, copy in zip(program.grad_slots, grads, program.copy_grad):
-            tensor = leaves[index] if kind == "leaf" else args[index]
-            if tensor.grad is None:  # as the engine: set the first gradient, add later ones
-                tensor.grad = Tensor._make(np.array(grad) if copy else grad)
-            else:
-                tensor.grad = Tensor._make(np.asarray(tensor.grad.data + grad))
+        with autograd.leaf_grads_lock:  # as the engine: calls in other threads add one at a time
+            for (kind, index), grad, copy in zip(program.grad_slots, grads, program.copy_grad):
+                tensor = leaves[index] if kind == "leaf" else args[index]
+                if tensor.grad is None:  # as the engine: set the first gradient, add later ones
+                    tensor.grad = Tensor._make(np.array(grad) if copy else grad)
+                else:
+                    tensor.grad = Tensor._make(np.asarray(tensor.grad.data + grad))
         return Tensor._make(np.asarray(loss))
 
     @property
