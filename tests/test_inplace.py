@@ -273,3 +273,27 @@ def test_retain_grad_keeps_earlier_hook_handles_working():
     handle.remove()
     h.sum().backward()
     assert calls == [] and h.grad is not None
+
+
+def test_item_assignment_writes_under_no_grad_and_counts_as_an_in_place_write():
+    w = tg.Tensor(np.ones((2, 3)), requires_grad=True)
+    loss = (w * w).sum()  # saves w for its backward
+    with tg.no_grad():
+        w[0] = 0.0
+        w[1, tg.Tensor(np.array([0, 2]))] = tg.Tensor(np.array([5.0, 6.0]))
+    assert w.data.tolist() == [[0.0, 0.0, 0.0], [5.0, 1.0, 6.0]] and w.is_leaf and w.grad_fn is None
+    with pytest.raises(RuntimeError, match="modified in place"):
+        loss.backward()  # the saved w changed: as PyTorch's version counter
+    mask = tg.Tensor(np.zeros(3))  # requires no grad: a plain write, also in grad mode
+    mask[1:] = 1.0
+    assert mask.data.tolist() == [0.0, 1.0, 1.0]
+
+
+def test_item_assignment_in_grad_mode_on_a_tensor_that_requires_grad_is_refused_with_the_idiom():
+    w = tg.Tensor(np.ones(3), requires_grad=True)
+    for target in (w, w * 2.0):
+        with pytest.raises(RuntimeError, match=r"(?s)requires grad \(shape \(3,\)\).*no_grad"):
+            target[0] = 0.0
+    assert w.data.tolist() == [1.0, 1.0, 1.0]
+    with tg.no_grad(), pytest.raises(ValueError, match="could not broadcast"):
+        w[:2] = np.ones(3)  # NumPy's shape message

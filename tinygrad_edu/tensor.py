@@ -654,6 +654,20 @@ class Tensor:
         """Basic and integer-array indexing like NumPy; repeated indices add up in the gradient."""
         return ops.GetItem.apply(self, index=_plain_index(index))
 
+    def __setitem__(self, index, value):
+        """``t[index] = value``, written into ``data`` like NumPy's (the version counts it), for a
+        tensor that does not require grad, or under ``no_grad`` (PyTorch's
+        ``with torch.no_grad(): w[0] = 0``). In grad mode a tensor that requires grad refuses it:
+        the write would not be recorded, so its gradient would be wrong."""
+        if self.requires_grad and autograd.is_grad_enabled():
+            raise RuntimeError(
+                f"t[...] = value on a tensor that requires grad (shape {self.shape}), in grad mode, is not "
+                "recorded; build a new tensor instead (e.g. tg.where(mask, value, t)), or write without "
+                "recording:\n    with tg.no_grad():\n        w[0] = 0.0"
+            )
+        self.data[_plain_index(index)] = value.data if isinstance(value, Tensor) else value
+        self._bump_version()
+
     # ---- NumPy interoperability ------------------------------------------------------
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
         """NumPy ufuncs on Tensors (``np.exp(t)``, ``ndarray + t``) give recorded Tensors, or a TypeError."""
