@@ -14,7 +14,7 @@ import threading
 import numpy as np
 
 from .modes import current as current_modes, enable_grad, is_grad_enabled, no_grad  # noqa: F401 (public here too)
-from .tensor import Tensor, broadcast_axes, version_of
+from .tensor import Tensor, _RetainGrad, broadcast_axes, version_of
 
 
 # ---- the graph node ----------------------------------------------------------------------
@@ -345,7 +345,8 @@ def _backpropagate(roots, seeds, retain_graph, create_graph, wanted=None):
 def _gradient_complete(item, g, create_graph: bool, found):
     """The complete gradient of `item` (a leaf or a node): run its hooks, a result replaces g;
     and note it if tg.grad wants it."""
-    for hook in list(item._hooks or ()):
+    # retain_grad's hook runs last, so .grad holds what the other hooks made of g (PyTorch 2's order).
+    for hook in sorted(item._hooks or (), key=lambda hook: isinstance(hook, _RetainGrad)):
         result = hook(g if create_graph else Tensor._make(np.asarray(g)))
         if result is not None:
             result = result if isinstance(result, Tensor) else Tensor(result, dtype=item.dtype)
