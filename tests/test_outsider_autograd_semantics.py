@@ -214,3 +214,13 @@ def test_tensor_made_under_no_grad_keeps_its_requires_grad_flag():
         x = Tensor([1.0, 2.0], requires_grad=True)
         y = x * 2
     assert x.requires_grad and not y.requires_grad and y.grad_fn is None
+
+
+# ---- a second backward without retain_graph ------------------------------------------------------
+def test_backward_twice_through_saved_values_raises_as_pytorch_words_it():
+    # PyTorch's test_backward_twice_with_saved_values matches 'Specify retain_graph=True'
+    b = Tensor(np.array([0.5, -1.0, 2.0]), requires_grad=True)
+    c = b * b
+    c.backward(np.ones(3))
+    with pytest.raises(RuntimeError, match="(?i)backward through the graph a second time.*specify retain_graph=True"):
+        c.backward(np.ones(3))

@@ -361,8 +361,8 @@ def _gradient_complete(item, g, create_graph: bool, found):
 def _propagate(ctx: Context, g, create_graph: bool, backward_check) -> list:
     """Run one node's backward; returns (parent, gradient in that parent's shape) pairs."""
     if ctx.saved is None:
-        raise RuntimeError(f"backward through {ctx.fn.__name__} a second time, but its saved arrays were "
-                           "freed by the first backward; pass retain_graph=True to the first backward")
+        raise RuntimeError(f"backward through the graph a second time, but {ctx.fn.__name__}'s saved arrays "
+                           "were freed by the first backward; specify retain_graph=True in the first backward")
     if _last_write > ctx.seq or ctx.snapshots:  # something was written since ctx was made, or may have been
         _check_saved(ctx)
     input_grads = _backward_recorded(ctx, g) if create_graph else ctx.fn.backward(ctx, g)
