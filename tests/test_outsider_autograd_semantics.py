@@ -224,3 +224,11 @@ def test_backward_twice_through_saved_values_raises_as_pytorch_words_it():
     c.backward(np.ones(3))
     with pytest.raises(RuntimeError, match="(?i)backward through the graph a second time.*specify retain_graph=True"):
         c.backward(np.ones(3))
+
+
+def test_grad_with_fewer_grad_outputs_than_outputs_raises():
+    # PyTorch 2.13: RuntimeError "got 2 tensors and 1 gradients"; never a gradient of the first output alone
+    x = Tensor(np.array([1.5, 2.0]), requires_grad=True)
+    for grad_outputs in (np.ones(2), [np.ones(2)], Tensor(np.ones(2))):
+        with pytest.raises(RuntimeError, match="2 outputs and 1 grad_outputs"):
+            tg.grad([x * 2, x * 3], x, grad_outputs=grad_outputs)

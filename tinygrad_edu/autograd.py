@@ -267,6 +267,8 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     inputs = [inputs] if isinstance(inputs, (Tensor, Context)) else list(inputs)
     if grad_outputs is None or isinstance(grad_outputs, (Tensor, np.ndarray)):  # one for each output
         grad_outputs = [grad_outputs] * (len(outputs) if grad_outputs is None else 1)
+    if len(grad_outputs) < len(outputs):  # zip would silently leave the last outputs out
+        raise RuntimeError(f"grad(): got {len(outputs)} outputs and {len(grad_outputs)} grad_outputs; give one each")
     for i, x in enumerate(inputs):
         if not (type(x) is Context or x.requires_grad):
             raise RuntimeError(f"grad(): input {i} does not require grad")
