@@ -67,5 +67,8 @@ def test_second_derivative_matches_central_differences(name):
     x, g = first_gradient(fn, values)
     (second,) = tg.grad((g * weights).sum(), x, allow_unused=True)
     second = np.zeros_like(values) if second is None else second.data
-    numeric = numeric_grad(lambda v: float((first_gradient(fn, v)[1].data * weights).sum()), [values], eps=1e-5)[0]
+    def weighted_first_gradient(v):
+        return float((first_gradient(fn, v)[1].data * weights).sum())
+
+    numeric = numeric_grad(weighted_first_gradient, [values], eps=1e-5)[0]
     np.testing.assert_allclose(second, numeric, rtol=1e-3, atol=1e-4, err_msg=name)
