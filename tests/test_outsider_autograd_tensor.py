@@ -164,7 +164,7 @@ def test_deepcopy_of_an_optimizer_carries_its_state():
         np.testing.assert_array_equal(np.asarray(twin_state["state"][0][key]), np.asarray(value))
 
 
-# ---- mismatches whose fix belongs to another engineer's file ------------------------------------------------
+# ---- mismatches whose fix belongs to another engineer's file -----------------------------------------
 @pytest.mark.xfail(strict=True, reason="tensor.py: Tensor has no __format__ (PyTorch formats a 0-d tensor "
                                        "as its item: f'{loss:.4f}' is every training loop's print)")
 def test_format_spec_on_a_zero_d_tensor():
@@ -200,8 +200,8 @@ def test_no_grad_decorates_a_generator_function():
     assert (next(steps), tg.is_grad_enabled(), next(steps)) == (False, True, False)
 
 
-@pytest.mark.xfail(strict=True, reason="tensor.py: Tensor([a, b]) of tensors requiring grad drops their graph "
-                                       "without a word (API.md: never silently); PyTorch 2.13 warns")
+@pytest.mark.xfail(strict=True, reason="tensor.py: Tensor([a, b]) of tensors requiring grad drops their "
+                                       "graph without a word (API.md: never silently); PyTorch 2.13 warns")
 def test_tensor_of_tensors_that_require_grad_warns():
     w = Tensor(1.0, requires_grad=True)
     with pytest.warns(UserWarning):
