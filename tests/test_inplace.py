@@ -13,7 +13,9 @@ from tinygrad_edu import nn, optim
 # ---- the version counter -------------------------------------------------------------------
 def test_an_optimizer_step_between_two_backwards_is_refused_naming_the_op_and_versions():
     layer = nn.Linear(3, 2, dtype=np.float64)
-    loss = layer(tg.Tensor(np.ones((4, 3)))).sum()
+    # The input requires grad (as a hidden layer's does), so its gradient reads the weight; with a
+    # constant input, neither PyTorch nor we save the weight, and the second backward runs.
+    loss = layer(tg.Tensor(np.ones((4, 3)), requires_grad=True)).sum()
     loss.backward(retain_graph=True)
     optimizer = optim.SGD(layer.parameters(), lr=0.1)
     optimizer.step()
