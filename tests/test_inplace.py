@@ -84,8 +84,9 @@ VIEWS = {
 def test_a_write_into_a_tensor_whose_view_was_saved_is_refused(name):
     # A view (w.T, w[0], a reshape) shares its base's version, as in PyTorch: an optimizer step on
     # w changes the array the view's consumer saved, so a second backward must not use it silently.
+    # x requires grad: its gradient is what reads w (for w's own, x @ w.T saves only x, as PyTorch).
     w = tg.Tensor(np.arange(6.0).reshape(2, 3), requires_grad=True)
-    loss = VIEWS[name](tg.Tensor(np.ones((4, 3))), w).sum()
+    loss = VIEWS[name](tg.Tensor(np.ones((4, 3)), requires_grad=True), w).sum()
     loss.backward(retain_graph=True)
     with tg.no_grad():
         w -= 1
@@ -121,7 +122,7 @@ def test_views_of_parameters_trained_for_several_steps_never_trip_the_check(name
 
 def test_load_state_dict_counts_as_an_in_place_write():
     layer = nn.Linear(2, 2)
-    loss = layer(tg.Tensor(np.ones((1, 2), np.float32))).sum()
+    loss = layer(tg.Tensor(np.ones((1, 2), np.float32), requires_grad=True)).sum()  # its gradient reads W
     layer.load_state_dict(layer.state_dict())
     with pytest.raises(RuntimeError, match="modified in place"):
         loss.backward()
