@@ -72,3 +72,23 @@ def test_second_derivative_matches_central_differences(name):
 
     numeric = numeric_grad(weighted_first_gradient, [values], eps=1e-5)[0]
     np.testing.assert_allclose(second, numeric, rtol=1e-3, atol=1e-4, err_msg=name)
+
+
+@pytest.mark.parametrize("layer", ["F.linear", "x @ W.T + b"])
+def test_gradient_penalty_on_the_input_differentiates_into_the_weights(layer):
+    # WGAN-GP's term, d/dparams of (|d out/d x| - 1)^2: a mixed partial through both layers' products.
+    rng = np.random.default_rng(0)
+    inputs = rng.standard_normal((4, 3))
+
+    def affine(x, w, b=None):
+        if layer == "F.linear":
+            return F.linear(x, w, b)
+        return x @ w.T if b is None else x @ w.T + b
+
+    def penalty(w1, b1, w2):
+        x = Tensor(inputs, requires_grad=True)
+        (dx,) = tg.grad(affine(affine(x, w1, b1).tanh(), w2).sum(), x, create_graph=True)
+        return (((dx ** 2).sum(axis=1).sqrt() - 1) ** 2).mean()
+
+    params = [Tensor(rng.standard_normal(shape), requires_grad=True) for shape in ((5, 3), (5,), (1, 5))]
+    assert tg.gradcheck(penalty, params)
