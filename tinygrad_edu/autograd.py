@@ -268,7 +268,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     if grad_outputs is None or isinstance(grad_outputs, (Tensor, np.ndarray)):  # one for each output
         grad_outputs = [grad_outputs] * (len(outputs) if grad_outputs is None else 1)
     if len(grad_outputs) < len(outputs):  # zip would silently leave the last outputs out
-        raise RuntimeError(f"grad(): got {len(outputs)} outputs and {len(grad_outputs)} grad_outputs; give one each")
+        raise RuntimeError(f"grad(): {len(outputs)} outputs and {len(grad_outputs)} grad_outputs (one each)")
     for i, x in enumerate(inputs):
         if not (type(x) is Context or x.requires_grad):
             raise RuntimeError(f"grad(): input {i} does not require grad")
@@ -364,7 +364,7 @@ def _propagate(ctx: Context, g, create_graph: bool, backward_check) -> list:
     """Run one node's backward; returns (parent, gradient in that parent's shape) pairs."""
     if ctx.saved is None:
         raise RuntimeError(f"backward through the graph a second time, but {ctx.fn.__name__}'s saved arrays "
-                           "were freed by the first backward; specify retain_graph=True in the first backward")
+                           "were freed by the first backward: specify retain_graph=True in the first one")
     if _last_write > ctx.seq or ctx.snapshots:  # something was written since ctx was made, or may have been
         _check_saved(ctx)
     input_grads = _backward_recorded(ctx, g) if create_graph else ctx.fn.backward(ctx, g)
