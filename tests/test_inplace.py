@@ -13,7 +13,9 @@ from tinygrad_edu import nn, optim
 # ---- the version counter -------------------------------------------------------------------
 def test_an_optimizer_step_between_two_backwards_is_refused_naming_the_op_and_versions():
     layer = nn.Linear(3, 2, dtype=np.float64)
-    loss = layer(tg.Tensor(np.ones((4, 3)))).sum()
+    # The input requires grad (as a hidden layer's does), so its gradient reads the weight; with a
+    # constant input, neither PyTorch nor we save the weight, and the second backward runs.
+    loss = layer(tg.Tensor(np.ones((4, 3)), requires_grad=True)).sum()
     loss.backward(retain_graph=True)
     optimizer = optim.SGD(layer.parameters(), lr=0.1)
     optimizer.step()
@@ -82,8 +84,9 @@ VIEWS = {
 def test_a_write_into_a_tensor_whose_view_was_saved_is_refused(name):
     # A view (w.T, w[0], a reshape) shares its base's version, as in PyTorch: an optimizer step on
     # w changes the array the view's consumer saved, so a second backward must not use it silently.
+    # x requires grad: its gradient is what reads w (for w's own, x @ w.T saves only x, as PyTorch).
     w = tg.Tensor(np.arange(6.0).reshape(2, 3), requires_grad=True)
-    loss = VIEWS[name](tg.Tensor(np.ones((4, 3))), w).sum()
+    loss = VIEWS[name](tg.Tensor(np.ones((4, 3)), requires_grad=True), w).sum()
     loss.backward(retain_graph=True)
     with tg.no_grad():
         w -= 1
@@ -119,7 +122,7 @@ def test_views_of_parameters_trained_for_several_steps_never_trip_the_check(name
 
 def test_load_state_dict_counts_as_an_in_place_write():
     layer = nn.Linear(2, 2)
-    loss = layer(tg.Tensor(np.ones((1, 2), np.float32))).sum()
+    loss = layer(tg.Tensor(np.ones((1, 2), np.float32), requires_grad=True)).sum()  # its gradient reads W
     layer.load_state_dict(layer.state_dict())
     with pytest.raises(RuntimeError, match="modified in place"):
         loss.backward()

@@ -14,7 +14,7 @@ import threading
 import numpy as np
 
 from .modes import current as current_modes, enable_grad, is_grad_enabled, no_grad  # noqa: F401 (public here too)
-from .tensor import Tensor, broadcast_axes, version_of
+from .tensor import Tensor, _RetainGrad, broadcast_axes, version_of
 
 
 # ---- the graph node ----------------------------------------------------------------------
@@ -267,6 +267,8 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     inputs = [inputs] if isinstance(inputs, (Tensor, Context)) else list(inputs)
     if grad_outputs is None or isinstance(grad_outputs, (Tensor, np.ndarray)):  # one for each output
         grad_outputs = [grad_outputs] * (len(outputs) if grad_outputs is None else 1)
+    if len(grad_outputs) < len(outputs):  # zip would silently leave the last outputs out
+        raise RuntimeError(f"grad(): {len(outputs)} outputs and {len(grad_outputs)} grad_outputs (one each)")
     for i, x in enumerate(inputs):
         if not (type(x) is Context or x.requires_grad):
             raise RuntimeError(f"grad(): input {i} does not require grad")
@@ -345,7 +347,8 @@ def _backpropagate(roots, seeds, retain_graph, create_graph, wanted=None):
 def _gradient_complete(item, g, create_graph: bool, found):
     """The complete gradient of `item` (a leaf or a node): run its hooks, a result replaces g;
     and note it if tg.grad wants it."""
-    for hook in list(item._hooks or ()):
+    # retain_grad's hook runs last, so .grad holds what the other hooks made of g (PyTorch 2's order).
+    for hook in sorted(item._hooks or (), key=lambda hook: isinstance(hook, _RetainGrad)):
         result = hook(g if create_graph else Tensor._make(np.asarray(g)))
         if result is not None:
             result = result if isinstance(result, Tensor) else Tensor(result, dtype=item.dtype)
@@ -360,8 +363,8 @@ def _gradient_complete(item, g, create_graph: bool, found):
 def _propagate(ctx: Context, g, create_graph: bool, backward_check) -> list:
     """Run one node's backward; returns (parent, gradient in that parent's shape) pairs."""
     if ctx.saved is None:
-        raise RuntimeError(f"backward through {ctx.fn.__name__} a second time, but its saved arrays were "
-                           "freed by the first backward; pass retain_graph=True to the first backward")
+        raise RuntimeError(f"backward through the graph a second time, but {ctx.fn.__name__}'s saved arrays "
+                           "were freed by the first backward: specify retain_graph=True in the first one")
     if _last_write > ctx.seq or ctx.snapshots:  # something was written since ctx was made, or may have been
         _check_saved(ctx)
     input_grads = _backward_recorded(ctx, g) if create_graph else ctx.fn.backward(ctx, g)

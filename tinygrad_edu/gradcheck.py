@@ -132,6 +132,11 @@ def gradcheck(fn, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1
 def _output_weights(outputs) -> list:
     """A fixed random weight per output element (1 for a one-element output)."""
     outputs = outputs if isinstance(outputs, (tuple, list)) else (outputs,)
+    for out in outputs:
+        if not isinstance(out, Tensor):  # an ndarray or a number has no graph to check
+            raise TypeError(f"gradcheck: fn must return a Tensor or a tuple of Tensors, not "
+                            f"{type(out).__name__}; compute it with Tensor operations (NumPy functions on "
+                            "Tensors give Tensors)")
     rng = np.random.default_rng(0)  # fixed: a check must not depend on the global seed
     return [np.ones(o.shape) if o.size == 1 else rng.uniform(0.5, 1.5, o.shape) for o in outputs]
 

@@ -158,6 +158,23 @@ def _outer(a, b, out=None):
     return as_tensor(a).reshape(-1, 1) @ as_tensor(b).reshape(1, -1)
 
 
+def _concatenate(arrays, axis=0, out=None, **options):
+    _refuse("concatenate", out, options)
+    if axis is None:  # NumPy's meaning: every array flattened first
+        arrays, axis = [as_tensor(a).ravel() for a in arrays], 0
+    return concatenate(arrays, axis=axis)
+
+
+def _stack(arrays, axis=0, out=None, **options):
+    _refuse("stack", out, options)
+    return stack(arrays, axis=axis)
+
+
+def _einsum(subscripts, *operands, out=None, optimize=False, **options):
+    _refuse("einsum", out, options)  # optimize only picks an order of the products: same values
+    return einsum(subscripts, *operands)
+
+
 _FUNCTIONS = {
     np.sum: _reduction("sum"),
     np.mean: _reduction("mean"),
@@ -177,10 +194,10 @@ _FUNCTIONS = {
     np.squeeze: lambda a, axis=None: functional.squeeze(a, axis),
     np.expand_dims: _expand_dims,
     np.broadcast_to: lambda array, shape, subok=False: as_tensor(array).broadcast_to(shape),
-    np.concatenate: lambda arrays, axis=0, **kw: concatenate(arrays, axis=axis),
-    np.stack: lambda arrays, axis=0, **kw: stack(arrays, axis=axis),
+    np.concatenate: _concatenate,
+    np.stack: _stack,
     np.where: _where,
-    np.einsum: lambda subscripts, *operands, **kw: einsum(subscripts, *operands),
+    np.einsum: _einsum,
     np.clip: _clip,
     np.shape: lambda a: np.shape(_plain(a)),
     np.ndim: lambda a: np.ndim(_plain(a)),

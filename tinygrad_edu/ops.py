@@ -207,7 +207,10 @@ class Mul(Function):
 
     @staticmethod
     def forward(ctx, x, y):
-        ctx.save_for_backward(x, y)
+        # Each input is saved only for the other's gradient, so an optimizer step that writes
+        # into a weight breaks only the backwards that would read it (PyTorch saves the same way).
+        needs_dx, needs_dy = ctx.needs_input_grad
+        ctx.save_for_backward(x if needs_dy else None, y if needs_dx else None)
         return x * y
 
     @staticmethod
@@ -225,7 +228,7 @@ class Div(Function):
 
     @staticmethod
     def forward(ctx, x, y):
-        ctx.save_for_backward(x, y)
+        ctx.save_for_backward(x if ctx.needs_input_grad[1] else None, y)  # x only for dy (as in Mul)
         return x / y
 
     @staticmethod
@@ -568,7 +571,8 @@ class MatMul(Function):
     @staticmethod
     def forward(ctx, x, y):
         x, y = np.asanyarray(x), np.asanyarray(y)
-        ctx.save_for_backward(x, y)
+        ctx.ndims = x.ndim, y.ndim
+        ctx.save_for_backward(x if ctx.needs_input_grad[1] else None, y if ctx.needs_input_grad[0] else None)
         try:
             return x @ y
         except ValueError:
@@ -577,20 +581,21 @@ class MatMul(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        x, y = ctx.saved
-        # Work with matrices: a vector x is a 1-row matrix, a vector y a 1-column matrix.
-        xm = x if x.ndim > 1 else x.reshape(1, -1)
-        ym = y if y.ndim > 1 else y.reshape(-1, 1)
-        if x.ndim == 1 or y.ndim == 1:
-            rows = xm.shape[-2] if x.ndim > 1 else 1
-            cols = ym.shape[-1] if y.ndim > 1 else 1
-            grad = grad.reshape(tuple(grad.shape[: grad.ndim - (x.ndim > 1) - (y.ndim > 1)]) + (rows, cols))
+        x, y = ctx.saved  # each saved only for the other's gradient (as in Mul)
+        x_ndim, y_ndim = ctx.ndims
+        # Work with matrices: a vector x is a 1-row matrix, a vector y a 1-column matrix; grad
+        # gets back the row or column axis the vector's product dropped.
+        if x_ndim == 1 or y_ndim == 1:
+            shape = grad.shape + (1,) if y_ndim == 1 else grad.shape
+            grad = grad.reshape(shape[:-1] + (1,) + shape[-1:] if x_ndim == 1 else shape)
         dx = dy = None
         if ctx.needs_input_grad[0]:
+            ym = y if y_ndim > 1 else y.reshape(-1, 1)
             dx = grad @ ym.mT  # a 1-D x's extra leading axes are summed by the engine
         if ctx.needs_input_grad[1]:
+            xm = x if x_ndim > 1 else x.reshape(1, -1)
             dy = xm.mT @ grad
-            if y.ndim == 1:
+            if y_ndim == 1:
                 dy = dy.reshape(dy.shape[:-1])  # drop the column axis; batch axes go to the engine
         return dx, dy
 
@@ -608,7 +613,7 @@ class Linear(Function):
     @staticmethod
     def forward(ctx, x, w, b):
         x, w = np.asanyarray(x), np.asanyarray(w)
-        ctx.save_for_backward(x, w)
+        ctx.save_for_backward(x if ctx.needs_input_grad[1] else None, w if ctx.needs_input_grad[0] else None)
         try:
             product = x @ w.T
         except ValueError:  # say it in the layer's terms (checked only on failure)
@@ -618,12 +623,12 @@ class Linear(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        x, w = ctx.saved
+        x, w = ctx.saved  # each saved only for the other's gradient (as in Mul)
         dx = grad @ w if ctx.needs_input_grad[0] else None
         dw = None
         if ctx.needs_input_grad[1]:
             # Every leading axis of x is a batch axis: flatten them, so one product sums them.
-            dw = grad.reshape(-1, w.shape[0]).T @ x.reshape(-1, w.shape[1])
+            dw = grad.reshape(-1, grad.shape[-1]).T @ x.reshape(-1, x.shape[-1])
         return dx, dw, grad  # the engine sums grad over the axes b was broadcast along
 
 
