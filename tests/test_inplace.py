@@ -254,8 +254,25 @@ def test_complex_or_object_results_are_refused_naming_the_op(make):
 
 def test_numpy_given_a_list_of_tensors_that_require_grad_warns_naming_the_function():
     x = tg.Tensor([1.0, 2.0], requires_grad=True)
-    with pytest.warns(tg.GraphDroppedWarning, match=r"numpy\.mean was given Tensors inside a list"):
+    with pytest.warns(tg.GraphDroppedWarning, match=r"numpy\.mean turned Tensors into plain arrays") as record:
         np.mean([x, x + 2])
+    assert record[0].filename == __file__  # the learner's line
+
+
+def test_scipy_given_a_tensor_that_requires_grad_warns_naming_the_function():
+    from scipy.special import logsumexp
+
+    x = tg.Tensor([1.0, 2.0], requires_grad=True)
+    with pytest.warns(tg.GraphDroppedWarning, match=r"scipy\.logsumexp turned Tensors into plain arrays") as record:
+        logsumexp(x)  # a plain float: tg.logsumexp keeps the graph
+    assert record[0].filename == __file__
+
+
+def test_a_tensor_made_from_a_list_of_tensors_that_require_grad_warns_at_the_callers_line():
+    w = tg.Tensor(1.0, requires_grad=True)
+    with pytest.warns(tg.GraphDroppedWarning, match=r"Tensor\(\) was given Tensors inside a list") as record:
+        tg.Tensor([w * 2, w * 3])
+    assert record[0].filename == __file__
 
 
 def test_reading_values_on_purpose_stays_quiet(recwarn):

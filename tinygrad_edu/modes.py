@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
+import inspect
 
 
 class Modes:
@@ -76,6 +78,32 @@ class _GradMode(contextlib.ContextDecorator):
         mode = super().__new__(cls)
         # Allow the bare decorator form `@no_grad` as well as `@no_grad()`.
         return mode(func) if callable(func) else mode
+
+    def __call__(self, func):
+        if not inspect.isgeneratorfunction(func):
+            return super().__call__(func)
+
+        # A generator runs in pieces, between which its caller runs: the mode holds inside each
+        # piece only, as PyTorch's decorators do (a `with` around the call would end at once).
+        @functools.wraps(func)
+        def generator(*args, **kwargs):
+            steps = func(*args, **kwargs)
+            resume, value = steps.send, None
+            while True:
+                try:
+                    with type(self)():
+                        result = resume(value)
+                except StopIteration as finished:
+                    return finished.value
+                try:
+                    resume, value = steps.send, (yield result)
+                except GeneratorExit:
+                    steps.close()
+                    raise
+                except BaseException as thrown:  # thrown in by the caller: the generator may catch it
+                    resume, value = steps.throw, thrown
+
+        return generator
 
     def __enter__(self):
         # The value to restore is kept with the thread's switches, not on this object: one

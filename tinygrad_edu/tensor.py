@@ -229,6 +229,15 @@ class Tensor:
             )
         return bool(self.data)
 
+    def __format__(self, spec: str) -> str:
+        """``f"{loss:.4f}"``: a 0-d tensor formats as its value, as PyTorch's; others as ``str``."""
+        if self.ndim == 0:
+            return format(self.item(), spec)
+        if spec:
+            raise TypeError(f"format spec {spec!r} needs a 0-d tensor (a number), got shape {self.shape}; "
+                            "format t.item() or t.tolist()")
+        return str(self)
+
     def __float__(self) -> float:
         """``float(t)`` for a one-element tensor (outside the graph)."""
         return float(self.item())
@@ -270,7 +279,7 @@ class Tensor:
         warns (GraphDroppedWarning). Asking for the array yourself (``np.asarray(t)``) is quiet.
         """
         if self.requires_grad:
-            _warn_if_numpy_drops_the_graph()
+            _warn_if_the_graph_is_dropped()
         if dtype is None or dtype == self.data.dtype:
             return self.data.copy() if copy else self.data
         return self.data.astype(dtype)
@@ -285,6 +294,9 @@ class Tensor:
 
     def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
         """Switch gradient recording for this leaf on or off, in place; returns self."""
+        if self._ctx is not None and not requires_grad:
+            raise RuntimeError(f"requires_grad_(False) on a tensor made by {self._ctx.name}: only a leaf's flag "
+                               "can change (PyTorch's rule); t.detach() gives the values without the graph")
         if requires_grad:
             _check_can_require_grad(self.data.dtype)
         self.requires_grad = requires_grad
@@ -481,6 +493,10 @@ class Tensor:
     def sqrt(self):
         """Square root, elementwise (as x ** 0.5)."""
         return ops.Pow.apply(self, 0.5)
+
+    def __abs__(self):
+        """``abs(t)``, the same as ``t.abs()``."""
+        return self.abs()
 
     def abs(self):
         """|x|, elementwise; the gradient at 0 is 0."""
@@ -816,23 +832,31 @@ class _RetainGrad:
         tensor.grad = grad if tensor.grad is None else tensor.grad + grad
 
 
-def _warn_if_numpy_drops_the_graph() -> None:
-    """Warn when NumPy's own code (not numpy.testing) is turning a Tensor into an array."""
-    frame, level = sys._getframe(2), 2  # the caller of Tensor.__array__
-    function = None
-    while frame is not None and _in_numpy(frame):
-        function, frame, level = frame.f_code.co_name, frame.f_back, level + 1
-    if function is not None:
-        warnings.warn(
-            f"numpy.{function} was given Tensors inside a list (or tuple), which it turns into plain arrays: "
-            "the result has no graph, and no gradient reaches these tensors. Combine them with Tensor "
-            "operations first (e.g. tg.stack([...]).mean(axis=0)), or pass t.detach() to use the values on "
-            "purpose", GraphDroppedWarning, stacklevel=level)
+def _warn_if_the_graph_is_dropped() -> None:
+    """Warn when NumPy's or SciPy's own code (not their testing helpers), or Tensor() given a list,
+    is turning a Tensor that requires grad into an array."""
+    frame, level = sys._getframe(2), 3  # the caller of Tensor.__array__, and its stacklevel
+    if frame.f_code is _as_array.__code__:  # Tensor([a, b]) of tensors: NumPy stacked them here
+        where = "Tensor() was given Tensors inside a list (or tuple), and stacked their values"
+        frame, level = frame.f_back.f_back, level + 2  # past _as_array and Tensor.__init__
+    else:
+        function = None
+        while frame is not None and _in_numpy_or_scipy(frame):
+            function = f"{frame.f_globals['__name__'].split('.')[0]}.{frame.f_code.co_name}"
+            frame, level = frame.f_back, level + 1
+        if function is None:
+            return  # np.asarray(t) asked for by the caller: the array is what they want
+        where = f"{function} turned Tensors into plain arrays (NumPy does to Tensors inside a list or tuple)"
+    warnings.warn(
+        f"{where}: the result has no graph, and no gradient reaches these tensors. Combine them with "
+        "Tensor operations first (e.g. tg.stack([...]), tg.stack([...]).mean(axis=0)), or pass t.detach() "
+        "to use the values on purpose", GraphDroppedWarning, stacklevel=level)
 
 
-def _in_numpy(frame) -> bool:
+def _in_numpy_or_scipy(frame) -> bool:
     module = frame.f_globals.get("__name__", "")
-    return module.startswith("numpy.") and not module.startswith("numpy.testing")
+    testing = ("numpy.testing", "scipy._lib._testutils")
+    return module.startswith(("numpy.", "scipy.")) and not module.startswith(testing)
 
 
 class GraphDroppedWarning(UserWarning):
