@@ -43,7 +43,7 @@ def test_second_backward_after_a_step_runs_when_pytorch_runs_it(name, make_loss,
 ])
 def test_second_backward_after_a_step_raises_when_the_weight_was_saved(name, make_loss):
     weight = Tensor([1.0, 2.0], requires_grad=True)
-    with pytest.raises(RuntimeError, match="modified in place"):
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         _second_backward_after_step(make_loss, weight)
 
 

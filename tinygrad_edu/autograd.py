@@ -13,7 +13,7 @@ import threading
 
 import numpy as np
 
-from .modes import current as current_modes, enable_grad, is_grad_enabled, no_grad  # noqa: F401 (public here too)
+from .modes import current as current_modes, enable_grad, is_grad_enabled, no_grad  # noqa: F401 (public too)
 from .tensor import Tensor, _RetainGrad, broadcast_axes, version_of
 
 
@@ -86,7 +86,7 @@ class Function:
     one gradient per input (None for an input that takes none), given grad = dL/d(output).
     """
 
-    broadcasts = False  # True for elementwise ops that broadcast NumPy-style (the broadcast guard watches them)
+    broadcasts = False  # True for elementwise ops that broadcast as NumPy does (the broadcast guard watches)
 
     @classmethod
     def apply(cls, *inputs, **params):
@@ -178,12 +178,12 @@ def _check_saved(ctx: Context) -> None:
         if expected is not None and version_of(item) != expected:
             if (item.out_id if type(item) is Context else id(item.data)) in {id(a) for a in ctx.saved}:
                 raise RuntimeError(f"{ctx.fn.__name__}'s {'output' if item is ctx else f'input {i}'} (shape "
-                                   f"{item.shape}) was modified in place after it was saved for backward "
-                                   f"(version {version_of(item)}, expected {expected}){_ADVICE}")
+                                   f"{item.shape}) was modified by an inplace operation after it was saved "
+                                   f"for backward (version {version_of(item)}, expected {expected}){_ADVICE}")
     for i, x, where, values in ctx.snapshots or ():
         if not np.array_equal(x.flat[where], values, equal_nan=x.dtype.kind in "fc"):
-            raise RuntimeError(f"{ctx.fn.__name__}'s input {i} (shape {x.shape}) was modified in place after "
-                               f"it was saved for backward (a NumPy array: its values changed){_ADVICE}")
+            raise RuntimeError(f"{ctx.fn.__name__}'s input {i} (a NumPy array of shape {x.shape}) was "
+                               f"modified by an inplace operation after it was saved for backward{_ADVICE}")
 
 
 _ADVICE = "; run backward before the in-place change (e.g. an optimizer step), or run a new forward"
@@ -278,7 +278,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     grads = [found[id(item)] for item in items]
     if not allow_unused and any(g is None for g in grads):
         unused = [g is None for g in grads].index(True)
-        raise RuntimeError(f"grad(): input {unused} was not used to compute the outputs (allow_unused=True gives None)")
+        raise RuntimeError(f"grad(): input {unused} was not used to compute the outputs (allow_unused=True)")
     return tuple(g if g is None or create_graph else Tensor._make(np.asarray(g)) for g in grads)
 
 
@@ -286,8 +286,8 @@ def _seed(root: Tensor, gradient, create_graph: bool):
     """dL/d(root) to start from: ones for a one-element root, else the given gradient."""
     if gradient is None:
         if root.size != 1:
-            raise RuntimeError(f"backward() without a gradient needs a one-element output, but this one has shape "
-                               f"{root.shape}; reduce it first (e.g. .sum() or .mean()) or pass gradient= of that shape")
+            raise RuntimeError(f"backward() without a gradient needs a one-element output, not shape "
+                               f"{root.shape}; reduce it first (e.g. .sum() or .mean()) or pass gradient=")
         seed = np.ones(root.shape, dtype=root.dtype) if root.ndim else np.array(1, dtype=root.dtype)
     elif create_graph and isinstance(gradient, Tensor):
         # Keep its graph (gradients may be taken with respect to it), in the root's dtype.
@@ -423,7 +423,7 @@ def _tensor_of(item, array):
     return item if isinstance(item, Tensor) and item.data is array else None
 
 
-leaf_grads_lock = threading.Lock()  # backwards in several threads add into a shared leaf's .grad one at a time
+leaf_grads_lock = threading.Lock()  # backwards in several threads add to a shared leaf's .grad one at a time
 
 
 def _accumulate(leaf: Tensor, g, create_graph: bool, held_by_leaves: set) -> None:
