@@ -113,7 +113,13 @@ class Sigmoid(Function):
     @staticmethod
     def backward(ctx, grad):
         (out,) = ctx.saved
-        return grad * out * (1 - out)
+        # Built in place in its own fresh `1 - out`: one array of a batch's size, not three, which
+        # keeps a big batch's backward from growing the heap (W1, docs/performance.md). On Tensors
+        # (create_graph) `*=` records a new node instead.
+        dx = 1 - out
+        dx *= out
+        dx *= grad
+        return dx
 
 
 class Tanh(Function):
