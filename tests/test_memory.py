@@ -44,3 +44,4 @@ def test_sigmoid_backward_allocates_only_its_result():
     s = out.data
     np.testing.assert_allclose(result, grad * s * (1 - s), rtol=1e-15)
 
+

@@ -106,7 +106,15 @@ class Sigmoid(Function):
 
     @staticmethod
     def forward(ctx, x):
-        out = expit(x)  # never overflows, unlike 1 / (1 + np.exp(-x))
+        # 1 / (1 + exp(-x)), step by step in one array of x's float dtype. NumPy's exp is vectorised,
+        # so on a batch this is about three times faster than scipy's expit, and one array keeps a
+        # big batch's heap small (docs/performance.md). Where x < -709 (float64) exp(-x) overflows
+        # to inf, and 1 / inf = 0 is right: the true value is subnormal there.
+        out = np.asanyarray(np.negative(x, dtype=np.result_type(x, 1.0)))  # (NumPy gives 0-d as a scalar)
+        with np.errstate(over="ignore"):
+            np.exp(out, out=out)
+        out += 1
+        np.reciprocal(out, out=out)
         ctx.save_for_backward(out)
         return out
 
