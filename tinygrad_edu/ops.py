@@ -106,11 +106,10 @@ class Sigmoid(Function):
 
     @staticmethod
     def forward(ctx, x):
-        # 1 / (1 + exp(-x)), step by step in one array of x's float dtype. NumPy's exp is vectorised,
-        # so on a batch this is about three times faster than scipy's expit, and one array keeps a
-        # big batch's heap small (docs/performance.md). Where x < -709 (float64) exp(-x) overflows
+        # 1 / (1 + exp(-x)) with NumPy's vectorised exp, step by step in one array of x's float dtype
+        # (why: docs/performance.md, "W1's array work"). Where x < -709 (float64) exp(-x) overflows
         # to inf, and 1 / inf = 0 is right: the true value is subnormal there.
-        out = np.asanyarray(np.negative(x, dtype=np.result_type(x, 1.0)))  # (NumPy gives 0-d as a scalar)
+        out = np.asanyarray(np.negative(x, dtype=np.result_type(x, 1.0)))  # a 0-d x gives a scalar
         with np.errstate(over="ignore"):
             np.exp(out, out=out)
         out += 1
