@@ -32,3 +32,16 @@ def test_relu_passes_the_gradient_where_its_output_is_nan_as_pytorch():
     x = Tensor(np.array([np.nan, -1.0, 2.0]), requires_grad=True)
     x.relu().backward(np.array([5.0, 5.0, 5.0]))
     np.testing.assert_array_equal(x.grad.data, [5.0, 0.0, 5.0])
+
+
+def test_sigmoid_backward_allocates_only_its_result():
+    # W1's first layer: three (N, hidden) temporaries here grew the heap by two arrays per step.
+    x = Tensor(np.random.default_rng(1).standard_normal((512, 512)), requires_grad=True)
+    out = x.sigmoid()
+    grad = np.random.default_rng(2).standard_normal(out.shape)
+    result, peak = _peak_of(lambda: ops.Sigmoid.backward(out.grad_fn, grad))
+    assert peak < 1.1 * result.nbytes, f"peak {peak} bytes for a result of {result.nbytes}"
+    s = out.data
+    np.testing.assert_allclose(result, grad * s * (1 - s), rtol=1e-15)
+
+

@@ -1,7 +1,10 @@
 """The Tensor surface of API.md: construction and dtypes, attributes, factories, seeding,
 comparisons, and the errors a learner sees for bad input (shapes, dtypes)."""
+import warnings
+
 import numpy as np
 import pytest
+from scipy.special import expit
 
 import tinygrad_edu as tg
 
@@ -321,3 +324,21 @@ def test_pytorch_spellings_refuse_what_pytorch_refuses_with_the_shapes():
         t.t()
     with pytest.raises(ValueError):
         t.permute(0, 0, 1)  # not a permutation
+
+
+def test_sigmoid_keeps_the_float_dtype_and_saturates_without_warnings():
+    # Computed with NumPy's exp: exp(-x) overflows to inf below about -709 (float64) or -89
+    # (float32), where 1 / inf = 0 is the right limit, and no warning reaches the user.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for dtype in (np.float16, np.float32, np.float64):
+            values = np.array([-1e4, -800.0, -100.0, -20.0, 0.0, 20.0, 1e4], dtype=dtype)
+            x = tg.Tensor(values, requires_grad=True)
+            out = x.sigmoid()
+            assert out.dtype == dtype
+            expected = expit(x.data.astype(np.float64))
+            np.testing.assert_allclose(out.data, expected.astype(dtype), rtol=2 * np.finfo(dtype).eps,
+                                       atol=np.finfo(dtype).tiny)  # 0 where the true value is subnormal
+            out.backward(np.ones(7, dtype=dtype))
+            assert np.all(np.isfinite(x.grad.data))
+        assert tg.Tensor(np.float64(-3.0)).sigmoid().item() == 1 / (1 + np.exp(3.0))

@@ -106,14 +106,27 @@ class Sigmoid(Function):
 
     @staticmethod
     def forward(ctx, x):
-        out = expit(x)  # never overflows, unlike 1 / (1 + np.exp(-x))
+        # 1 / (1 + exp(-x)) with NumPy's vectorised exp, step by step in one array of x's float dtype
+        # (why: docs/performance.md, "W1's array work"). Where x < -709 (float64) exp(-x) overflows
+        # to inf, and 1 / inf = 0 is right: the true value is subnormal there.
+        out = np.asanyarray(np.negative(x, dtype=np.result_type(x, 1.0)))  # a 0-d x gives a scalar
+        with np.errstate(over="ignore"):
+            np.exp(out, out=out)
+        out += 1
+        np.reciprocal(out, out=out)
         ctx.save_for_backward(out)
         return out
 
     @staticmethod
     def backward(ctx, grad):
         (out,) = ctx.saved
-        return grad * out * (1 - out)
+        # Built in place in its own fresh `1 - out`: one array of a batch's size, not three, which
+        # keeps a big batch's backward from growing the heap (W1, docs/performance.md). On Tensors
+        # (create_graph) `*=` records a new node instead.
+        dx = 1 - out
+        dx *= out
+        dx *= grad
+        return dx
 
 
 class Tanh(Function):
