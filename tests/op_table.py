@@ -7,6 +7,7 @@ its Function class in tinygrad_edu/ops.py and its row here; nothing else.
 from __future__ import annotations
 
 import copy
+import warnings
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
@@ -593,7 +594,9 @@ def _transpose(x, axes, as_tuple):
 
 
 def _transpose_call(x, axes, as_tuple):
-    return x.transpose(axes) if as_tuple else x.transpose(*axes)
+    with warnings.catch_warnings():  # a drawn identity (0, 1) of a matrix warns for PyTorch ports: meant here
+        warnings.filterwarnings("ignore", r"transpose\(0, 1\) of a 2-D tensor", UserWarning)
+        return x.transpose(axes) if as_tuple else x.transpose(*axes)
 
 
 def _cross_entropy_ref(logits, target, reduction):
