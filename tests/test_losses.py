@@ -384,3 +384,19 @@ def test_gradient_of_the_fused_gradient_matches_central_differences(name):
     (second,) = tg.grad((first * v).sum(), logits)
     (expected,) = numeric_grad(lambda a: np.sum(analytic_gradient(a, target) * v), [x])
     np.testing.assert_allclose(second.data, expected, rtol=1e-6, atol=1e-9)
+
+
+def test_cross_entropy_with_a_tensor_of_labels_is_guarded_by_its_version_not_a_copy():
+    logits = tg.Tensor(np.random.default_rng(0).normal(size=(4, 3)), requires_grad=True)
+    labels = tg.Tensor(np.array([0, 2, 1, 2]))
+    loss = F.cross_entropy(logits, labels)
+    assert loss.grad_fn.parents[1] is labels and not loss.grad_fn.snapshots  # no copy of the labels kept
+    with tg.no_grad():
+        labels += 1  # the labels the loss saved change
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()
+    array_labels = np.array([0, 2, 1, 2])  # a NumPy array keeps no version: its values are compared
+    loss = F.cross_entropy(logits, array_labels)
+    array_labels[0] = 1
+    with pytest.raises(RuntimeError, match="a NumPy array of shape"):
+        loss.backward()

@@ -545,8 +545,10 @@ def cross_entropy(logits: Tensor, target, reduction: str = "mean") -> Tensor:
     axis = 1 if logits.ndim > 1 else 0
     if logits.ndim == 0:
         raise ValueError("cross_entropy: logits must have a class axis, got a 0-d tensor")
-    target = _cross_entropy_target(logits, target, axis, "cross_entropy")
-    return ops.SoftmaxCrossEntropy.apply(logits, target, axis=axis, reduction=reduction)
+    checked = _cross_entropy_target(logits, target, axis, "cross_entropy")
+    if isinstance(target, Tensor) and checked is target.data:
+        checked = target  # the Tensor, not its array: its version counter guards the labels, no copy is kept
+    return ops.SoftmaxCrossEntropy.apply(logits, checked, axis=axis, reduction=reduction)
 
 
 def nll_loss(log_probs: Tensor, target, reduction: str = "mean") -> Tensor:
