@@ -423,3 +423,23 @@ def test_a_ravel_that_copied_while_tracing_is_not_written_into_when_a_call_makes
     step(x)
     np.testing.assert_array_equal(x, before, err_msg="the step wrote into its argument")
     np.testing.assert_array_equal(w.grad.data, before.reshape(-1) + 1.0)
+
+
+def test_a_temporary_is_written_into_once_the_views_read_from_it_are_done():
+    rng = np.random.default_rng(5)
+    w1 = Tensor(rng.uniform(-0.1, 0.1, (20, 64)), requires_grad=True, name="w1")
+    w2 = Tensor(rng.uniform(-0.1, 0.1, (64, 10)), requires_grad=True, name="w2")
+
+    def fn(x):  # backward reads h.mT (for dw2) before the sigmoid slope's 1 - h
+        return ((x @ w1).sigmoid() @ w2).sum()
+
+    x = rng.random((1000, 20))  # h is (1000, 64): 512 KB
+    step = tg.compile(fn)
+    step(x)
+    compiled = grads_of([w1, w2])
+    w1.grad = w2.grad = None
+    fn(x).backward()
+    for name, got, expected in zip(("w1", "w2"), compiled, grads_of([w1, w2])):
+        np.testing.assert_array_equal(got, expected, err_msg=name)
+    assert "sigmoid1.mT @" in step.source and "1 - sigmoid1" in step.source
+    assert "np.subtract(1, sigmoid1, out=sigmoid1)" in step._last.runnable, step._last.runnable

@@ -790,8 +790,7 @@ class _Trace:
         params = [var.name for _, var in arg_slots] + [var.name for _, var in kept]
         body, run_body = [], []
         last_reads = _last_reads([line for line in recorder.lines if line in lines], outputs)
-        reusing = _runnable_forms([line for line in recorder.lines if line in lines], last_reads,
-                                       recorder)
+        reusing = _runnable_forms([line for line in recorder.lines if line in lines], last_reads, outputs)
         for i, line in enumerate(recorder.lines):
             if i == backward_starts:
                 body.append("    # backward")
@@ -887,7 +886,7 @@ def _last_reads(lines, outputs) -> dict:
 _REUSE_BYTES = 32 * 1024  # from this size on, writing into a dead operand beats a new array
 
 
-def _runnable_forms(lines, last_reads, recorder) -> dict:
+def _runnable_forms(lines, last_reads, outputs) -> dict:
     """line -> the form that runs, where it differs from `.source`: a sum calls the reduction itself
     (`db2 = np.add.reduce(dadd2, axis=0)`), and an elementwise result may go into a dead operand
     (`dadd2 = np.multiply(t2, t3, out=t2)`). Both compute the same values as the plain form.
@@ -895,15 +894,16 @@ def _runnable_forms(lines, last_reads, recorder) -> dict:
     An elementwise result may go into the memory of an operand when nothing can see that memory
     any more: the operand is a new array a ufunc made (not an input, a constant, a view, or a copy
     that another call's strides could turn into a view), not an output, this line is its last use,
-    no view of it exists, and it has the result's shape and dtype (not broadcast up). NumPy then
-    computes the same values without allocating, as the hand-written floor's `d *= s` does.
+    no view of it is read here or later (a view used before, as `s.T @ d`, is harmless), and it has
+    the result's shape and dtype (not broadcast up). NumPy then computes the same values without
+    allocating, as the hand-written floor's `d *= s` does.
     `.source` keeps the plain form, which reads as the math. Small arrays keep the plain form too:
     NumPy hands them out from a cache of freed blocks, which costs less than passing `out=` (see
     docs/compile.md, Speed).
     """
-    viewed = {id(var.root) for _, var in recorder.vars.values() if var.root is not var}
+    views_read_until = _views_read_until(lines, outputs)
     rewritten = {}
-    for line in lines:
+    for index, line in enumerate(lines):
         target = line.target
         if line.ufunc is _SUM and not line.in_place:  # a sum: the reduction without its wrapper
             pieces = [target, " = np.add.reduce("] + _join([pieces for _, pieces in line.operands]) + [")"]
@@ -914,7 +914,7 @@ def _runnable_forms(lines, last_reads, recorder) -> dict:
         dying = {id(var) for var in last_reads.get(line, ())}
         for var, _ in line.operands:
             if (var is not None and var.kind == "temp" and var.ufunc_result and not var.scalar
-                    and id(var) in dying and id(var) not in viewed
+                    and id(var) in dying and views_read_until.get(id(var), -1) < index
                     and var.shape == target.shape and var.dtype == target.dtype
                     and np.prod(var.shape) * var.dtype.itemsize >= _REUSE_BYTES):
                 arguments = _join([pieces for _, pieces in line.operands] + [["out=", var]])
@@ -922,6 +922,21 @@ def _runnable_forms(lines, last_reads, recorder) -> dict:
                 rewritten[line] = "".join(p.name if isinstance(p, _Var) else p for p in pieces)
                 break
     return rewritten
+
+
+def _views_read_until(lines, outputs) -> dict:
+    """id(array) -> the index of the last line that makes or reads a view of it (x.T in a product,
+    a reshape); past that line, writing into the array cannot change what a view shows."""
+    until = {}
+    for index, line in enumerate(lines):
+        # An inline view (x.T) is an operand's variable here; its line reads the base array instead.
+        for var in line.reads + [line.target] + [var for var, _ in line.operands if var is not None]:
+            if var.root is not var:
+                until[id(var.root)] = index
+    for var in outputs:  # a gradient that is a view keeps its base's memory after the program
+        if var.root is not var:
+            until[id(var.root)] = len(lines)
+    return until
 
 
 def _live_lines(lines, outputs) -> set:
