@@ -443,3 +443,44 @@ def test_a_temporary_is_written_into_once_the_views_read_from_it_are_done():
         np.testing.assert_array_equal(got, expected, err_msg=name)
     assert "sigmoid1.mT @" in step.source and "1 - sigmoid1" in step.source
     assert "np.subtract(1, sigmoid1, out=sigmoid1)" in step._last.runnable, step._last.runnable
+
+
+def test_a_repeated_computation_runs_once_and_the_gradients_stay_eager():
+    rng = np.random.default_rng(6)
+    w = Tensor(rng.random((3, 1)), requires_grad=True, name="w")
+    step = tg.compile(lambda x, y: F.mse_loss(x @ w, y))  # backward computes the forward's x @ w - y again
+    x, y = rng.random((5, 3)), rng.random((5, 1))
+    loss = step(x, y)
+    compiled = w.grad.data.copy()
+    w.grad = None
+    eager = F.mse_loss(Tensor(x) @ w, y)
+    eager.backward()
+    assert loss.item() == eager.item()
+    np.testing.assert_array_equal(compiled, w.grad.data)
+    assert step.source.count(" - y") == 1, step.source
+
+
+class _ShiftInPlace(tg.autograd.Function):
+    """z = (2x + 1)(2x + 2), its forward computing `a + 1` twice with `a += 1` between."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        a = x * 2
+        before = a + 1
+        a += 1
+        after = a + 1
+        return before * after
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved
+        return grad * (8 * x + 6)
+
+
+def test_a_repeated_line_is_kept_when_its_operand_was_written_in_place_between():
+    x = Tensor(np.array([0.5, 1.5]), requires_grad=True)
+    step = tg.compile(lambda: _ShiftInPlace.apply(x).sum())
+    for _ in range(2):  # the trace, then the program alone
+        assert step().item() == 2 * 3 + 4 * 5, step.source  # (2x + 1)(2x + 2) at 0.5 and 1.5
+    assert step.source.count(" + 1 ") == 2, step.source

@@ -774,13 +774,17 @@ class _Trace:
                 self.rename(var, "d" + item.data._var.name)
 
     def rename(self, var, name):
-        if var.name.startswith("t") and var.name[1:].isdigit() or var.name == "t":
+        if _unnamed(var):
             self.recorder.used_names.discard(var.name)
             var.name = self.recorder.unique(name)
 
     def build(self, loss_var, grads, arg_slots, backward_starts):
         recorder = self.recorder
         backward_starts -= _inline_views(recorder, backward_starts)
+        same_as, dropped = _drop_repeated_lines(recorder, backward_starts)
+        backward_starts -= dropped
+        loss_var = same_as.get(id(loss_var), loss_var)
+        grads = [(tensor, same_as.get(id(var), var)) for tensor, var in grads]
         _number_temporaries(recorder)
         outputs = [loss_var] + [var for _, var in grads if var is not None]
         lines = _live_lines(recorder.lines, outputs)
@@ -799,7 +803,7 @@ class _Trace:
                 run_body.append("    " + reusing[line] if line in reusing else body[-1])
                 if last_reads.get(line):
                     run_body.append("    del " + ", ".join(sorted(var.name for var in last_reads[line])))
-        grad_names, grad_slots, copy_grad, given = [], [], [], set()
+        grad_names, grad_slots, copy_grad, given = [], [], [], {id(loss_var)}  # each output its own array
         for tensor, var in grads:
             if var is None:
                 continue
@@ -861,15 +865,53 @@ def _inline_views(recorder, backward_starts) -> int:
     return before
 
 
+def _drop_repeated_lines(recorder, backward_starts) -> tuple:
+    """A line that computes what an earlier line computed (the same call on the same variables,
+    none of them written in place) goes; its variable becomes the earlier one. MSE's backward,
+    for one, computes the forward's `x - t` again. Returns id(dropped variable) -> the variable
+    kept, and how many dropped lines came before `backward_starts`."""
+    written = {id(line.target.root) for line in recorder.lines if line.in_place}
+    first, same_as, kept, before = {}, {}, [], 0
+
+    def renamed(piece):
+        return same_as.get(id(piece), piece) if isinstance(piece, _Var) else piece
+
+    for i, line in enumerate(recorder.lines):
+        if same_as:
+            line.pieces = [renamed(p) for p in line.pieces]
+            line.reads = [renamed(var) for var in line.reads]
+            line.operands = [(renamed(var), [renamed(p) for p in pieces]) for var, pieces in line.operands]
+        target = line.target
+        if not line.in_place and not any(id(var.root) in written for var in line.reads + [target]):
+            computes = tuple(("var", id(p)) if isinstance(p, _Var) else p for p in line.pieces[2:])
+            earlier = first.setdefault(computes, target)
+            if earlier is not target:
+                same_as[id(target)] = earlier
+                before += i < backward_starts
+                continue
+        kept.append(line)
+    for _, var in recorder.vars.values():  # a view of a dropped variable views the kept one
+        if id(var.root) in same_as:
+            var.root = same_as[id(var.root)].root
+    recorder.lines = kept
+    return same_as, before
+
+
 def _number_temporaries(recorder):
     """Unnamed temporaries become t1, t2, ... in program order."""
+    for _, var in recorder.vars.values():  # free every trace-time number first: t5 may be a later line's
+        if var.kind == "temp" and _unnamed(var):
+            recorder.used_names.discard(var.name)
     k = 0
     for line in recorder.lines:
         var = line.target
-        if not line.in_place and var.name.startswith("t") and (var.name == "t" or var.name[1:].isdigit()):
+        if not line.in_place and var.kind == "temp" and _unnamed(var):
             k += 1
-            recorder.used_names.discard(var.name)
             var.name = recorder.unique(f"t{k}")
+
+
+def _unnamed(var) -> bool:
+    return var.name == "t" or (var.name.startswith("t") and var.name[1:].isdigit())
 
 
 def _last_reads(lines, outputs) -> dict:
