@@ -57,12 +57,13 @@ class _Var:
 class _Line:
     """One statement: `pieces` (text and _Vars) rendered with the final names."""
 
-    __slots__ = ("target", "pieces", "reads", "in_place", "inline", "ufunc", "operands")
+    __slots__ = ("target", "pieces", "reads", "in_place", "inline", "ufunc", "operands", "numbers")
 
     def __init__(self, target, pieces, reads, in_place=False):
         self.target, self.pieces, self.reads, self.in_place = target, pieces, reads, in_place
         self.inline = False  # a view by attribute (x.T): written where it is used instead
         self.ufunc, self.operands = None, ()  # an elementwise ufunc call: may reuse a dead operand's memory
+        self.numbers = {}  # operand index -> the 0-d array that the runnable program passes for a number
 
     def render(self) -> str:
         text = "".join(p.name if isinstance(p, _Var) else p for p in self.pieces)
@@ -88,6 +89,8 @@ class _Recorder:
         self.by_address = {}  # where a variable's values are in memory: finds plain views of it
         self.vars = {}  # id(traced array) -> (array, _Var); keeps the arrays alive, so ids stay unique
         self.constants = {}  # namespace name -> value, for constants too big to write out
+        self.number_arrays = {}  # name -> 0-d array: numbers as the runnable program passes them
+        self.number_names = {}  # (dtype, value) -> that name
         self.counter = 0
         self.inputs = []  # the _Vars of arguments and parameters: arrays whose values change between calls
 
@@ -235,7 +238,41 @@ class _Recorder:
             line.ufunc = ufunc
             line.operands = [(self.var_of(x) if isinstance(x, np.ndarray) else None, e)
                              for x, e in zip(inputs, exprs)]
+            line.numbers = self.numbers_as_arrays(ufunc, inputs, exprs)
         return out
+
+    def numbers_as_arrays(self, ufunc, inputs, exprs) -> dict:
+        """operand index -> the name of a 0-d array holding a number operand of + - * / beside a float
+        array, for the runnable program: NumPy converts a Python number (or np.float64(0.25)) anew at
+        every call, which costs more than the operation on a small array; a 0-d array of the dtype
+        NumPy converts the number to gives the same values and dtype."""
+        if ufunc not in (np.add, np.subtract, np.multiply, np.true_divide) or len(inputs) != 2:
+            return {}
+        numbers = {}
+        for i, (x, pieces) in enumerate(zip(inputs, exprs)):
+            other = self.var_of(inputs[1 - i]) if isinstance(inputs[1 - i], np.ndarray) else None
+            if other is None or other.scalar or other.dtype.kind != "f" or self.var_of(x) is not None:
+                continue
+            if type(x) in (int, float):  # NumPy converts a Python number to the array's dtype
+                number = np.array(x, dtype=other.dtype)
+                if type(x) is int and number != x:
+                    continue
+            elif isinstance(x, np.floating) or (isinstance(x, np.ndarray) and x.ndim == 0
+                                                and x.dtype.kind == "f"):
+                number = np.array(x)  # a NumPy scalar or 0-d array keeps its own dtype
+            elif isinstance(x, np.ndarray) and x.size and pieces == [self.literal(x.flat[0].item())]:
+                number = np.array(x.flat[0])  # a uniform constant written as its number (of other's dtype)
+            else:
+                continue
+            if not np.isfinite(number):
+                continue
+            key = (number.dtype.str, number.item())
+            if key not in self.number_names:
+                number.flags.writeable = False  # shared by every call
+                self.number_names[key] = self.unique(f"number_{number.item()!r}")
+                self.number_arrays[self.number_names[key]] = number
+            numbers[i] = self.number_names[key]
+        return numbers
 
     def uniform_as_number(self, inputs, exprs, out):
         """A constant operand whose elements are all one value (a gradient d(c * sum x)/dx) is written
@@ -822,7 +859,8 @@ class _Trace:
         # The function that runs is the same program, with each variable deleted after its last use,
         # so memory is given back as eager mode gives it back (big temporaries are reused, not new).
         runnable = "\n".join([head, *run_body, tail]) + "\n"
-        namespace = {"np": np, "expit": scipy.special.expit, "scipy": scipy, **constants}
+        namespace = {"np": np, "expit": scipy.special.expit, "scipy": scipy, **constants,
+                     **recorder.number_arrays}
         exec(builtins.compile(runnable, "<tg.compile>", "exec"), namespace)  # noqa: S102 (code we generated)
         shapes = [(t.data.shape, t.data.dtype) for t in self.leaves]  # a list: compared with == per call
         return _Program(namespace["step"], source, runnable, constants, [i for i, _ in arg_slots],
@@ -949,21 +987,30 @@ def _runnable_forms(lines, last_reads, outputs) -> dict:
         target = line.target
         if line.ufunc is _SUM and not line.in_place:  # a sum: the reduction without its wrapper
             pieces = [target, " = np.add.reduce("] + _join([pieces for _, pieces in line.operands]) + [")"]
-            rewritten[line] = "".join(p.name if isinstance(p, _Var) else p for p in pieces)
+            rewritten[line] = _render(pieces)
             continue
         if line.ufunc is None or line.in_place or target.scalar:
             continue
+        operands = [[line.numbers[i]] if i in line.numbers else pieces
+                    for i, (_, pieces) in enumerate(line.operands)]
         dying = {id(var) for var in last_reads.get(line, ())}
         for var, _ in line.operands:
             if (var is not None and var.kind == "temp" and var.ufunc_result and not var.scalar
                     and id(var) in dying and views_read_until.get(id(var), -1) < index
                     and var.shape == target.shape and var.dtype == target.dtype
                     and np.prod(var.shape) * var.dtype.itemsize >= _REUSE_BYTES):
-                arguments = _join([pieces for _, pieces in line.operands] + [["out=", var]])
-                pieces = [target, f" = {_ufunc_name(line.ufunc)}("] + arguments + [")"]
-                rewritten[line] = "".join(p.name if isinstance(p, _Var) else p for p in pieces)
+                arguments = _join(operands + [["out=", var]])
+                rewritten[line] = _render([target, f" = {_ufunc_name(line.ufunc)}("] + arguments + [")"])
                 break
+        else:
+            if line.numbers:  # + - * / with a number: the operator, given the number's 0-d array
+                left, right = (_grouped(pieces) for pieces in operands)
+                rewritten[line] = _render([target, " = "] + left + [f" {_OPERATORS[line.ufunc]} "] + right)
     return rewritten
+
+
+def _render(pieces) -> str:
+    return "".join(p.name if isinstance(p, _Var) else p for p in pieces)
 
 
 def _views_read_until(lines, outputs) -> dict:
