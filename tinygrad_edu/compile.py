@@ -254,6 +254,8 @@ class _Recorder:
             if other is None or other.scalar or other.dtype.kind != "f" or self.var_of(x) is not None:
                 continue
             if type(x) in (int, float):  # NumPy converts a Python number to the array's dtype
+                if not abs(x) <= np.finfo(other.dtype).max:
+                    continue  # it would overflow to inf (or is nan): left as NumPy handles it
                 number = np.array(x, dtype=other.dtype)
                 if type(x) is int and number != x:
                     continue
