@@ -446,6 +446,7 @@ def test_a_temporary_is_written_into_once_the_views_read_from_it_are_done():
     assert slope.startswith("    t2 = np.subtract(") and slope.endswith(", sigmoid1, out=sigmoid1)"), slope
 
 
+# ---- a repeated line runs once; numbers run as 0-d arrays ---------------------------------------------
 def test_a_repeated_computation_runs_once_and_the_gradients_stay_eager():
     rng = np.random.default_rng(6)
     w = Tensor(rng.random((3, 1)), requires_grad=True, name="w")
