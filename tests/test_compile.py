@@ -511,3 +511,11 @@ def test_numbers_run_as_0d_arrays_of_the_dtype_numpy_converts_them_to(dtype):
     runnable = step._last.runnable
     assert "number_" in runnable and " 0.1 " not in runnable and "2 - " not in runnable, runnable
     assert " 0.1 " in step.source  # what learners read keeps the number
+
+
+def test_a_python_int_beyond_float64_range_is_written_as_it_is():
+    w = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    step = tg.compile(lambda: (w * 3 + 10**30).sum())  # NumPy turns 10**30 into a float64 in the sum
+    assert step().item() == (w * 3 + 10**30).sum().item()
+    assert str(10**30) in step.source
+    np.testing.assert_array_equal(w.grad.data, [3.0, 3.0])

@@ -157,7 +157,9 @@ class _Recorder:
     def literal(self, x) -> str:
         if x is None or isinstance(x, (bool, str)) or x is Ellipsis:
             return "..." if x is Ellipsis else repr(x)
-        if isinstance(x, (int, float)):
+        if isinstance(x, int):  # any size: np.isfinite refuses ints beyond float64
+            return repr(x)
+        if isinstance(x, float):
             return repr(x) if np.isfinite(x) else f"float({str(x)!r})"
         if isinstance(x, np.dtype) or (isinstance(x, type) and issubclass(x, np.generic)):
             return f"np.{np.dtype(x).name}"
