@@ -909,10 +909,14 @@ def _inline_views(recorder, backward_starts) -> int:
 
 def _drop_repeated_lines(recorder, backward_starts) -> tuple:
     """A line that computes what an earlier line computed (the same call on the same variables,
-    none of them written in place) goes; its variable becomes the earlier one. MSE's backward,
-    for one, computes the forward's `x - t` again. Returns id(dropped variable) -> the variable
-    kept, and how many dropped lines came before `backward_starts`."""
-    written = {id(line.target.root) for line in recorder.lines if line.in_place}
+    none of them written in place in between, neither result ever) goes; its variable becomes the
+    earlier one. MSE's backward, for one, computes the forward's `x - t` again. Returns
+    id(dropped variable) -> the variable kept, and how many dropped lines came before
+    `backward_starts`."""
+    writes = {}  # id(array) -> the indices of the lines that write into it in place
+    for i, line in enumerate(recorder.lines):
+        if line.in_place:
+            writes.setdefault(id(line.target.root), []).append(i)
     first, same_as, kept, before = {}, {}, [], 0
 
     def renamed(piece):
@@ -924,13 +928,15 @@ def _drop_repeated_lines(recorder, backward_starts) -> tuple:
             line.reads = [renamed(var) for var in line.reads]
             line.operands = [(renamed(var), [renamed(p) for p in pieces]) for var, pieces in line.operands]
         target = line.target
-        if not line.in_place and not any(id(var.root) in written for var in line.reads + [target]):
+        if not line.in_place and id(target.root) not in writes:
             computes = tuple(("var", id(p)) if isinstance(p, _Var) else p for p in line.pieces[2:])
-            earlier = first.setdefault(computes, target)
-            if earlier is not target:
+            earlier_index, earlier = first.get(computes, (None, None))
+            if earlier is not None and not any(earlier_index < w < i for var in line.reads
+                                               for w in writes.get(id(var.root), ())):
                 same_as[id(target)] = earlier
                 before += i < backward_starts
                 continue
+            first[computes] = (i, target)
         kept.append(line)
     for _, var in recorder.vars.values():  # a view of a dropped variable views the kept one
         if id(var.root) in same_as:
