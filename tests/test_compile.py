@@ -427,3 +427,123 @@ def test_a_ravel_that_copied_while_tracing_is_not_written_into_when_a_call_makes
     step(x)
     np.testing.assert_array_equal(x, before, err_msg="the step wrote into its argument")
     np.testing.assert_array_equal(w.grad.data, before.reshape(-1) + 1.0)
+
+
+def test_a_temporary_is_written_into_once_the_views_read_from_it_are_done():
+    rng = np.random.default_rng(5)
+    w = Tensor(rng.uniform(-1, 1, 64), requires_grad=True, name="w")
+    m = rng.random((1000, 5))
+
+    def fn(x):
+        a = x * w  # (1000, 64): 512 KB, a new array
+        return (a.T @ m).sum() + (a * 3).sum()  # a.T is read before a's last use, a * 3
+
+    x = rng.random((1000, 64))
+    step = tg.compile(fn)
+    step(x)
+    compiled = w.grad.data.copy()
+    w.grad = None
+    fn(x).backward()
+    np.testing.assert_array_equal(compiled, w.grad.data)
+    assert "transpose1 = mul1.transpose(" in step.source and "mul2 = mul1 * 3" in step.source, step.source
+    times_3 = next(line for line in step._last.runnable.splitlines() if line.startswith("    mul2 = "))
+    assert times_3.endswith(", out=mul1)"), step._last.runnable
+
+
+# ---- a repeated line runs once; numbers run as 0-d arrays ---------------------------------------------
+def test_a_repeated_computation_runs_once_and_the_gradients_stay_eager():
+    rng = np.random.default_rng(6)
+    w = Tensor(rng.random((3, 1)), requires_grad=True, name="w")
+    step = tg.compile(lambda x, y: F.mse_loss(x @ w, y))  # backward computes the forward's x @ w - y again
+    x, y = rng.random((5, 3)), rng.random((5, 1))
+    loss = step(x, y)
+    compiled = w.grad.data.copy()
+    w.grad = None
+    eager = F.mse_loss(Tensor(x) @ w, y)
+    eager.backward()
+    assert loss.item() == eager.item()
+    np.testing.assert_array_equal(compiled, w.grad.data)
+    assert step.source.count(" - y") == 1, step.source
+
+
+class _ShiftInPlace(tg.autograd.Function):
+    """z = (2x + 1)(2x + 2), its forward computing `a + 1` twice with `a += 1` between."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        a = x * 2
+        before = a + 1
+        a += 1
+        after = a + 1
+        return before * after
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved
+        return grad * (8 * x + 6)
+
+
+def test_a_repeated_line_is_kept_when_its_operand_was_written_in_place_between():
+    x = Tensor(np.array([0.5, 1.5]), requires_grad=True)
+    step = tg.compile(lambda: _ShiftInPlace.apply(x).sum())
+    for _ in range(2):  # the trace, then the program alone
+        assert step().item() == 2 * 3 + 4 * 5, step.source  # (2x + 1)(2x + 2) at 0.5 and 1.5
+    assert step.source.count(" + 1 ") == 2, step.source
+
+
+
+class _ShiftFirst(tg.autograd.Function):
+    """z = (2x + 2)**2, its forward computing `a + 1` twice after `a += 1`."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        a = x * 2
+        a += 1
+        return (a + 1) * (a + 1)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved
+        return grad * (8 * x + 8)
+
+
+def test_a_repeated_line_goes_when_its_operand_was_written_in_place_before_both():
+    x = Tensor(np.array([0.5, 1.5]), requires_grad=True)
+    step = tg.compile(lambda: _ShiftFirst.apply(x).sum())
+    for _ in range(2):  # the trace, then the program alone
+        assert step().item() == 3.0**2 + 5.0**2, step.source
+    assert step.source.count(" + 1  #") == 1, step.source
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_numbers_run_as_0d_arrays_of_the_dtype_numpy_converts_them_to(dtype):
+    rng = np.random.default_rng(7)
+    w = Tensor(rng.uniform(-2, 2, 64).astype(dtype), requires_grad=True, name="w")
+
+    def fn(x):  # 0.1 is not a float32: NumPy rounds it to the array's dtype, as the 0-d array holds it
+        return (((x * w) * 0.1 + 3) * (2 - w.sigmoid()) / 7).sum()
+
+    x = rng.random((5, 64)).astype(dtype)
+    step = tg.compile(fn)
+    for _ in range(2):  # the trace's call, then the program alone
+        w.grad = None
+        loss = step(x)
+        compiled = w.grad.data
+        w.grad = None
+        eager = fn(Tensor(x))
+        eager.backward()
+        assert loss.dtype == eager.dtype == compiled.dtype == dtype
+        assert loss.item() == eager.item()
+        np.testing.assert_array_equal(compiled, w.grad.data)
+    runnable = step._last.runnable
+    assert "number_" in runnable and " 0.1 " not in runnable and "2 - " not in runnable, runnable
+    assert " 0.1 " in step.source  # what learners read keeps the number
+
+
+def test_a_python_int_beyond_float64_range_is_written_as_it_is():
+    w = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    step = tg.compile(lambda: (w * 3 + 10**30).sum())  # NumPy turns 10**30 into a float64 in the sum
+    assert step().item() == (w * 3 + 10**30).sum().item()
+    assert str(10**30) in step.source
+    np.testing.assert_array_equal(w.grad.data, [3.0, 3.0])

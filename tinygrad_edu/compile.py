@@ -57,12 +57,13 @@ class _Var:
 class _Line:
     """One statement: `pieces` (text and _Vars) rendered with the final names."""
 
-    __slots__ = ("target", "pieces", "reads", "in_place", "inline", "ufunc", "operands")
+    __slots__ = ("target", "pieces", "reads", "in_place", "inline", "ufunc", "operands", "numbers")
 
     def __init__(self, target, pieces, reads, in_place=False):
         self.target, self.pieces, self.reads, self.in_place = target, pieces, reads, in_place
         self.inline = False  # a view by attribute (x.T): written where it is used instead
         self.ufunc, self.operands = None, ()  # an elementwise ufunc call: may reuse a dead operand's memory
+        self.numbers = {}  # operand index -> the 0-d array that the runnable program passes for a number
 
     def render(self) -> str:
         text = "".join(p.name if isinstance(p, _Var) else p for p in self.pieces)
@@ -88,6 +89,8 @@ class _Recorder:
         self.by_address = {}  # where a variable's values are in memory: finds plain views of it
         self.vars = {}  # id(traced array) -> (array, _Var); keeps the arrays alive, so ids stay unique
         self.constants = {}  # namespace name -> value, for constants too big to write out
+        self.number_arrays = {}  # name -> 0-d array: numbers as the runnable program passes them
+        self.number_names = {}  # (dtype, value) -> that name
         self.counter = 0
         self.inputs = []  # the _Vars of arguments and parameters: arrays whose values change between calls
 
@@ -154,7 +157,9 @@ class _Recorder:
     def literal(self, x) -> str:
         if x is None or isinstance(x, (bool, str)) or x is Ellipsis:
             return "..." if x is Ellipsis else repr(x)
-        if isinstance(x, (int, float)):
+        if isinstance(x, int):  # any size: np.isfinite refuses ints beyond float64
+            return repr(x)
+        if isinstance(x, float):
             return repr(x) if np.isfinite(x) else f"float({str(x)!r})"
         if isinstance(x, np.dtype) or (isinstance(x, type) and issubclass(x, np.generic)):
             return f"np.{np.dtype(x).name}"
@@ -235,7 +240,43 @@ class _Recorder:
             line.ufunc = ufunc
             line.operands = [(self.var_of(x) if isinstance(x, np.ndarray) else None, e)
                              for x, e in zip(inputs, exprs)]
+            line.numbers = self.numbers_as_arrays(ufunc, inputs, exprs)
         return out
+
+    def numbers_as_arrays(self, ufunc, inputs, exprs) -> dict:
+        """operand index -> the name of a 0-d array holding a number operand of + - * / beside a float
+        array, for the runnable program: NumPy converts a Python number (or np.float64(0.25)) anew at
+        every call, which costs more than the operation on a small array; a 0-d array of the dtype
+        NumPy converts the number to gives the same values and dtype."""
+        if ufunc not in (np.add, np.subtract, np.multiply, np.true_divide) or len(inputs) != 2:
+            return {}
+        numbers = {}
+        for i, (x, pieces) in enumerate(zip(inputs, exprs)):
+            other = self.var_of(inputs[1 - i]) if isinstance(inputs[1 - i], np.ndarray) else None
+            if other is None or other.scalar or other.dtype.kind != "f" or self.var_of(x) is not None:
+                continue
+            if type(x) in (int, float):  # NumPy converts a Python number to the array's dtype
+                if not abs(x) <= np.finfo(other.dtype).max:
+                    continue  # it would overflow to inf (or is nan): left as NumPy handles it
+                number = np.array(x, dtype=other.dtype)
+                if type(x) is int and number != x:
+                    continue
+            elif isinstance(x, np.floating) or (isinstance(x, np.ndarray) and x.ndim == 0
+                                                and x.dtype.kind == "f"):
+                number = np.array(x)  # a NumPy scalar or 0-d array keeps its own dtype
+            elif isinstance(x, np.ndarray) and x.size and pieces == [self.literal(x.flat[0].item())]:
+                number = np.array(x.flat[0])  # a uniform constant written as its number (of other's dtype)
+            else:
+                continue
+            if not np.isfinite(number):
+                continue
+            key = (number.dtype.str, number.item())
+            if key not in self.number_names:
+                number.flags.writeable = False  # shared by every call
+                self.number_names[key] = self.unique(f"number_{number.item()!r}")
+                self.number_arrays[self.number_names[key]] = number
+            numbers[i] = self.number_names[key]
+        return numbers
 
     def uniform_as_number(self, inputs, exprs, out):
         """A constant operand whose elements are all one value (a gradient d(c * sum x)/dx) is written
@@ -774,13 +815,17 @@ class _Trace:
                 self.rename(var, "d" + item.data._var.name)
 
     def rename(self, var, name):
-        if var.name.startswith("t") and var.name[1:].isdigit() or var.name == "t":
+        if _unnamed(var):
             self.recorder.used_names.discard(var.name)
             var.name = self.recorder.unique(name)
 
     def build(self, loss_var, grads, arg_slots, backward_starts):
         recorder = self.recorder
         backward_starts -= _inline_views(recorder, backward_starts)
+        same_as, dropped = _drop_repeated_lines(recorder, backward_starts)
+        backward_starts -= dropped
+        loss_var = same_as.get(id(loss_var), loss_var)
+        grads = [(tensor, same_as.get(id(var), var)) for tensor, var in grads]
         _number_temporaries(recorder)
         outputs = [loss_var] + [var for _, var in grads if var is not None]
         lines = _live_lines(recorder.lines, outputs)
@@ -790,8 +835,7 @@ class _Trace:
         params = [var.name for _, var in arg_slots] + [var.name for _, var in kept]
         body, run_body = [], []
         last_reads = _last_reads([line for line in recorder.lines if line in lines], outputs)
-        reusing = _runnable_forms([line for line in recorder.lines if line in lines], last_reads,
-                                       recorder)
+        reusing = _runnable_forms([line for line in recorder.lines if line in lines], last_reads, outputs)
         for i, line in enumerate(recorder.lines):
             if i == backward_starts:
                 body.append("    # backward")
@@ -800,7 +844,7 @@ class _Trace:
                 run_body.append("    " + reusing[line] if line in reusing else body[-1])
                 if last_reads.get(line):
                     run_body.append("    del " + ", ".join(sorted(var.name for var in last_reads[line])))
-        grad_names, grad_slots, copy_grad, given = [], [], [], set()
+        grad_names, grad_slots, copy_grad, given = [], [], [], {id(loss_var)}  # each output its own array
         for tensor, var in grads:
             if var is None:
                 continue
@@ -819,7 +863,8 @@ class _Trace:
         # The function that runs is the same program, with each variable deleted after its last use,
         # so memory is given back as eager mode gives it back (big temporaries are reused, not new).
         runnable = "\n".join([head, *run_body, tail]) + "\n"
-        namespace = {"np": np, "expit": scipy.special.expit, "scipy": scipy, **constants}
+        namespace = {"np": np, "expit": scipy.special.expit, "scipy": scipy, **constants,
+                     **recorder.number_arrays}
         exec(builtins.compile(runnable, "<tg.compile>", "exec"), namespace)  # noqa: S102 (code we generated)
         shapes = [(t.data.shape, t.data.dtype) for t in self.leaves]  # a list: compared with == per call
         return _Program(namespace["step"], source, runnable, constants, [i for i, _ in arg_slots],
@@ -862,15 +907,59 @@ def _inline_views(recorder, backward_starts) -> int:
     return before
 
 
+def _drop_repeated_lines(recorder, backward_starts) -> tuple:
+    """A line that computes what an earlier line computed (the same call on the same variables,
+    none of them written in place in between, neither result ever) goes; its variable becomes the
+    earlier one. MSE's backward, for one, computes the forward's `x - t` again. Returns
+    id(dropped variable) -> the variable kept, and how many dropped lines came before
+    `backward_starts`."""
+    writes = {}  # id(array) -> the indices of the lines that write into it in place
+    for i, line in enumerate(recorder.lines):
+        if line.in_place:
+            writes.setdefault(id(line.target.root), []).append(i)
+    first, same_as, kept, before = {}, {}, [], 0
+
+    def renamed(piece):
+        return same_as.get(id(piece), piece) if isinstance(piece, _Var) else piece
+
+    for i, line in enumerate(recorder.lines):
+        if same_as:
+            line.pieces = [renamed(p) for p in line.pieces]
+            line.reads = [renamed(var) for var in line.reads]
+            line.operands = [(renamed(var), [renamed(p) for p in pieces]) for var, pieces in line.operands]
+        target = line.target
+        if not line.in_place and id(target.root) not in writes:
+            computes = tuple(("var", id(p)) if isinstance(p, _Var) else p for p in line.pieces[2:])
+            earlier_index, earlier = first.get(computes, (None, None))
+            if earlier is not None and not any(earlier_index < w < i for var in line.reads
+                                               for w in writes.get(id(var.root), ())):
+                same_as[id(target)] = earlier
+                before += i < backward_starts
+                continue
+            first[computes] = (i, target)
+        kept.append(line)
+    for _, var in recorder.vars.values():  # a view of a dropped variable views the kept one
+        if id(var.root) in same_as:
+            var.root = same_as[id(var.root)].root
+    recorder.lines = kept
+    return same_as, before
+
+
 def _number_temporaries(recorder):
     """Unnamed temporaries become t1, t2, ... in program order."""
+    for _, var in recorder.vars.values():  # free every trace-time number first: t5 may be a later line's
+        if var.kind == "temp" and _unnamed(var):
+            recorder.used_names.discard(var.name)
     k = 0
     for line in recorder.lines:
         var = line.target
-        if not line.in_place and var.name.startswith("t") and (var.name == "t" or var.name[1:].isdigit()):
+        if not line.in_place and var.kind == "temp" and _unnamed(var):
             k += 1
-            recorder.used_names.discard(var.name)
             var.name = recorder.unique(f"t{k}")
+
+
+def _unnamed(var) -> bool:
+    return var.name == "t" or (var.name.startswith("t") and var.name[1:].isdigit())
 
 
 def _last_reads(lines, outputs) -> dict:
@@ -887,7 +976,7 @@ def _last_reads(lines, outputs) -> dict:
 _REUSE_BYTES = 32 * 1024  # from this size on, writing into a dead operand beats a new array
 
 
-def _runnable_forms(lines, last_reads, recorder) -> dict:
+def _runnable_forms(lines, last_reads, outputs) -> dict:
     """line -> the form that runs, where it differs from `.source`: a sum calls the reduction itself
     (`db2 = np.add.reduce(dadd2, axis=0)`), and an elementwise result may go into a dead operand
     (`dadd2 = np.multiply(t2, t3, out=t2)`). Both compute the same values as the plain form.
@@ -895,33 +984,58 @@ def _runnable_forms(lines, last_reads, recorder) -> dict:
     An elementwise result may go into the memory of an operand when nothing can see that memory
     any more: the operand is a new array a ufunc made (not an input, a constant, a view, or a copy
     that another call's strides could turn into a view), not an output, this line is its last use,
-    no view of it exists, and it has the result's shape and dtype (not broadcast up). NumPy then
-    computes the same values without allocating, as the hand-written floor's `d *= s` does.
+    no view of it is read here or later (a view used before, as `s.T @ d`, is harmless), and it has
+    the result's shape and dtype (not broadcast up). NumPy then computes the same values without
+    allocating, as the hand-written floor's `d *= s` does.
     `.source` keeps the plain form, which reads as the math. Small arrays keep the plain form too:
     NumPy hands them out from a cache of freed blocks, which costs less than passing `out=` (see
     docs/compile.md, Speed).
     """
-    viewed = {id(var.root) for _, var in recorder.vars.values() if var.root is not var}
+    views_read_until = _views_read_until(lines, outputs)
     rewritten = {}
-    for line in lines:
+    for index, line in enumerate(lines):
         target = line.target
         if line.ufunc is _SUM and not line.in_place:  # a sum: the reduction without its wrapper
             pieces = [target, " = np.add.reduce("] + _join([pieces for _, pieces in line.operands]) + [")"]
-            rewritten[line] = "".join(p.name if isinstance(p, _Var) else p for p in pieces)
+            rewritten[line] = _render(pieces)
             continue
         if line.ufunc is None or line.in_place or target.scalar:
             continue
+        operands = [[line.numbers[i]] if i in line.numbers else pieces
+                    for i, (_, pieces) in enumerate(line.operands)]
         dying = {id(var) for var in last_reads.get(line, ())}
         for var, _ in line.operands:
             if (var is not None and var.kind == "temp" and var.ufunc_result and not var.scalar
-                    and id(var) in dying and id(var) not in viewed
+                    and id(var) in dying and views_read_until.get(id(var), -1) < index
                     and var.shape == target.shape and var.dtype == target.dtype
                     and np.prod(var.shape) * var.dtype.itemsize >= _REUSE_BYTES):
-                arguments = _join([pieces for _, pieces in line.operands] + [["out=", var]])
-                pieces = [target, f" = {_ufunc_name(line.ufunc)}("] + arguments + [")"]
-                rewritten[line] = "".join(p.name if isinstance(p, _Var) else p for p in pieces)
+                arguments = _join(operands + [["out=", var]])
+                rewritten[line] = _render([target, f" = {_ufunc_name(line.ufunc)}("] + arguments + [")"])
                 break
+        else:
+            if line.numbers:  # + - * / with a number: the operator, given the number's 0-d array
+                left, right = (_grouped(pieces) for pieces in operands)
+                rewritten[line] = _render([target, " = "] + left + [f" {_OPERATORS[line.ufunc]} "] + right)
     return rewritten
+
+
+def _render(pieces) -> str:
+    return "".join(p.name if isinstance(p, _Var) else p for p in pieces)
+
+
+def _views_read_until(lines, outputs) -> dict:
+    """id(array) -> the index of the last line that makes or reads a view of it (x.T in a product,
+    a reshape); past that line, writing into the array cannot change what a view shows."""
+    until = {}
+    for index, line in enumerate(lines):
+        # An inline view (x.T) is an operand's variable here; its line reads the base array instead.
+        for var in line.reads + [line.target] + [var for var, _ in line.operands if var is not None]:
+            if var.root is not var:
+                until[id(var.root)] = index
+    for var in outputs:  # a gradient that is a view keeps its base's memory after the program
+        if var.root is not var:
+            until[id(var.root)] = len(lines)
+    return until
 
 
 def _live_lines(lines, outputs) -> set:
