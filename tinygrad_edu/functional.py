@@ -40,6 +40,16 @@ def _widened(x: Tensor):
     return x.astype(np.float32) if x.dtype.kind == "f" and x.dtype.itemsize < 4 else x
 
 
+def _floating(x) -> Tensor:
+    """x as a Tensor of floats. Integer and bool scores take the float type NumPy's exp gives them
+    (int8 -> float16, int64 -> float64): in their own dtype, subtracting the maximum or negating
+    would wrap around (uint8 0 - 2 is 254). They cannot require grad, so there is no graph to keep."""
+    x = as_tensor(x)
+    if x.dtype.kind in "fc":
+        return x
+    return Tensor(x.data.astype(np.result_type(x.dtype, np.float16)))
+
+
 @accepts_dim
 def mean(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:
     """Mean over `axis` (None: all elements), like ``np.mean`` (nan, with a warning, over no elements)."""
@@ -156,7 +166,7 @@ def logsumexp(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:
     The largest value m is taken out first: log(sum(exp(x - m))) + m. m is a constant here,
     which is exact: its effect on the gradient cancels out.
     """
-    x = as_tensor(x)
+    x = _floating(x)
     shift = ops._softmax_shift(x.data, axis)
     out = (x - shift).exp().sum(axis=axis, keepdims=True).log() + shift
     return out if keepdims else squeeze(out, axis) if axis is not None else out.reshape(())
@@ -165,7 +175,7 @@ def logsumexp(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:
 @accepts_dim
 def softmax(x: Tensor, axis: int = -1) -> Tensor:
     """exp(x) / sum(exp(x), axis), shifted by the maximum so large inputs cannot overflow."""
-    x = as_tensor(x)
+    x = _floating(x)
     exps = (x - ops._softmax_shift(x.data, axis)).exp()
     return exps / exps.sum(axis=axis, keepdims=True)
 
@@ -177,7 +187,7 @@ def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
     Computed as ``shifted - log(sum(exp(shifted)))`` with ``shifted = x - max(x)``: subtracting
     logsumexp from x directly would cancel two large numbers (x = 4096 in float32 is 0.0002 off).
     """
-    x = as_tensor(x)
+    x = _floating(x)
     shifted = x - ops._softmax_shift(x.data, axis)  # a constant: it cancels from the gradient
     return shifted - shifted.exp().sum(axis=axis, keepdims=True).log()
 
@@ -208,7 +218,9 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     if p == 1.0:
         return x * np.zeros(x.shape, dtype=x.dtype)
     keep = generator().random(x.shape, dtype=np.float32) >= p
-    return x * (keep * x.dtype.type(1.0 / (1.0 - p)))  # the mask in x's dtype: one pass, no float64
+    # The mask in x's float dtype (one pass, no float64); integers get floats, as 1 / (1 - p) needs
+    scale = np.result_type(x.dtype, np.float16).type(1.0 / (1.0 - p))
+    return x * (keep * scale)
 
 
 def one_hot(labels, num_classes: int = -1) -> Tensor:
@@ -512,7 +524,7 @@ def mse_loss(input: Tensor, target, reduction: str = "mean") -> Tensor:
     `target` must have exactly `input`'s shape: broadcasting (200, 1) against (200,) would
     silently compare every prediction with every target.
     """
-    input = as_tensor(input)
+    input = _floating(input)
     target = _target_like(input, target)
     _check_same_shape("mse_loss", input, target)
     _check_reduction(reduction)
@@ -540,7 +552,7 @@ def cross_entropy(logits: Tensor, target, reduction: str = "mean") -> Tensor:
     >>> round(loss.item(), 4)
     0.1698
     """
-    logits = as_tensor(logits)
+    logits = _floating(logits)
     _check_reduction(reduction)
     axis = 1 if logits.ndim > 1 else 0
     if logits.ndim == 0:
@@ -557,7 +569,7 @@ def nll_loss(log_probs: Tensor, target, reduction: str = "mean") -> Tensor:
     `log_probs` is (N, C) (classes on axis 1, as in `cross_entropy`), usually from
     `log_softmax`; `target` holds integer class indices of shape (N,).
     """
-    log_probs = as_tensor(log_probs)
+    log_probs = _floating(log_probs)
     _check_reduction(reduction)
     if log_probs.ndim == 0:
         raise ValueError("nll_loss: log_probs must have a class axis, got a 0-d tensor")
@@ -590,7 +602,7 @@ def binary_cross_entropy(probs: Tensor, target, reduction: str = "mean") -> Tens
 def binary_cross_entropy_with_logits(logits: Tensor, target, reduction: str = "mean") -> Tensor:
     """Binary cross-entropy of sigmoid(logits) and target, in the stable form
     max(x, 0) - x t + log(1 + exp(-|x|)); its gradient is the fused ``sigmoid(x) - t``."""
-    logits = as_tensor(logits)
+    logits = _floating(logits)
     target = _target_like(logits, target)
     _check_same_shape("binary_cross_entropy_with_logits", logits, target)
     _check_reduction(reduction)
