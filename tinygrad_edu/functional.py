@@ -444,6 +444,10 @@ def batch_norm(x: Tensor, running_mean, running_var, weight=None, bias=None, tra
     wide = _widened(x)
     if wide is not x:  # float16 squares overflow past 256: compute in float32, as PyTorch does
         return batch_norm(wide, running_mean, running_var, weight, bias, training, momentum, eps).astype(x.dtype)
+    if training and x.size == 0:
+        # An empty batch has no statistics to normalise by or to learn from: its empty output, with
+        # the running statistics unchanged (PyTorch)
+        return _scaled_and_shifted(x, weight, bias, per_channel)
     if training:
         count = x.size // max(channels, 1)
         if count <= 1:
@@ -462,7 +466,11 @@ def batch_norm(x: Tensor, running_mean, running_var, weight=None, bias=None, tra
         running_mean, running_var = as_tensor(running_mean), as_tensor(running_var)
         centered = x - running_mean.astype(x.dtype).reshape(per_channel)
         var = running_var.astype(x.dtype).reshape(per_channel)
-    out = centered / (var + eps).sqrt()
+    return _scaled_and_shifted(centered / (var + eps).sqrt(), weight, bias, per_channel)
+
+
+def _scaled_and_shifted(out: Tensor, weight, bias, per_channel: tuple) -> Tensor:
+    """out * weight + bias, each channel's own (either may be None)."""
     if weight is not None:
         out = out * as_tensor(weight).reshape(per_channel)
     if bias is not None:
