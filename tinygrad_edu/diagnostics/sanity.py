@@ -82,7 +82,7 @@ def _verdict(ok: Optional[bool]) -> str:
 def sanity_check(model: Module, loss_fn: Callable, inputs, targets) -> SanityReport:
     """Karpathy's checks before training, in one call.
 
-    1. **Loss at initialisation**: a classifier over C classes should start near ln C
+    1. **Loss at initialisation**: a cross-entropy classifier over C classes should start near ln C
        (uniform guesses); far above means confidently wrong initial outputs.
     2. **Overfit one small batch**: Adam (lr 1e-2) on the first 8 samples for up to 300 steps
        must bring the loss under 5% of its start; if not, the model or the loss is broken.
@@ -186,12 +186,16 @@ def _init_loss_check(model, loss_fn, x, y) -> Check:
     with no_grad():
         scores = model(Tensor(x))
         loss = float(loss_fn(scores, y).item())
+    if not math.isfinite(loss):
+        return Check("loss at init", False, "high_init_loss",
+                     f"{loss} at initialisation: the loss is not finite before any training; look for NaN or "
+                     "inf in the inputs and targets, or a log of 0 in the loss")
     classes = scores.shape[-1] if scores.ndim == 2 else 0
     is_classifier = classes > 1 and (y.shape == (len(x),) and y.dtype.kind in "iu" or y.shape == scores.shape)
-    if not is_classifier:
+    expected = math.log(classes) if is_classifier else math.nan
+    if not (is_classifier and _uniform_guess_scores(loss_fn, scores, y, expected)):
         return Check("loss at init", None, "high_init_loss",
-                     f"{loss:.4g} (not a classifier with class targets: no expected value to compare)")
-    expected = math.log(classes)
+                     f"{loss:.4g} (not a cross-entropy over class targets: no expected value to compare)")
     ok = expected / FIRST_LOSS_FACTOR <= loss <= FIRST_LOSS_FACTOR * expected
     message = f"{loss:.4g}, expected about ln {classes} = {expected:.4g} for uniform guesses"
     if not ok:
@@ -199,6 +203,14 @@ def _init_loss_check(model, loss_fn, x, y) -> Check:
                     "(nn.init.xavier_uniform_) or a zero last-layer bias" if loss > expected else
                     ": lower than guessing; check that the targets do not leak into the inputs")
     return Check("loss at init", ok, "high_init_loss", message)
+
+
+def _uniform_guess_scores(loss_fn, scores: Tensor, y, expected: float) -> bool:
+    """Whether uniform guesses score ln C under this loss, so ln C is the value to expect: true for
+    cross-entropy of scores, and for nll of log-probabilities (all -ln C); not for squared error."""
+    with no_grad():
+        uniform = Tensor(np.full(scores.shape, -expected, dtype=scores.dtype))
+        return math.isclose(float(loss_fn(uniform, y).item()), expected, rel_tol=1e-3)
 
 
 def _overfit(model, loss_fn, x, y):

@@ -1,0 +1,51 @@
+"""Outsider campaign: the learner tools (sanity_check, Monitor, lr_find) on odd but legal inputs.
+
+A tool that diagnoses must not diagnose wrongly: a mean-squared-error classifier is not a
+cross-entropy one, a NaN is not a low loss, and an empty batch is not a crash.
+"""
+import math
+
+import numpy as np
+import pytest
+
+import tinygrad_edu as tg
+import tinygrad_edu.functional as F
+from tinygrad_edu import Tensor, nn, optim
+from tinygrad_edu.diagnostics import Monitor, lr_find, sanity_check
+
+
+def _model():
+    tg.manual_seed(0)
+    return nn.Sequential(nn.Linear(4, 16), nn.Tanh(), nn.Linear(16, 3))
+
+
+def _data(n=16):
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(n, 4)).astype(np.float32), np.arange(n) % 3
+
+
+def _init_check(report):
+    return next(check for check in report.checks if check.name == "loss at init")
+
+
+def test_sanity_check_does_not_judge_a_squared_error_loss_against_ln_c():
+    x, y = _data()
+    one_hot = np.eye(3, dtype=np.float32)[y]
+    check = _init_check(sanity_check(_model(), F.mse_loss, x, one_hot))
+    assert check.ok is None, check.message
+    assert "ln 3" not in check.message
+
+
+def test_sanity_check_still_judges_nll_of_log_softmax_outputs_against_ln_c():
+    x, y = _data()
+    model = nn.Sequential(*_model(), nn.LogSoftmax(axis=1))
+    check = _init_check(sanity_check(model, F.nll_loss, x, y))
+    assert check.ok is True and "ln 3" in check.message
+
+
+def test_a_nan_initial_loss_is_called_not_finite_rather_than_lower_than_guessing():
+    x, y = _data()
+    x[0, 0] = np.nan
+    check = _init_check(sanity_check(_model(), F.cross_entropy, x, y))
+    assert check.ok is False
+    assert "lower than guessing" not in check.message and "not finite" in check.message
