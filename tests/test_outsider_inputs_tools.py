@@ -49,3 +49,20 @@ def test_a_nan_initial_loss_is_called_not_finite_rather_than_lower_than_guessing
     check = _init_check(sanity_check(_model(), F.cross_entropy, x, y))
     assert check.ok is False
     assert "lower than guessing" not in check.message and "not finite" in check.message
+
+
+def test_monitor_records_an_empty_batch_without_an_accuracy_and_keeps_its_histories_aligned():
+    model = _model()
+    monitor = Monitor(model)
+    opt = optim.SGD(model.parameters(), lr=0.1)
+    x, y = _data()
+    for batch in (slice(0, 8), slice(8, 8), slice(8, 16)):  # the middle one is empty
+        scores = model(Tensor(x[batch]))
+        loss = F.cross_entropy(scores, y[batch], reduction="sum")
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        monitor.step(loss, scores, y[batch])
+    assert len(monitor.steps) == len(monitor.loss) == len(monitor.accuracy) == 3
+    assert math.isnan(monitor.accuracy[1]) and not math.isnan(monitor.accuracy[2])
+    assert "step(s) recorded" in str(monitor.report())

@@ -276,8 +276,8 @@ class Monitor:
         """Accuracy, prediction and target patterns, and the loss/output pairing of one batch."""
         scores = scores.data if isinstance(scores, Tensor) else scores
         targets = targets.data if isinstance(targets, Tensor) else targets
-        self.accuracy.append(F.accuracy(scores, targets) if scores is not None and targets is not None
-                             else math.nan)
+        has_samples = scores is not None and targets is not None and np.size(targets) > 0
+        self.accuracy.append(F.accuracy(scores, targets) if has_samples else math.nan)  # none for no samples
         if scores is not None and self.num_classes is None:
             self.num_classes = int(np.shape(scores)[-1])
         if len(self.steps) == 1:
