@@ -66,3 +66,14 @@ def test_monitor_records_an_empty_batch_without_an_accuracy_and_keeps_its_histor
     assert len(monitor.steps) == len(monitor.loss) == len(monitor.accuracy) == 3
     assert math.isnan(monitor.accuracy[1]) and not math.isnan(monitor.accuracy[2])
     assert "step(s) recorded" in str(monitor.report())
+
+
+@pytest.mark.parametrize("options, named", [
+    (dict(steps=5.5), "steps"), (dict(steps=True), "steps"),
+    (dict(end_lr=math.inf), "end_lr"), (dict(stop_factor=math.nan), "stop_factor"),
+    (dict(stop_factor=0.5), "stop_factor"),
+])
+def test_lr_find_refuses_settings_that_cannot_make_a_run_and_names_them(options, named):
+    x, y = _data()
+    with pytest.raises(ValueError, match=named):
+        lr_find(_model(), F.cross_entropy, [(x, y)], **options)

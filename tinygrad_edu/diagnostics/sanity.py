@@ -331,10 +331,12 @@ def lr_find(model: Module, loss_fn: Callable, loader, optimizer_class=optim.SGD,
     LRFindResult
         ``.rates``, ``.losses``, ``.suggested``, and ``.plot(path)``.
     """
-    if not 0 < start_lr < end_lr:
-        raise ValueError(f"lr_find: need 0 < start_lr < end_lr, got {start_lr} and {end_lr}")
-    if steps < 2:
-        raise ValueError(f"lr_find: steps must be at least 2, got {steps}")
+    if not 0 < start_lr < end_lr < math.inf:
+        raise ValueError(f"lr_find: need 0 < start_lr < end_lr (finite), got {start_lr} and end_lr={end_lr}")
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 2:
+        raise ValueError(f"lr_find: steps must be an int of at least 2, got {steps!r}")
+    if not stop_factor > 1:  # at or under 1 the first rise stops the run; NaN never would
+        raise ValueError(f"lr_find: stop_factor must be a number above 1, got {stop_factor!r}")
     rates, losses = [], []
     with _restored(model):
         model.train()
