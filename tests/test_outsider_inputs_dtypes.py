@@ -72,3 +72,9 @@ def test_dropout_of_integers_scales_the_survivors_by_exactly_one_over_one_minus_
     survivors = out[out != 0]
     assert survivors.size > 0
     np.testing.assert_allclose(survivors, 1.0 / (1.0 - p), rtol=1e-3)  # float16 for uint8, bool
+
+
+@pytest.mark.parametrize("num_classes", [-2, 2.5, True])
+def test_f_one_hot_names_a_num_classes_that_is_not_a_count(num_classes):
+    with pytest.raises(ValueError, match="num_classes must be a non-negative int"):
+        F.one_hot([0, 1], num_classes)

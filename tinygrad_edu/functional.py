@@ -234,6 +234,8 @@ def one_hot(labels, num_classes: int = -1) -> Tensor:
             [0., 0., 1.]], shape=(2, 3), dtype=float32)
     """
     labels = _class_indices(labels, "one_hot")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < -1:
+        raise ValueError(f"one_hot: num_classes must be a non-negative int (or -1), got {num_classes!r}")
     if num_classes == -1:
         num_classes = int(labels.max()) + 1 if labels.size else 0
     _check_classes(labels, num_classes, "one_hot")
