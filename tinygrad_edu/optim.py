@@ -72,7 +72,7 @@ class Optimizer:
         if closure is not None:
             with enable_grad():
                 loss = closure()
-        self._check_writable()
+        self._check_before_step()
         for group in self.param_groups:
             for param in group["params"]:
                 if param.grad is None:
@@ -88,11 +88,23 @@ class Optimizer:
     def _update(self, param: np.ndarray, grad: np.ndarray, state: dict, group: dict) -> None:
         raise NotImplementedError
 
-    def _check_writable(self) -> None:
-        """Refuse read-only parameters before any update, so that a failed step changes nothing."""
+    def _check_before_step(self) -> None:
+        """Refuse what cannot update a parameter correctly before any update, so that a failed step
+        changes nothing: a gradient that is not a Tensor, one of another shape (NumPy would broadcast
+        it over the parameter, a silently wrong step), and a read-only parameter."""
         for group in self.param_groups:
             for param in group["params"]:
-                if param.grad is not None and not param.data.flags.writeable:
+                if param.grad is None:
+                    continue
+                if not isinstance(param.grad, Tensor):
+                    raise TypeError(
+                        f"{type(self).__name__}.step: the .grad of parameter {self._describe(param)} is a "
+                        f"{type(param.grad).__name__}, not a Tensor; assign param.grad = Tensor(array)")
+                if param.grad.shape != param.shape:
+                    raise ValueError(
+                        f"{type(self).__name__}.step: a gradient of shape {param.grad.shape} for parameter "
+                        f"{self._describe(param)} of shape {param.shape}; it must have the parameter's shape")
+                if not param.data.flags.writeable:
                     raise ValueError(
                         f"{type(self).__name__}.step: parameter {self._describe(param)} of shape "
                         f"{param.shape} is read-only (e.g. made from np.load(..., mmap_mode='r')), so it "
