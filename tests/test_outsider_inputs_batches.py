@@ -68,7 +68,7 @@ def test_optimizers_step_over_a_one_sample_batch_like_any_other(optimizer):
 
 @pytest.mark.parametrize("optimizer", [optim.SGD, optim.Adam, optim.AdamW, optim.RMSprop])
 @pytest.mark.parametrize("grad_shape", [(1, 3), (3,), (2, 1)])
-def test_a_gradient_of_another_shape_is_refused_instead_of_broadcast_over_the_parameter(optimizer, grad_shape):
+def test_a_gradient_of_another_shape_is_refused_not_broadcast_over_the_parameter(optimizer, grad_shape):
     param = nn.Parameter(np.ones((2, 3)))
     param.grad = Tensor(np.full(grad_shape, 0.5))
     with pytest.raises(ValueError, match=r"gradient of shape \(.*\) .*parameter 0 of shape \(2, 3\)"):
