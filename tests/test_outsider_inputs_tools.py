@@ -77,3 +77,20 @@ def test_lr_find_refuses_settings_that_cannot_make_a_run_and_names_them(options,
     x, y = _data()
     with pytest.raises(ValueError, match=named):
         lr_find(_model(), F.cross_entropy, [(x, y)], **options)
+
+
+def test_a_nan_validation_loss_is_reported_as_not_finite_not_as_overfitting():
+    model = _model()
+    monitor = Monitor(model)
+    opt = optim.SGD(model.parameters(), lr=0.1)
+    x, y = _data()
+    for _ in range(8):
+        scores = model(Tensor(x))
+        loss = F.cross_entropy(scores, y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        monitor.step(loss, scores, y, val_loss=math.nan)
+    kinds = monitor.report().kinds
+    assert "overfitting" not in kinds
+    assert "non_finite" in kinds and "validation loss" in str(monitor.report())

@@ -249,7 +249,10 @@ def unstable_loss(losses: list) -> list:
 
 def overfitting(monitor) -> list:
     """Validation loss rising for the last validations while the training loss kept falling."""
-    val, train = monitor.val_loss, monitor._train_at_val
+    # Only finite validation losses: a NaN is no evidence of a rise (non_finite reports it)
+    kept = [i for i, value in enumerate(monitor.val_loss) if math.isfinite(value)]
+    val, train = [monitor.val_loss[i] for i in kept], [monitor._train_at_val[i] for i in kept]
+    steps = [monitor.val_steps[i] for i in kept]
     if len(val) < OVERFIT_PATIENCE + 1:
         return []
     best = int(np.argmin(val))
@@ -260,7 +263,7 @@ def overfitting(monitor) -> list:
         return []
     return [warn(
         "overfitting",
-        f"validation loss rose from {val[best]:.3g} (step {monitor.val_steps[best]}) to {val[-1]:.3g} "
+        f"validation loss rose from {val[best]:.3g} (step {steps[best]}) to {val[-1]:.3g} "
         f"while the training loss fell from {train[best]:.3g} to {train[-1]:.3g} — the model memorises "
         "the training set; stop at the best validation step, add weight_decay or dropout, or get more data",
     )]

@@ -305,6 +305,8 @@ class Monitor:
     def _record_validation(self, index: int, loss, val_loss) -> None:
         self.val_steps.append(index)
         self.val_loss.append(_loss_value(val_loss))
+        if not math.isfinite(self.val_loss[-1]):
+            self._non_finite.setdefault(("validation loss", "val_loss"), index)
         recent = [value for value in self.loss[-kinds.UNSTABLE_WINDOW // 2:] if math.isfinite(value)]
         if loss is not None:
             recent.append(_loss_value(loss))
