@@ -163,7 +163,9 @@ def demo(args) -> int:
     print(f"model: {'-'.join(str(n) for n in (x.shape[1], *hidden, classes))}, {args.activation} hidden "
           f"layer{'s' if len(hidden) > 1 else ''}, {cost.description}, {args.optimizer}, init {args.init}")
 
-    with _one_blas_thread():
+    # A diverging run overflows on its way to inf; train() says so in one line (TrainingFailed), where
+    # NumPy's warnings would add lines of library code to the terminal
+    with _one_blas_thread(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         history, monitor, seconds = train(model, cost, (x_train, y_train, x_test, y_test), args)
     print(f"trained in {seconds:.1f} s: train accuracy {history['train_accuracy'][-1]:.1%}, "
           f"test accuracy {history['test_accuracy'][-1]:.1%}")
