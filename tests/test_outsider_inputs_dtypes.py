@@ -78,3 +78,10 @@ def test_dropout_of_integers_scales_the_survivors_by_exactly_one_over_one_minus_
 def test_f_one_hot_names_a_num_classes_that_is_not_a_count(num_classes):
     with pytest.raises(ValueError, match="num_classes must be a non-negative int"):
         F.one_hot([0, 1], num_classes)
+
+
+def test_float16_dropout_with_a_scale_past_its_range_zeroes_the_dropped_instead_of_nan():
+    tg.manual_seed(0)
+    out = F.dropout(Tensor(np.ones(1000, np.float16)), 0.99999, training=True).numpy()
+    assert not np.isnan(out).any()
+    assert (out == 0).sum() >= 990

@@ -218,9 +218,10 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     if p == 1.0:
         return x * np.zeros(x.shape, dtype=x.dtype)
     keep = generator().random(x.shape, dtype=np.float32) >= p
-    # The mask in x's float dtype (one pass, no float64); integers get floats, as 1 / (1 - p) needs
-    scale = np.result_type(x.dtype, np.float16).type(1.0 / (1.0 - p))
-    return x * (keep * scale)
+    # The mask in x's float dtype (one pass, no float64); integers get floats, as 1 / (1 - p) needs.
+    # where(), not keep * scale: a scale past float16's range is inf, and False * inf is nan
+    dtype = np.result_type(x.dtype, np.float16)
+    return x * np.where(keep, dtype.type(1.0 / (1.0 - p)), dtype.type(0))
 
 
 def one_hot(labels, num_classes: int = -1) -> Tensor:
