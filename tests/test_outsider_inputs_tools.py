@@ -94,3 +94,14 @@ def test_a_nan_validation_loss_is_reported_as_not_finite_not_as_overfitting():
     kinds = monitor.report().kinds
     assert "overfitting" not in kinds
     assert "non_finite" in kinds and "validation loss" in str(monitor.report())
+
+
+@pytest.mark.parametrize("odd_name", ["line1\nline2", "tab\there", "cr\rname"])
+def test_explain_keeps_one_line_per_step_for_names_with_control_characters(odd_name):
+    def lines(name):
+        w = Tensor(np.ones((2, 2)), requires_grad=True, name=name)
+        x = Tensor(np.ones((3, 2)), name="x")
+        return str(tg.explain((x @ w).sum())).splitlines()
+
+    assert len(lines(odd_name)) == len(lines("w"))
+    assert repr(odd_name)[1:-1] in "\n".join(lines(odd_name))

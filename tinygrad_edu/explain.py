@@ -155,7 +155,13 @@ class _Names:
                 kind = "v" if type(obj) is Context else "w" if getattr(obj, "requires_grad", False) else "c"
                 self.counts[kind] += 1
                 self.by_id[id(obj)] = f"{kind}{self.counts[kind]}"
-        return self.by_id[id(obj)]
+        return _one_line(self.by_id[id(obj)])
+
+
+def _one_line(name) -> str:
+    """A name as it can stand in one line of equations: control characters (a newline) escaped."""
+    text = str(name)
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _number(value) -> str:
