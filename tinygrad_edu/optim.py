@@ -94,13 +94,14 @@ class Optimizer:
         it over the parameter, a silently wrong step), and a read-only parameter."""
         for group in self.param_groups:
             for param in group["params"]:
-                if param.grad is None:
+                grad = param.grad
+                if grad is None:
                     continue
-                if not isinstance(param.grad, Tensor):
+                if not isinstance(grad, Tensor):
                     raise TypeError(
                         f"{type(self).__name__}.step: the .grad of parameter {self._describe(param)} is a "
-                        f"{type(param.grad).__name__}, not a Tensor; assign param.grad = Tensor(array)")
-                if param.grad.shape != param.shape:
+                        f"{type(grad).__name__}, not a Tensor; assign param.grad = Tensor(array)")
+                if grad.data.shape != param.data.shape:
                     raise ValueError(
                         f"{type(self).__name__}.step: a gradient of shape {param.grad.shape} for parameter "
                         f"{self._describe(param)} of shape {param.shape}; it must have the parameter's shape")
