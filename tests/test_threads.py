@@ -211,28 +211,34 @@ def test_one_no_grad_decorated_function_running_in_two_threads_restores_each_thr
     assert tg.is_grad_enabled()
 
 
-def test_backward_in_several_threads_into_one_leaf_loses_no_gradient():
-    # Hogwild-style: threads share a weight and each runs its own backward into weight.grad.
-    # Switching threads every microsecond makes a lost read-add-write likely if .grad is not
-    # added to under a lock (8000 backwards lost about 2000 before it was).
+def hammer(work, threads: int = 4, times: int = 2000) -> int:
+    """Run `work` `times` times in each of `threads` threads started together, switching threads
+    every microsecond, so that a read-add-write not under a lock likely loses a sum; returns how
+    many times it ran in all."""
     previous = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)
-    weight = tg.Tensor(np.ones(4), requires_grad=True)
-    threads, backwards = 4, 2000
     start = threading.Barrier(threads)
 
-    def train():
+    def repeat():
         start.wait(TIMEOUT)
-        for _ in range(backwards):
-            (weight * 2.0).sum().backward()
+        for _ in range(times):
+            work()
 
     try:
-        joins = [run_in_thread(train) for _ in range(threads)]
+        joins = [run_in_thread(repeat) for _ in range(threads)]
         for join in joins:
             join()
     finally:
         sys.setswitchinterval(previous)
-    np.testing.assert_array_equal(weight.grad.data, np.full(4, 2.0 * threads * backwards))
+    return threads * times
+
+
+def test_backward_in_several_threads_into_one_leaf_loses_no_gradient():
+    # Hogwild-style: threads share a weight and each runs its own backward into weight.grad
+    # (8000 backwards lost about 2000 sums before .grad was added to under a lock).
+    weight = tg.Tensor(np.ones(4), requires_grad=True)
+    runs = hammer(lambda: (weight * 2.0).sum().backward())
+    np.testing.assert_array_equal(weight.grad.data, np.full(4, 2.0 * runs))
 
 
 def test_a_compiled_step_called_in_several_threads_loses_no_gradient():
@@ -241,20 +247,5 @@ def test_a_compiled_step_called_in_several_threads_loses_no_gradient():
     x = tg.Tensor(np.full(4, 2.0))
     step(x)  # traced here, once
     weight.grad = None
-    previous = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    threads, calls = 4, 2000
-    start = threading.Barrier(threads)
-
-    def train():
-        start.wait(TIMEOUT)
-        for _ in range(calls):
-            step(x)
-
-    try:
-        joins = [run_in_thread(train) for _ in range(threads)]
-        for join in joins:
-            join()
-    finally:
-        sys.setswitchinterval(previous)
-    np.testing.assert_array_equal(weight.grad.data, np.full(4, 2.0 * threads * calls))
+    runs = hammer(lambda: step(x))
+    np.testing.assert_array_equal(weight.grad.data, np.full(4, 2.0 * runs))
