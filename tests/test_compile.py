@@ -492,7 +492,6 @@ def test_a_repeated_line_is_kept_when_its_operand_was_written_in_place_between()
     assert step.source.count(" + 1 ") == 2, step.source
 
 
-
 class _ShiftFirst(tg.autograd.Function):
     """z = (2x + 2)**2, its forward computing `a + 1` twice after `a += 1`."""
 
