@@ -14,7 +14,7 @@ import threading
 import numpy as np
 
 from .modes import current as current_modes, enable_grad, is_grad_enabled, no_grad  # noqa: F401 (public too)
-from .tensor import Tensor, _RetainGrad, broadcast_axes, version_of
+from .tensor import Tensor, _RetainGrad, base_of, broadcast_axes, version_of
 
 
 # ---- the graph node ----------------------------------------------------------------------
@@ -29,12 +29,11 @@ class Context:
     must have them), `seq` is the node's creation number (backward runs nodes from the newest),
     `out_id` the output array's id(); `apply` sets these four when it records the node.
     The output tensor's own state lives here, because the graph keeps nodes, not tensors: its
-    `label` (name), gradient `_hooks` and `_version` (in-place writes since); `view_of` is the
-    input (node or leaf) whose array the output is a view of: it shares that one's version.
-    `versions` holds
-    each input's version when the node was made (None for a constant) if one had been written
-    in place before, so backward can tell whether a saved input was written in place since;
-    `snapshots` do that for NumPy constants (`_note_saved`). `module_calls` lists the nn.Module
+    `label` (name), gradient `_hooks`, `_version` (in-place writes since) and `_write_seq` (the
+    `seq` number taken at the newest of them, -1 for none; a leaf Tensor has both too); `view_of`
+    is the input (node or leaf) whose array the output is a view of: it shares that one's version.
+    Backward tells whether a saved input was written in place after this node was made from
+    those numbers; `snapshots` do that for NumPy constants (`_note_snapshots`). `module_calls` lists the nn.Module
     calls that returned the output, innermost first, as (module, ids of its inputs), for
     drawings that fold a layer into a box; `origin` is where the op was called, noted in
     anomaly mode (guards.py) for its messages. An op's forward may also set its own parameters
@@ -44,15 +43,15 @@ class Context:
     """
 
     __slots__ = ("fn", "parents", "needs_input_grad", "saved", "shape", "dtype", "seq", "out_id",
-                 "label", "_hooks", "_version", "view_of", "versions", "snapshots", "module_calls",
+                 "label", "_hooks", "_version", "_write_seq", "view_of", "snapshots", "module_calls",
                  "origin", "__dict__")
     requires_grad = True  # a node stands for an output that requires grad, as a leaf would say
 
     def __init__(self, fn, parents: list, needs_input_grad: list):
         self.fn, self.parents, self.needs_input_grad, self.saved = fn, parents, needs_input_grad, ()
         self.shape = self.dtype = self.seq = self.out_id = None  # the output's, once recorded
-        self.label = self._hooks = self.view_of = self.versions = self.snapshots = None
-        self.module_calls, self.origin, self._version = None, None, 0
+        self.label = self._hooks = self.view_of = self.snapshots = self.module_calls = self.origin = None
+        self._version, self._write_seq = 0, -1
 
     def save_for_backward(self, *arrays) -> None:
         self.saved = arrays
@@ -96,14 +95,13 @@ class Function:
         result is the plain ndarray: that is what lets a backward written once run both on
         arrays (an ordinary backward) and on Tensors (a recorded one, for create_graph).
         """
-        arrays, parents, needs, tensors, constant_arrays, written = [], [], [], 0, 0, 0
+        arrays, parents, needs, tensors, constant_arrays = [], [], [], 0, 0
         for x in inputs:  # one pass sorts each input into what forward, the node and checks need
             if isinstance(x, Tensor):
                 arrays.append(x.data)
                 parents.append(x._ctx or x)
                 needs.append(x.requires_grad)
                 tensors += 1
-                written += x._version  # written in place before: the node notes versions to compare
             else:
                 arrays.append(x)
                 parents.append(x)
@@ -132,8 +130,8 @@ class Function:
             out = Tensor._make(data, True, ctx)
             if data.base is not None or data is arrays[0]:  # maybe a view of an input (or the input)
                 _note_view(ctx, out, arrays, data)
-            if (written or constant_arrays) and ctx.saved:
-                _note_saved(ctx)
+            if constant_arrays and ctx.saved:
+                _note_snapshots(ctx)
             return out
         if data.dtype.kind not in "biuf":  # complex or object: no Tensor holds it, no gradient reaches it
             raise TypeError(f"{cls.__name__} gave {data.dtype} values: a Tensor holds real numbers only")
@@ -145,10 +143,12 @@ _last_write = -1  # a `seq` number taken at the newest in-place write: older nod
 _COPY_UP_TO = 4096  # elements: smaller NumPy constants are copied whole for the check, bigger ones sampled
 
 
-def note_write() -> None:
-    """Called by Tensor._bump_version: every node made before now checks its saved inputs."""
+def note_write() -> int:
+    """Called by Tensor._bump_version: every node made before now checks its saved inputs.
+    Returns the write's `seq` number, which the written leaf or node keeps as its `_write_seq`."""
     global _last_write
     _last_write = next(_created)
+    return _last_write
 
 
 def _note_view(ctx: Context, out: Tensor, arrays: list, data: np.ndarray) -> None:
@@ -161,10 +161,10 @@ def _note_view(ctx: Context, out: Tensor, arrays: list, data: np.ndarray) -> Non
             return
 
 
-def _note_saved(ctx: Context) -> None:
-    """Note the inputs' versions (None for constants) and snapshots of the NumPy constants ctx
-    saved: copies (of a big array, about 1024 evenly spread elements), compared in backward."""
-    ctx.versions, ctx.snapshots = [version_of(x) if hasattr(x, "_version") else None for x in ctx.parents], []
+def _note_snapshots(ctx: Context) -> None:
+    """Snapshots of the NumPy constants ctx saved, which keep no version: copies (of a big array,
+    about 1024 evenly spread elements), compared in backward."""
+    ctx.snapshots = []
     for index, x in enumerate(ctx.parents):
         if type(x) is np.ndarray and any(s is x for s in ctx.saved):
             where = slice(None, None, 1 if x.size <= _COPY_UP_TO else x.size // 1024)  # all, or ~1024 of them
@@ -173,13 +173,12 @@ def _note_saved(ctx: Context) -> None:
 
 def _check_saved(ctx: Context) -> None:
     """Raise if an array ctx saved was written in place after its forward (PyTorch's check)."""
-    versions = ctx.versions or [0 if hasattr(x, "_version") else None for x in ctx.parents]  # unnoted: all 0
-    for i, (item, expected) in enumerate(zip([*ctx.parents, ctx], [*versions, 0])):
-        if expected is not None and version_of(item) != expected:
+    for i, item in enumerate([*ctx.parents, ctx]):
+        if hasattr(item, "_write_seq") and base_of(item)._write_seq > ctx.seq:  # written since ctx was made
             if (item.out_id if type(item) is Context else id(item.data)) in {id(a) for a in ctx.saved}:
                 raise RuntimeError(f"{ctx.fn.__name__}'s {'output' if item is ctx else f'input {i}'} (shape "
                                    f"{item.shape}) was modified by an inplace operation after it was saved "
-                                   f"for backward (version {version_of(item)}, expected {expected}){_ADVICE}")
+                                   f"for backward (it is at version {version_of(item)} now){_ADVICE}")
     for i, x, where, values in ctx.snapshots or ():
         if not np.array_equal(x.flat[where], values, equal_nan=x.dtype.kind in "fc"):
             raise RuntimeError(f"{ctx.fn.__name__}'s input {i} (a NumPy array of shape {x.shape}) was "

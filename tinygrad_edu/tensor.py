@@ -117,6 +117,9 @@ class Tensor:
         How many in-place writes the framework made into ``data`` (in-place arithmetic under
         ``no_grad``, optimizer steps, ``load_state_dict``); PyTorch's name. Writes straight
         into ``t.data`` are not counted.
+    _write_seq : int
+        The graph's creation number (a node's ``seq``) taken at the newest of those writes, -1
+        before any: a node made before it that saved ``data`` refuses its backward.
 
     Examples
     --------
@@ -128,7 +131,8 @@ class Tensor:
     Tensor([2., 4., 6.], shape=(3,), dtype=float32)
     """
 
-    __slots__ = ("data", "grad", "requires_grad", "_ctx", "_name", "_hooks", "_version", "__weakref__")
+    __slots__ = ("data", "grad", "requires_grad", "_ctx", "_name", "_hooks", "_version", "_write_seq",
+                 "__weakref__")
     # Lets NumPy hand `ndarray + Tensor` and friends to our __array_ufunc__ instead of its own.
     __array_priority__ = 1000
 
@@ -141,7 +145,7 @@ class Tensor:
         self._ctx = None
         self._name = name
         self._hooks = None
-        self._version = 0
+        self._version, self._write_seq = 0, -1
 
     @classmethod
     def _make(cls, data: np.ndarray, requires_grad: bool = False, ctx=None) -> "Tensor":
@@ -153,7 +157,7 @@ class Tensor:
         out._ctx = ctx
         out._name = None
         out._hooks = None
-        out._version = 0
+        out._version, out._write_seq = 0, -1
         return out
 
     @property
@@ -310,13 +314,14 @@ class Tensor:
         then raises instead of silently using the new values.
         """
         self._version += 1
-        if self._ctx is not None:
-            self._ctx._version = self._version  # the nodes that use this tensor see its node
+        self._write_seq = autograd.note_write()
+        if self._ctx is not None:  # the nodes that use this tensor see its node
+            self._ctx._version, self._ctx._write_seq = self._version, self._write_seq
             base = self._ctx.view_of  # a view shares its base's version: the base's users see it too
             while base is not None:
                 base._version += 1
+                base._write_seq = self._write_seq
                 base = getattr(base, "view_of", None)
-        autograd.note_write()
 
     def backward(self, gradient=None, retain_graph: Optional[bool] = None, create_graph: bool = False) -> None:
         """Accumulate d(self)/d(leaf) into every leaf's ``.grad`` that requires grad.
@@ -957,11 +962,17 @@ def _axis_tuple(axis, ndim: int, zero_d_axis_0: bool = False):
     return normalised
 
 
-def version_of(item) -> int:
-    """The version (in-place writes) of a leaf or of a node's output: its base's, for a view."""
+def base_of(item):
+    """The leaf or node whose array `item` (a leaf or a node) views, through views of views;
+    `item` itself when it is no view. A write into a view counts as a write into its base."""
     while getattr(item, "view_of", None) is not None:
         item = item.view_of
-    return item._version
+    return item
+
+
+def version_of(item) -> int:
+    """The version (in-place writes) of a leaf or of a node's output: its base's, for a view."""
+    return base_of(item)._version
 
 
 def _plain_index(index):
