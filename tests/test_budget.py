@@ -18,7 +18,9 @@ PACKAGE = pathlib.Path(tinygrad_edu.__file__).parent
 # a sum (PyTorch's guarantee), after one line was made room for.
 # 264: tg.grad refusing fewer grad_outputs than outputs (zip had silently dropped the last outputs:
 # a wrong gradient, not a feature).
-ENGINE_LINE_BUDGET = 264
+# 266: leaves wait in a list until every node has run, instead of in the nodes' priority queue behind
+# a (1, id) key (W3's step 0.973x in one process; docs/performance.md); the walk says what it does.
+ENGINE_LINE_BUDGET = 266
 
 
 def code_lines(path: pathlib.Path) -> int:

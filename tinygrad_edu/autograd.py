@@ -309,7 +309,7 @@ def _backpropagate(roots, seeds, retain_graph, create_graph, wanted=None):
     `retain_graph` None means: keep the saved arrays only for create_graph (PyTorch's default).
     """
     retain_graph = create_graph if retain_graph is None else retain_graph
-    grads, ready, held_by_leaves = {}, [], set()
+    grads, ready, leaves, held_by_leaves = {}, [], [], set()
     backward_check = current_modes().backward_check  # anomaly mode's, if on in this thread
     arriving = zip(map(node_of, roots), seeds)  # (item, gradient) pairs not yet added to grads
     found = wanted_below = None
@@ -324,12 +324,15 @@ def _backpropagate(roots, seeds, retain_graph, create_graph, wanted=None):
             key = id(item)
             if key in grads:
                 grads[key] = grads[key] + g  # `+`, never `+=`: a gradient array may be shared
-            else:  # first seen: queue a node by -seq (newest first), a leaf after all nodes
+            else:  # first seen: queue a node by -seq (newest first); a leaf waits until every node has run
                 grads[key] = g
-                heapq.heappush(ready, (-item.seq, item) if type(item) is Context else (1, key, item))
-        if not ready:
+                if type(item) is Context:
+                    heapq.heappush(ready, (-item.seq, item))
+                else:
+                    leaves.append(item)
+        if not (ready or leaves):
             break
-        item, arriving = heapq.heappop(ready)[-1], ()
+        item, arriving = heapq.heappop(ready)[1] if ready else leaves.pop(), ()
         g = grads.pop(id(item))
         if item._hooks or found is not None:
             g = _gradient_complete(item, g, create_graph, found)
