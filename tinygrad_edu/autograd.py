@@ -33,11 +33,11 @@ class Context:
     `seq` number taken at the newest of them, -1 for none; a leaf Tensor has both too); `view_of`
     is the input (node or leaf) whose array the output is a view of: it shares that one's version.
     Backward tells whether a saved input was written in place after this node was made from
-    those numbers; `snapshots` do that for NumPy constants (`_note_snapshots`). `module_calls` lists the nn.Module
-    calls that returned the output, innermost first, as (module, ids of its inputs), for
-    drawings that fold a layer into a box; `origin` is where the op was called, noted in
-    anomaly mode (guards.py) for its messages. An op's forward may also set its own parameters
-    on it (an axis, a shape) for its backward; nothing else adds attributes. After a backward
+    those numbers; `snapshots` do that for NumPy constants (`_note_snapshots`). `module_calls`
+    lists the nn.Module calls that returned the output, innermost first, as (module, ids of its
+    inputs), for drawings that fold a layer into a box; `origin` is where the op was called,
+    noted in anomaly mode (guards.py) for its messages. An op's forward may also set its own
+    parameters on it (an axis, a shape) for its backward; nothing else adds attributes. After a backward
     without retain_graph, `saved` is None: the arrays are freed, but the structure (op,
     parents, shape, dtype, label) stays, so drawings and explanations still work.
     """
