@@ -2,7 +2,8 @@
 
 `forward` takes and returns ndarrays. `backward` is written once with what ndarrays and
 Tensors share, so it runs on arrays (ordinary backward) or on Tensors (create_graph=True).
-No op reduces a gradient to its input's shape: the engine's `unbroadcast` does that.
+No op undoes broadcasting in a gradient: the engine's `unbroadcast` does that. (Linear sums its
+batch axes for the weight and for nn.Linear's bias: that sum is the layer's own math.)
 Each docstring's first line is the op's local gradient rule (`tg.explain` shows it).
 """
 from __future__ import annotations
