@@ -236,9 +236,10 @@ def test_ab_steps_times_the_benchmarks_own_steps_of_two_package_copies(capsys, m
     try:
         ab_steps.main([str(ROOT), "--workloads", "W3", "--seconds", "0"])  # this checkout against itself
     finally:
-        for name in [name for name in sys.modules if name.startswith(("tinygrad_edu_old", "tinygrad_edu_new"))]:
+        copies = ("tinygrad_edu_old", "tinygrad_edu_new")
+        for name in [name for name in sys.modules if name.startswith(copies)]:
             del sys.modules[name]
     out = capsys.readouterr().out
     ratios = r"\d+\.\d+ \[\d+\.\d+-\d+\.\d+\]"
-    assert re.search(rf"^W3, \d+ turns of 100 steps: new/old {ratios}; old/floor {ratios}; new/floor {ratios}$",
-                     out, flags=re.M), out
+    line = rf"^W3, \d+ turns of 100 steps: new/old {ratios}; old/floor {ratios}; new/floor {ratios}$"
+    assert re.search(line, out, flags=re.M), out
