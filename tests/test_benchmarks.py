@@ -228,3 +228,19 @@ def test_ab_engine_builds_the_chain_with_each_copy_and_both_give_the_same_gradie
         h.sum().backward()
         grads.append(x.grad.data)
     np.testing.assert_array_equal(grads[0], grads[1])
+
+
+def test_ab_steps_times_the_benchmarks_own_steps_of_two_package_copies(capsys, monkeypatch):
+    from benchmarks import ab_steps
+
+    monkeypatch.setattr(sys, "path", list(sys.path))  # main adds its scratch directory
+    try:
+        ab_steps.main([str(ROOT), "--workloads", "W3", "--seconds", "0"])  # this checkout against itself
+    finally:
+        copies = ("tinygrad_edu_old", "tinygrad_edu_new")
+        for name in [name for name in sys.modules if name.startswith(copies)]:
+            del sys.modules[name]
+    out = capsys.readouterr().out
+    ratios = r"\d+\.\d+ \[\d+\.\d+-\d+\.\d+\]"
+    line = rf"^W3, \d+ turns of 100 steps: new/old {ratios}; old/floor {ratios}; new/floor {ratios}$"
+    assert re.search(line, out, flags=re.M), out
