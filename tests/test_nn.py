@@ -9,7 +9,7 @@ import pytest
 
 import tinygrad_edu as tg
 import tinygrad_edu.functional as F
-from tinygrad_edu import nn, ops
+from tinygrad_edu import nn
 from tinygrad_edu.gradcheck import numeric_grad
 
 
@@ -378,18 +378,6 @@ def test_linear_is_x_times_weight_transposed_plus_bias(batch):
     out = layer(tg.Tensor(x))
     assert out.shape == batch + (2,) and out.dtype == np.float32
     np.testing.assert_allclose(out.data, x @ layer.weight.data.T + layer.bias.data, rtol=1e-5, atol=1e-6)
-
-
-@pytest.mark.parametrize("batch", [(), (5,), (2, 4)], ids=str)
-def test_linear_node_sums_the_bias_gradient_over_the_batch_itself(batch):
-    # For nn.Linear's bias (one value per output feature) the op returns the bias's own shape;
-    # other bias shapes (the op table's (1, out) and ()) are summed by the engine.
-    layer = nn.Linear(3, 2, dtype=np.float64)
-    out = layer(tg.Tensor(rng().normal(size=batch + (3,))))
-    grad = rng().normal(size=out.shape)
-    _, _, bias_grad = ops.Linear.backward(out.grad_fn, grad)
-    assert bias_grad.shape == (2,)
-    np.testing.assert_allclose(bias_grad, grad.reshape(-1, 2).sum(axis=0), rtol=1e-12)
 
 
 def test_linear_without_bias():

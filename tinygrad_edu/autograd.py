@@ -196,6 +196,8 @@ def unbroadcast(grad, shape: tuple):
     """
     if grad.ndim < len(shape):
         return grad  # cannot be reduced; the caller reports the mismatch
+    if grad.ndim == len(shape) + 1 and grad.shape[1:] == shape:  # one leading axis added (a bias): one sum
+        return grad.sum(axis=0)
     added, stretched = broadcast_axes(shape, grad.shape)
     if stretched:
         grad = grad.sum(axis=stretched, keepdims=True)

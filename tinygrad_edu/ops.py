@@ -2,8 +2,7 @@
 
 `forward` takes and returns ndarrays. `backward` is written once with what ndarrays and
 Tensors share, so it runs on arrays (ordinary backward) or on Tensors (create_graph=True).
-No op undoes broadcasting in a gradient: the engine's `unbroadcast` does that. (Linear sums its
-batch axes for the weight and for nn.Linear's bias: that sum is the layer's own math.)
+No op reduces a gradient to its input's shape: the engine's `unbroadcast` does that.
 Each docstring's first line is the op's local gradient rule (`tg.explain` shows it).
 """
 from __future__ import annotations
@@ -621,16 +620,13 @@ class Linear(Function):
     (out_features, in_features). Three nodes (Transpose, MatMul, Add) would give the same
     values, but grad.T @ x builds the weight's gradient directly in the weight's own layout,
     where the MatMul of a transposed weight hands back a transposed (Fortran-ordered) one that
-    every later update would walk against the grain. Every leading axis of x is a batch axis:
-    w's and b's gradients add up the samples' contributions (b's in the op when it has one value
-    per output feature, as nn.Linear's: the sum the engine would do, without its generic search).
+    every later update would walk against the grain. Batch axes of x are summed for w.
     """
 
     @staticmethod
     def forward(ctx, x, w, b):
         x, w = np.asanyarray(x), np.asanyarray(w)
         ctx.save_for_backward(x if ctx.needs_input_grad[1] else None, w if ctx.needs_input_grad[0] else None)
-        ctx.bias_per_feature = np.ndim(b) == 1  # nn.Linear's bias: one value per output feature
         try:
             product = x @ w.T
         except ValueError:  # say it in the layer's terms (checked only on failure)
@@ -642,12 +638,11 @@ class Linear(Function):
     def backward(ctx, grad):
         x, w = ctx.saved  # each saved only for the other's gradient (as in Mul)
         dx = grad @ w if ctx.needs_input_grad[0] else None
-        samples = grad.reshape(-1, grad.shape[-1])  # one row per sample, whatever x's batch axes
-        dw = samples.T @ x.reshape(-1, x.shape[-1]) if ctx.needs_input_grad[1] else None
-        db = None
-        if ctx.needs_input_grad[2]:  # a bias of another shape (a column): the engine sums grad for it
-            db = samples.sum(axis=0) if ctx.bias_per_feature else grad
-        return dx, dw, db
+        dw = None
+        if ctx.needs_input_grad[1]:
+            # Every leading axis of x is a batch axis: flatten them, so one product sums them.
+            dw = grad.reshape(-1, grad.shape[-1]).T @ x.reshape(-1, x.shape[-1])
+        return dx, dw, grad  # the engine sums grad over the axes b was broadcast along
 
 
 def _check_matmul_shapes(x_shape: tuple, y_shape: tuple) -> None:
