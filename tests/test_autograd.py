@@ -428,7 +428,7 @@ def test_a_node_has_declared_fields_and_other_modules_add_none():
     from tinygrad_edu.autograd import Context
 
     node = Context(tg.ops.Mul, [], [])  # a plain constructor: what apply knows before forward
-    assert (node.saved, node.shape, node.module_calls, node.label, node._version) == ((), None, None, None, 0)
+    assert (node.saved, node.shape, node.module_calls, node.label) == ((), None, None, None)
     model = tg.nn.Sequential(tg.nn.Linear(3, 2), tg.nn.ReLU())
     x = tg.Tensor(np.ones((4, 3)))
     with tg.detect_anomaly():

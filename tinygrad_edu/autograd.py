@@ -14,7 +14,7 @@ import threading
 import numpy as np
 
 from .modes import current as current_modes, enable_grad, is_grad_enabled, no_grad  # noqa: F401 (public too)
-from .tensor import Tensor, _RetainGrad, base_of, broadcast_axes, version_of
+from .tensor import Tensor, _RetainGrad, broadcast_axes, writes_into
 
 
 # ---- the graph node ----------------------------------------------------------------------
@@ -29,11 +29,8 @@ class Context:
     must have them), `seq` is the node's creation number (backward runs nodes from the newest),
     `out_id` the output array's id(); `apply` sets these four when it records the node.
     The output tensor's own state lives here, because the graph keeps nodes, not tensors: its
-    `label` (name), gradient `_hooks`, `_version` (in-place writes since) and `_write_seq` (the
-    `seq` number taken at the newest of them, -1 for none; a leaf Tensor has both too); `view_of`
-    is the input (node or leaf) whose array the output is a view of: it shares that one's version.
-    Backward tells whether a saved input was written in place after this node was made from
-    those numbers; `snapshots` do that for NumPy constants (`_note_snapshots`). `module_calls` lists the nn.Module
+    `label` (name) and gradient `_hooks`. `snapshots` let backward tell whether a NumPy constant
+    it saved was changed since (`_note_snapshots`). `module_calls` lists the nn.Module
     calls that returned the output, innermost first, as (module, ids of its inputs), for
     drawings that fold a layer into a box; `origin` is where the op was called, noted in
     anomaly mode (guards.py) for its messages. An op's forward may also set its own parameters
@@ -43,15 +40,13 @@ class Context:
     """
 
     __slots__ = ("fn", "parents", "needs_input_grad", "saved", "shape", "dtype", "seq", "out_id",
-                 "label", "_hooks", "_version", "_write_seq", "view_of", "snapshots", "module_calls",
-                 "origin", "__dict__")
+                 "label", "_hooks", "snapshots", "module_calls", "origin", "__dict__")
     requires_grad = True  # a node stands for an output that requires grad, as a leaf would say
 
     def __init__(self, fn, parents: list, needs_input_grad: list):
         self.fn, self.parents, self.needs_input_grad, self.saved = fn, parents, needs_input_grad, ()
         self.shape = self.dtype = self.seq = self.out_id = None  # the output's, once recorded
-        self.label = self._hooks = self.view_of = self.snapshots = self.module_calls = self.origin = None
-        self._version, self._write_seq = 0, -1
+        self.label = self._hooks = self.snapshots = self.module_calls = self.origin = None
 
     def save_for_backward(self, *arrays) -> None:
         self.saved = arrays
@@ -127,12 +122,9 @@ class Function:
             thread.forward_check(cls, arrays, data, ctx)  # anomaly mode (guards.py)
         if thread.grad_enabled and True in needs and data.dtype.kind == "f":
             ctx.shape, ctx.dtype, ctx.seq, ctx.out_id = data.shape, data.dtype, next(_created), id(data)
-            out = Tensor._make(data, True, ctx)
-            if data.base is not None or data is arrays[0]:  # maybe a view of an input (or the input)
-                _note_view(ctx, out, arrays, data)
             if constant_arrays and ctx.saved:
                 _note_snapshots(ctx)
-            return out
+            return Tensor._make(data, True, ctx)
         if data.dtype.kind not in "biuf":  # complex or object: no Tensor holds it, no gradient reaches it
             raise TypeError(f"{cls.__name__} gave {data.dtype} values: a Tensor holds real numbers only")
         return Tensor._make(data)
@@ -145,20 +137,10 @@ _COPY_UP_TO = 4096  # elements: smaller NumPy constants are copied whole for the
 
 def note_write() -> int:
     """Called by Tensor._bump_version: every node made before now checks its saved inputs.
-    Returns the write's `seq` number, which the written leaf or node keeps as its `_write_seq`."""
+    Returns the write's `seq` number, which the written memory keeps (tensor.count_write)."""
     global _last_write
     _last_write = next(_created)
     return _last_write
-
-
-def _note_view(ctx: Context, out: Tensor, arrays: list, data: np.ndarray) -> None:
-    """A view shares its base's version, as in PyTorch: a write into w is a write into w.T."""
-    owner = data if data.base is None else data.base
-    for x, parent in zip(arrays, ctx.parents):
-        if isinstance(parent, (Tensor, Context)) and owner is (x if x.base is None else x.base):
-            ctx.view_of = parent
-            ctx._version = out._version = version_of(parent)
-            return
 
 
 def _note_snapshots(ctx: Context) -> None:
@@ -173,16 +155,26 @@ def _note_snapshots(ctx: Context) -> None:
 
 def _check_saved(ctx: Context) -> None:
     """Raise if an array ctx saved was written in place after its forward (PyTorch's check)."""
-    for i, item in enumerate([*ctx.parents, ctx]):
-        if hasattr(item, "_write_seq") and base_of(item)._write_seq > ctx.seq:  # written since ctx was made
-            if (item.out_id if type(item) is Context else id(item.data)) in {id(a) for a in ctx.saved}:
-                raise RuntimeError(f"{ctx.fn.__name__}'s {'output' if item is ctx else f'input {i}'} (shape "
-                                   f"{item.shape}) was modified by an inplace operation after it was saved "
-                                   f"for backward (it is at version {version_of(item)} now){_ADVICE}")
+    for array in ctx.saved:
+        writes = writes_into(array) if isinstance(array, np.ndarray) else None
+        if writes is not None and writes.newest > ctx.seq:  # written since ctx was made
+            raise RuntimeError(f"{ctx.fn.__name__}'s {_saved_name(ctx, array)} (shape {array.shape}) was "
+                               "modified by an inplace operation after it was saved for backward (it is at "
+                               f"version {writes.version} now){_ADVICE}")
     for i, x, where, values in ctx.snapshots or ():
         if not np.array_equal(x.flat[where], values, equal_nan=x.dtype.kind in "fc"):
             raise RuntimeError(f"{ctx.fn.__name__}'s input {i} (a NumPy array of shape {x.shape}) was "
                                f"modified by an inplace operation after it was saved for backward{_ADVICE}")
+
+
+def _saved_name(ctx: Context, array) -> str:
+    """'output', 'input i', or 'saved array' (one the op derived, e.g. a transpose of an input)."""
+    if ctx.out_id == id(array):
+        return "output"
+    for i, item in enumerate(ctx.parents):
+        if id(array) == (item.out_id if type(item) is Context else id(getattr(item, "data", None))):
+            return f"input {i}"  # a node's output, or a leaf's array (a constant is named by snapshots)
+    return "saved array"
 
 
 _ADVICE = "; run backward before the in-place change (e.g. an optimizer step), or run a new forward"

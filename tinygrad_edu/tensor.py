@@ -114,12 +114,10 @@ class Tensor:
     name : str or None
         A label for ``tg.explain`` and ``viz.draw_graph`` (None: no label).
     _version : int
-        How many in-place writes the framework made into ``data`` (in-place arithmetic under
-        ``no_grad``, optimizer steps, ``load_state_dict``); PyTorch's name. Writes straight
-        into ``t.data`` are not counted.
-    _write_seq : int
-        The graph's creation number (a node's ``seq``) taken at the newest of those writes, -1
-        before any: a node made before it that saved ``data`` refuses its backward.
+        How many in-place writes the framework made into the memory of ``data`` (in-place
+        arithmetic under ``no_grad``, ``t[i] = v``, optimizer steps, ``load_state_dict``),
+        through this tensor or any other that shares it (views, ``detach()``); PyTorch's name.
+        Writes straight into ``t.data`` are not counted.
 
     Examples
     --------
@@ -131,8 +129,7 @@ class Tensor:
     Tensor([2., 4., 6.], shape=(3,), dtype=float32)
     """
 
-    __slots__ = ("data", "grad", "requires_grad", "_ctx", "_name", "_hooks", "_version", "_write_seq",
-                 "__weakref__")
+    __slots__ = ("data", "grad", "requires_grad", "_ctx", "_name", "_hooks", "__weakref__")
     # Lets NumPy hand `ndarray + Tensor` and friends to our __array_ufunc__ instead of its own.
     __array_priority__ = 1000
 
@@ -145,7 +142,6 @@ class Tensor:
         self._ctx = None
         self._name = name
         self._hooks = None
-        self._version, self._write_seq = 0, -1
 
     @classmethod
     def _make(cls, data: np.ndarray, requires_grad: bool = False, ctx=None) -> "Tensor":
@@ -157,7 +153,6 @@ class Tensor:
         out._ctx = ctx
         out._name = None
         out._hooks = None
-        out._version, out._write_seq = 0, -1
         return out
 
     @property
@@ -307,21 +302,20 @@ class Tensor:
         return self
 
     # ---- autograd --------------------------------------------------------------------
+    @property
+    def _version(self) -> int:
+        """The in-place writes counted so far into this tensor's memory (shared with its views)."""
+        writes = autograd.writes_into(self.data)
+        return 0 if writes is None else writes.version
+
     def _bump_version(self) -> None:
         """Count an in-place write into ``data``; whatever writes in place calls it (optimizers too).
 
-        A node that saved this tensor's array noted its version; backward through that node
-        then raises instead of silently using the new values.
+        The count belongs to the memory, so it is shared by every tensor viewing it: a node that
+        saved any of them, made before this write, raises in backward instead of silently using
+        the new values.
         """
-        self._version += 1
-        self._write_seq = autograd.note_write()
-        if self._ctx is not None:  # the nodes that use this tensor see its node
-            self._ctx._version, self._ctx._write_seq = self._version, self._write_seq
-            base = self._ctx.view_of  # a view shares its base's version: the base's users see it too
-            while base is not None:
-                base._version += 1
-                base._write_seq = self._write_seq
-                base = getattr(base, "view_of", None)
+        count_write(self.data, autograd.note_write())
 
     def backward(self, gradient=None, retain_graph: Optional[bool] = None, create_graph: bool = False) -> None:
         """Accumulate d(self)/d(leaf) into every leaf's ``.grad`` that requires grad.
@@ -962,17 +956,43 @@ def _axis_tuple(axis, ndim: int, zero_d_axis_0: bool = False):
     return normalised
 
 
-def base_of(item):
-    """The leaf or node whose array `item` (a leaf or a node) views, through views of views;
-    `item` itself when it is no view. A write into a view counts as a write into its base."""
-    while getattr(item, "view_of", None) is not None:
-        item = item.view_of
-    return item
+# PyTorch counts in-place writes per block of memory: a tensor, its views and its detach() share
+# one version counter. Here the block is the array that owns the memory (`memory_of`), so every
+# Tensor that sees those values sees the write, however it was made (a view under no_grad too).
+class _Writes:
+    """The in-place writes into one block of memory: how many (the version), and the newest one's
+    `seq` number (a node made before it that saved this memory refuses its backward)."""
+
+    __slots__ = ("version", "newest")
 
 
-def version_of(item) -> int:
-    """The version (in-place writes) of a leaf or of a node's output: its base's, for a view."""
-    return base_of(item)._version
+_writes = {}  # id(memory owner) -> _Writes; an entry leaves when its owner is freed
+
+
+def memory_of(array) -> np.ndarray:
+    """The array that owns `array`'s memory, found through NumPy's `.base` links (views of
+    views, and NumPy's own helpers' links, lead to it); `array` itself when it owns its data."""
+    owner = array
+    while (array := getattr(array, "base", None)) is not None:
+        owner = array if isinstance(array, np.ndarray) else owner  # not a bytes buffer under it
+    return owner
+
+
+def writes_into(array) -> Optional[_Writes]:
+    """The _Writes of the memory `array` uses, or None if nothing was written into it."""
+    return _writes.get(id(memory_of(array)))
+
+
+def count_write(array: np.ndarray, seq: int) -> None:
+    """Count an in-place write into `array`'s memory, made when the graph's counter was at `seq`."""
+    owner = memory_of(array)
+    writes = _writes.get(id(owner))
+    if writes is None:
+        writes = _writes[id(owner)] = _Writes()
+        writes.version = 0
+        weakref.finalize(owner, _writes.pop, id(owner), None)  # once freed, its id may be reused
+    writes.newest = seq
+    writes.version += 1
 
 
 def _plain_index(index):

@@ -1,0 +1,144 @@
+"""Mutation semantics against PyTorch, as an outsider porting PyTorch's autograd tests finds them:
+the version counter belongs to the memory (a tensor, its views and its detach() share it), hooks,
+`.grad`, and copies. Expected behaviour is PyTorch 2.13's (CPU), written out as literal values.
+"""
+import gc
+
+import numpy as np
+import pytest
+
+import tinygrad_edu as tg
+from tinygrad_edu import Tensor
+
+INPLACE = "modified by an inplace operation after it was saved for backward"
+
+
+# ---- the version counter is shared by every tensor that sees the memory ---------------------------
+def _write(t, how):
+    """One in-place write the framework counts: in-place arithmetic under no_grad, or t[i] = v."""
+    if how == "+=":
+        with tg.no_grad():
+            t += 1.0
+    else:
+        t[0] = 10.0  # allowed outside no_grad on a tensor that does not require grad
+
+
+def _under_no_grad(make):
+    with tg.no_grad():
+        return make()
+
+
+ALIASES = {  # made without a graph node: the write cannot reach x through the graph
+    "x.detach()": lambda x: x.detach(),
+    "x.detach().detach()": lambda x: x.detach().detach(),
+    "x.detach()[:1]": lambda x: x.detach()[:1],
+    "x[:1] made under no_grad": lambda x: _under_no_grad(lambda: x[:1]),
+    "x.reshape(2) made under no_grad": lambda x: _under_no_grad(lambda: x.reshape(2)),
+}
+
+
+@pytest.mark.parametrize("how", ["+=", "setitem"])
+@pytest.mark.parametrize("name", list(ALIASES))
+def test_a_write_through_an_alias_made_outside_the_graph_is_refused(name, how):
+    # PyTorch 2.13: detach() and every view share the version counter of their base, in grad mode
+    # or not, so `loss.backward()` raises "one of the variables needed for gradient computation has
+    # been modified by an inplace operation". We computed 2 * (x + 1) silently.
+    x = Tensor([1.0, 2.0], requires_grad=True)
+    loss = (x * x).sum()
+    _write(ALIASES[name](x), how)
+    with pytest.raises(RuntimeError, match=r"Mul's input 0 \(shape \(2,\)\) was " + INPLACE):
+        loss.backward()
+
+
+def test_a_write_into_a_non_leaf_through_its_detach_is_refused():
+    # PyTorch 2.13 raises; we used 2 * (h + 1) for h's gradient: x.grad was [12, 20], not [8, 16].
+    x = Tensor([1.0, 2.0], requires_grad=True)
+    h = x * 2
+    loss = (h * h).sum()
+    _write(h.detach(), "+=")
+    with pytest.raises(RuntimeError, match=INPLACE):
+        loss.backward()
+
+
+def test_a_write_into_the_base_reaches_a_saved_detach():
+    # w's gradient reads the detached values d; the write into x changes them (PyTorch 2.13 raises).
+    x = Tensor([1.0, 2.0], requires_grad=True)
+    w = Tensor([3.0, 4.0], requires_grad=True)
+    loss = (x.detach() * w).sum()
+    _write(x, "+=")
+    with pytest.raises(RuntimeError, match=INPLACE):
+        loss.backward()
+
+
+@pytest.mark.parametrize("write_the", ["base", "view"])
+def test_views_of_a_tensor_that_needs_no_grad_share_its_version(write_the):
+    # c needs no grad, so c[:2] records no node; PyTorch 2.13 still counts the write for both.
+    c = Tensor([1.0, 2.0, 3.0])
+    w = Tensor([1.0, 1.0], requires_grad=True)
+    view = c[:2]
+    loss = ((view if write_the == "base" else c[1:]) * w).sum()  # saves the view, or c's memory
+    _write(c if write_the == "base" else view, "setitem")
+    with pytest.raises(RuntimeError, match=r"Mul's input 0 \(shape \(2,\)\) was " + INPLACE):
+        loss.backward()
+
+
+def test_a_write_through_a_transposed_view_made_under_no_grad_is_refused():
+    x = Tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
+    loss = (x * x).sum()
+    with tg.no_grad():
+        x.T[0, 1] = 0.0
+    with pytest.raises(RuntimeError, match=INPLACE):
+        loss.backward()
+
+
+def test_every_alias_reports_the_same_version_as_pytorch():
+    # PyTorch 2.13: after one write through d, x._version == d._version == v._version == 1.
+    x = Tensor([1.0, 2.0], requires_grad=True)
+    d = x.detach()
+    v = x[:1]
+    _write(d, "+=")
+    assert (x._version, d._version, v._version) == (1, 1, 1)
+    _write(v.detach(), "setitem")
+    assert (x._version, d._version, v._version) == (2, 2, 2)
+    assert Tensor([1.0])._version == 0
+
+
+def test_writes_before_the_forward_or_into_unsaved_memory_still_run():
+    # Never refuse what PyTorch 2.13 runs: the write came first, or the node saved nothing of it.
+    x = Tensor([1.0, 2.0], requires_grad=True)
+    _write(x.detach(), "+=")
+    loss = (x * x).sum() + (x.detach() * 0 + x).sum()  # Add saves nothing
+    b = Tensor([5.0, 5.0], requires_grad=True)
+    unsaved = (b + 1).sum()
+    _write(b.detach(), "+=")
+    loss.backward()
+    unsaved.backward()
+    np.testing.assert_allclose(x.grad.data, [5.0, 7.0])  # 2 * x + 1 at x = [2, 3]
+    np.testing.assert_allclose(b.grad.data, [1.0, 1.0])
+
+
+def test_two_tensors_around_one_numpy_array_share_the_count_unlike_pytorch():
+    # Our documented difference (design_decisions.md): PyTorch 2.13's from_numpy tensors count
+    # apart and would compute with the written values; we refuse.
+    values = np.array([1.0, 2.0])
+    x, same_memory = Tensor(values, requires_grad=True), Tensor(values)
+    loss = (x * x).sum()
+    _write(same_memory, "setitem")
+    with pytest.raises(RuntimeError, match=INPLACE):
+        loss.backward()
+
+
+def test_the_write_count_of_memory_that_was_freed_is_forgotten():
+    # The count lives beside the memory: freeing the memory frees its entry, and a new array that
+    # NumPy happens to place at the same address starts at version 0.
+    from tinygrad_edu.tensor import _writes
+
+    gc.collect()
+    before = len(_writes)
+    for _ in range(50):
+        scratch = Tensor(np.zeros(3))
+        scratch[0] = 1.0
+        assert scratch._version == 1
+    del scratch
+    gc.collect()
+    assert len(_writes) == before
