@@ -142,3 +142,49 @@ def test_the_write_count_of_memory_that_was_freed_is_forgotten():
     del scratch
     gc.collect()
     assert len(_writes) == before
+
+
+# ---- hooks ---------------------------------------------------------------------------------------
+def test_hooks_run_with_grad_mode_off_in_a_plain_backward_and_on_with_create_graph():
+    # PyTorch 2.13 runs backward (hooks included) in the grad mode create_graph asks for.
+    seen = []
+    x = Tensor([1.0, 2.0], requires_grad=True)
+    h = x * 2
+    x.register_hook(lambda grad: seen.append(("leaf", tg.is_grad_enabled())))
+    h.register_hook(lambda grad: seen.append(("non-leaf", tg.is_grad_enabled())))
+    (h * h).sum().backward(retain_graph=True)
+    assert seen == [("non-leaf", False), ("leaf", False)]
+    seen.clear()
+    (h * h).sum().backward(create_graph=True)
+    assert seen == [("non-leaf", True), ("leaf", True)]
+
+
+def test_a_hook_may_update_a_parameter_in_place_as_in_pytorch():
+    # PyTorch 2.13: x.sub_(0.5 * g) inside x's hook works (grad mode is off); x becomes [-0.5, 0.5]
+    # and x.grad is [3, 3]. We raised: "`-=` on a leaf that requires grad, in grad mode".
+    x = Tensor([1.0, 2.0], requires_grad=True)
+
+    def step_inside_backward(grad):
+        nonlocal x
+        x -= 0.5 * grad
+
+    x.register_hook(step_inside_backward)
+    (x * 3).sum().backward()
+    np.testing.assert_allclose(x.data, [-0.5, 0.5])
+    np.testing.assert_allclose(x.grad.data, [3.0, 3.0])
+    assert x._version == 1
+
+
+@pytest.mark.parametrize("where", ["leaf", "non-leaf"])
+def test_a_hook_that_changes_the_gradients_dtype_is_refused(where):
+    # PyTorch 2.13: "hook '<lambda>' has changed the type of value (was torch.FloatTensor got
+    # torch.DoubleTensor)". We gave a float32 leaf a float64 .grad (or cast a non-leaf's quietly).
+    x = Tensor([1.0, 2.0], requires_grad=True)
+    h = x * 2
+    (x if where == "leaf" else h).register_hook(lambda grad: grad.astype(np.float64))
+    with pytest.raises(TypeError, match=r"a hook returned dtype float64 for a gradient of dtype float32"):
+        (h * h).sum().backward()
+    y = Tensor([1.0, 2.0], requires_grad=True)
+    y.register_hook(lambda grad: grad.data * 2)  # an array (no dtype of its own to keep) is cast
+    (y * y).sum().backward()
+    assert y.grad.dtype == np.float32

@@ -340,11 +340,15 @@ def _gradient_complete(item, g, create_graph: bool, found):
     and note it if tg.grad wants it."""
     # retain_grad's hook runs last, so .grad holds what the other hooks made of g (PyTorch 2's order).
     for hook in sorted(item._hooks or (), key=lambda hook: isinstance(hook, _RetainGrad)):
-        result = hook(g if create_graph else Tensor._make(np.asarray(g)))
+        with enable_grad() if create_graph else no_grad():  # as PyTorch: a hook may update a parameter
+            result = hook(g if create_graph else Tensor._make(np.asarray(g)))
         if result is not None:
             result = result if isinstance(result, Tensor) else Tensor(result, dtype=item.dtype)
             if result.shape != item.shape:
                 raise ValueError(f"a hook returned shape {result.shape} for a gradient of shape {item.shape}")
+            if result.dtype != item.dtype:
+                raise TypeError(f"a hook returned dtype {result.dtype} for a gradient of dtype {item.dtype}; "
+                                f"return grad.astype(np.{item.dtype})")
             g = result if create_graph else np.array(result.data)  # the hook's caller may keep it
     if found is not None and id(item) in found:
         found[id(item)] = g
