@@ -188,3 +188,42 @@ def test_a_hook_that_changes_the_gradients_dtype_is_refused(where):
     y.register_hook(lambda grad: grad.data * 2)  # an array (no dtype of its own to keep) is cast
     (y * y).sum().backward()
     assert y.grad.dtype == np.float32
+
+
+# ---- copies --------------------------------------------------------------------------------------
+def test_deepcopy_of_a_non_leaf_is_refused_as_in_pytorch():
+    # PyTorch 2.13: "Only Tensors created explicitly by the user (graph leaves) support the deepcopy
+    # protocol". We copied the whole graph behind it, leaves included, so backward through the
+    # copy filled copies of the parameters and never the originals.
+    import copy
+
+    w = Tensor([1.0, 2.0], requires_grad=True)
+    hidden = w * 2
+    with pytest.raises(RuntimeError, match=r"deepcopy of a tensor made by Mul: only leaves"):
+        copy.deepcopy(hidden)
+    twin = copy.deepcopy(hidden.detach())  # the values, as the message advises
+    assert twin.is_leaf and not twin.requires_grad and twin.data is not hidden.data
+
+
+def test_deepcopy_of_a_leaf_leaves_its_hooks_behind_as_in_pytorch():
+    # PyTorch 2.13: the copy's gradient is [2, 4], its original's hook (x 100) does not come along.
+    import copy
+
+    x = Tensor([1.0, 2.0], requires_grad=True, name="w")
+    x.register_hook(lambda grad: grad * 100)
+    twin = copy.deepcopy(x)
+    (twin * twin).sum().backward()
+    np.testing.assert_allclose(twin.grad.data, [2.0, 4.0])
+    assert twin.name == "w" and twin.requires_grad and twin.is_leaf and x.grad is None
+
+
+def test_deepcopy_keeps_a_tensor_subclass_and_its_attributes():
+    import copy
+
+    class Tagged(Tensor):
+        pass
+
+    tagged = Tagged([1.0], requires_grad=True)
+    tagged.tag = ["kept"]
+    twin = copy.deepcopy(tagged)
+    assert type(twin) is Tagged and twin.tag == ["kept"] and twin.tag is not tagged.tag

@@ -6,6 +6,7 @@ no gradient math lives here. NumPy functions applied to a Tensor come back here 
 """
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
 import sys
@@ -286,6 +287,20 @@ class Tensor:
     def detach(self) -> "Tensor":
         """The same data, cut from the graph (no gradient flows through it)."""
         return Tensor._make(self.data)
+
+    def __deepcopy__(self, memo: dict) -> "Tensor":
+        """``copy.deepcopy`` of a leaf: new arrays for data and grad, the same flags and name, no
+        hooks (as PyTorch). A non-leaf is refused, as in PyTorch: its copy would carry a copy of the
+        graph, whose backward fills copies of the parameters, never the originals."""
+        if self._ctx is not None:
+            raise RuntimeError(f"copy.deepcopy of a tensor made by {self._ctx.name}: only leaves can be "
+                               "deep-copied (PyTorch's rule); copy the values with copy.deepcopy(t.detach())")
+        copied = memo[id(self)] = type(self)._make(copy.deepcopy(self.data, memo), self.requires_grad)
+        copied._name = self._name
+        copied.grad = copy.deepcopy(self.grad, memo)
+        if hasattr(self, "__dict__"):  # a subclass's own attributes
+            copied.__dict__.update(copy.deepcopy(self.__dict__, memo))
+        return copied
 
     def astype(self, dtype) -> "Tensor":
         """Cast to `dtype`; float-to-float casts pass gradients through (cast back)."""
