@@ -227,3 +227,34 @@ def test_deepcopy_keeps_a_tensor_subclass_and_its_attributes():
     tagged.tag = ["kept"]
     twin = copy.deepcopy(tagged)
     assert type(twin) is Tagged and twin.tag == ["kept"] and twin.tag is not tagged.tag
+
+
+# ---- .grad ---------------------------------------------------------------------------------------
+def test_assigning_a_gradient_of_another_shape_or_not_a_tensor_is_refused_at_once():
+    # PyTorch 2.13 raises at the assignment ("attempting to assign a gradient of size '[3]' to a
+    # tensor of size '[2]'"; "assigned grad expected to be a Tensor or None"). We kept it, and the
+    # next backward broadcast the new gradient into it: x.grad came out with shape (2, 2).
+    x = Tensor([1.0, 2.0], requires_grad=True)
+    with pytest.raises(ValueError, match=r"a gradient of shape \(2, 1\) for a tensor of shape \(2,\)"):
+        x.grad = Tensor(np.zeros((2, 1), np.float32))
+    with pytest.raises(TypeError, match=r"a Tensor or None, not ndarray.*tg.Tensor\(array\)"):
+        x.grad = np.zeros(2, np.float32)
+    assert x.grad is None
+    x.grad = Tensor([10.0, 10.0])
+    (x * x).sum().backward()
+    np.testing.assert_allclose(x.grad.data, [12.0, 14.0])  # accumulated into, as PyTorch
+
+
+def test_reading_the_grad_of_a_non_leaf_warns_as_in_pytorch(recwarn):
+    # PyTorch 2.13: "The .grad attribute of a Tensor that is not a leaf Tensor is being accessed.
+    # Its .grad attribute won't be populated during autograd.backward()..." (a UserWarning).
+    x = Tensor([1.0, 2.0], requires_grad=True)
+    hidden = x * 2
+    (hidden * hidden).sum().backward()
+    with pytest.warns(UserWarning, match=r"\.grad of a non-leaf tensor \(made by Mul\).*retain_grad\(\)"):
+        assert hidden.grad is None
+    kept = x * 3
+    kept.retain_grad()
+    kept.sum().backward()
+    assert x.grad is not None and kept.grad is not None and Tensor([1.0]).grad is None
+    assert not [w for w in recwarn if "non-leaf" in str(w.message)]  # leaves and retained: quiet

@@ -430,13 +430,14 @@ def _accumulate(leaf: Tensor, g, create_graph: bool, held_by_leaves: set) -> Non
     the ids of this pass's) is copied. Later gradients are added with `+`, never written into
     the array. The read-add-write of .grad holds a lock: another thread's backward into the
     same leaf (Hogwild training) must not overwrite this one's sum, as PyTorch guarantees.
+    g has the leaf's shape (_propagate checked it), so it goes into ._grad, past the checking setter.
     """
     with leaf_grads_lock:
         if create_graph:
-            leaf.grad = g if leaf.grad is None else leaf.grad + g
-        elif leaf.grad is None:
+            leaf._grad = g if leaf._grad is None else leaf._grad + g
+        elif leaf._grad is None:
             fresh = g.flags.owndata and g.flags.writeable and id(g) not in held_by_leaves
-            leaf.grad = Tensor._make(g if fresh else np.array(g))
+            leaf._grad = Tensor._make(g if fresh else np.array(g))
             held_by_leaves.add(id(g))
         else:
-            leaf.grad = Tensor._make(np.asarray(leaf.grad.data + g))
+            leaf._grad = Tensor._make(np.asarray(leaf._grad.data + g))

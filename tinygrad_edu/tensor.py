@@ -130,7 +130,7 @@ class Tensor:
     Tensor([2., 4., 6.], shape=(3,), dtype=float32)
     """
 
-    __slots__ = ("data", "grad", "requires_grad", "_ctx", "_name", "_hooks", "__weakref__")
+    __slots__ = ("data", "_grad", "requires_grad", "_ctx", "_name", "_hooks", "__weakref__")
     # Lets NumPy hand `ndarray + Tensor` and friends to our __array_ufunc__ instead of its own.
     __array_priority__ = 1000
 
@@ -139,7 +139,7 @@ class Tensor:
         if requires_grad:
             _check_can_require_grad(self.data.dtype)
         self.requires_grad = bool(requires_grad)
-        self.grad: Optional[Tensor] = None
+        self._grad: Optional[Tensor] = None
         self._ctx = None
         self._name = name
         self._hooks = None
@@ -150,11 +150,34 @@ class Tensor:
         out = object.__new__(cls)
         out.data = data
         out.requires_grad = requires_grad
-        out.grad = None
+        out._grad = None
         out._ctx = ctx
         out._name = None
         out._hooks = None
         return out
+
+    @property
+    def grad(self) -> Optional["Tensor"]:
+        """The gradient backward accumulated (see the class docstring); None before the first.
+
+        A non-leaf keeps none unless it called ``retain_grad()``: reading it warns, as in PyTorch.
+        """
+        if self._grad is None and self._ctx is not None and not self.retains_grad:
+            warnings.warn(f"the .grad of a non-leaf tensor (made by {self._ctx.name}) stays None: backward "
+                          "fills only leaves' .grad; call .retain_grad() on it before backward to keep it",
+                          UserWarning, stacklevel=2)
+        return self._grad
+
+    @grad.setter
+    def grad(self, value: Optional["Tensor"]) -> None:
+        # As PyTorch, refused at once: backward would broadcast a gradient of another shape into it.
+        if value is not None and not isinstance(value, Tensor):
+            raise TypeError(f".grad takes a Tensor or None, not {type(value).__name__}; write "
+                            "t.grad = tg.Tensor(array)")
+        if value is not None and value.shape != self.data.shape:
+            raise ValueError(f"a gradient of shape {value.shape} for a tensor of shape {self.data.shape}: "
+                             "a gradient has its tensor's shape")
+        self._grad = value
 
     @property
     def name(self) -> Optional[str]:
@@ -896,14 +919,14 @@ def as_tensor(x) -> Tensor:
 def clear_grad(t: Tensor, set_to_none: bool = True) -> None:
     """What zero_grad does to one tensor: drop its gradient, or zero it in place (as PyTorch)."""
     if set_to_none:
-        t.grad = None
-    elif t.grad is not None:
-        if t.grad.data.flags.writeable and not t.grad.requires_grad:
+        t._grad = None
+    elif t._grad is not None:
+        if t._grad.data.flags.writeable and not t._grad.requires_grad:
             # Safe: backward gives every leaf a gradient array of its own. A recorded gradient
             # (create_graph) may be part of a graph, so it is replaced instead.
-            t.grad.data[...] = 0
+            t._grad.data[...] = 0
         else:
-            t.grad = Tensor._make(np.zeros_like(t.data))
+            t._grad = Tensor._make(np.zeros_like(t.data))
 
 
 def compare(ufunc, x, y) -> Tensor:
