@@ -258,3 +258,33 @@ def test_reading_the_grad_of_a_non_leaf_warns_as_in_pytorch(recwarn):
     kept.sum().backward()
     assert x.grad is not None and kept.grad is not None and Tensor([1.0]).grad is None
     assert not [w for w in recwarn if "non-leaf" in str(w.message)]  # leaves and retained: quiet
+
+
+# ---- more writes the framework makes -------------------------------------------------------------
+@pytest.mark.parametrize("name, args", [("zeros_", ()), ("ones_", ()), ("constant_", (0.5,)),
+                                        ("uniform_", ()), ("normal_", ()), ("xavier_uniform_", ()),
+                                        ("kaiming_normal_", ())])
+def test_nn_init_between_forward_and_backward_is_refused(name, args):
+    # PyTorch 2.13 raises for each (its init functions write in place and count it, version 1).
+    # We wrote into .data uncounted, and x's gradient used the new weights silently.
+    from tinygrad_edu import nn
+
+    x = Tensor(np.ones((3, 2), np.float32), requires_grad=True)
+    w = Tensor(np.ones((2, 2), np.float32), requires_grad=True)
+    loss = (x @ w).sum()  # x's gradient reads w
+    assert getattr(nn.init, name)(w, *args) is w
+    assert w._version == 1
+    with pytest.raises(RuntimeError, match=r"MatMul's input 1 \(shape \(2, 2\)\) was " + INPLACE):
+        loss.backward()
+
+
+def test_a_leaf_that_stopped_requiring_grad_before_backward_gets_no_gradient():
+    # PyTorch 2.13: a.requires_grad_(False) after the forward -> a.grad stays None, b.grad = [1, 1].
+    # We filled a.grad, so an optimizer holding a "frozen" parameter still moved it.
+    a = Tensor([1.0, 1.0], requires_grad=True)
+    b = Tensor([1.0, 1.0], requires_grad=True)
+    loss = (a * b).sum()
+    a.requires_grad_(False)
+    loss.backward()
+    assert a.grad is None
+    np.testing.assert_allclose(b.grad.data, [1.0, 1.0])
