@@ -288,3 +288,22 @@ def test_a_leaf_that_stopped_requiring_grad_before_backward_gets_no_gradient():
     loss.backward()
     assert a.grad is None
     np.testing.assert_allclose(b.grad.data, [1.0, 1.0])
+
+
+@pytest.mark.parametrize("how", ["pickle", "copy.copy"])
+def test_pickle_and_copy_of_a_non_leaf_give_a_leaf_without_the_graph(how):
+    # PyTorch 2.13: both give a leaf that requires grad (grad_fn None), without hooks; copy.copy
+    # shares the data. We carried the whole graph, saved arrays and copies of the leaves included.
+    import copy
+    import pickle
+
+    x = Tensor([1.0, 2.0], requires_grad=True)
+    x.register_hook(lambda grad: grad * 100)
+    hidden = x * 2
+    copied = pickle.loads(pickle.dumps(hidden)) if how == "pickle" else copy.copy(hidden)
+    assert copied.is_leaf and copied.requires_grad and copied.grad_fn is None
+    np.testing.assert_array_equal(copied.data, [2.0, 4.0])
+    leaf = pickle.loads(pickle.dumps(x)) if how == "pickle" else copy.copy(x)
+    (leaf * leaf).sum().backward()
+    np.testing.assert_allclose(leaf.grad.data, [2.0, 4.0])
+    assert (leaf.data is x.data) == (how == "copy.copy") and x.grad is None

@@ -325,6 +325,13 @@ class Tensor:
             copied.__dict__.update(copy.deepcopy(self.__dict__, memo))
         return copied
 
+    def __getstate__(self):
+        """What pickle and ``copy.copy`` keep: the data, grad, flag and name, as a leaf without
+        hooks (as PyTorch). The graph stays behind: a copy of it would reach copies of the leaves."""
+        slots = {"data": self.data, "_grad": self._grad, "requires_grad": self.requires_grad,
+                 "_ctx": None, "_name": self._name, "_hooks": None}
+        return getattr(self, "__dict__", None), slots
+
     def astype(self, dtype) -> "Tensor":
         """Cast to `dtype`; float-to-float casts pass gradients through (cast back)."""
         return ops.Cast.apply(self, dtype=np.dtype(dtype))
