@@ -307,3 +307,17 @@ def test_pickle_and_copy_of_a_non_leaf_give_a_leaf_without_the_graph(how):
     (leaf * leaf).sum().backward()
     np.testing.assert_allclose(leaf.grad.data, [2.0, 4.0])
     assert (leaf.data is x.data) == (how == "copy.copy") and x.grad is None
+
+
+def test_a_step_into_a_weight_used_through_its_array_is_refused_naming_the_input():
+    # x * w.data keeps w's array as a NumPy constant; the optimizer writes into that memory. (PyTorch's
+    # w.data has a counter of its own, so PyTorch 2.13 computes with the new values; we refuse.)
+    from tinygrad_edu import optim
+
+    w = Tensor([1.0, 2.0], requires_grad=True)
+    x = Tensor([3.0, 4.0], requires_grad=True)
+    loss = (x * w.data).sum()
+    w.grad = Tensor([1.0, 1.0])
+    optim.SGD([w], lr=0.5).step()
+    with pytest.raises(RuntimeError, match=r"Mul's input 1 \(shape \(2,\)\) was " + INPLACE):
+        loss.backward()

@@ -171,9 +171,10 @@ def _saved_name(ctx: Context, array) -> str:
     """'output', 'input i', or 'saved array' (one the op derived, e.g. a transpose of an input)."""
     if ctx.out_id == id(array):
         return "output"
-    for i, item in enumerate(ctx.parents):
-        if id(array) == (item.out_id if type(item) is Context else id(getattr(item, "data", None))):
-            return f"input {i}"  # a node's output, or a leaf's array (a constant is named by snapshots)
+    for i, item in enumerate(ctx.parents):  # a node stands for its output, a leaf for its array
+        held = item.out_id if type(item) is Context else id(item.data if isinstance(item, Tensor) else item)
+        if held == id(array):
+            return f"input {i}"
     return "saved array"
 
 
