@@ -321,3 +321,19 @@ def test_a_step_into_a_weight_used_through_its_array_is_refused_naming_the_input
     optim.SGD([w], lr=0.5).step()
     with pytest.raises(RuntimeError, match=r"Mul's input 1 \(shape \(2,\)\) was " + INPLACE):
         loss.backward()
+
+
+def test_retain_grad_follows_a_non_leaf_through_in_place_arithmetic():
+    # PyTorch 2.13: h.retain_grad(); h += 1 (in grad mode) -> after backward of sum(h * h), h.grad is
+    # [6, 6], the gradient of the new h; hooks registered before stay with the old value (they see
+    # [6, 6] too here). We recorded h + 1 as a new tensor that kept nothing: h.grad was None.
+    x = Tensor([1.0, 1.0], requires_grad=True)
+    h = x * 2
+    h.retain_grad()
+    seen = []
+    h.register_hook(lambda grad: seen.append(grad.data.tolist()))
+    h += 1
+    (h * h).sum().backward()
+    np.testing.assert_allclose(h.grad.data, [6.0, 6.0])
+    assert seen == [[6.0, 6.0]]
+    np.testing.assert_allclose(x.grad.data, [12.0, 12.0])

@@ -489,7 +489,10 @@ class Tensor:
                     "leave the parameter behind; update parameters without recording:\n"
                     "    with tg.no_grad():\n        w -= lr * w.grad"
                 )
-            return op(self, other)
+            result = op(self, other)
+            if self.retains_grad:  # as in PyTorch, .grad follows the tensor to its new value
+                result.retain_grad()
+            return result
         value = other.data if isinstance(other, Tensor) else other
         try:
             ufunc(self.data, value, out=self.data, casting="same_kind")
