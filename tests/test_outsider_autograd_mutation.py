@@ -337,3 +337,23 @@ def test_retain_grad_follows_a_non_leaf_through_in_place_arithmetic():
     np.testing.assert_allclose(h.grad.data, [6.0, 6.0])
     assert seen == [[6.0, 6.0]]
     np.testing.assert_allclose(x.grad.data, [12.0, 12.0])
+
+
+def test_tg_grad_runs_no_hook_of_a_tensor_it_does_not_need():
+    # PyTorch 2.13's autograd.grad(z, x) runs only what leads to x: the hook of the other factor y
+    # (a leaf) and of m (a branch that does not lead to y) never run. We ran both.
+    x = Tensor([1.0, 1.0], requires_grad=True)
+    y = Tensor([1.0, 1.0], requires_grad=True)
+    calls = []
+    y.register_hook(lambda grad: calls.append("y"))
+    hidden = (x * y) * 1
+    hidden.register_hook(lambda grad: calls.append("hidden"))
+    (dx,) = tg.grad((hidden * 3).sum(), x)
+    assert calls == ["hidden"] and y.grad is None
+    np.testing.assert_allclose(dx.data, [3.0, 3.0])
+    calls.clear()
+    m = x * 2
+    m.register_hook(lambda grad: calls.append("m"))
+    (dy,) = tg.grad((m + y).sum(), y)
+    assert calls == ["y"]
+    np.testing.assert_allclose(dy.data, [1.0, 1.0])

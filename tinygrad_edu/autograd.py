@@ -317,8 +317,8 @@ def _backpropagate(roots, seeds, retain_graph, create_graph, wanted=None):
             key = id(item)
             if key in grads:
                 grads[key] = grads[key] + g  # `+`, never `+=`: a gradient array may be shared
-            else:  # first seen: queue a node by -seq (newest first), a leaf after all nodes
-                grads[key] = g
+            elif wanted_below is None or key in wanted_below:  # first seen (tg.grad: and leads to a wanted
+                grads[key] = g  # item). Queued: a node by -seq (newest first), a leaf after all nodes
                 heapq.heappush(ready, (-item.seq, item) if type(item) is Context else (1, key, item))
         if not ready:
             break
