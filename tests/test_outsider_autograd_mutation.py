@@ -239,6 +239,8 @@ def test_assigning_a_gradient_of_another_shape_or_not_a_tensor_is_refused_at_onc
         x.grad = Tensor(np.zeros((2, 1), np.float32))
     with pytest.raises(TypeError, match=r"a Tensor or None, not ndarray.*tg.Tensor\(array\)"):
         x.grad = np.zeros(2, np.float32)
+    with pytest.raises(RuntimeError, match="its own gradient"):
+        x.grad = x  # PyTorch 2.13: "can't assign Variable as its own grad"; zero_grad would zero x
     assert x.grad is None
     x.grad = Tensor([10.0, 10.0])
     (x * x).sum().backward()

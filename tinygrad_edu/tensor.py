@@ -177,6 +177,8 @@ class Tensor:
         if value is not None and value.shape != self.data.shape:
             raise ValueError(f"a gradient of shape {value.shape} for a tensor of shape {self.data.shape}: "
                              "a gradient has its tensor's shape")
+        if value is self:  # zero_grad(set_to_none=False) would then zero the tensor itself
+            raise RuntimeError("a tensor cannot be its own gradient (PyTorch refuses it too)")
         self._grad = value
 
     @property
