@@ -310,7 +310,9 @@ class Tensor:
         return self.data.astype(dtype)
 
     def detach(self) -> "Tensor":
-        """The same data, cut from the graph (no gradient flows through it)."""
+        """The same data, cut from the graph (no gradient flows through it). It shares the
+        version counter too: an in-place write through it is seen by every graph that saved
+        this tensor's values (as in PyTorch)."""
         return Tensor._make(self.data)
 
     def __deepcopy__(self, memo: dict) -> "Tensor":
