@@ -359,3 +359,19 @@ def test_tg_grad_runs_no_hook_of_a_tensor_it_does_not_need():
     (dy,) = tg.grad((m + y).sum(), y)
     assert calls == ["y"]
     np.testing.assert_allclose(dy.data, [1.0, 1.0])
+
+
+def test_setting_requires_grad_follows_the_rules_of_requires_grad_():
+    # PyTorch 2.13: h.requires_grad = False on a non-leaf raises "you can only change requires_grad
+    # flags of leaf variables ... use var.detach()"; an integer tensor cannot require grad. We set
+    # the flag: the ops after h recorded nothing, and x silently lost that part of its gradient.
+    x = Tensor([1.0, 2.0], requires_grad=True)
+    hidden = x * 2
+    with pytest.raises(RuntimeError, match=r"only a leaf's flag can change.*detach\(\)"):
+        hidden.requires_grad = False
+    with pytest.raises(TypeError, match="only floating-point tensors can require gradients"):
+        Tensor(np.array([1, 2])).requires_grad = True
+    (hidden * x).sum().backward()
+    np.testing.assert_allclose(x.grad.data, [4.0, 8.0])
+    x.requires_grad = False  # a leaf may stop requiring grad (freezing a parameter)
+    assert not x.requires_grad and not (x * 2).requires_grad

@@ -95,7 +95,7 @@ class Function:
             if isinstance(x, Tensor):
                 arrays.append(x.data)
                 parents.append(x._ctx or x)
-                needs.append(x.requires_grad)
+                needs.append(x._requires_grad)  # the slot behind .requires_grad
                 tensors += 1
             else:
                 arrays.append(x)

@@ -130,7 +130,7 @@ class Tensor:
     Tensor([2., 4., 6.], shape=(3,), dtype=float32)
     """
 
-    __slots__ = ("data", "_grad", "requires_grad", "_ctx", "_name", "_hooks", "__weakref__")
+    __slots__ = ("data", "_grad", "_requires_grad", "_ctx", "_name", "_hooks", "__weakref__")
     # Lets NumPy hand `ndarray + Tensor` and friends to our __array_ufunc__ instead of its own.
     __array_priority__ = 1000
 
@@ -138,7 +138,7 @@ class Tensor:
         self.data = _as_array(data, dtype)
         if requires_grad:
             _check_can_require_grad(self.data.dtype)
-        self.requires_grad = bool(requires_grad)
+        self._requires_grad = bool(requires_grad)
         self._grad: Optional[Tensor] = None
         self._ctx = None
         self._name = name
@@ -149,7 +149,7 @@ class Tensor:
         """Wrap an ndarray made by the engine: no conversion, no checks (a hot path)."""
         out = object.__new__(cls)
         out.data = data
-        out.requires_grad = requires_grad
+        out._requires_grad = requires_grad
         out._grad = None
         out._ctx = ctx
         out._name = None
@@ -332,7 +332,7 @@ class Tensor:
     def __getstate__(self):
         """What pickle and ``copy.copy`` keep: the data, grad, flag and name, as a leaf without
         hooks (as PyTorch). The graph stays behind: a copy of it would reach copies of the leaves."""
-        slots = {"data": self.data, "_grad": self._grad, "requires_grad": self.requires_grad,
+        slots = {"data": self.data, "_grad": self._grad, "_requires_grad": self._requires_grad,
                  "_ctx": None, "_name": self._name, "_hooks": None}
         return getattr(self, "__dict__", None), slots
 
@@ -342,13 +342,22 @@ class Tensor:
 
     def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
         """Switch gradient recording for this leaf on or off, in place; returns self."""
+        self.requires_grad = requires_grad
+        return self
+
+    @property
+    def requires_grad(self) -> bool:
+        """Whether operations on this tensor are recorded, so ``backward`` reaches it."""
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, requires_grad: bool) -> None:
         if self._ctx is not None and not requires_grad:
-            raise RuntimeError(f"requires_grad_(False) on a tensor made by {self._ctx.name}: only a leaf's flag "
+            raise RuntimeError(f"requires_grad = False on a tensor made by {self._ctx.name}: only a leaf's flag "
                                "can change (PyTorch's rule); t.detach() gives the values without the graph")
         if requires_grad:
             _check_can_require_grad(self.data.dtype)
-        self.requires_grad = requires_grad
-        return self
+        self._requires_grad = bool(requires_grad)
 
     # ---- autograd --------------------------------------------------------------------
     @property
