@@ -375,3 +375,18 @@ def test_setting_requires_grad_follows_the_rules_of_requires_grad_():
     np.testing.assert_allclose(x.grad.data, [4.0, 8.0])
     x.requires_grad = False  # a leaf may stop requiring grad (freezing a parameter)
     assert not x.requires_grad and not (x * 2).requires_grad
+
+
+def test_item_assignment_of_a_value_that_requires_grad_is_refused_in_grad_mode():
+    # PyTorch 2.13 records c[0] = w * 3 (c becomes a non-leaf; w.grad is 3 after c.sum().backward()).
+    # We cannot record a write, and wrote the value silently: no gradient ever reached w.
+    c = Tensor(np.zeros(3, np.float32))
+    w = Tensor(2.0, requires_grad=True)
+    with pytest.raises(RuntimeError, match=r"(?s)value that requires grad.*tg.stack.*detach\(\)"):
+        c[0] = w * 3
+    assert c.data.tolist() == [0.0, 0.0, 0.0] and c._version == 0
+    c[0] = (w * 3).detach()  # the value on purpose
+    with tg.no_grad():
+        c[1] = w  # under no_grad nothing is recorded anyway, as in PyTorch
+    assert c.data.tolist() == [6.0, 2.0, 0.0]
+    np.testing.assert_allclose(tg.stack([w * 3, c[1], c[2]]).sum().data, 8.0)

@@ -733,14 +733,20 @@ class Tensor:
     def __setitem__(self, index, value):
         """``t[index] = value``, written into ``data`` like NumPy's (the version counts it), for a
         tensor that does not require grad, or under ``no_grad`` (PyTorch's
-        ``with torch.no_grad(): w[0] = 0``). In grad mode a tensor that requires grad refuses it:
-        the write would not be recorded, so its gradient would be wrong."""
+        ``with torch.no_grad(): w[0] = 0``). In grad mode a tensor that requires grad refuses it,
+        and so does any tensor given a value that requires grad: the write would not be recorded,
+        so a gradient would be wrong, or never reach the value."""
         if self.requires_grad and autograd.is_grad_enabled():
             raise RuntimeError(
                 f"t[...] = value on a tensor that requires grad (shape {self.shape}), in grad mode, is not "
                 "recorded; build a new tensor instead (e.g. tg.where(mask, value, t)), or write without "
                 "recording:\n    with tg.no_grad():\n        w[0] = 0.0"
             )
+        if isinstance(value, Tensor) and value.requires_grad and autograd.is_grad_enabled():
+            raise RuntimeError(
+                "t[...] = value with a value that requires grad, in grad mode: the write is not recorded, so "
+                "no gradient would reach the value; build the tensor from its parts instead (tg.stack, "
+                "tg.concatenate, tg.where), or write value.detach() to use the numbers on purpose")
         self.data[_plain_index(index)] = value.data if isinstance(value, Tensor) else value
         self._bump_version()
 
