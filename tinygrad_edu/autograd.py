@@ -137,7 +137,7 @@ _COPY_UP_TO = 4096  # elements: smaller NumPy constants are copied whole for the
 
 def note_write() -> int:
     """Called by Tensor._bump_version: every node made before now checks its saved inputs.
-    Returns the write's `seq` number, which the written memory keeps (tensor.count_write)."""
+    Returns the write's `seq` number, which the written memory keeps (Tensor._bump_version)."""
     global _last_write
     _last_write = next(_created)
     return _last_write

@@ -373,7 +373,12 @@ class Tensor:
         saved any of them, made before this write, raises in backward instead of silently using
         the new values.
         """
-        count_write(self.data, autograd.note_write())
+        owner = self.data if self.data.base is None else memory_of(self.data)  # a view: find its owner
+        writes = _writes.get(id(owner))
+        if writes is None:  # the first write into this memory
+            writes = _writes[id(owner)] = _Writes(owner)
+        writes.newest = autograd.note_write()
+        writes.version += 1
 
     def backward(self, gradient=None, retain_graph: Optional[bool] = None, create_graph: bool = False) -> None:
         """Accumulate d(self)/d(leaf) into every leaf's ``.grad`` that requires grad.
@@ -1032,6 +1037,10 @@ class _Writes:
 
     __slots__ = ("version", "newest")
 
+    def __init__(self, owner: np.ndarray):
+        self.version, self.newest = 0, -1
+        weakref.finalize(owner, _writes.pop, id(owner), None)  # once freed, its id may be reused
+
 
 _writes = {}  # id(memory owner) -> _Writes; an entry leaves when its owner is freed
 
@@ -1048,18 +1057,6 @@ def memory_of(array) -> np.ndarray:
 def writes_into(array) -> Optional[_Writes]:
     """The _Writes of the memory `array` uses, or None if nothing was written into it."""
     return _writes.get(id(memory_of(array)))
-
-
-def count_write(array: np.ndarray, seq: int) -> None:
-    """Count an in-place write into `array`'s memory, made when the graph's counter was at `seq`."""
-    owner = memory_of(array)
-    writes = _writes.get(id(owner))
-    if writes is None:
-        writes = _writes[id(owner)] = _Writes()
-        writes.version = 0
-        weakref.finalize(owner, _writes.pop, id(owner), None)  # once freed, its id may be reused
-    writes.newest = seq
-    writes.version += 1
 
 
 def _plain_index(index):
