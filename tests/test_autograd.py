@@ -107,7 +107,8 @@ def test_grad_is_kept_on_leaves_only():
     x = leaf([1.0])
     hidden = x * 2.0
     (hidden * 3.0).sum().backward()
-    assert hidden.grad is None
+    with pytest.warns(UserWarning, match="non-leaf"):  # PyTorch warns there too
+        assert hidden.grad is None
     np.testing.assert_allclose(x.grad.data, [6.0])
 
 
@@ -430,7 +431,7 @@ def test_a_node_has_declared_fields_and_other_modules_add_none():
     from tinygrad_edu.autograd import Context
 
     node = Context(tg.ops.Mul, [], [])  # a plain constructor: what apply knows before forward
-    assert (node.saved, node.shape, node.module_calls, node.label, node._version) == ((), None, None, None, 0)
+    assert (node.saved, node.shape, node.module_calls, node.label) == ((), None, None, None)
     model = tg.nn.Sequential(tg.nn.Linear(3, 2), tg.nn.ReLU())
     x = tg.Tensor(np.ones((4, 3)))
     with tg.detect_anomaly():

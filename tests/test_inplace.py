@@ -19,8 +19,8 @@ def test_an_optimizer_step_between_two_backwards_is_refused_naming_the_op_and_ve
     loss.backward(retain_graph=True)
     optimizer = optim.SGD(layer.parameters(), lr=0.1)
     optimizer.step()
-    assert layer.weight._version == 1
-    with pytest.raises(RuntimeError, match=r"modified by an inplace operation after it was saved.*at version 1 now"):
+    assert layer.weight._version == 2  # the init's write and the step's, as PyTorch 2.13 counts them
+    with pytest.raises(RuntimeError, match=r"modified by an inplace operation after it was saved.*at version 2 now"):
         loss.backward()
 
 
@@ -67,7 +67,7 @@ def test_the_usual_training_loop_never_trips_the_check():
         optimizer.zero_grad()
         F.mse_loss(model(x), y).backward()
         optimizer.step()
-    assert model[0].weight._version == 3
+    assert model[0].weight._version == 4  # the init's write and three steps (PyTorch 2.13: 4 too)
 
 
 VIEWS = {

@@ -14,7 +14,7 @@ import threading
 import numpy as np
 
 from .modes import current as current_modes, enable_grad, is_grad_enabled, no_grad  # noqa: F401 (public too)
-from .tensor import Tensor, _RetainGrad, base_of, broadcast_axes, version_of
+from .tensor import Tensor, _RetainGrad, broadcast_axes, writes_into
 
 
 # ---- the graph node ----------------------------------------------------------------------
@@ -29,29 +29,24 @@ class Context:
     must have them), `seq` is the node's creation number (backward runs nodes from the newest),
     `out_id` the output array's id(); `apply` sets these four when it records the node.
     The output tensor's own state lives here, because the graph keeps nodes, not tensors: its
-    `label` (name), gradient `_hooks`, `_version` (in-place writes since) and `_write_seq` (the
-    `seq` number taken at the newest of them, -1 for none; a leaf Tensor has both too); `view_of`
-    is the input (node or leaf) whose array the output is a view of: it shares that one's version.
-    Backward tells whether a saved input was written in place after this node was made from
-    those numbers; `snapshots` do that for NumPy constants (`_note_snapshots`). `module_calls`
-    lists the nn.Module calls that returned the output, innermost first, as (module, ids of its
-    inputs), for drawings that fold a layer into a box; `origin` is where the op was called,
-    noted in anomaly mode (guards.py) for its messages. An op's forward may also set its own
-    parameters on it (an axis, a shape) for its backward; nothing else adds attributes. After a backward
+    `label` (name) and gradient `_hooks`. `snapshots` let backward tell whether a NumPy constant
+    it saved was changed since (`_note_snapshots`). `module_calls` lists the nn.Module calls
+    that returned the output, innermost first, as (module, ids of its inputs), for drawings
+    that fold a layer into a box; `origin` is where the op was called, noted in anomaly mode
+    (guards.py) for its messages. An op's forward may also set its own parameters on it (an
+    axis, a shape) for its backward; nothing else adds attributes. After a backward
     without retain_graph, `saved` is None: the arrays are freed, but the structure (op,
     parents, shape, dtype, label) stays, so drawings and explanations still work.
     """
 
     __slots__ = ("fn", "parents", "needs_input_grad", "saved", "shape", "dtype", "seq", "out_id",
-                 "label", "_hooks", "_version", "_write_seq", "view_of", "snapshots", "module_calls",
-                 "origin", "__dict__")
+                 "label", "_hooks", "snapshots", "module_calls", "origin", "__dict__")
     requires_grad = True  # a node stands for an output that requires grad, as a leaf would say
 
     def __init__(self, fn, parents: list, needs_input_grad: list):
         self.fn, self.parents, self.needs_input_grad, self.saved = fn, parents, needs_input_grad, ()
         self.shape = self.dtype = self.seq = self.out_id = None  # the output's, once recorded
-        self.label = self._hooks = self.view_of = self.snapshots = self.module_calls = self.origin = None
-        self._version, self._write_seq = 0, -1
+        self.label = self._hooks = self.snapshots = self.module_calls = self.origin = None
 
     def save_for_backward(self, *arrays) -> None:
         self.saved = arrays
@@ -100,7 +95,7 @@ class Function:
             if isinstance(x, Tensor):
                 arrays.append(x.data)
                 parents.append(x._ctx or x)
-                needs.append(x.requires_grad)
+                needs.append(x._requires_grad)  # the slot behind .requires_grad
                 tensors += 1
             else:
                 arrays.append(x)
@@ -127,12 +122,9 @@ class Function:
             thread.forward_check(cls, arrays, data, ctx)  # anomaly mode (guards.py)
         if thread.grad_enabled and True in needs and data.dtype.kind == "f":
             ctx.shape, ctx.dtype, ctx.seq, ctx.out_id = data.shape, data.dtype, next(_created), id(data)
-            out = Tensor._make(data, True, ctx)
-            if data.base is not None or data is arrays[0]:  # maybe a view of an input (or the input)
-                _note_view(ctx, out, arrays, data)
             if constant_arrays and ctx.saved:
                 _note_snapshots(ctx)
-            return out
+            return Tensor._make(data, True, ctx)
         if data.dtype.kind not in "biuf":  # complex or object: no Tensor holds it, no gradient reaches it
             raise TypeError(f"{cls.__name__} gave {data.dtype} values: a Tensor holds real numbers only")
         return Tensor._make(data)
@@ -145,20 +137,10 @@ _COPY_UP_TO = 4096  # elements: smaller NumPy constants are copied whole for the
 
 def note_write() -> int:
     """Called by Tensor._bump_version: every node made before now checks its saved inputs.
-    Returns the write's `seq` number, which the written leaf or node keeps as its `_write_seq`."""
+    Returns the write's `seq` number, which the written memory keeps (Tensor._bump_version)."""
     global _last_write
     _last_write = next(_created)
     return _last_write
-
-
-def _note_view(ctx: Context, out: Tensor, arrays: list, data: np.ndarray) -> None:
-    """A view shares its base's version, as in PyTorch: a write into w is a write into w.T."""
-    owner = data if data.base is None else data.base
-    for x, parent in zip(arrays, ctx.parents):
-        if isinstance(parent, (Tensor, Context)) and owner is (x if x.base is None else x.base):
-            ctx.view_of = parent
-            ctx._version = out._version = version_of(parent)
-            return
 
 
 def _note_snapshots(ctx: Context) -> None:
@@ -173,16 +155,27 @@ def _note_snapshots(ctx: Context) -> None:
 
 def _check_saved(ctx: Context) -> None:
     """Raise if an array ctx saved was written in place after its forward (PyTorch's check)."""
-    for i, item in enumerate([*ctx.parents, ctx]):
-        if hasattr(item, "_write_seq") and base_of(item)._write_seq > ctx.seq:  # written since ctx was made
-            if (item.out_id if type(item) is Context else id(item.data)) in {id(a) for a in ctx.saved}:
-                raise RuntimeError(f"{ctx.fn.__name__}'s {'output' if item is ctx else f'input {i}'} (shape "
-                                   f"{item.shape}) was modified by an inplace operation after it was saved "
-                                   f"for backward (it is at version {version_of(item)} now){_ADVICE}")
+    for array in ctx.saved:
+        writes = writes_into(array) if isinstance(array, np.ndarray) else None
+        if writes is not None and writes.newest > ctx.seq:  # written since ctx was made
+            raise RuntimeError(f"{ctx.fn.__name__}'s {_saved_name(ctx, array)} (shape {array.shape}) was "
+                               "modified by an inplace operation after it was saved for backward (it is at "
+                               f"version {writes.version} now){_ADVICE}")
     for i, x, where, values in ctx.snapshots or ():
         if not np.array_equal(x.flat[where], values, equal_nan=x.dtype.kind in "fc"):
             raise RuntimeError(f"{ctx.fn.__name__}'s input {i} (a NumPy array of shape {x.shape}) was "
                                f"modified by an inplace operation after it was saved for backward{_ADVICE}")
+
+
+def _saved_name(ctx: Context, array) -> str:
+    """'output', 'input i', or 'saved array' (one the op derived, e.g. a transpose of an input)."""
+    if ctx.out_id == id(array):
+        return "output"
+    for i, item in enumerate(ctx.parents):  # a node stands for its output, a leaf for its array
+        held = item.out_id if type(item) is Context else id(item.data if isinstance(item, Tensor) else item)
+        if held == id(array):
+            return f"input {i}"
+    return "saved array"
 
 
 _ADVICE = "; run backward before the in-place change (e.g. an optimizer step), or run a new forward"
@@ -326,8 +319,8 @@ def _backpropagate(roots, seeds, retain_graph, create_graph, wanted=None):
             key = id(item)
             if key in grads:
                 grads[key] = grads[key] + g  # `+`, never `+=`: a gradient array may be shared
-            else:  # first seen: queue a node by -seq (newest first); a leaf waits until every node has run
-                grads[key] = g
+            elif wanted_below is None or key in wanted_below:  # first seen (tg.grad: and leads to a wanted
+                grads[key] = g  # item). Queued: a node by -seq (newest first); a leaf waits for all nodes
                 if type(item) is Context:
                     heapq.heappush(ready, (-item.seq, item))
                 else:
@@ -339,7 +332,7 @@ def _backpropagate(roots, seeds, retain_graph, create_graph, wanted=None):
         if item._hooks or found is not None:
             g = _gradient_complete(item, g, create_graph, found)
         if type(item) is not Context:  # a leaf
-            if found is None:
+            if found is None and item.requires_grad:  # it may have left the graph since (PyTorch skips it)
                 _accumulate(item, g, create_graph, held_by_leaves)
         elif wanted_below is None or any(id(p) in wanted_below for p in item.parents or ()):
             arriving = _propagate(item, g, create_graph, backward_check)
@@ -353,11 +346,15 @@ def _gradient_complete(item, g, create_graph: bool, found):
     and note it if tg.grad wants it."""
     # retain_grad's hook runs last, so .grad holds what the other hooks made of g (PyTorch 2's order).
     for hook in sorted(item._hooks or (), key=lambda hook: isinstance(hook, _RetainGrad)):
-        result = hook(g if create_graph else Tensor._make(np.asarray(g)))
+        with enable_grad() if create_graph else no_grad():  # as PyTorch: a hook may update a parameter
+            result = hook(g if create_graph else Tensor._make(np.asarray(g)))
         if result is not None:
             result = result if isinstance(result, Tensor) else Tensor(result, dtype=item.dtype)
             if result.shape != item.shape:
                 raise ValueError(f"a hook returned shape {result.shape} for a gradient of shape {item.shape}")
+            if result.dtype != item.dtype:
+                raise TypeError(f"a hook returned dtype {result.dtype} for a gradient of dtype {item.dtype}; "
+                                f"return grad.astype(np.{item.dtype})")
             g = result if create_graph else np.array(result.data)  # the hook's caller may keep it
     if found is not None and id(item) in found:
         found[id(item)] = g
@@ -439,13 +436,14 @@ def _accumulate(leaf: Tensor, g, create_graph: bool, held_by_leaves: set) -> Non
     the ids of this pass's) is copied. Later gradients are added with `+`, never written into
     the array. The read-add-write of .grad holds a lock: another thread's backward into the
     same leaf (Hogwild training) must not overwrite this one's sum, as PyTorch guarantees.
+    g has the leaf's shape (_propagate checked it), so it goes into ._grad, past the checking setter.
     """
     with leaf_grads_lock:
         if create_graph:
-            leaf.grad = g if leaf.grad is None else leaf.grad + g
-        elif leaf.grad is None:
+            leaf._grad = g if leaf._grad is None else leaf._grad + g
+        elif leaf._grad is None:
             fresh = g.flags.owndata and g.flags.writeable and id(g) not in held_by_leaves
-            leaf.grad = Tensor._make(g if fresh else np.array(g))
+            leaf._grad = Tensor._make(g if fresh else np.array(g))
             held_by_leaves.add(id(g))
         else:
-            leaf.grad = Tensor._make(np.asarray(leaf.grad.data + g))
+            leaf._grad = Tensor._make(np.asarray(leaf._grad.data + g))

@@ -582,7 +582,7 @@ def compare_grads(expected: Mapping, actual: Mapping, atol: float = 1e-6, rtol: 
         if not isinstance(tensor, Tensor):
             raise TypeError(f"expected[{name!r}] is a {type(tensor).__name__}, not a Tensor whose .grad "
                             "autograd filled")
-        if tensor.grad is None:
+        if (not tensor.is_leaf and not tensor.retains_grad) or tensor.grad is None:
             kept = ("call .retain_grad() on it before loss.backward(): an intermediate tensor does not "
                     "keep its gradient otherwise" if not tensor.is_leaf
                     else "call loss.backward() first, and check that the loss depends on it")

@@ -1106,10 +1106,10 @@ class CompiledStep:
         with autograd.leaf_grads_lock:  # as the engine: calls in other threads add one at a time
             for (kind, index), grad, copy in zip(program.grad_slots, grads, program.copy_grad):
                 tensor = leaves[index] if kind == "leaf" else args[index]
-                if tensor.grad is None:  # as the engine: set the first gradient, add later ones
-                    tensor.grad = Tensor._make(np.array(grad) if copy else grad)
+                if tensor._grad is None:  # as the engine: first gradient set, later ones added
+                    tensor._grad = Tensor._make(np.array(grad) if copy else grad)
                 else:
-                    tensor.grad = Tensor._make(np.asarray(tensor.grad.data + grad))
+                    tensor._grad = Tensor._make(np.asarray(tensor._grad.data + grad))
         return Tensor._make(np.asarray(loss))
 
     @property

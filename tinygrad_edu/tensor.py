@@ -6,6 +6,7 @@ no gradient math lives here. NumPy functions applied to a Tensor come back here 
 """
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
 import sys
@@ -114,12 +115,10 @@ class Tensor:
     name : str or None
         A label for ``tg.explain`` and ``viz.draw_graph`` (None: no label).
     _version : int
-        How many in-place writes the framework made into ``data`` (in-place arithmetic under
-        ``no_grad``, optimizer steps, ``load_state_dict``); PyTorch's name. Writes straight
-        into ``t.data`` are not counted.
-    _write_seq : int
-        The graph's creation number (a node's ``seq``) taken at the newest of those writes, -1
-        before any: a node made before it that saved ``data`` refuses its backward.
+        How many in-place writes the framework made into the memory of ``data`` (in-place
+        arithmetic under ``no_grad``, ``t[i] = v``, optimizer steps, ``load_state_dict``),
+        through this tensor or any other that shares it (views, ``detach()``); PyTorch's name.
+        Writes straight into ``t.data`` are not counted.
 
     Examples
     --------
@@ -131,8 +130,7 @@ class Tensor:
     Tensor([2., 4., 6.], shape=(3,), dtype=float32)
     """
 
-    __slots__ = ("data", "grad", "requires_grad", "_ctx", "_name", "_hooks", "_version", "_write_seq",
-                 "__weakref__")
+    __slots__ = ("data", "_grad", "_requires_grad", "_ctx", "_name", "_hooks", "__weakref__")
     # Lets NumPy hand `ndarray + Tensor` and friends to our __array_ufunc__ instead of its own.
     __array_priority__ = 1000
 
@@ -140,25 +138,48 @@ class Tensor:
         self.data = _as_array(data, dtype)
         if requires_grad:
             _check_can_require_grad(self.data.dtype)
-        self.requires_grad = bool(requires_grad)
-        self.grad: Optional[Tensor] = None
+        self._requires_grad = bool(requires_grad)
+        self._grad: Optional[Tensor] = None
         self._ctx = None
         self._name = name
         self._hooks = None
-        self._version, self._write_seq = 0, -1
 
     @classmethod
     def _make(cls, data: np.ndarray, requires_grad: bool = False, ctx=None) -> "Tensor":
         """Wrap an ndarray made by the engine: no conversion, no checks (a hot path)."""
         out = object.__new__(cls)
         out.data = data
-        out.requires_grad = requires_grad
-        out.grad = None
+        out._requires_grad = requires_grad
+        out._grad = None
         out._ctx = ctx
         out._name = None
         out._hooks = None
-        out._version, out._write_seq = 0, -1
         return out
+
+    @property
+    def grad(self) -> Optional["Tensor"]:
+        """The gradient backward accumulated (see the class docstring); None before the first.
+
+        A non-leaf keeps none unless it called ``retain_grad()``: reading it warns, as in PyTorch.
+        """
+        if self._grad is None and self._ctx is not None and not self.retains_grad:
+            warnings.warn(f"the .grad of a non-leaf tensor (made by {self._ctx.name}) stays None: backward "
+                          "fills only leaves' .grad; call .retain_grad() on it before backward to keep it",
+                          UserWarning, stacklevel=2)
+        return self._grad
+
+    @grad.setter
+    def grad(self, value: Optional["Tensor"]) -> None:
+        # As PyTorch, refused at once: backward would broadcast a gradient of another shape into it.
+        if value is not None and not isinstance(value, Tensor):
+            raise TypeError(f".grad takes a Tensor or None, not {type(value).__name__}; write "
+                            "t.grad = tg.Tensor(array)")
+        if value is not None and value.shape != self.data.shape:
+            raise ValueError(f"a gradient of shape {value.shape} for a tensor of shape {self.data.shape}: "
+                             "a gradient has its tensor's shape")
+        if value is self:  # zero_grad(set_to_none=False) would then zero the tensor itself
+            raise RuntimeError("a tensor cannot be its own gradient (PyTorch refuses it too)")
+        self._grad = value
 
     @property
     def name(self) -> Optional[str]:
@@ -289,8 +310,31 @@ class Tensor:
         return self.data.astype(dtype)
 
     def detach(self) -> "Tensor":
-        """The same data, cut from the graph (no gradient flows through it)."""
+        """The same data, cut from the graph (no gradient flows through it). It shares the
+        version counter too: an in-place write through it is seen by every graph that saved
+        this tensor's values (as in PyTorch)."""
         return Tensor._make(self.data)
+
+    def __deepcopy__(self, memo: dict) -> "Tensor":
+        """``copy.deepcopy`` of a leaf: new arrays for data and grad, the same flags and name, no
+        hooks (as PyTorch). A non-leaf is refused, as in PyTorch: its copy would carry a copy of the
+        graph, whose backward fills copies of the parameters, never the originals."""
+        if self._ctx is not None:
+            raise RuntimeError(f"copy.deepcopy of a tensor made by {self._ctx.name}: only leaves can be "
+                               "deep-copied (PyTorch's rule); copy the values with copy.deepcopy(t.detach())")
+        copied = memo[id(self)] = type(self)._make(copy.deepcopy(self.data, memo), self.requires_grad)
+        copied._name = self._name
+        copied.grad = copy.deepcopy(self.grad, memo)
+        if hasattr(self, "__dict__"):  # a subclass's own attributes
+            copied.__dict__.update(copy.deepcopy(self.__dict__, memo))
+        return copied
+
+    def __getstate__(self):
+        """What pickle and ``copy.copy`` keep: the data, grad, flag and name, as a leaf without
+        hooks (as PyTorch). The graph stays behind: a copy of it would reach copies of the leaves."""
+        slots = {"data": self.data, "_grad": self._grad, "_requires_grad": self._requires_grad,
+                 "_ctx": None, "_name": self._name, "_hooks": None}
+        return getattr(self, "__dict__", None), slots
 
     def astype(self, dtype) -> "Tensor":
         """Cast to `dtype`; float-to-float casts pass gradients through (cast back)."""
@@ -298,30 +342,43 @@ class Tensor:
 
     def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
         """Switch gradient recording for this leaf on or off, in place; returns self."""
-        if self._ctx is not None and not requires_grad:
-            raise RuntimeError(f"requires_grad_(False) on a tensor made by {self._ctx.name}: only a leaf's flag "
-                               "can change (PyTorch's rule); t.detach() gives the values without the graph")
-        if requires_grad:
-            _check_can_require_grad(self.data.dtype)
         self.requires_grad = requires_grad
         return self
 
+    @property
+    def requires_grad(self) -> bool:
+        """Whether operations on this tensor are recorded, so ``backward`` reaches it."""
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, requires_grad: bool) -> None:
+        if self._ctx is not None and not requires_grad:
+            raise RuntimeError(f"requires_grad = False on a tensor made by {self._ctx.name}: only a leaf's "
+                               "flag can change (PyTorch's rule); t.detach() gives the values without the graph")
+        if requires_grad:
+            _check_can_require_grad(self.data.dtype)
+        self._requires_grad = bool(requires_grad)
+
     # ---- autograd --------------------------------------------------------------------
+    @property
+    def _version(self) -> int:
+        """The in-place writes counted so far into this tensor's memory (shared with its views)."""
+        writes = autograd.writes_into(self.data)
+        return 0 if writes is None else writes.version
+
     def _bump_version(self) -> None:
         """Count an in-place write into ``data``; whatever writes in place calls it (optimizers too).
 
-        A node that saved this tensor's array noted its version; backward through that node
-        then raises instead of silently using the new values.
+        The count belongs to the memory, so it is shared by every tensor viewing it: a node that
+        saved any of them, made before this write, raises in backward instead of silently using
+        the new values.
         """
-        self._version += 1
-        self._write_seq = autograd.note_write()
-        if self._ctx is not None:  # the nodes that use this tensor see its node
-            self._ctx._version, self._ctx._write_seq = self._version, self._write_seq
-            base = self._ctx.view_of  # a view shares its base's version: the base's users see it too
-            while base is not None:
-                base._version += 1
-                base._write_seq = self._write_seq
-                base = getattr(base, "view_of", None)
+        owner = self.data if self.data.base is None else memory_of(self.data)  # a view: find its owner
+        writes = _writes.get(id(owner))
+        if writes is None:  # the first write into this memory
+            writes = _writes[id(owner)] = _Writes(owner)
+        writes.newest = autograd.note_write()
+        writes.version += 1
 
     def backward(self, gradient=None, retain_graph: Optional[bool] = None, create_graph: bool = False) -> None:
         """Accumulate d(self)/d(leaf) into every leaf's ``.grad`` that requires grad.
@@ -450,7 +507,10 @@ class Tensor:
                     "leave the parameter behind; update parameters without recording:\n"
                     "    with tg.no_grad():\n        w -= lr * w.grad"
                 )
-            return op(self, other)
+            result = op(self, other)
+            if self.retains_grad:  # as in PyTorch, .grad follows the tensor to its new value
+                result.retain_grad()
+            return result
         value = other.data if isinstance(other, Tensor) else other
         try:
             ufunc(self.data, value, out=self.data, casting="same_kind")
@@ -678,14 +738,20 @@ class Tensor:
     def __setitem__(self, index, value):
         """``t[index] = value``, written into ``data`` like NumPy's (the version counts it), for a
         tensor that does not require grad, or under ``no_grad`` (PyTorch's
-        ``with torch.no_grad(): w[0] = 0``). In grad mode a tensor that requires grad refuses it:
-        the write would not be recorded, so its gradient would be wrong."""
+        ``with torch.no_grad(): w[0] = 0``). In grad mode a tensor that requires grad refuses it,
+        and so does any tensor given a value that requires grad: the write would not be recorded,
+        so a gradient would be wrong, or never reach the value."""
         if self.requires_grad and autograd.is_grad_enabled():
             raise RuntimeError(
                 f"t[...] = value on a tensor that requires grad (shape {self.shape}), in grad mode, is not "
                 "recorded; build a new tensor instead (e.g. tg.where(mask, value, t)), or write without "
                 "recording:\n    with tg.no_grad():\n        w[0] = 0.0"
             )
+        if isinstance(value, Tensor) and value.requires_grad and autograd.is_grad_enabled():
+            raise RuntimeError(
+                "t[...] = value with a value that requires grad, in grad mode: the write is not recorded, so "
+                "no gradient would reach the value; build the tensor from its parts instead (tg.stack, "
+                "tg.concatenate, tg.where), or write value.detach() to use the numbers on purpose")
         self.data[_plain_index(index)] = value.data if isinstance(value, Tensor) else value
         self._bump_version()
 
@@ -887,14 +953,14 @@ def as_tensor(x) -> Tensor:
 def clear_grad(t: Tensor, set_to_none: bool = True) -> None:
     """What zero_grad does to one tensor: drop its gradient, or zero it in place (as PyTorch)."""
     if set_to_none:
-        t.grad = None
-    elif t.grad is not None:
-        if t.grad.data.flags.writeable and not t.grad.requires_grad:
+        t._grad = None
+    elif t._grad is not None:
+        if t._grad.data.flags.writeable and not t._grad.requires_grad:
             # Safe: backward gives every leaf a gradient array of its own. A recorded gradient
             # (create_graph) may be part of a graph, so it is replaced instead.
-            t.grad.data[...] = 0
+            t._grad.data[...] = 0
         else:
-            t.grad = Tensor._make(np.zeros_like(t.data))
+            t._grad = Tensor._make(np.zeros_like(t.data))
 
 
 def compare(ufunc, x, y) -> Tensor:
@@ -962,17 +1028,35 @@ def _axis_tuple(axis, ndim: int, zero_d_axis_0: bool = False):
     return normalised
 
 
-def base_of(item):
-    """The leaf or node whose array `item` (a leaf or a node) views, through views of views;
-    `item` itself when it is no view. A write into a view counts as a write into its base."""
-    while getattr(item, "view_of", None) is not None:
-        item = item.view_of
-    return item
+# PyTorch counts in-place writes per block of memory: a tensor, its views and its detach() share
+# one version counter. Here the block is the array that owns the memory (`memory_of`), so every
+# Tensor that sees those values sees the write, however it was made (a view under no_grad too).
+class _Writes:
+    """The in-place writes into one block of memory: how many (the version), and the newest one's
+    `seq` number (a node made before it that saved this memory refuses its backward)."""
+
+    __slots__ = ("version", "newest")
+
+    def __init__(self, owner: np.ndarray):
+        self.version, self.newest = 0, -1
+        weakref.finalize(owner, _writes.pop, id(owner), None)  # once freed, its id may be reused
 
 
-def version_of(item) -> int:
-    """The version (in-place writes) of a leaf or of a node's output: its base's, for a view."""
-    return base_of(item)._version
+_writes = {}  # id(memory owner) -> _Writes; an entry leaves when its owner is freed
+
+
+def memory_of(array) -> np.ndarray:
+    """The array that owns `array`'s memory, found through NumPy's `.base` links (views of
+    views, and NumPy's own helpers' links, lead to it); `array` itself when it owns its data."""
+    owner = array
+    while (array := getattr(array, "base", None)) is not None:
+        owner = array if isinstance(array, np.ndarray) else owner  # not a bytes buffer under it
+    return owner
+
+
+def writes_into(array) -> Optional[_Writes]:
+    """The _Writes of the memory `array` uses, or None if nothing was written into it."""
+    return _writes.get(id(memory_of(array)))
 
 
 def _plain_index(index):

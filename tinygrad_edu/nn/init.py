@@ -63,6 +63,8 @@ def _fill(tensor, values):
     """Write `values` into the tensor's own array (outside the graph) and return the tensor."""
     array = tensor.data if isinstance(tensor, Tensor) else tensor
     array[...] = values
+    if isinstance(tensor, Tensor):
+        tensor._bump_version()  # an in-place write: a graph that saved the old values refuses them
     return tensor
 
 
