@@ -1,14 +1,14 @@
 """Is a change to an op, a loss, a module or the optimizer faster? Two copies of the package in
 one process, the benchmark's own training steps, alternating blocks.
 
-    python -m benchmarks.ab_steps OLD_DIR [NEW_DIR] [--workloads W2,W3] [--seconds 20]
+    python -m benchmarks.ab_steps OLD_DIR [NEW_DIR] [--workloads W2,W3] [--seconds 20] [--compiled]
 
 OLD_DIR and NEW_DIR each hold a `tinygrad_edu/` package (NEW_DIR defaults to this checkout;
 make OLD_DIR with `git archive HEAD tinygrad_edu | tar -x -C OLD_DIR`). Each is imported under
 another name and `benchmarks/tinygrad_versions.py` is loaded once per copy, so both train the
 benchmark's network, weights and batches exactly as `run.py` does. Blocks of steps of the floor,
 old and new run in turn (the order of old and new flipped every turn), so machine drift hits all
-three alike. It prints, per workload, the median [quartiles] of new / old over the turns, and of
+three alike (`--compiled`: the benchmark's tg.compile versions of the steps). It prints, per workload, the median [quartiles] of new / old over the turns, and of
 each over the floor block of its turn. BLAS is pinned to one thread unless OPENBLAS_NUM_THREADS
 is set.
 """
@@ -75,6 +75,7 @@ def main(argv=None) -> None:
     parser.add_argument("new", type=pathlib.Path, nargs="?", default=HERE)
     parser.add_argument("--workloads", default="W2,W3")
     parser.add_argument("--seconds", type=float, default=20.0, help="measuring time per workload")
+    parser.add_argument("--compiled", action="store_true", help="time the tg.compile versions of the steps")
     args = parser.parse_args(argv)
     print(f"old {args.old}, new {args.new}; BLAS threads {os.environ['OPENBLAS_NUM_THREADS']}")
     with tempfile.TemporaryDirectory() as scratch:
@@ -86,7 +87,7 @@ def main(argv=None) -> None:
             problem = make_problem(name)
             steps = {"floor": implementation("floor", problem).step}
             for which, module in versions.items():
-                steps[which] = module.VERSIONS[name](problem).step
+                steps[which] = (module.COMPILED_VERSIONS if args.compiled else module.VERSIONS)[name](problem).step
             ratios = compare(steps, PER_BLOCK[name], args.seconds)
             print(f"{name}, {len(ratios['new/old'])} turns of {PER_BLOCK[name]} steps: "
                   + "; ".join(f"{key} {summary(values)}" for key, values in ratios.items()))

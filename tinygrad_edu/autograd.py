@@ -332,7 +332,7 @@ def _backpropagate(roots, seeds, retain_graph, create_graph, wanted=None):
         if item._hooks or found is not None:
             g = _gradient_complete(item, g, create_graph, found)
         if type(item) is not Context:  # a leaf
-            if found is None and item.requires_grad:  # it may have left the graph since (PyTorch skips it)
+            if found is None and item._requires_grad:  # it may have left the graph since (PyTorch skips it)
                 _accumulate(item, g, create_graph, held_by_leaves)
         elif wanted_below is None or any(id(p) in wanted_below for p in item.parents or ()):
             arriving = _propagate(item, g, create_graph, backward_check)

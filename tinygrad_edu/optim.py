@@ -75,9 +75,10 @@ class Optimizer:
         self._check_before_step()
         for group in self.param_groups:
             for param in group["params"]:
-                if param.grad is None:
+                grad = param.grad
+                if grad is None:
                     continue  # not used by this loss: no update, and no state is created
-                grad = param.grad.data
+                grad = grad.data
                 state = self.state.get(param, {})
                 self._update(param.data, -grad if group["maximize"] else grad, state, group)
                 param._bump_version()  # an in-place write: graphs that saved the old values refuse them
