@@ -1,6 +1,6 @@
 """Is an engine change faster? Two copies of the package, one process, alternating graphs.
 
-    python -m benchmarks.ab_engine OLD_DIR [NEW_DIR] [--graphs 40] [--w2-pairs 40]
+    python -m benchmarks.ab_engine OLD_DIR [NEW_DIR] [--graphs 40] [--w2-pairs 40] [--w3-pairs 40]
 
 OLD_DIR and NEW_DIR each hold a `tinygrad_edu/` package (NEW_DIR defaults to this checkout;
 make OLD_DIR with `git worktree add /tmp/old HEAD~1` or `git archive`). Both are imported
@@ -9,14 +9,14 @@ differentiated with each in turn, the order flipped every pair, so machine drift
 Forward and backward are timed apart. It prints the fastest and the first-quartile time of
 each and new / old of both: on a shared machine the low end of the distribution moves least.
 Then W2's training step (the benchmark's network, weights and batches; nn.Sequential,
-F.cross_entropy, optim.SGD) in blocks of 40 steps, alternating: the median new / old of the pairs.
+F.cross_entropy, optim.SGD) in blocks of 40 steps, alternating: the median new / old of the pairs;
+and W3's (10-16-16-1 tanh, F.mse_loss, SGD, float64 batch 4) in blocks of 200 steps.
 BLAS is pinned to one thread (W4 calls no BLAS; the pin keeps other jobs' pools quiet).
 """
 from __future__ import annotations
 
 import argparse
 import importlib
-import itertools
 import os
 import pathlib
 import shutil
@@ -63,33 +63,18 @@ def compare(old, new, graphs: int, cycles: int = 1000) -> dict:
     return times
 
 
-def w2_step(tg):
-    """One W2 training step (784-128-128-10 sigmoid, cross-entropy, SGD) built with package `tg`."""
+def mlp_step(tg, workload: str = "W2"):
+    """One training step of the benchmark's W2 or W3 (`benchmarks/tinygrad_versions.py`: nn.Sequential,
+    the workload's loss and optim.SGD, its weights and batches), built with package `tg`."""
+    from .ab_steps import versions_of
     from .workloads import make_problem
 
-    problem = make_problem("W2")
-    sizes, layers = problem.hyper["layers"], []
-    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
-        layers += [tg.nn.Linear(n_in, n_out, dtype=np.float32), tg.nn.Sigmoid()]
-    model = tg.nn.Sequential(*layers[:-1])
-    for param, initial in zip(model.parameters(), problem.params):  # weight, bias, ... as the problem
-        param.data[...] = initial
-    optimizer = tg.optim.SGD(model.parameters(), lr=problem.hyper["lr"])
-    batches = [tuple(tg.Tensor(array) for array in batch) for batch in problem.batches]
-    count = itertools.count()
-
-    def step():
-        x, labels = batches[next(count) % len(batches)]
-        optimizer.zero_grad()
-        tg.functional.cross_entropy(model(x), labels).backward()
-        optimizer.step()
-
-    return step
+    return versions_of(tg.__name__).VERSIONS[workload](make_problem(workload)).step
 
 
-def compare_w2(old, new, pairs: int, steps: int = 40) -> list:
-    """new / old time of blocks of `steps` W2 steps, one ratio per pair, the order flipped every pair."""
-    step = {"old": w2_step(old), "new": w2_step(new)}
+def compare_steps(old, new, pairs: int, steps: int = 40, workload: str = "W2") -> list:
+    """new / old time of blocks of `steps` W2 (or W3) steps, one ratio per pair, the order flipped every pair."""
+    step = {"old": mlp_step(old, workload), "new": mlp_step(new, workload)}
     for _ in range(steps):
         step["old"](), step["new"]()
     ratios = []
@@ -110,6 +95,7 @@ def main(argv=None) -> None:
     parser.add_argument("new", type=pathlib.Path, nargs="?", default=HERE)
     parser.add_argument("--graphs", type=int, default=40)
     parser.add_argument("--w2-pairs", type=int, default=40)
+    parser.add_argument("--w3-pairs", type=int, default=40)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as scratch:
         sys.path.insert(0, scratch)
@@ -117,7 +103,8 @@ def main(argv=None) -> None:
         new = import_copy(args.new, "tinygrad_edu_new", pathlib.Path(scratch))
         w4_graph(old), w4_graph(new)  # warm both
         times = compare(old, new, args.graphs)
-        w2_ratios = compare_w2(old, new, args.w2_pairs) if args.w2_pairs else []
+        w2_ratios = compare_steps(old, new, args.w2_pairs) if args.w2_pairs else []
+        w3_ratios = compare_steps(old, new, args.w3_pairs, steps=200, workload="W3") if args.w3_pairs else []
     print(f"W4, {args.graphs} graphs of 3000 ops each; old {args.old}, new {args.new}")
     for part, (old_times, new_times) in times.items():
         old_times, new_times = sorted(old_times), sorted(new_times)
@@ -125,10 +112,11 @@ def main(argv=None) -> None:
         print(f"{part:9s} old min {old_times[0] * 1e3:.2f} ms, q1 {old_times[q] * 1e3:.2f} ms; "
               f"new min {new_times[0] * 1e3:.2f} ms, q1 {new_times[q] * 1e3:.2f} ms; "
               f"new/old min {new_times[0] / old_times[0]:.3f}, q1 {new_times[q] / old_times[q]:.3f}")
-    if w2_ratios:
-        quartiles = statistics.quantiles(w2_ratios, n=4)
-        print(f"W2 step, {len(w2_ratios)} pairs of 40 steps: new/old median {statistics.median(w2_ratios):.3f} "
-              f"[{quartiles[0]:.3f}-{quartiles[2]:.3f}]")
+    for name, ratios, steps in (("W2", w2_ratios, 40), ("W3", w3_ratios, 200)):
+        if ratios:
+            quartiles = statistics.quantiles(ratios, n=4)
+            print(f"{name} step, {len(ratios)} pairs of {steps} steps: new/old median {statistics.median(ratios):.3f} "
+                  f"[{quartiles[0]:.3f}-{quartiles[2]:.3f}]")
 
 
 if __name__ == "__main__":

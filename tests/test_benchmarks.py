@@ -211,13 +211,14 @@ def test_ab_engine_builds_the_chain_with_each_copy_and_both_give_the_same_gradie
         new = ab_engine.import_copy(repo, "tinygrad_edu_ab_new", tmp_path)
         assert old.Tensor is not new.Tensor  # two separate packages, not one imported twice
         times = ab_engine.compare(old, new, graphs=3, cycles=4)
-        w2_ratios = ab_engine.compare_w2(old, new, pairs=2, steps=1)
+        w2_ratios = ab_engine.compare_steps(old, new, pairs=2, steps=1)
+        w3_ratios = ab_engine.compare_steps(old, new, pairs=2, steps=1, workload="W3")
     finally:
         sys.path.remove(str(tmp_path))
         for name in [m for m in sys.modules if m.startswith("tinygrad_edu_ab_")]:
             del sys.modules[name]
     assert {part: [len(t) for t in pair] for part, pair in times.items()} == {"forward": [3, 3], "backward": [3, 3]}
-    assert len(w2_ratios) == 2 and all(r > 0 for r in w2_ratios)
+    assert len(w2_ratios) == len(w3_ratios) == 2 and all(r > 0 for r in w2_ratios + w3_ratios)
     grads = []
     for tg in (old, new):
         x = tg.Tensor(np.linspace(-1, 1, 32), requires_grad=True)

@@ -75,7 +75,7 @@ class Optimizer:
         self._check_before_step()
         for group in self.param_groups:
             for param in group["params"]:
-                grad = param.grad
+                grad = param._grad  # the slot behind .grad, which checked it when it was set
                 if grad is None:
                     continue  # not used by this loss: no update, and no state is created
                 grad = grad.data
@@ -95,7 +95,7 @@ class Optimizer:
         it over the parameter, a silently wrong step), and a read-only parameter."""
         for group in self.param_groups:
             for param in group["params"]:
-                grad = param.grad
+                grad = param._grad
                 if grad is None:
                     continue
                 if not isinstance(grad, Tensor):
