@@ -1037,8 +1037,8 @@ def _log_softmax(x, axis: int):
 def _softmax_shift(x, axis: int) -> np.ndarray:
     """The maximum along `axis`, a constant: subtracting it keeps exp from overflowing and cancels
     out of softmax and log-softmax (and their gradients). An infinite maximum is replaced by 0
-    (inf - inf would be nan where log-sum-exp gives inf)."""
-    shift = np.asanyarray(x).max(axis=axis, keepdims=True)
+    (inf - inf would be nan where log-sum-exp gives inf). An empty axis has no maximum: -inf, so 0."""
+    shift = np.asanyarray(x).max(axis=axis, keepdims=True, initial=-np.inf)
     return np.where(np.isfinite(shift), shift, 0)
 
 
