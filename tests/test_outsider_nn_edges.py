@@ -39,3 +39,19 @@ def test_logsumexp_over_an_empty_axis_is_minus_infinity(dtype):
     np.testing.assert_array_equal(out.data, [-np.inf] * 3)
     out.sum().backward()
     assert x.grad.shape == (3, 0) and x.grad.dtype == dtype
+
+
+# ---- binary cross-entropy: the target is a probability too -------------------------------------
+# PyTorch 2.13.0: binary_cross_entropy(tensor([0.3, 0.5]), tensor([2.0, 0.0])) raises
+# "all elements of target should be between 0 and 1": beyond 1 the loss falls without bound.
+@pytest.mark.parametrize("target", [[2.0, 0.0], [-0.5, 1.0], [np.nan, 1.0]])
+def test_binary_cross_entropy_refuses_a_target_outside_0_and_1(target):
+    with pytest.raises(ValueError, match="target must lie in \\[0, 1\\]"):
+        F.binary_cross_entropy(tg.Tensor([0.3, 0.5]), np.array(target))
+
+
+def test_binary_cross_entropy_takes_targets_at_0_1_and_between():
+    probs = tg.Tensor([0.3, 0.5, 0.9], requires_grad=True)
+    loss = F.binary_cross_entropy(probs, _read_only([0.0, 1.0, 0.25]), reduction="sum")
+    expected = -(np.log(0.7) + np.log(0.5) + 0.25 * np.log(0.9) + 0.75 * np.log(0.1))
+    np.testing.assert_allclose(loss.data, expected, rtol=1e-6)

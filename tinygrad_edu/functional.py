@@ -599,15 +599,18 @@ def binary_cross_entropy(probs: Tensor, target, reduction: str = "mean") -> Tens
     probs = as_tensor(probs)
     target = _target_like(probs, target)
     _check_same_shape("binary_cross_entropy", probs, target)
-    if probs.size and not (np.min(probs.data) >= 0 and np.max(probs.data) <= 1):  # NaN fails both
-        low, high = np.min(probs.data), np.max(probs.data)
-        found = "NaN" if np.isnan(probs.data).any() else f"values from {low} to {high}"
-        raise ValueError(
-            "binary_cross_entropy: probs must lie in [0, 1] (apply sigmoid first, or use "
-            f"binary_cross_entropy_with_logits on raw scores); got {found}"
-        )
+    _check_unit_interval("probs", probs.data, "apply sigmoid first, or use binary_cross_entropy_with_logits "
+                         "on raw scores")
+    # outside [0, 1] the loss has no lower bound (PyTorch refuses such targets too)
+    _check_unit_interval("target", target.data, "a target is a probability: 0, 1 or in between")
     _check_reduction(reduction)
     return ops.BinaryCrossEntropy.apply(probs, target, reduction=reduction)
+
+
+def _check_unit_interval(name: str, values: np.ndarray, hint: str) -> None:
+    if values.size and not (np.min(values) >= 0 and np.max(values) <= 1):  # NaN fails both
+        found = "NaN" if np.isnan(values).any() else f"values from {np.min(values)} to {np.max(values)}"
+        raise ValueError(f"binary_cross_entropy: {name} must lie in [0, 1] ({hint}); got {found}")
 
 
 def binary_cross_entropy_with_logits(logits: Tensor, target, reduction: str = "mean") -> Tensor:
