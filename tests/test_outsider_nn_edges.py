@@ -10,6 +10,7 @@ import pytest
 
 import tinygrad_edu as tg
 from tinygrad_edu import functional as F
+from tinygrad_edu import nn
 
 
 def _read_only(array):
@@ -55,3 +56,30 @@ def test_binary_cross_entropy_takes_targets_at_0_1_and_between():
     loss = F.binary_cross_entropy(probs, _read_only([0.0, 1.0, 0.25]), reduction="sum")
     expected = -(np.log(0.7) + np.log(0.5) + 0.25 * np.log(0.9) + 0.75 * np.log(0.1))
     np.testing.assert_allclose(loss.data, expected, rtol=1e-6)
+
+
+# ---- Linear with no features in or out -----------------------------------------------------------
+# PyTorch 2.13.0: nn.Linear(0, 3) on x of shape (2, 0) gives the bias on each row, x.grad of shape
+# (2, 0), weight.grad zeros (3, 0) and bias.grad [2, 2, 2] (after out.sum().backward());
+# nn.Linear(3, 0) on (2, 3) gives (2, 0) with zero gradients for x (2, 3) and the weight (0, 3).
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_linear_with_no_input_features_gives_the_bias(dtype):
+    layer = nn.Linear(0, 3, dtype=dtype)
+    x = tg.Tensor(_read_only(np.zeros((2, 0), dtype=dtype)), requires_grad=True)
+    out = layer(x)
+    np.testing.assert_array_equal(out.data, np.broadcast_to(layer.bias.data, (2, 3)))
+    out.sum().backward()
+    assert x.grad.shape == (2, 0) and x.grad.dtype == dtype
+    assert layer.weight.grad.shape == (3, 0) and layer.weight.grad.dtype == dtype
+    np.testing.assert_array_equal(layer.bias.grad.data, [2, 2, 2])
+
+
+@pytest.mark.parametrize("batch_shape", [(2,), (4, 2), ()])
+def test_linear_with_no_output_features_is_empty(batch_shape):
+    layer = nn.Linear(3, 0)
+    x = tg.Tensor(np.ones(batch_shape + (3,), dtype=np.float32), requires_grad=True)
+    out = layer(x)
+    assert out.shape == batch_shape + (0,)
+    out.sum().backward()
+    np.testing.assert_array_equal(x.grad.data, np.zeros(batch_shape + (3,)))
+    assert layer.weight.grad.shape == (0, 3) and layer.bias.grad.shape == (0,)
