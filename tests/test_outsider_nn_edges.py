@@ -83,3 +83,36 @@ def test_linear_with_no_output_features_is_empty(batch_shape):
     out.sum().backward()
     np.testing.assert_array_equal(x.grad.data, np.zeros(batch_shape + (3,)))
     assert layer.weight.grad.shape == (0, 3) and layer.bias.grad.shape == (0,)
+
+
+# ---- a float32 loss stays float32 with an integer or bool Tensor target ---------------------------
+# PyTorch 2.13.0: mse_loss(float32 input, int64 or bool target) is float32 (type promotion), and a
+# float64 target tensor makes it float64; input.grad is float32 either way.
+@pytest.mark.parametrize("target_dtype", [np.int64, np.int32, np.bool_])
+@pytest.mark.parametrize("loss", [F.mse_loss, F.binary_cross_entropy, F.binary_cross_entropy_with_logits],
+                         ids=["mse", "bce", "bce_with_logits"])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_an_integer_tensor_target_keeps_a_float32_loss_float32(loss, target_dtype, reduction):
+    x = tg.Tensor(np.full((2, 3), 0.25, dtype=np.float32), requires_grad=True)
+    target = tg.Tensor(_read_only(np.ones((2, 3), dtype=target_dtype)))
+    out = loss(x, target, reduction=reduction)
+    assert out.dtype == np.float32
+    out.sum().backward()
+    assert x.grad.dtype == np.float32
+    assert target.dtype == target_dtype  # the caller's Tensor is not changed
+
+
+def test_mse_with_an_integer_tensor_target_has_pytorchs_value():
+    x = tg.Tensor(np.array([0.5, 2.0], dtype=np.float32), requires_grad=True)
+    loss = F.mse_loss(x, tg.Tensor(np.array([1, 1])))
+    np.testing.assert_allclose(loss.data, 0.625)  # ((0.5 - 1)**2 + (2 - 1)**2) / 2
+    loss.backward()
+    np.testing.assert_allclose(x.grad.data, [-0.5, 1.0])
+
+
+def test_a_float64_tensor_target_still_promotes_as_in_pytorch():
+    x = tg.Tensor(np.ones(2, dtype=np.float32), requires_grad=True)
+    loss = F.mse_loss(x, tg.Tensor(np.zeros(2)))
+    assert loss.dtype == np.float64
+    loss.backward()
+    assert x.grad.dtype == np.float32

@@ -674,10 +674,14 @@ def _reduce_losses(losses: Tensor, reduction: str) -> Tensor:
 
 def _target_like(input: Tensor, target) -> Tensor:
     """A constant target takes the input's dtype, so a float64 or integer target array does not
-    silently turn a float32 network's loss (and every gradient after it) into float64."""
-    if isinstance(target, Tensor):
-        return target
+    silently turn a float32 network's loss (and every gradient after it) into float64. A float
+    Tensor target is kept as it is (it may require grad); an integer or bool one is a constant
+    and takes the input's dtype too, as PyTorch's type promotion gives (float32 with int64: float32)."""
     dtype = input.dtype if input.dtype.kind == "f" else None
+    if isinstance(target, Tensor):
+        if target.dtype.kind == "f" or dtype is None:
+            return target
+        target = target.data
     # asanyarray and astype, not asarray(dtype=): tg.compile follows the target through them
     target = np.asanyarray(target)
     return Tensor(target if dtype is None else target.astype(dtype, copy=False))
