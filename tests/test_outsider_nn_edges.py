@@ -116,3 +116,23 @@ def test_a_float64_tensor_target_still_promotes_as_in_pytorch():
     assert loss.dtype == np.float64
     loss.backward()
     assert x.grad.dtype == np.float32
+
+
+# ---- softmax needs one axis -----------------------------------------------------------------------
+# PyTorch 2.13.0: nn.Softmax(dim=None) and F.softmax(x, dim=None) pick one axis implicitly (dim 1
+# for 2-D, with a deprecation warning): softmax(arange(6.).reshape(2, 3)) is [0.090, 0.245, 0.665]
+# on each row. A softmax over all six elements would give other numbers silently, so None is refused.
+@pytest.mark.parametrize("make", [
+    lambda x: F.softmax(x, None), lambda x: F.softmax(x, dim=None), lambda x: F.log_softmax(x, axis=None),
+    lambda x: x.softmax(None), lambda x: x.log_softmax(dim=None),
+    lambda x: nn.Softmax(dim=None)(x), lambda x: nn.LogSoftmax(None)(x),
+])
+def test_softmax_with_axis_none_is_refused(make):
+    with pytest.raises(TypeError, match="needs the axis"):
+        make(tg.Tensor(np.arange(6.0).reshape(2, 3)))
+
+
+@pytest.mark.parametrize("axis", [-1, 1])
+def test_softmax_rows_match_pytorch(axis):
+    out = nn.Softmax(dim=axis)(tg.Tensor(np.arange(6.0).reshape(2, 3)))
+    np.testing.assert_allclose(out.data, [[0.09003057, 0.24472847, 0.66524096]] * 2, rtol=1e-6)

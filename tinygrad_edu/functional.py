@@ -175,6 +175,7 @@ def logsumexp(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:
 @accepts_dim
 def softmax(x: Tensor, axis: int = -1) -> Tensor:
     """exp(x) / sum(exp(x), axis), shifted by the maximum so large inputs cannot overflow."""
+    _check_softmax_axis(axis, "softmax")
     x = _floating(x)
     exps = (x - ops._softmax_shift(x.data, axis)).exp()
     return exps / exps.sum(axis=axis, keepdims=True)
@@ -187,9 +188,18 @@ def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
     Computed as ``shifted - log(sum(exp(shifted)))`` with ``shifted = x - max(x)``: subtracting
     logsumexp from x directly would cancel two large numbers (x = 4096 in float32 is 0.0002 off).
     """
+    _check_softmax_axis(axis, "log_softmax")
     x = _floating(x)
     shifted = x - ops._softmax_shift(x.data, axis)  # a constant: it cancels from the gradient
     return shifted - shifted.exp().sum(axis=axis, keepdims=True).log()
+
+
+def _check_softmax_axis(axis, who: str) -> None:
+    # PyTorch reads dim=None as an implicit (deprecated) choice of one axis, never as all of them:
+    # a softmax over every element would give other numbers without a word
+    if axis is None:
+        raise TypeError(f"{who} needs the axis to normalise along (axis=-1 for the class axis of "
+                        f"(N, C) scores; PyTorch's dim=None picks one implicitly and is deprecated)")
 
 
 def linear(x: Tensor, weight: Tensor, bias=None) -> Tensor:

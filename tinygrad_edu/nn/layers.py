@@ -100,6 +100,7 @@ class _AlongAxis(Module):
     @accepts_dim
     def __init__(self, axis: int = -1):
         super().__init__()
+        F._check_softmax_axis(axis, type(self).__name__)
         self.axis = axis
 
     def extra_repr(self) -> str:
