@@ -344,22 +344,24 @@ def max_pool2d(x: Tensor, kernel_size, stride=None, padding=0, dilation=1) -> Te
     return _pool(x, kernel_size, stride, padding, dilation, "max_pool2d")
 
 
-def avg_pool2d(x: Tensor, kernel_size, stride=None, padding=0) -> Tensor:
+def avg_pool2d(x: Tensor, kernel_size, stride=None, padding=0, count_include_pad: bool = True) -> Tensor:
     """The mean of each window, per channel: x (N, C, H, W) -> (N, C, OH, OW).
 
     `stride` defaults to `kernel_size`; padding adds zeros that count in the mean (PyTorch's
-    default, count_include_pad=True). The windows (a strided view), then a mean.
+    default, count_include_pad=True); with ``count_include_pad=False`` each window's sum is divided
+    by the number of its pixels inside the image instead. The windows (a strided view), then a mean.
 
     >>> avg_pool2d(Tensor(np.arange(16.0).reshape(1, 1, 4, 4)), 2).tolist()
     [[[[2.5, 4.5], [10.5, 12.5]]]]
     """
-    return _pool(x, kernel_size, stride, padding, 1, "avg_pool2d")
+    return _pool(x, kernel_size, stride, padding, 1, "avg_pool2d", count_include_pad)
 
 
-def _pool(x, kernel_size, stride, padding, dilation, who: str) -> Tensor:
+def _pool(x, kernel_size, stride, padding, dilation, who: str, count_include_pad: bool = True) -> Tensor:
     x = as_tensor(x)
     if x.ndim == 3:  # one unbatched image (C, H, W)
-        return _pool(x.unsqueeze(0), kernel_size, stride, padding, dilation, who).squeeze(0)
+        image = _pool(x.unsqueeze(0), kernel_size, stride, padding, dilation, who, count_include_pad)
+        return image.squeeze(0)
     kernel = _pair(kernel_size, "kernel_size")
     stride = kernel if stride is None else _pair(stride, "stride")
     padding, dilation = _pair(padding, "padding", minimum=0), _pair(dilation, "dilation")
@@ -369,13 +371,20 @@ def _pool(x, kernel_size, stride, padding, dilation, who: str) -> Tensor:
     padding = tuple((p, p) for p in padding)
     who = f"{who}(kernel_size={kernel_size})"
     _check_output_size(who, x.shape, kernel, stride, padding, dilation, min_ndim=3)
+    image_size = x.shape[-2:]
     if any(p for p, _ in padding):
         smallest = -np.inf if np.issubdtype(x.dtype, np.inexact) else np.iinfo(x.dtype).min
         fill = smallest if who.startswith("max") else 0.0  # a border that never wins the maximum
         x = pad(x, (padding[1][0], padding[1][1], padding[0][0], padding[0][1]), value=fill)
     if who.startswith("max"):
         return ops.MaxPool2d.apply(x, kernel=kernel, stride=stride, dilation=dilation)
-    return ops.Windows.apply(x, kernel=kernel, stride=stride, dilation=dilation).mean(axis=(-2, -1))
+    windows = ops.Windows.apply(x, kernel=kernel, stride=stride, dilation=dilation)
+    if count_include_pad or not any(p for p, _ in padding):
+        return windows.mean(axis=(-2, -1))
+    # the divisor counts each window's image pixels: the same windows over ones padded with zeros
+    dtype = x.dtype if np.issubdtype(x.dtype, np.inexact) else get_default_dtype()
+    inside = np.pad(np.ones(image_size, dtype=dtype), padding)
+    return windows.sum(axis=(-2, -1)) / ops._windows(inside, kernel, stride, dilation).sum(axis=(-2, -1))
 
 
 def _pair(value, name: str, minimum: int = 1) -> tuple:

@@ -252,10 +252,15 @@ class MaxPool2d(_Pool2d):
 
 
 class AvgPool2d(_Pool2d):
-    """The mean of each kernel_size window, per channel (stride defaults to kernel_size)."""
+    """The mean of each kernel_size window, per channel (stride defaults to kernel_size); with
+    ``count_include_pad=False`` the padding's zeros do not count in the mean."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, count_include_pad: bool = True):
+        super().__init__(kernel_size, stride, padding)
+        self.count_include_pad = count_include_pad
 
     def forward(self, x):
-        return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding)
+        return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding, self.count_include_pad)
 
 
 class _BatchNorm(Module):
