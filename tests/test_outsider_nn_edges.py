@@ -166,3 +166,22 @@ def test_avg_pool2d_module_without_the_padding_in_the_count_unbatched():
     np.testing.assert_allclose(out.data, [[[0.5, 2.0], [2.5, 4.0], [6.5, 8.0], [8.5, 10.0]]])
     with_pad = nn.AvgPool2d((2, 3), (1, 2), (1, 1))(tg.Tensor(np.arange(12.0).reshape(1, 3, 4)))
     np.testing.assert_allclose(with_pad.data[0, 0], [1 / 6, 6 / 6])  # the zeros counted: each sum / 6
+
+
+# ---- batch norm's eps -------------------------------------------------------------------------------
+# PyTorch 2.13.0 raises "batch_norm eps must be positive during training" for eps=0 with batch
+# statistics (a constant channel's variance is 0: 0 / 0), and "must be non-negative" for eps < 0;
+# eval with running statistics and eps=0 works.
+@pytest.mark.parametrize("make", [
+    lambda: nn.BatchNorm1d(3, eps=0.0),
+    lambda: nn.BatchNorm1d(3, eps=0.0, track_running_stats=False).eval(),
+    lambda: nn.BatchNorm1d(3, eps=-1e-5).eval(),
+])
+def test_batch_norm_refuses_an_eps_that_could_divide_by_zero(make):
+    with pytest.raises(ValueError, match="eps must be"):
+        make()(tg.Tensor(np.ones((4, 3), dtype=np.float32)))
+
+
+def test_batch_norm_in_eval_takes_eps_zero():
+    layer = nn.BatchNorm1d(3, eps=0.0).eval()
+    np.testing.assert_array_equal(layer(tg.Tensor(np.full((2, 3), 2.0))).data, np.full((2, 3), 2.0))

@@ -463,6 +463,10 @@ def batch_norm(x: Tensor, running_mean, running_var, weight=None, bias=None, tra
         if stat is not None and np.shape(stat) != (channels,):
             raise ValueError(f"batch_norm: {name} has shape {np.shape(stat)}, but the input of shape "
                              f"{x.shape} has {channels} channels on axis 1")
+    # eps keeps a constant channel's division finite: a batch's variance may be exactly 0 (PyTorch)
+    if eps < 0 or (training and eps == 0):
+        needed = "positive during training" if training else "non-negative"
+        raise ValueError(f"batch_norm eps must be {needed}, got {eps}")
     wide = _widened(x)
     if wide is not x:  # float16 squares overflow past 256: compute in float32, as PyTorch does
         return batch_norm(wide, running_mean, running_var, weight, bias, training, momentum, eps).astype(x.dtype)
