@@ -185,3 +185,47 @@ def test_batch_norm_refuses_an_eps_that_could_divide_by_zero(make):
 def test_batch_norm_in_eval_takes_eps_zero():
     layer = nn.BatchNorm1d(3, eps=0.0).eval()
     np.testing.assert_array_equal(layer(tg.Tensor(np.full((2, 3), 2.0))).data, np.full((2, 3), 2.0))
+
+
+# ---- pooling with ceil_mode ------------------------------------------------------------------------
+# PyTorch 2.13.0 on arange(30.).reshape(1, 1, 5, 6), float64; gradients for an upstream of ones.
+def _image_5x6(dtype=np.float64):
+    return tg.Tensor(_read_only(np.arange(30.0, dtype=dtype).reshape(1, 1, 5, 6)), requires_grad=True)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_max_pool2d_ceil_mode_keeps_the_last_partial_window(dtype):
+    x = _image_5x6(dtype)
+    out = F.max_pool2d(x, 2, 2, 0, 1, ceil_mode=True)
+    assert out.dtype == dtype
+    np.testing.assert_array_equal(out.data[0, 0], [[7, 9, 11], [19, 21, 23], [25, 27, 29]])
+    out.sum().backward()
+    assert x.grad.dtype == dtype
+    expected = np.zeros((5, 6))
+    expected[np.ix_([1, 3, 4], [1, 3, 5])] = 1
+    np.testing.assert_array_equal(x.grad.data[0, 0], expected)
+
+
+def test_max_pool2d_ceil_mode_with_padding_and_dilation():
+    out = F.max_pool2d(_image_5x6(), 3, 2, 1, 2, ceil_mode=True)
+    np.testing.assert_array_equal(out.data[0, 0], [[21, 23, 23], [21, 23, 23]])
+    assert F.max_pool2d(_image_5x6(), 3, 3, 1, ceil_mode=True).shape == (1, 1, 2, 3)
+    # a window that would start past the padding is dropped: 4x4, kernel 3, stride 2 gives 2x2
+    four = tg.Tensor(np.arange(16.0).reshape(1, 1, 4, 4))
+    np.testing.assert_array_equal(nn.MaxPool2d(3, 2, ceil_mode=True)(four).data[0, 0], [[10, 11], [14, 15]])
+
+
+def test_avg_pool2d_ceil_mode_divides_by_the_cells_inside_the_padding():
+    x = _image_5x6()
+    out = F.avg_pool2d(x, 2, 2, 0, ceil_mode=True)
+    np.testing.assert_allclose(out.data[0, 0], [[3.5, 5.5, 7.5], [15.5, 17.5, 19.5], [24.5, 26.5, 28.5]])
+    out.sum().backward()
+    np.testing.assert_allclose(x.grad.data[0, 0], [[0.25] * 6] * 4 + [[0.5] * 6])
+    padded = nn.AvgPool2d(3, 2, 1, ceil_mode=True)(_image_5x6())
+    np.testing.assert_allclose(padded.data[0, 0], [
+        [14 / 9, 10 / 3, 14 / 3, 8 / 3], [25 / 3, 14.0, 16.0, 8.5], [86 / 9, 46 / 3, 50 / 3, 26 / 3]])
+    not_counted = F.avg_pool2d(_image_5x6(), 3, 2, 1, True, False)
+    np.testing.assert_allclose(not_counted.data[0, 0], [
+        [3.5, 5.0, 7.0, 8.0], [12.5, 14.0, 16.0, 17.0], [21.5, 23.0, 25.0, 26.0]])
+    strided = F.avg_pool2d(_image_5x6(), 3, 3, 1, ceil_mode=True)
+    np.testing.assert_allclose(strided.data[0, 0], [[14 / 9, 4.0, 8 / 3], [37 / 3, 21.0, 11.5]])

@@ -330,37 +330,43 @@ def conv2d(x: Tensor, weight: Tensor, bias=None, stride=1, padding=0, dilation=1
     return out
 
 
-def max_pool2d(x: Tensor, kernel_size, stride=None, padding=0, dilation=1) -> Tensor:
+def max_pool2d(x: Tensor, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False) -> Tensor:
     """The largest value of each window, per channel: x (N, C, H, W) -> (N, C, OH, OW).
 
     `stride` defaults to `kernel_size` (windows side by side); padding adds -inf borders (at most
-    half a kernel), which never win. One node, ``ops.MaxPool2d``: the maximum over the windows (a
-    strided view); the gradient goes to each window's maximum (shared equally by ties; PyTorch
-    gives it to the first), and col2im adds it up where windows overlap.
+    half a kernel), which never win. ``ceil_mode=True`` rounds the output size up, as PyTorch: a last
+    window that sticks out past the bottom or right edge still counts (if it starts inside the image
+    or the padding). One node, ``ops.MaxPool2d``: the maximum over the windows (a strided view); the
+    gradient goes to each window's maximum (shared equally by ties; PyTorch gives it to the first),
+    and col2im adds it up where windows overlap.
 
     >>> max_pool2d(Tensor(np.arange(16.0).reshape(1, 1, 4, 4)), 2).tolist()
     [[[[5.0, 7.0], [13.0, 15.0]]]]
     """
-    return _pool(x, kernel_size, stride, padding, dilation, "max_pool2d")
+    return _pool(x, kernel_size, stride, padding, dilation, "max_pool2d", ceil_mode)
 
 
-def avg_pool2d(x: Tensor, kernel_size, stride=None, padding=0, count_include_pad: bool = True) -> Tensor:
+def avg_pool2d(x: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
+               count_include_pad: bool = True) -> Tensor:
     """The mean of each window, per channel: x (N, C, H, W) -> (N, C, OH, OW).
 
     `stride` defaults to `kernel_size`; padding adds zeros that count in the mean (PyTorch's
     default, count_include_pad=True); with ``count_include_pad=False`` each window's sum is divided
-    by the number of its pixels inside the image instead. The windows (a strided view), then a mean.
+    by the number of its pixels inside the image instead. ``ceil_mode`` as in ``max_pool2d``; what a
+    last window holds past the padding never counts. The windows (a strided view), then a mean.
 
     >>> avg_pool2d(Tensor(np.arange(16.0).reshape(1, 1, 4, 4)), 2).tolist()
     [[[[2.5, 4.5], [10.5, 12.5]]]]
     """
-    return _pool(x, kernel_size, stride, padding, 1, "avg_pool2d", count_include_pad)
+    return _pool(x, kernel_size, stride, padding, 1, "avg_pool2d", ceil_mode, count_include_pad)
 
 
-def _pool(x, kernel_size, stride, padding, dilation, who: str, count_include_pad: bool = True) -> Tensor:
+def _pool(x, kernel_size, stride, padding, dilation, who: str, ceil_mode: bool = False,
+          count_include_pad: bool = True) -> Tensor:
     x = as_tensor(x)
     if x.ndim == 3:  # one unbatched image (C, H, W)
-        image = _pool(x.unsqueeze(0), kernel_size, stride, padding, dilation, who, count_include_pad)
+        options = (ceil_mode, count_include_pad)
+        image = _pool(x.unsqueeze(0), kernel_size, stride, padding, dilation, who, *options)
         return image.squeeze(0)
     kernel = _pair(kernel_size, "kernel_size")
     stride = kernel if stride is None else _pair(stride, "stride")
@@ -368,23 +374,42 @@ def _pool(x, kernel_size, stride, padding, dilation, who: str, count_include_pad
     if any(p > k // 2 for p, k in zip(padding, kernel)):
         raise ValueError(f"{who}: padding {padding} is more than half the kernel {kernel}: "
                          "a window could hold padding only")
-    padding = tuple((p, p) for p in padding)
+    image_size = x.shape[-2:]
+    padding = tuple((p, p + (_ceil_extra(n, k, s, p, d) if ceil_mode else 0))
+                    for n, k, s, p, d in zip(image_size, kernel, stride, padding, dilation))
     who = f"{who}(kernel_size={kernel_size})"
     _check_output_size(who, x.shape, kernel, stride, padding, dilation, min_ndim=3)
-    image_size = x.shape[-2:]
-    if any(p for p, _ in padding):
+    if any(before or after for before, after in padding):
         smallest = -np.inf if np.issubdtype(x.dtype, np.inexact) else np.iinfo(x.dtype).min
         fill = smallest if who.startswith("max") else 0.0  # a border that never wins the maximum
         x = pad(x, (padding[1][0], padding[1][1], padding[0][0], padding[0][1]), value=fill)
     if who.startswith("max"):
         return ops.MaxPool2d.apply(x, kernel=kernel, stride=stride, dilation=dilation)
     windows = ops.Windows.apply(x, kernel=kernel, stride=stride, dilation=dilation)
-    if count_include_pad or not any(p for p, _ in padding):
+    beyond = [(0, after - before) for before, after in padding]  # what ceil_mode added past the padding
+    if count_include_pad and not any(extra for _, extra in beyond):
         return windows.mean(axis=(-2, -1))
-    # the divisor counts each window's image pixels: the same windows over ones padded with zeros
+    # The divisor counts each window's cells that count (the image's, and the padding's when
+    # count_include_pad): the same windows over a mask of ones where a cell counts, zeros elsewhere.
     dtype = x.dtype if np.issubdtype(x.dtype, np.inexact) else get_default_dtype()
-    inside = np.pad(np.ones(image_size, dtype=dtype), padding)
-    return windows.sum(axis=(-2, -1)) / ops._windows(inside, kernel, stride, dilation).sum(axis=(-2, -1))
+    if count_include_pad:
+        padded_size = [n + 2 * before for n, (before, _) in zip(image_size, padding)]
+        counted = np.pad(np.ones(padded_size, dtype=dtype), beyond)
+    else:
+        counted = np.pad(np.ones(image_size, dtype=dtype), padding)
+    return windows.sum(axis=(-2, -1)) / ops._windows(counted, kernel, stride, dilation).sum(axis=(-2, -1))
+
+
+def _ceil_extra(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
+    """The cells ceil_mode adds after the padding so that the rounded-up last window fits (PyTorch's
+    rule: the output size rounds up, but the last window must start inside the image or the padding)."""
+    span = size + 2 * padding - dilation * (kernel - 1) - 1
+    if span < 0:
+        return 0  # no window fits at all: _check_output_size says so
+    out = -(-span // stride) + 1
+    if (out - 1) * stride >= size + padding:
+        out -= 1
+    return max(0, (out - 1) * stride + dilation * (kernel - 1) + 1 - (size + 2 * padding))
 
 
 def _pair(value, name: str, minimum: int = 1) -> tuple:
