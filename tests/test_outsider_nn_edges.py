@@ -143,7 +143,8 @@ def test_softmax_rows_match_pytorch(axis):
 # input gradient for the upstream gradient arange(9.).reshape(1, 1, 3, 3):
 PYTORCH_AVG_NO_PAD = [[3.0, 4.5, 6.0], [10.5, 12.0, 13.5], [18.0, 19.5, 21.0]]
 PYTORCH_AVG_NO_PAD_GRAD = [
-    [0.0, 1 / 6, 1 / 6, 2 / 3, 0.5], [0.5, 10 / 9, 11 / 18, 35 / 18, 4 / 3], [0.5, 17 / 18, 4 / 9, 23 / 18, 5 / 6],
+    [0.0, 1 / 6, 1 / 6, 2 / 3, 0.5], [0.5, 10 / 9, 11 / 18, 35 / 18, 4 / 3],
+    [0.5, 17 / 18, 4 / 9, 23 / 18, 5 / 6],
     [2.0, 65 / 18, 29 / 18, 40 / 9, 17 / 6], [1.5, 8 / 3, 7 / 6, 19 / 6, 2.0],
 ]
 
@@ -160,7 +161,8 @@ def test_avg_pool2d_without_the_padding_in_the_count_matches_pytorch(dtype):
 
 
 def test_avg_pool2d_module_without_the_padding_in_the_count_unbatched():
-    # PyTorch 2.13.0: nn.AvgPool2d((2, 3), (1, 2), (1, 1), count_include_pad=False)(arange(12.).reshape(1, 3, 4))
+    # PyTorch 2.13.0: nn.AvgPool2d((2, 3), (1, 2), (1, 1), count_include_pad=False) on
+    # arange(12.).reshape(1, 3, 4)
     pool = nn.AvgPool2d((2, 3), (1, 2), (1, 1), count_include_pad=False)
     out = pool(tg.Tensor(np.arange(12.0).reshape(1, 3, 4)))
     np.testing.assert_allclose(out.data, [[[0.5, 2.0], [2.5, 4.0], [6.5, 8.0], [8.5, 10.0]]])
