@@ -557,19 +557,19 @@ def _reduce(values, reduction):
     return values
 
 
-def _logsumexp(x, axis=None):
-    peak = np.max(x, axis=axis, keepdims=True)
+def _logsumexp(x, axis=None):  # an empty axis: log(0) = -inf, as in PyTorch 2.13 and SciPy
+    peak = np.max(x, axis=axis, keepdims=True, initial=-np.inf)
     out = np.log(np.sum(np.exp(x - peak), axis=axis, keepdims=True)) + peak
     return np.squeeze(out, axis=axis)
 
 
 def _softmax(x, axis):
-    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True, initial=-np.inf))
     return e / np.sum(e, axis=axis, keepdims=True)
 
 
 def _log_softmax(x, axis):
-    shifted = x - np.max(x, axis=axis, keepdims=True)
+    shifted = x - np.max(x, axis=axis, keepdims=True, initial=-np.inf)
     return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
 
 

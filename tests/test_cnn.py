@@ -86,7 +86,9 @@ def test_layers_describe_themselves_like_pytorch():
     assert repr(nn.Conv2d(3, 8, 3)) == "Conv2d(3, 8, kernel_size=(3, 3), stride=(1, 1), padding=(0, 0))"
     assert nn.Conv2d(3, 8, (3, 5), stride=2, padding=1, dilation=2, bias=False).extra_repr() == (
         "3, 8, kernel_size=(3, 5), stride=(2, 2), padding=(1, 1), dilation=(2, 2), bias=False")
-    assert repr(nn.MaxPool2d(2)) == "MaxPool2d(kernel_size=2, stride=2, padding=0, dilation=1)"
+    # PyTorch 2.13.0's repr
+    assert repr(nn.MaxPool2d(2)) == ("MaxPool2d(kernel_size=2, stride=2, padding=0, dilation=1, "
+                                     "ceil_mode=False)")
     assert repr(nn.AvgPool2d(3, 1, 1)) == "AvgPool2d(kernel_size=3, stride=1, padding=1)"
     assert repr(nn.BatchNorm2d(8)) == (
         "BatchNorm2d(8, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True)")

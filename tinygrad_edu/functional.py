@@ -175,6 +175,7 @@ def logsumexp(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:
 @accepts_dim
 def softmax(x: Tensor, axis: int = -1) -> Tensor:
     """exp(x) / sum(exp(x), axis), shifted by the maximum so large inputs cannot overflow."""
+    _check_softmax_axis(axis, "softmax")
     x = _floating(x)
     exps = (x - ops._softmax_shift(x.data, axis)).exp()
     return exps / exps.sum(axis=axis, keepdims=True)
@@ -187,9 +188,18 @@ def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
     Computed as ``shifted - log(sum(exp(shifted)))`` with ``shifted = x - max(x)``: subtracting
     logsumexp from x directly would cancel two large numbers (x = 4096 in float32 is 0.0002 off).
     """
+    _check_softmax_axis(axis, "log_softmax")
     x = _floating(x)
     shifted = x - ops._softmax_shift(x.data, axis)  # a constant: it cancels from the gradient
     return shifted - shifted.exp().sum(axis=axis, keepdims=True).log()
+
+
+def _check_softmax_axis(axis, who: str) -> None:
+    # PyTorch reads dim=None as an implicit (deprecated) choice of one axis, never as all of them:
+    # a softmax over every element would give other numbers without a word
+    if axis is None:
+        raise TypeError(f"{who} needs the axis to normalise along (axis=-1 for the class axis of "
+                        f"(N, C) scores; PyTorch's dim=None picks one implicitly and is deprecated)")
 
 
 def linear(x: Tensor, weight: Tensor, bias=None) -> Tensor:
@@ -320,52 +330,86 @@ def conv2d(x: Tensor, weight: Tensor, bias=None, stride=1, padding=0, dilation=1
     return out
 
 
-def max_pool2d(x: Tensor, kernel_size, stride=None, padding=0, dilation=1) -> Tensor:
+def max_pool2d(x: Tensor, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False) -> Tensor:
     """The largest value of each window, per channel: x (N, C, H, W) -> (N, C, OH, OW).
 
     `stride` defaults to `kernel_size` (windows side by side); padding adds -inf borders (at most
-    half a kernel), which never win. One node, ``ops.MaxPool2d``: the maximum over the windows (a
-    strided view); the gradient goes to each window's maximum (shared equally by ties; PyTorch
-    gives it to the first), and col2im adds it up where windows overlap.
+    half a kernel), which never win. ``ceil_mode=True`` rounds the output size up, as PyTorch: a last
+    window that sticks out past the bottom or right edge still counts (if it starts inside the image
+    or the padding). One node, ``ops.MaxPool2d``: the maximum over the windows (a strided view); the
+    gradient goes to each window's maximum (shared equally by ties; PyTorch gives it to the first),
+    and col2im adds it up where windows overlap.
 
     >>> max_pool2d(Tensor(np.arange(16.0).reshape(1, 1, 4, 4)), 2).tolist()
     [[[[5.0, 7.0], [13.0, 15.0]]]]
     """
-    return _pool(x, kernel_size, stride, padding, dilation, "max_pool2d")
+    return _pool(x, kernel_size, stride, padding, dilation, "max_pool2d", ceil_mode)
 
 
-def avg_pool2d(x: Tensor, kernel_size, stride=None, padding=0) -> Tensor:
+def avg_pool2d(x: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
+               count_include_pad: bool = True) -> Tensor:
     """The mean of each window, per channel: x (N, C, H, W) -> (N, C, OH, OW).
 
     `stride` defaults to `kernel_size`; padding adds zeros that count in the mean (PyTorch's
-    default, count_include_pad=True). The windows (a strided view), then a mean.
+    default, count_include_pad=True); with ``count_include_pad=False`` each window's sum is divided
+    by the number of its pixels inside the image instead. ``ceil_mode`` as in ``max_pool2d``; what a
+    last window holds past the padding never counts. The windows (a strided view), then a mean.
 
     >>> avg_pool2d(Tensor(np.arange(16.0).reshape(1, 1, 4, 4)), 2).tolist()
     [[[[2.5, 4.5], [10.5, 12.5]]]]
     """
-    return _pool(x, kernel_size, stride, padding, 1, "avg_pool2d")
+    return _pool(x, kernel_size, stride, padding, 1, "avg_pool2d", ceil_mode, count_include_pad)
 
 
-def _pool(x, kernel_size, stride, padding, dilation, who: str) -> Tensor:
+def _pool(x, kernel_size, stride, padding, dilation, who: str, ceil_mode: bool = False,
+          count_include_pad: bool = True) -> Tensor:
     x = as_tensor(x)
     if x.ndim == 3:  # one unbatched image (C, H, W)
-        return _pool(x.unsqueeze(0), kernel_size, stride, padding, dilation, who).squeeze(0)
+        options = (ceil_mode, count_include_pad)
+        image = _pool(x.unsqueeze(0), kernel_size, stride, padding, dilation, who, *options)
+        return image.squeeze(0)
     kernel = _pair(kernel_size, "kernel_size")
     stride = kernel if stride is None else _pair(stride, "stride")
     padding, dilation = _pair(padding, "padding", minimum=0), _pair(dilation, "dilation")
     if any(p > k // 2 for p, k in zip(padding, kernel)):
         raise ValueError(f"{who}: padding {padding} is more than half the kernel {kernel}: "
                          "a window could hold padding only")
-    padding = tuple((p, p) for p in padding)
+    image_size = x.shape[-2:]
+    padding = tuple((p, p + (_ceil_extra(n, k, s, p, d) if ceil_mode else 0))
+                    for n, k, s, p, d in zip(image_size, kernel, stride, padding, dilation))
     who = f"{who}(kernel_size={kernel_size})"
     _check_output_size(who, x.shape, kernel, stride, padding, dilation, min_ndim=3)
-    if any(p for p, _ in padding):
+    if any(before or after for before, after in padding):
         smallest = -np.inf if np.issubdtype(x.dtype, np.inexact) else np.iinfo(x.dtype).min
         fill = smallest if who.startswith("max") else 0.0  # a border that never wins the maximum
         x = pad(x, (padding[1][0], padding[1][1], padding[0][0], padding[0][1]), value=fill)
     if who.startswith("max"):
         return ops.MaxPool2d.apply(x, kernel=kernel, stride=stride, dilation=dilation)
-    return ops.Windows.apply(x, kernel=kernel, stride=stride, dilation=dilation).mean(axis=(-2, -1))
+    windows = ops.Windows.apply(x, kernel=kernel, stride=stride, dilation=dilation)
+    beyond = [(0, after - before) for before, after in padding]  # what ceil_mode added past the padding
+    if count_include_pad and not any(extra for _, extra in beyond):
+        return windows.mean(axis=(-2, -1))
+    # The divisor counts each window's cells that count (the image's, and the padding's when
+    # count_include_pad): the same windows over a mask of ones where a cell counts, zeros elsewhere.
+    dtype = x.dtype if np.issubdtype(x.dtype, np.inexact) else get_default_dtype()
+    if count_include_pad:
+        padded_size = [n + 2 * before for n, (before, _) in zip(image_size, padding)]
+        counted = np.pad(np.ones(padded_size, dtype=dtype), beyond)
+    else:
+        counted = np.pad(np.ones(image_size, dtype=dtype), padding)
+    return windows.sum(axis=(-2, -1)) / ops._windows(counted, kernel, stride, dilation).sum(axis=(-2, -1))
+
+
+def _ceil_extra(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
+    """The cells ceil_mode adds after the padding so that the rounded-up last window fits (PyTorch's
+    rule: the output size rounds up, but the last window must start inside the image or the padding)."""
+    span = size + 2 * padding - dilation * (kernel - 1) - 1
+    if span < 0:
+        return 0  # no window fits at all: _check_output_size says so
+    out = -(-span // stride) + 1
+    if (out - 1) * stride >= size + padding:
+        out -= 1
+    return max(0, (out - 1) * stride + dilation * (kernel - 1) + 1 - (size + 2 * padding))
 
 
 def _pair(value, name: str, minimum: int = 1) -> tuple:
@@ -444,6 +488,10 @@ def batch_norm(x: Tensor, running_mean, running_var, weight=None, bias=None, tra
         if stat is not None and np.shape(stat) != (channels,):
             raise ValueError(f"batch_norm: {name} has shape {np.shape(stat)}, but the input of shape "
                              f"{x.shape} has {channels} channels on axis 1")
+    # eps keeps a constant channel's division finite: a batch's variance may be exactly 0 (PyTorch)
+    if eps < 0 or (training and eps == 0):
+        needed = "positive during training" if training else "non-negative"
+        raise ValueError(f"batch_norm eps must be {needed}, got {eps}")
     wide = _widened(x)
     if wide is not x:  # float16 squares overflow past 256: compute in float32, as PyTorch does
         return batch_norm(wide, running_mean, running_var, weight, bias, training, momentum, eps).astype(x.dtype)
@@ -599,15 +647,18 @@ def binary_cross_entropy(probs: Tensor, target, reduction: str = "mean") -> Tens
     probs = as_tensor(probs)
     target = _target_like(probs, target)
     _check_same_shape("binary_cross_entropy", probs, target)
-    if probs.size and not (np.min(probs.data) >= 0 and np.max(probs.data) <= 1):  # NaN fails both
-        low, high = np.min(probs.data), np.max(probs.data)
-        found = "NaN" if np.isnan(probs.data).any() else f"values from {low} to {high}"
-        raise ValueError(
-            "binary_cross_entropy: probs must lie in [0, 1] (apply sigmoid first, or use "
-            f"binary_cross_entropy_with_logits on raw scores); got {found}"
-        )
+    _check_unit_interval("probs", probs.data, "apply sigmoid first, or use binary_cross_entropy_with_logits "
+                         "on raw scores")
+    # outside [0, 1] the loss has no lower bound (PyTorch refuses such targets too)
+    _check_unit_interval("target", target.data, "a target is a probability: 0, 1 or in between")
     _check_reduction(reduction)
     return ops.BinaryCrossEntropy.apply(probs, target, reduction=reduction)
+
+
+def _check_unit_interval(name: str, values: np.ndarray, hint: str) -> None:
+    if values.size and not (np.min(values) >= 0 and np.max(values) <= 1):  # NaN fails both
+        found = "NaN" if np.isnan(values).any() else f"values from {np.min(values)} to {np.max(values)}"
+        raise ValueError(f"binary_cross_entropy: {name} must lie in [0, 1] ({hint}); got {found}")
 
 
 def binary_cross_entropy_with_logits(logits: Tensor, target, reduction: str = "mean") -> Tensor:
@@ -671,10 +722,14 @@ def _reduce_losses(losses: Tensor, reduction: str) -> Tensor:
 
 def _target_like(input: Tensor, target) -> Tensor:
     """A constant target takes the input's dtype, so a float64 or integer target array does not
-    silently turn a float32 network's loss (and every gradient after it) into float64."""
-    if isinstance(target, Tensor):
-        return target
+    silently turn a float32 network's loss (and every gradient after it) into float64. A float
+    Tensor target is kept as it is (it may require grad); an integer or bool one is a constant
+    and takes the input's dtype too, as PyTorch's type promotion gives (float32 with int64: float32)."""
     dtype = input.dtype if input.dtype.kind == "f" else None
+    if isinstance(target, Tensor):
+        if target.dtype.kind == "f" or dtype is None:
+            return target
+        target = target.data
     # asanyarray and astype, not asarray(dtype=): tg.compile follows the target through them
     target = np.asanyarray(target)
     return Tensor(target if dtype is None else target.astype(dtype, copy=False))

@@ -8,6 +8,7 @@ Each docstring's first line is the op's local gradient rule (`tg.explain` shows 
 from __future__ import annotations
 
 import functools
+import math
 import string
 
 import numpy as np
@@ -640,8 +641,10 @@ class Linear(Function):
         dx = grad @ w if ctx.needs_input_grad[0] else None
         dw = None
         if ctx.needs_input_grad[1]:
-            # Every leading axis of x is a batch axis: flatten them, so one product sums them.
-            dw = grad.reshape(-1, grad.shape[-1]).T @ x.reshape(-1, x.shape[-1])
+            # Every leading axis of x is a batch axis: flatten them, so one product sums them. The
+            # batch size is spelled out: with 0 features, reshape could not infer a -1.
+            batch = math.prod(x.shape[:-1])
+            dw = grad.reshape(batch, grad.shape[-1]).T @ x.reshape(batch, x.shape[-1])
         return dx, dw, grad  # the engine sums grad over the axes b was broadcast along
 
 
@@ -1037,8 +1040,8 @@ def _log_softmax(x, axis: int):
 def _softmax_shift(x, axis: int) -> np.ndarray:
     """The maximum along `axis`, a constant: subtracting it keeps exp from overflowing and cancels
     out of softmax and log-softmax (and their gradients). An infinite maximum is replaced by 0
-    (inf - inf would be nan where log-sum-exp gives inf)."""
-    shift = np.asanyarray(x).max(axis=axis, keepdims=True)
+    (inf - inf would be nan where log-sum-exp gives inf). An empty axis has no maximum: -inf, so 0."""
+    shift = np.asanyarray(x).max(axis=axis, keepdims=True, initial=-np.inf)
     return np.where(np.isfinite(shift), shift, 0)
 
 

@@ -100,6 +100,7 @@ class _AlongAxis(Module):
     @accepts_dim
     def __init__(self, axis: int = -1):
         super().__init__()
+        F._check_softmax_axis(axis, type(self).__name__)
         self.axis = axis
 
     def extra_repr(self) -> str:
@@ -236,25 +237,34 @@ class MaxPool2d(_Pool2d):
 
     >>> from tinygrad_edu import nn
     >>> nn.MaxPool2d(2)
-    MaxPool2d(kernel_size=2, stride=2, padding=0, dilation=1)
+    MaxPool2d(kernel_size=2, stride=2, padding=0, dilation=1, ceil_mode=False)
     """
 
-    def __init__(self, kernel_size, stride=None, padding=0, dilation=1):
+    # ceil_mode is keyword-only: PyTorch's fifth parameter is return_indices
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, *, ceil_mode: bool = False):
         super().__init__(kernel_size, stride, padding)
-        self.dilation = dilation
+        self.dilation, self.ceil_mode = dilation, ceil_mode
 
     def forward(self, x):
-        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation)
+        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode)
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + f", dilation={self.dilation}"
+        return super().extra_repr() + f", dilation={self.dilation}, ceil_mode={self.ceil_mode}"
 
 
 class AvgPool2d(_Pool2d):
-    """The mean of each kernel_size window, per channel (stride defaults to kernel_size)."""
+    """The mean of each kernel_size window, per channel (stride defaults to kernel_size); with
+    ``count_include_pad=False`` the padding's zeros do not count in the mean; ``ceil_mode`` rounds
+    the output size up (see F.max_pool2d)."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
+                 count_include_pad: bool = True):
+        super().__init__(kernel_size, stride, padding)
+        self.ceil_mode, self.count_include_pad = ceil_mode, count_include_pad
 
     def forward(self, x):
-        return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding)
+        return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode,
+                            self.count_include_pad)
 
 
 class _BatchNorm(Module):
