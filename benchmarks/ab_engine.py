@@ -73,7 +73,8 @@ def mlp_step(tg, workload: str = "W2"):
 
 
 def compare_steps(old, new, pairs: int, steps: int = 40, workload: str = "W2") -> list:
-    """new / old time of blocks of `steps` W2 (or W3) steps, one ratio per pair, the order flipped every pair."""
+    """new / old time of blocks of `steps` W2 (or W3) steps, one ratio per pair, the order flipped
+    every pair."""
     step = {"old": mlp_step(old, workload), "new": mlp_step(new, workload)}
     for _ in range(steps):
         step["old"](), step["new"]()
@@ -115,7 +116,8 @@ def main(argv=None) -> None:
     for name, ratios, steps in (("W2", w2_ratios, 40), ("W3", w3_ratios, 200)):
         if ratios:
             quartiles = statistics.quantiles(ratios, n=4)
-            print(f"{name} step, {len(ratios)} pairs of {steps} steps: new/old median {statistics.median(ratios):.3f} "
+            print(f"{name} step, {len(ratios)} pairs of {steps} steps: "
+                  f"new/old median {statistics.median(ratios):.3f} "
                   f"[{quartiles[0]:.3f}-{quartiles[2]:.3f}]")
 
 

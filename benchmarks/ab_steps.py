@@ -8,8 +8,9 @@ make OLD_DIR with `git archive HEAD tinygrad_edu | tar -x -C OLD_DIR`). Each is 
 another name and `benchmarks/tinygrad_versions.py` is loaded once per copy, so both train the
 benchmark's network, weights and batches exactly as `run.py` does. Blocks of steps of the floor,
 old and new run in turn (the order of old and new flipped every turn), so machine drift hits all
-three alike (`--compiled`: the benchmark's tg.compile versions of the steps). It prints, per workload, the median [quartiles] of new / old over the turns, and of
-each over the floor block of its turn. BLAS is pinned to one thread unless OPENBLAS_NUM_THREADS
+three alike (`--compiled`: the benchmark's tg.compile versions of the steps). It prints, per
+workload, the median [quartiles] of new / old over the turns, and of each over the floor block
+of its turn. BLAS is pinned to one thread unless OPENBLAS_NUM_THREADS
 is set.
 """
 from __future__ import annotations
@@ -87,7 +88,8 @@ def main(argv=None) -> None:
             problem = make_problem(name)
             steps = {"floor": implementation("floor", problem).step}
             for which, module in versions.items():
-                steps[which] = (module.COMPILED_VERSIONS if args.compiled else module.VERSIONS)[name](problem).step
+                versions = module.COMPILED_VERSIONS if args.compiled else module.VERSIONS
+                steps[which] = versions[name](problem).step
             ratios = compare(steps, PER_BLOCK[name], args.seconds)
             print(f"{name}, {len(ratios['new/old'])} turns of {PER_BLOCK[name]} steps: "
                   + "; ".join(f"{key} {summary(values)}" for key, values in ratios.items()))

@@ -354,7 +354,8 @@ class Tensor:
     def requires_grad(self, requires_grad: bool) -> None:
         if self._ctx is not None and not requires_grad:
             raise RuntimeError(f"requires_grad = False on a tensor made by {self._ctx.name}: only a leaf's "
-                               "flag can change (PyTorch's rule); t.detach() gives the values without the graph")
+                               "flag can change (PyTorch's rule); t.detach() gives the values without the "
+                               "graph")
         if requires_grad:
             _check_can_require_grad(self.data.dtype)
         self._requires_grad = bool(requires_grad)
