@@ -319,8 +319,8 @@ def _backpropagate(roots, seeds, retain_graph, create_graph, wanted=None):
             key = id(item)
             if key in grads:
                 grads[key] = grads[key] + g  # `+`, never `+=`: a gradient array may be shared
-            elif wanted_below is None or key in wanted_below:  # first seen (tg.grad: and leads to a wanted
-                grads[key] = g  # item). Queued: a node by -seq (newest first); a leaf waits for all nodes
+            elif wanted_below is None or key in wanted_below:  # first seen, and needed (tg.grad prunes)
+                grads[key] = g  # queued: a node by -seq (newest first); a leaf waits for all nodes
                 if type(item) is Context:
                     heapq.heappush(ready, (-item.seq, item))
                 else:
