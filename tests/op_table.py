@@ -282,6 +282,35 @@ def scatter_add_inputs(draw):
     return (np.zeros(shape)[index].shape,), {"index": index, "shape": shape}
 
 
+@st.composite
+def setitem_inputs(draw, kind):
+    """x's shape, a value shape that broadcasts into x[index], and the index: basic, a mask, or
+    distinct integers (a repeated one keeps the last write: the values it overwrote get a
+    gradient by PyTorch's convention, not by any derivative, and tests/test_inplace.py pins that)."""
+    shape = draw(S.shapes(min_dims=0 if kind == "basic" else 1, min_side=1 if kind == "int" else None))
+    if kind == "int":
+        places = draw(st.lists(st.integers(0, shape[0] - 1), min_size=1, max_size=shape[0], unique=True))
+        index = np.array([p - shape[0] if draw(st.booleans()) else p for p in places], dtype=np.intp)
+    else:
+        index = draw(S.basic_index(shape) if kind == "basic" else S.bool_mask(shape))
+    target = np.zeros(shape)[index].shape
+    value_shape = draw(hnp.broadcastable_shapes(target, max_dims=len(target), min_side=0).filter(
+        lambda drawn: np.broadcast_shapes(drawn, target) == target))
+    return (shape, value_shape), {"index": index}
+
+
+def _setitem(x, value, index):
+    out = x * 1.0  # a non-leaf: a leaf that requires grad refuses t[index] = value, as in PyTorch
+    out[index] = value
+    return out
+
+
+def _setitem_ref(x, value, index):
+    out = x.copy()
+    out[index] = value
+    return out
+
+
 def _scatter_add_ref(grad, index, shape):
     out = np.zeros(shape, dtype=grad.dtype)
     np.add.at(out, index, grad)
@@ -729,6 +758,9 @@ OPS = [
     OpSpec("getitem[basic]", _getitem, _getitem, index_inputs("basic")),
     OpSpec("getitem[int_array]", _getitem, _getitem, index_inputs("int")),
     OpSpec("getitem[mask]", _getitem, _getitem, index_inputs("mask")),
+    OpSpec("setitem[basic]", _setitem, _setitem_ref, setitem_inputs("basic")),
+    OpSpec("setitem[int_array]", _setitem, _setitem_ref, setitem_inputs("int")),
+    OpSpec("setitem[mask]", _setitem, _setitem_ref, setitem_inputs("mask")),
     OpSpec(
         "ScatterAdd",
         lambda grad, index, shape: ops.ScatterAdd.apply(grad, index=index, shape=shape),

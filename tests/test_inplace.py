@@ -213,16 +213,26 @@ def test_in_place_on_a_leaf_that_requires_grad_in_grad_mode_shows_the_idiom():
         w -= 0.1
 
 
-def test_in_place_in_grad_mode_on_other_tensors_keeps_the_out_of_place_meaning():
+def test_in_place_in_grad_mode_on_a_non_leaf_is_recorded_as_a_new_tensor():
     x = tg.Tensor([1.0, 2.0], requires_grad=True)
     h = x * 2
+    before = h
     h += x  # a non-leaf: recorded as h = h + x
-    constant = tg.Tensor([1.0, 1.0])
-    before = constant
-    constant += 1  # does not require grad: a new tensor
-    assert constant is not before and before.data.tolist() == [1.0, 1.0]
+    assert h is not before and before.data.tolist() == [2.0, 4.0]
     h.sum().backward()
     np.testing.assert_allclose(x.grad.data, [3.0, 3.0])
+
+
+@pytest.mark.parametrize("symbol", ["+=", "-=", "*=", "/="])
+def test_in_place_in_grad_mode_with_nothing_to_record_writes_like_numpy(symbol):
+    # NumPy and PyTorch write in place: every name bound to t, and the array t was made of, see it.
+    array = np.array([1.0, 2.0])
+    t = tg.Tensor(array)
+    alias = t
+    exec(f"t {symbol} 2.0", {"t": t})
+    assert alias.data is array and t.data is array
+    np.testing.assert_allclose(array, eval(f"np.array([1.0, 2.0]) {symbol[0]} 2.0"))
+    assert t._version == 1
 
 
 def test_in_place_that_would_change_shape_or_dtype_kind_names_the_problem():
@@ -339,11 +349,86 @@ def test_item_assignment_writes_under_no_grad_and_counts_as_an_in_place_write():
     assert mask.data.tolist() == [0.0, 1.0, 1.0]
 
 
-def test_item_assignment_in_grad_mode_on_a_tensor_that_requires_grad_is_refused_with_the_idiom():
+def test_item_assignment_in_grad_mode_on_a_leaf_that_requires_grad_is_refused_with_the_idiom():
     w = tg.Tensor(np.ones(3), requires_grad=True)
-    for target in (w, w * 2.0):
-        with pytest.raises(RuntimeError, match=r"(?s)requires grad \(shape \(3,\)\).*no_grad"):
-            target[0] = 0.0
-    assert w.data.tolist() == [1.0, 1.0, 1.0]
+    with pytest.raises(RuntimeError, match=r"(?s)leaf that requires grad \(shape \(3,\)\).*no_grad"):
+        w[0] = 0.0
+    assert w.data.tolist() == [1.0, 1.0, 1.0] and w.is_leaf
     with tg.no_grad(), pytest.raises(ValueError, match="could not broadcast"):
         w[:2] = np.ones(3)  # NumPy's shape message
+
+
+# ---- t[index] = value in grad mode: recorded, as PyTorch's CopySlices ------------------------------------
+def test_item_assignment_into_a_non_leaf_sends_no_gradient_to_the_overwritten_values():
+    # PyTorch 2.13, the same lines: x.grad [0, 4, 6]; y.grad [1, 2, 3] (retain_grad follows y); the hook
+    # registered before the write saw the gradient of the old values, [0, 2, 3].
+    x = tg.Tensor([1.0, 2.0, 3.0], requires_grad=True)
+    y = x * 2
+    y.retain_grad()
+    y.name = "y"
+    seen = []
+    y.register_hook(lambda g: seen.append(g.data.copy()))
+    y[0] = 10.0
+    assert y.data.tolist() == [10.0, 4.0, 6.0] and y.grad_fn.name == "SetItem" and y.name == "y"
+    (y * tg.Tensor([1.0, 2.0, 3.0])).sum().backward()
+    np.testing.assert_array_equal(x.grad.data, [0.0, 4.0, 6.0])
+    np.testing.assert_array_equal(y.grad.data, [1.0, 2.0, 3.0])
+    assert len(seen) == 1
+    np.testing.assert_array_equal(seen[0], [0.0, 2.0, 3.0])
+
+
+def test_item_assignment_of_a_value_that_requires_grad_makes_a_plain_tensor_part_of_the_graph():
+    v = tg.Tensor(5.0, requires_grad=True)
+    z = tg.zeros(3)
+    z[1:] = v  # broadcast into two places: PyTorch 2.13 gives v.grad 2
+    assert z.requires_grad and not z.is_leaf and z.data.tolist() == [0.0, 5.0, 5.0]
+    z.sum().backward()
+    assert v.grad.item() == 2.0
+    mask_case = tg.Tensor([1.0, -2.0, 3.0], requires_grad=True)
+    clipped = mask_case * 1.0
+    clipped[clipped < 0] = 0.0  # PyTorch 2.13: [1, 0, 1]
+    clipped.sum().backward()
+    np.testing.assert_array_equal(mask_case.grad.data, [1.0, 0.0, 1.0])
+
+
+def test_item_assignment_casts_the_value_and_its_gradient_comes_back_in_its_own_dtype():
+    w = tg.Tensor(np.array([1.0, 2.0]), requires_grad=True)  # float64
+    a = tg.zeros((2, 2))  # float32
+    a[0] = w
+    assert a.dtype == np.float32
+    a.sum().backward()
+    assert w.grad.dtype == np.float64
+    np.testing.assert_array_equal(w.grad.data, [1.0, 1.0])
+
+
+def test_item_assignment_with_a_repeated_index_gives_each_copy_of_the_value_its_place_gradient():
+    # NumPy keeps the last write; PyTorch's index_put gives every value grad[index] (2.13: [2, 2, 3]).
+    y = tg.Tensor([1.0, 2.0, 3.0], requires_grad=True) * 1.0
+    v = tg.Tensor([7.0, 8.0, 9.0], requires_grad=True)
+    y[np.array([1, 1, 2])] = v
+    assert y.data.tolist() == [1.0, 8.0, 9.0]
+    (y * tg.Tensor([1.0, 2.0, 3.0])).sum().backward()
+    np.testing.assert_array_equal(v.grad.data, [2.0, 2.0, 3.0])
+
+
+def test_item_assignment_keeps_the_old_values_for_the_graph_and_for_earlier_views():
+    # tanh saved its output: PyTorch 2.13 raises in backward here ("modified by an inplace operation");
+    # here y gets a new array, so tanh's backward still has its values and the gradient is right.
+    x = tg.Tensor([0.5, -1.0, 2.0], requires_grad=True)
+    y = x.tanh()
+    earlier = y[1:]
+    y[0] = 0.0
+    assert earlier.data.tolist() == np.tanh([-1.0, 2.0]).astype(np.float32).tolist()
+    (y.sum() + earlier.sum()).backward()
+    expected = (1 - np.tanh(np.array([0.5, -1.0, 2.0], np.float32)) ** 2) * np.array([0.0, 2.0, 2.0])
+    np.testing.assert_allclose(x.grad.data, expected, rtol=1e-6)
+
+
+def test_item_assignment_refusals_name_the_problem():
+    y = tg.Tensor([1.0, 2.0], requires_grad=True) * 1.0
+    with pytest.raises(ValueError, match=r"SetItem of shapes \(2,\) and \(3,\)"):
+        y[:] = tg.Tensor([1.0, 2.0, 3.0], requires_grad=True)
+    counts = tg.Tensor(np.array([1, 2]))
+    with pytest.raises(TypeError, match="into a int64 tensor"):
+        counts[0] = tg.Tensor(1.0, requires_grad=True)
+    assert counts.data.tolist() == [1, 2] and y.data.tolist() == [1.0, 2.0]

@@ -550,6 +550,29 @@ class ScatterAdd(Function):
         return grad[ctx.index]
 
 
+class SetItem(Function):
+    """z = x with z[index] = value;  dz/dx = grad with zeros at index,  dz/dvalue = grad[index]
+
+    `t[index] = value` in grad mode (Tensor.__setitem__). The value is broadcast into the
+    indexed part and cast to x's dtype, as NumPy assigns; x itself is not written. With a
+    repeated integer index the last write wins, and every copy of the value gets the gradient
+    of its place (PyTorch's rule for index_put).
+    """
+
+    @staticmethod
+    def forward(ctx, x, value, index):
+        ctx.index = index
+        out = np.copy(x)  # an array even where tg.compile's program holds x as a NumPy scalar
+        out[index] = value
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        kept = np.ones_like(grad, dtype=bool)  # where x still shows through
+        kept[ctx.index] = False
+        return grad * kept, grad[ctx.index]
+
+
 def _has_array(index) -> bool:
     parts = index if isinstance(index, tuple) else (index,)
     return any(isinstance(part, (np.ndarray, list)) for part in parts)

@@ -479,29 +479,31 @@ class Tensor:
         """``+t``: the tensor itself (nothing is recorded)."""
         return self
 
-    # In-place arithmetic: under no_grad it writes into `data` (PyTorch's update idiom);
-    # in grad mode it means `t = t + other`, except on a leaf that requires grad (see _in_place).
+    # In-place arithmetic writes into `data` under no_grad (PyTorch's update idiom) and when
+    # nothing requires grad; when the graph records it, it means `t = t + other` (see _in_place).
     def __iadd__(self, other):
-        """``t += other``: in place under ``no_grad``, else ``t = t + other`` (see ``_in_place``)."""
+        """``t += other``: in place, or ``t = t + other`` when recorded (see ``_in_place``)."""
         return self._in_place(np.add, ops.Add.apply, "+=", other)
 
     def __isub__(self, other):
-        """``t -= other``: in place under ``no_grad``, else ``t = t - other`` (see ``_in_place``)."""
+        """``t -= other``: in place, or ``t = t - other`` when recorded (see ``_in_place``)."""
         return self._in_place(np.subtract, ops.Sub.apply, "-=", other)
 
     def __imul__(self, other):
-        """``t *= other``: in place under ``no_grad``, else ``t = t * other`` (see ``_in_place``)."""
+        """``t *= other``: in place, or ``t = t * other`` when recorded (see ``_in_place``)."""
         return self._in_place(np.multiply, ops.Mul.apply, "*=", other)
 
     def __itruediv__(self, other):
-        """``t /= other``: in place under ``no_grad``, else ``t = t / other`` (see ``_in_place``)."""
+        """``t /= other``: in place, or ``t = t / other`` when recorded (see ``_in_place``)."""
         return self._in_place(np.true_divide, ops.Div.apply, "/=", other)
 
     def _in_place(self, ufunc, op, symbol: str, other):
-        """Under no_grad, write `ufunc(data, other)` into `data` (dtype and shape kept; the version
-        counts it). In grad mode, record `op(self, other)` as a new tensor, except on a leaf that
-        requires grad: replacing it would silently make the parameter a non-leaf."""
-        if autograd.is_grad_enabled():
+        """Write `ufunc(data, other)` into `data` (dtype and shape kept; the version counts it) under
+        no_grad, or when neither side requires grad (nothing to record). Otherwise record
+        `op(self, other)` as a new tensor, except on a leaf that requires grad: replacing it would
+        silently make the parameter a non-leaf."""
+        records = self.requires_grad or (isinstance(other, Tensor) and other.requires_grad)
+        if records and autograd.is_grad_enabled():
             if self.requires_grad and self._ctx is None:
                 raise RuntimeError(
                     f"`{symbol}` on a leaf that requires grad, in grad mode, would record a new tensor and "
@@ -737,24 +739,39 @@ class Tensor:
         return ops.GetItem.apply(self, index=_plain_index(index))
 
     def __setitem__(self, index, value):
-        """``t[index] = value``, written into ``data`` like NumPy's (the version counts it), for a
-        tensor that does not require grad, or under ``no_grad`` (PyTorch's
-        ``with torch.no_grad(): w[0] = 0``). In grad mode a tensor that requires grad refuses it,
-        and so does any tensor given a value that requires grad: the write would not be recorded,
-        so a gradient would be wrong, or never reach the value."""
-        if self.requires_grad and autograd.is_grad_enabled():
+        """``t[index] = value``, as NumPy assigns (the value is broadcast and cast to t's dtype).
+
+        When nothing requires grad, or under ``no_grad``, the values are written into ``data``
+        (the version counts the write; PyTorch's ``with torch.no_grad(): w[0] = 0``). In grad
+        mode, when t or the value requires grad, the write is recorded (PyTorch's CopySlices):
+        t gets a new array and a node whose gradient skips the overwritten places and sends
+        theirs to the value. The old array is left as it was, for the graph that may use it, so
+        views and ``detach()`` results taken before keep the old values. Hooks registered
+        before stay with the old values, ``retain_grad()`` follows t (both as in PyTorch). A
+        leaf that requires grad refuses it, as in PyTorch.
+        """
+        value_requires_grad = isinstance(value, Tensor) and value.requires_grad
+        if not (autograd.is_grad_enabled() and (self.requires_grad or value_requires_grad)):
+            self.data[_plain_index(index)] = value.data if isinstance(value, Tensor) else value
+            self._bump_version()
+            return
+        if self.requires_grad and self._ctx is None:
             raise RuntimeError(
-                f"t[...] = value on a tensor that requires grad (shape {self.shape}), in grad mode, is not "
-                "recorded; build a new tensor instead (e.g. tg.where(mask, value, t)), or write without "
-                "recording:\n    with tg.no_grad():\n        w[0] = 0.0"
+                f"t[...] = value on a leaf that requires grad (shape {self.shape}), in grad mode: the write "
+                "would make the parameter a computed tensor; write without recording:\n"
+                "    with tg.no_grad():\n        w[0] = 0.0"
             )
-        if isinstance(value, Tensor) and value.requires_grad and autograd.is_grad_enabled():
-            raise RuntimeError(
-                "t[...] = value with a value that requires grad, in grad mode: the write is not recorded, so "
-                "no gradient would reach the value; build the tensor from its parts instead (tg.stack, "
-                "tg.concatenate, tg.where), or write value.detach() to use the numbers on purpose")
-        self.data[_plain_index(index)] = value.data if isinstance(value, Tensor) else value
-        self._bump_version()
+        if self.dtype.kind != "f":
+            raise TypeError(f"t[...] = value with a value that requires grad, into a {self.dtype} tensor: "
+                            "no gradient flows through integers; make t a float tensor (t.astype(np.float32))")
+        retained = self.retains_grad
+        if retained:  # .grad follows the tensor to its new values; the old node's hook goes
+            self._ctx._hooks[:] = [h for h in self._ctx._hooks if not isinstance(h, _RetainGrad)]
+        written = ops.SetItem.apply(self, value, index=_plain_index(index))
+        self.data, self._ctx, self._requires_grad = written.data, written._ctx, True
+        self._ctx.label = self._name
+        if retained:
+            self.retain_grad()
 
     # ---- NumPy interoperability ------------------------------------------------------
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
