@@ -546,3 +546,67 @@ def test_a_python_int_beyond_float64_range_is_written_as_it_is():
     assert step().item() == (w * 3 + 10**30).sum().item()
     assert str(10**30) in step.source
     np.testing.assert_array_equal(w.grad.data, [3.0, 3.0])
+
+
+# ---- indices: read at every call, never frozen at trace time ----------------------------------------
+def _picked_loss(scores, target):
+    return -scores.log_softmax(axis=1)[tg.arange(3), target].mean()
+
+
+def test_an_index_passed_as_an_argument_is_read_at_every_call():
+    # It was copied into the program as a constant when traced: the second call silently reused the
+    # first call's target (the loss of the pattern every hand-written cross-entropy uses).
+    step = tg.compile(_picked_loss)
+    scores = tg.Tensor(np.arange(12.0).reshape(3, 4) / 10, requires_grad=True)
+    for target in ([0, 1, 2], [3, 3, 3], [1, 0, 2]):
+        target = tg.Tensor(np.array(target))
+        scores.grad = None
+        compiled = step(scores, target).item()
+        compiled_grad = scores.grad.data.copy()
+        scores.grad = None
+        eager = _picked_loss(scores, target)
+        eager.backward()
+        np.testing.assert_allclose(compiled, eager.item(), rtol=1e-12)
+        np.testing.assert_allclose(compiled_grad, scores.grad.data, rtol=1e-12)
+
+
+def test_an_index_computed_from_values_is_recomputed_at_every_call():
+    def loss(x):
+        return x[tg.arange(2), x.argmax(axis=1)].sum()  # each row's largest value
+
+    step = tg.compile(loss)
+    for values in ([[1.0, 5.0, 2.0], [7.0, 0.0, 1.0]], [[9.0, 5.0, 2.0], [0.0, 0.0, 3.0]]):
+        x = tg.Tensor(np.array(values), requires_grad=True)
+        assert step(x).item() == np.max(values, axis=1).sum()
+        np.testing.assert_array_equal(x.grad.data, np.array(values) == np.max(values, axis=1, keepdims=True))
+
+
+def test_a_boolean_mask_computed_from_values_is_refused_not_frozen():
+    # How many elements x[x < 0] selects changes with the values, and every shape after it: it was
+    # frozen at trace time (the second call summed the first call's places).
+    step = tg.compile(lambda x: (x * 2.0)[x < 0].sum())
+    with pytest.raises(tg.TracingError, match=r"boolean mask computed from the step's values.*tg.where"):
+        step(tg.Tensor(np.array([1.0, -2.0, 3.0]), requires_grad=True))
+    fixed = tg.compile(lambda x: tg.where(x < 0, x * 2.0, 0.0).sum())
+    for values, expected in (([1.0, -2.0, 3.0], -4.0), ([-1.0, 2.0, -3.0], -8.0)):
+        assert fixed(tg.Tensor(np.array(values), requires_grad=True)).item() == expected
+
+
+def test_item_assignment_in_a_compiled_step_matches_eager():
+    def loss(x, v):
+        y = x * 2.0
+        y[0] = v * 3.0
+        y[1:] = y[1:] * v
+        return (y * y).sum()
+
+    step = tg.compile(loss)
+    for values in ([1.0, -2.0, 3.0], [0.5, 4.0, -1.0]):
+        x, v = tg.Tensor(np.array(values), requires_grad=True), tg.Tensor(np.array(0.5), requires_grad=True)
+        compiled = step(x, v).item()
+        grads = x.grad.data.copy(), v.grad.data.copy()
+        x.grad = v.grad = None
+        eager = loss(x, v)
+        eager.backward()
+        np.testing.assert_allclose(compiled, eager.item(), rtol=1e-12)
+        np.testing.assert_allclose(grads[0], x.grad.data, rtol=1e-12)
+        np.testing.assert_allclose(grads[1], v.grad.data, rtol=1e-12)

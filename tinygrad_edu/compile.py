@@ -93,6 +93,7 @@ class _Recorder:
         self.number_names = {}  # (dtype, value) -> that name
         self.counter = 0
         self.inputs = []  # the _Vars of arguments and parameters: arrays whose values change between calls
+        self.indices = []  # _Vars of integer or boolean copies: index arrays of the step's values
 
     # -- names and values ---------------------------------------------------------------------------
     def unique(self, base: str) -> str:
@@ -217,6 +218,7 @@ class _Recorder:
         if method == "__call__" and len(inputs) == 2 and ufunc.signature is None:  # elementwise only
             exprs = self.uniform_as_number(inputs, exprs, out)
         if method == "at":
+            _refuse_traced_mask(inputs[1])
             target = inputs[0]
             if self.var_of(target) is None:
                 raise TracingError(f"numpy.{ufunc.__name__}.at writes traced values into an array the "
@@ -500,7 +502,11 @@ class _Traced(np.ndarray):
         return self._method("astype", *args, **kwargs)
 
     def copy(self, *args, **kwargs):
-        return self._method("copy", *args, **kwargs)
+        out = self._method("copy", *args, **kwargs)
+        recorder = _recorder()
+        if recorder is not None and out.dtype.kind in "biu":  # Tensor indexing copies its index arrays
+            recorder.indices.append(out._var)
+        return out
 
     def ravel(self, *args):
         return self._method("ravel", *args)
@@ -541,6 +547,7 @@ class _Traced(np.ndarray):
         recorder = _recorder()
         if recorder is None:
             return self.view(np.ndarray)[_plain(index)]
+        _refuse_traced_mask(index)
         value = self.view(np.ndarray)[_plain(index)]
         reads = []
         pieces = recorder.expr(self, reads) + ["["] + recorder.expr(index, reads, in_index=True) + ["]"]
@@ -548,6 +555,8 @@ class _Traced(np.ndarray):
 
     def __setitem__(self, index, value):
         recorder = _recorder()
+        if recorder is not None:
+            _refuse_traced_mask(index)
         self.view(np.ndarray)[_plain(index)] = _plain(value)
         if recorder is not None:
             reads = []
@@ -557,6 +566,16 @@ class _Traced(np.ndarray):
 
     def __reduce__(self):
         return self.view(np.ndarray).__reduce__()
+
+
+def _refuse_traced_mask(index) -> None:
+    """A boolean mask made of the step's values (``x[x < 0]``) selects a number of elements that can
+    change from call to call, and every shape after it with them: a fixed program cannot follow."""
+    parts = index if isinstance(index, tuple) else (index,)
+    if any(isinstance(part, _Traced) and part.dtype == bool for part in parts):
+        raise TracingError("an index is a boolean mask computed from the step's values (e.g. x[x < 0]): how "
+                           "many elements it selects, and so the shapes after it, can change from call to "
+                           "call; write it with a fixed shape instead, e.g. tg.where(x < 0, x, 0.0)")
 
 
 # ---- tracing -----------------------------------------------------------------------------------------
@@ -729,6 +748,7 @@ class _Trace:
             self.rename(loss_var, "loss")
             backward_starts = len(recorder.lines)
             grads = self.backward(loss)
+            self.check_indices_were_followed()
         finally:
             _active.recorder = None
             for tensor, original in reversed(self.swapped):
@@ -736,6 +756,16 @@ class _Trace:
             for tensor, grad in self.saved_grads:
                 tensor.grad = grad
         return self.build(loss_var, grads, arg_slots, backward_starts)
+
+    def check_indices_were_followed(self) -> None:
+        """An index of the step's values that no line reads was used on an array the tracer does not
+        follow (a constant: ``tg.eye(10)[labels]``): the program would keep the trace's result."""
+        read = {id(var) for line in self.recorder.lines for var in line.reads}
+        if any(id(var) not in read for var in self.recorder.indices):
+            raise TracingError("an index computed from the step's inputs (e.g. labels) picks values out of an "
+                               "array the tracer does not follow, a constant made in the step or closed over "
+                               "(e.g. tg.eye(10)[labels]); pass that array in as an argument, or build the "
+                               "result outside the step (F.one_hot)")
 
     def unfollowed_leaves(self, loss: Tensor, final: bool) -> list:
         """Leaves in loss's graph whose arrays were not followed (constants, unless they live on), and
@@ -781,7 +811,12 @@ class _Trace:
             item._hooks = watched + [capture(id(item))]
             restore.append((item, previous))
         try:
-            loss.backward()
+            if recorder.indices:
+                # A gradient that an index of the step's values places (d sum(x[i]) / dx) must be traced
+                # from the loss; from a constant seed it would be folded into a constant of the program.
+                autograd._backpropagate([loss], [np.ones_like(loss.data)], None, False)
+            else:
+                loss.backward()
         finally:
             for item, previous in restore:
                 item._hooks = previous

@@ -640,12 +640,12 @@ class Tensor:
     @accepts_dim
     def argmax(self, axis=None, keepdims: bool = False):
         """Index of the largest value (flat index when axis is None); outside the graph."""
-        return Tensor._make(np.asarray(np.argmax(self.data, axis=axis, keepdims=keepdims)))
+        return Tensor._make(_as_array(np.argmax(self.data, axis=axis, keepdims=keepdims)))
 
     @accepts_dim
     def argmin(self, axis=None, keepdims: bool = False):
         """Index of the smallest value (flat index when axis is None); outside the graph."""
-        return Tensor._make(np.asarray(np.argmin(self.data, axis=axis, keepdims=keepdims)))
+        return Tensor._make(_as_array(np.argmin(self.data, axis=axis, keepdims=keepdims)))
 
     @accepts_dim
     def logsumexp(self, axis=None, keepdims: bool = False):
@@ -655,12 +655,12 @@ class Tensor:
     @accepts_dim
     def any(self, axis=None, keepdims: bool = False):
         """True where any value along `axis` is nonzero; outside the graph."""
-        return Tensor._make(np.asarray(np.any(self.data, axis=axis, keepdims=keepdims)))
+        return Tensor._make(_as_array(np.any(self.data, axis=axis, keepdims=keepdims)))
 
     @accepts_dim
     def all(self, axis=None, keepdims: bool = False):
         """True where every value along `axis` is nonzero; outside the graph."""
-        return Tensor._make(np.asarray(np.all(self.data, axis=axis, keepdims=keepdims)))
+        return Tensor._make(_as_array(np.all(self.data, axis=axis, keepdims=keepdims)))
 
     # ---- shape -----------------------------------------------------------------------
     def reshape(self, *shape):
@@ -987,7 +987,7 @@ def compare(ufunc, x, y) -> Tensor:
     y = y.data if isinstance(y, Tensor) else y
     symbol = _COMPARISON_SYMBOLS[ufunc]
     try:
-        result = np.asarray(ufunc(x, y))
+        result = _as_array(ufunc(x, y))  # keeps tg.compile's traced arrays: a mask made of values is traced
     except ValueError as error:
         raise ValueError(f"comparison {symbol} of shapes {np.shape(x)} and {np.shape(y)}: {error}") from None
     guards.check_broadcast(symbol, result.shape, np.shape(x), np.shape(y))
@@ -1093,10 +1093,12 @@ def _own_index_array(index):
     """A copy of an index array (of a Tensor or an ndarray); anything else as given.
 
     Backward scatters the gradient through the index, so a later change to the caller's array
-    must not move it (a NumPy array has no version counter to catch that).
+    must not move it (a NumPy array has no version counter to catch that). The array's own
+    copy() keeps its class: tg.compile's traced arrays record it, so an index computed from
+    values (``t[t < 0]``) is recomputed on every call of a compiled step.
     """
     if isinstance(index, (Tensor, np.ndarray)):
-        return np.array(index.data if isinstance(index, Tensor) else index)
+        return (index.data if isinstance(index, Tensor) else index).copy()
     return index
 
 
