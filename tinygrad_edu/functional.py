@@ -164,10 +164,12 @@ def logsumexp(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:
     """log(sum(exp(x), axis)) without overflow.
 
     The largest value m is taken out first: log(sum(exp(x - m))) + m. m is a constant here,
-    which is exact: its effect on the gradient cancels out.
+    which is exact: its effect on the gradient cancels out. An infinite m is taken as 0, as
+    PyTorch does: a row holding +inf gives inf (not inf - inf = nan), one of -inf only gives -inf.
     """
     x = _floating(x)
     shift = ops._softmax_shift(x.data, axis)
+    shift = np.where(np.isfinite(shift), shift, 0)
     out = (x - shift).exp().sum(axis=axis, keepdims=True).log() + shift
     return out if keepdims else squeeze(out, axis) if axis is not None else out.reshape(())
 

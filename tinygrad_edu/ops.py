@@ -1052,10 +1052,9 @@ def _log_softmax(x, axis: int):
 
 def _softmax_shift(x, axis: int) -> np.ndarray:
     """The maximum along `axis`, a constant: subtracting it keeps exp from overflowing and cancels
-    out of softmax and log-softmax (and their gradients). An infinite maximum is replaced by 0
-    (inf - inf would be nan where log-sum-exp gives inf). An empty axis has no maximum: -inf, so 0."""
-    shift = np.asanyarray(x).max(axis=axis, keepdims=True, initial=-np.inf)
-    return np.where(np.isfinite(shift), shift, 0)
+    out of softmax and log-softmax (and their gradients). A row holding +inf, or of -inf only, has
+    no softmax: x - max is nan there (inf - inf), as in PyTorch. logsumexp takes such a maximum as 0."""
+    return np.asanyarray(x).max(axis=axis, keepdims=True, initial=-np.inf)
 
 
 def _reduce_losses(ctx, losses):
