@@ -164,10 +164,12 @@ def logsumexp(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:
     """log(sum(exp(x), axis)) without overflow.
 
     The largest value m is taken out first: log(sum(exp(x - m))) + m. m is a constant here,
-    which is exact: its effect on the gradient cancels out.
+    which is exact: its effect on the gradient cancels out. An infinite m is taken as 0, as
+    PyTorch does: a row holding +inf gives inf (not inf - inf = nan), one of -inf only gives -inf.
     """
     x = _floating(x)
     shift = ops._softmax_shift(x.data, axis)
+    shift = np.where(np.isfinite(shift), shift, 0)
     out = (x - shift).exp().sum(axis=axis, keepdims=True).log() + shift
     return out if keepdims else squeeze(out, axis) if axis is not None else out.reshape(())
 
@@ -336,9 +338,10 @@ def max_pool2d(x: Tensor, kernel_size, stride=None, padding=0, dilation=1, ceil_
     `stride` defaults to `kernel_size` (windows side by side); padding adds -inf borders (at most
     half a kernel), which never win. ``ceil_mode=True`` rounds the output size up, as PyTorch: a last
     window that sticks out past the bottom or right edge still counts (if it starts inside the image
-    or the padding). One node, ``ops.MaxPool2d``: the maximum over the windows (a strided view); the
-    gradient goes to each window's maximum (shared equally by ties; PyTorch gives it to the first),
-    and col2im adds it up where windows overlap.
+    or the padding). One node, ``ops.MaxPool2d``: the maximum over the windows (a strided view); each
+    window's gradient goes to one of its cells, the one PyTorch picks: the first maximum in row-major
+    order (so one of a window of tied zeros after a ReLU), or the last NaN if it holds any, never the
+    padding. col2im adds the gradients up where windows overlap.
 
     >>> max_pool2d(Tensor(np.arange(16.0).reshape(1, 1, 4, 4)), 2).tolist()
     [[[[5.0, 7.0], [13.0, 15.0]]]]
@@ -384,7 +387,7 @@ def _pool(x, kernel_size, stride, padding, dilation, who: str, ceil_mode: bool =
         fill = smallest if who.startswith("max") else 0.0  # a border that never wins the maximum
         x = pad(x, (padding[1][0], padding[1][1], padding[0][0], padding[0][1]), value=fill)
     if who.startswith("max"):
-        return ops.MaxPool2d.apply(x, kernel=kernel, stride=stride, dilation=dilation)
+        return ops.MaxPool2d.apply(x, kernel=kernel, stride=stride, dilation=dilation, border=padding)
     windows = ops.Windows.apply(x, kernel=kernel, stride=stride, dilation=dilation)
     beyond = [(0, after - before) for before, after in padding]  # what ceil_mode added past the padding
     if count_include_pad and not any(extra for _, extra in beyond):

@@ -849,37 +849,50 @@ def _windows(x: np.ndarray, kernel: tuple, stride: tuple, dilation: tuple) -> np
 
 
 class MaxPool2d(Function):
-    """z = max(windows(x), axis=(-2, -1));  dz/dx = col2im(grad * (1 at each window's maximum, shared by ties, else 0))
+    """z = max(windows(x), axis=(-2, -1));  dz/dx = col2im(grad * (1 at each window's first maximum, else 0))
 
     Windows then Max, as one node: the maximum is taken as np.maximum over the kh * kw offsets,
     each a strided (N, C, OH, OW) slice, where a reduction over the two small window axes would
     run NumPy's inner loop kh * kw elements at a time (most of a CNN training step, W6).
+    Each window gives its whole gradient to one cell, PyTorch's: the first maximum in row-major
+    order, or the last NaN of a window holding NaNs (NaN wins the maximum but equals nothing).
+    `border` names the cells of x that F.max_pool2d added as -inf padding: they never take it.
     """
 
     @staticmethod
-    def forward(ctx, x, kernel=(1, 1), stride=(1, 1), dilation=(1, 1)):
+    def forward(ctx, x, kernel=(1, 1), stride=(1, 1), dilation=(1, 1), border=((0, 0), (0, 0))):
         ctx.in_shape, ctx.stride, ctx.dilation = x.shape, stride, dilation
         windows = _windows(x, kernel, stride, dilation)
         out = windows[..., 0, 0].copy()
         for i in range(kernel[0]):
             for j in range(kernel[1]):
                 np.maximum(out, windows[..., i, j], out=out)
-        hits = windows == out[..., None, None]
-        ties = np.zeros_like(out)
-        for i in range(kernel[0]):
-            for j in range(kernel[1]):
-                ties += hits[..., i, j]
-        if not ties.all():  # a NaN maximum equals nothing: the window's NaNs take its gradient (PyTorch)
-            hits |= windows != windows
-            ties = hits.sum(axis=(-2, -1), dtype=out.dtype)
-        ctx.save_for_backward(hits / ties[..., None, None])  # each window's share of its gradient
+        maxima = windows == out[..., None, None]
+        if border != ((0, 0), (0, 0)):  # the -inf padding ties with a maximum of -inf: it must not win
+            height, width = (n - before - after for n, (before, after) in zip(x.shape[-2:], border))
+            maxima &= _windows(np.pad(np.ones((height, width), bool), border), kernel, stride, dilation)
+        winners = _first_in_window(maxima)
+        if np.isnan(out).any():  # reversing both window axes reverses row-major order: the last NaN
+            winners |= _first_in_window(np.isnan(windows)[..., ::-1, ::-1])[..., ::-1, ::-1]
+        ctx.save_for_backward(winners)
         return out
 
     @staticmethod
     def backward(ctx, grad):
-        (share,) = ctx.saved
-        window_grads = grad.reshape(grad.shape + (1, 1)) * share
+        (winners,) = ctx.saved
+        window_grads = grad.reshape(grad.shape + (1, 1)) * winners
         return Col2Im.apply(window_grads, shape=ctx.in_shape, stride=ctx.stride, dilation=ctx.dilation)
+
+
+def _first_in_window(found: np.ndarray) -> np.ndarray:
+    """True at the first True of each window of `found` (..., kh, kw) in row-major order."""
+    first = np.zeros_like(found)
+    unclaimed = np.ones_like(found[..., 0, 0])
+    for i in range(found.shape[-2]):
+        for j in range(found.shape[-1]):
+            np.logical_and(found[..., i, j], unclaimed, out=first[..., i, j])
+            unclaimed &= ~found[..., i, j]
+    return first
 
 
 class Conv2d(Function):
@@ -1062,10 +1075,9 @@ def _log_softmax(x, axis: int):
 
 def _softmax_shift(x, axis: int) -> np.ndarray:
     """The maximum along `axis`, a constant: subtracting it keeps exp from overflowing and cancels
-    out of softmax and log-softmax (and their gradients). An infinite maximum is replaced by 0
-    (inf - inf would be nan where log-sum-exp gives inf). An empty axis has no maximum: -inf, so 0."""
-    shift = np.asanyarray(x).max(axis=axis, keepdims=True, initial=-np.inf)
-    return np.where(np.isfinite(shift), shift, 0)
+    out of softmax and log-softmax (and their gradients). A row holding +inf, or of -inf only, has
+    no softmax: x - max is nan there (inf - inf), as in PyTorch. logsumexp takes such a maximum as 0."""
+    return np.asanyarray(x).max(axis=axis, keepdims=True, initial=-np.inf)
 
 
 def _reduce_losses(ctx, losses):
