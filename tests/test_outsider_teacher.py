@@ -8,6 +8,7 @@ never a wrong verdict, a hang, or an error that names a file the user never aske
 import sys
 
 import numpy as np
+import pytest
 
 import tinygrad_edu as tg
 from tinygrad_edu.viz import draw_graph
@@ -49,3 +50,72 @@ def test_folding_a_run_that_hides_thousands_of_leaves_takes_work_linear_in_the_g
     assert large < 3 * small, (small, large)
     labels = draw_graph(_sum_of_fresh_leaves(800)).source
     assert "Add x 799" in labels and "+799 more tensors" in labels
+
+
+# ---- check_backprop with a learner's functions that misbehave -----------------------------------
+_rng = np.random.default_rng(0)
+X = _rng.normal(size=(6, 3))
+Y = _rng.normal(size=(6, 1))
+P = [_rng.normal(size=(3, 1)), _rng.normal(size=(1, 1))]
+
+
+def _cost(p, x, y):
+    residual = np.dot(x, p[0]) + p[1] - y
+    return np.sum(np.square(residual)) / (2 * x.shape[0])
+
+
+def _backprop(p, x, y):
+    residual = np.dot(x, p[0]) + p[1] - y
+    return [np.dot(x.T, residual) / x.shape[0], np.sum(residual, axis=0, keepdims=True) / x.shape[0]]
+
+
+def test_a_cost_that_centres_the_data_in_place_is_refused_and_the_data_stay_as_they_were():
+    # Before: the verdict came back "ok" while the caller's X had been centred behind their back.
+    def centring_cost(p, x, y):
+        x -= x.mean(axis=0)
+        return _cost(p, x, y)
+
+    data = X.copy()
+    with pytest.raises(ValueError, match=r"cost writes into params or the data in place.*x = x - "):
+        tg.check_backprop(centring_cost, _backprop, P, data, Y)
+    assert np.array_equal(data, X)
+
+
+def test_a_backprop_that_scales_the_data_in_place_is_refused_and_the_data_stay_as_they_were():
+    def scaling_backprop(p, x, y):
+        x *= 2.0
+        return _backprop(p, x, y)
+
+    data = X.copy()
+    with pytest.raises(ValueError, match="backprop writes into the data"):
+        tg.check_backprop(_cost, scaling_backprop, P, data, Y)
+    assert np.array_equal(data, X)
+
+
+def test_a_cost_that_overwrites_a_parameter_is_refused_not_judged_on_drifting_numbers():
+    # Before: autograd refused the write, central differences ran on a parameter the cost kept
+    # changing, and both (correct) gradients were reported as wrong values.
+    def clobbering_cost(p, x, y):
+        p[0][0, 0] = 0.0
+        return _cost(p, x, y)
+
+    with pytest.raises(ValueError, match="cost writes into params or the data"):
+        tg.check_backprop(clobbering_cost, _backprop, P, X, Y)
+
+
+@pytest.mark.parametrize("result, named", [(None, "NoneType"), ("0.5", "str")])
+def test_a_cost_that_returns_no_number_is_named_by_its_type(result, named):
+    with pytest.raises(ValueError, match=f"cost must return a single number, but it returned {named}"):
+        tg.check_backprop(lambda p, x, y: result, _backprop, P, X, Y)
+
+
+def test_one_array_returned_for_a_list_of_one_parameter_says_to_return_a_list():
+    # Before: "backprop returned 3 gradients ((1,), (1,), (1,)) for 1 parameters": the rows of dw.
+    def cost(p, x, y):
+        return np.sum(np.square(np.dot(x, p[0]) - y))
+
+    def backprop(p, x, y):
+        return 2 * np.dot(x.T, np.dot(x, p[0]) - y)  # dw itself, not [dw]
+
+    with pytest.raises(ValueError, match=r"one array of shape \(3, 1\), not a list of 1 gradient.*\[dw\]"):
+        tg.check_backprop(cost, backprop, [P[0]], X, Y)

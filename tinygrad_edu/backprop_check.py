@@ -145,7 +145,8 @@ def check_backprop(cost: Callable, backprop: Callable, params, *args,
     Tensors (NumPy functions on Tensors are recorded), then differentiated. Where `cost`
     cannot be traced (an unsupported NumPy function raises, it returns a plain number, or
     its result is not connected to the parameters), central differences on float64 copies
-    are used instead, and the report says why. The caller's arrays are never modified.
+    are used instead, and the report says why. The caller's arrays are never modified: the
+    data reach `cost` and `backprop` read-only, and `backprop` gets copies of the parameters.
 
     Parameters
     ----------
@@ -171,8 +172,10 @@ def check_backprop(cost: Callable, backprop: Callable, params, *args,
     Raises
     ------
     ValueError
-        `cost` does not return a single number or has no finite gradient at `params`, or
-        `backprop` returns a list of another length.
+        `cost` does not return a single number or has no finite gradient at `params`,
+        `backprop` returns a list of another length (or one array for a list), or either
+        function writes into the arrays it is given (they are passed read-only: each is
+        called several times with the same parameters and data).
     TypeError
         `params` is not a list or dict of numeric arrays, or the gradients do not match its kind.
 
@@ -197,13 +200,15 @@ def check_backprop(cost: Callable, backprop: Callable, params, *args,
             f"check_backprop: params must be a list or dict of arrays, not {type(params).__name__}")
     keys = list(params) if is_dict else list(range(len(params)))
     arrays = [_as_float64(params[key], key) for key in keys]
+    args = tuple(_read_only(arg) for arg in args)  # the caller's data must come back as it was
     expected, method, reason = _reference_gradients(cost, keys, arrays, is_dict, args)
     for key, e in zip(keys, expected):
         if not np.all(np.isfinite(e)):
             raise ValueError(f"check_backprop: the true gradient for parameter {key!r} is not finite "
                              f"(by {method}): the cost overflows or is not differentiable at these values")
-    # Copies: backprop may update what it is given, and the caller's arrays must stay as they were.
-    returned = backprop(_repack(keys, [a.copy() for a in arrays], is_dict), *args)
+    # Copies: backprop may update the parameters it is given (not the data), and the caller's
+    # arrays must stay as they were.
+    returned = _call("backprop", backprop, _repack(keys, [a.copy() for a in arrays], is_dict), args)
     returned, extra_keys = _align(returned, keys, arrays, is_dict)
     samples = _sample_count(args)
     rows = [_diagnose(key, e, r, p, samples, atol, rtol)
@@ -223,7 +228,34 @@ def _repack(keys: list, values: list, is_dict: bool):
     return dict(zip(keys, values)) if is_dict else list(values)
 
 
+def _read_only(value):
+    """A read-only view of an array (anything else as it is): the learner's functions are called
+    many times with the same arrays, so one that writes into them must fail, not drift."""
+    if not isinstance(value, np.ndarray):
+        return value
+    view = value.view()
+    view.flags.writeable = False
+    return view
+
+
+def _call(role: str, function: Callable, params, args: tuple):
+    """function(params, *args), with a write into a read-only array explained."""
+    try:
+        return function(params, *args)
+    except ValueError as error:
+        if "read-only" not in str(error):
+            raise
+        what = "the data (the arguments after params)" if role == "backprop" else "params or the data"
+        raise ValueError(
+            f"check_backprop: {role} writes into {what} in place ({error}). check_backprop calls "
+            f"{role} several times with the same arrays, as a training loop does, so it must leave "
+            "them as they are: write x = x - x.mean(axis=0), not x -= x.mean(axis=0)") from error
+
+
 def _scalar(result) -> float:
+    if not _is_numeric(result):
+        raise ValueError(f"check_backprop: cost must return a single number, but it returned "
+                         f"{type(result).__name__}")
     value = np.asarray(result)
     if value.size != 1:
         raise ValueError(
@@ -235,7 +267,7 @@ def _reference_gradients(cost, keys, arrays, is_dict, args):
     """(gradients, method, reason): autograd when `cost` traces, else central differences."""
 
     def value(*points):
-        return _scalar(cost(_repack(keys, list(points), is_dict), *args))
+        return _scalar(_call("cost", cost, _repack(keys, [_read_only(p) for p in points], is_dict), args))
 
     try:
         with enable_grad():
@@ -299,6 +331,10 @@ def _align(returned, keys, arrays, is_dict):
     if isinstance(returned, (Mapping, str)) or not isinstance(returned, (Sequence, np.ndarray)):
         raise TypeError(f"check_backprop: params is a list, so backprop must return a list of gradients "
                         f"in the same order, but it returned {type(returned).__name__}")
+    if isinstance(returned, np.ndarray) and (returned.ndim == 0 or len(returned) != len(arrays)):
+        raise ValueError(f"check_backprop: backprop returned one array of shape "
+                         f"{shape_text(returned.shape)}, not a list of {len(arrays)} gradient(s); "
+                         "return a list, e.g. [dw] for a single parameter")
     if len(returned) != len(arrays):
         got = ", ".join(shape_text(np.shape(g)) if _is_numeric(g) else type(g).__name__ for g in returned)
         want = ", ".join(shape_text(a.shape) for a in arrays)
