@@ -5,13 +5,15 @@ that misbehave, odd output paths, graphs with nothing to show.
 Each test failed before its fix. A tool that teaches must answer clearly or refuse clearly:
 never a wrong verdict, a hang, or an error that names a file the user never asked for.
 """
+import errno
+import os
 import sys
 
 import numpy as np
 import pytest
 
 import tinygrad_edu as tg
-from tinygrad_edu.viz import draw_graph
+from tinygrad_edu.viz import draw_graph, render
 
 
 # ---- drawings of any size ---------------------------------------------------------------------
@@ -119,3 +121,36 @@ def test_one_array_returned_for_a_list_of_one_parameter_says_to_return_a_list():
 
     with pytest.raises(ValueError, match=r"one array of shape \(3, 1\), not a list of 1 gradient.*\[dw\]"):
         tg.check_backprop(cost, backprop, [P[0]], X, Y)
+
+
+# ---- where drawings are written ---------------------------------------------------------------
+def test_render_onto_a_folder_says_it_is_a_folder_and_leaves_it_as_it_was(tmp_path):
+    # Before: IsADirectoryError naming '.pictures.<hex>.tgtmp' -> 'pictures', a file never asked for.
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    (folder / "kept.txt").write_text("mine")
+    x = tg.Tensor([1.0, 2.0], requires_grad=True, name="x")
+    with pytest.raises(IsADirectoryError, match=r"cannot write .*pictures: it is a folder") as caught:
+        render(draw_graph((x * x).sum()), folder, format="svg")
+    assert "tgtmp" not in str(caught.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pictures"]
+    assert [p.name for p in folder.iterdir()] == ["kept.txt"]
+
+
+def test_render_into_a_folder_it_may_not_write_names_the_picture_not_a_temporary(tmp_path, monkeypatch):
+    # As root, chmod cannot refuse a write, so the refusal comes from os.open, as it would for a user.
+    import tinygrad_edu._files as files
+
+    real_open = os.open
+
+    def refusing_open(path, flags, *rest):
+        if flags & os.O_CREAT:
+            raise PermissionError(errno.EACCES, "Permission denied", path)
+        return real_open(path, flags, *rest)
+
+    monkeypatch.setattr(files.os, "open", refusing_open)
+    x = tg.Tensor([1.0, 2.0], requires_grad=True, name="x")
+    with pytest.raises(PermissionError, match=r"cannot write .*graph\.svg: cannot create a file in the folder"
+                       ) as caught:
+        render(draw_graph((x * x).sum()), tmp_path / "graph.svg")
+    assert "tgtmp" not in str(caught.value)

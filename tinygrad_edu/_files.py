@@ -48,6 +48,9 @@ def atomic_write(path, text: bool = False, stale_seconds: float = STALE_SECONDS)
     folder, name = os.path.split(path)
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"cannot write {path}: the folder {folder} does not exist")
+    # Checked first: the rename would fail only at the end, naming our temporary, not the folder.
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"cannot write {path}: it is a folder; give the name of a file inside it")
     _remove_stale_temporaries(folder, stale_seconds)
     # O_EXCL: never open a file someone else made (or planted); O_NOFOLLOW: never write through a link.
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
@@ -58,6 +61,9 @@ def atomic_write(path, text: bool = False, stale_seconds: float = STALE_SECONDS)
             break
         except FileExistsError:
             continue
+        except OSError as error:  # no permission, a read-only disk: name the user's file, not ours
+            raise type(error)(error.errno, f"cannot write {path}: cannot create a file in the folder "
+                                           f"{folder} ({error.strerror})") from None
     try:
         with open(handle, "w" if text else "wb", **({"encoding": "utf-8"} if text else {})) as file:
             yield file
