@@ -6,6 +6,7 @@ Each test failed before its fix. A tool that teaches must answer clearly or refu
 never a wrong verdict, a hang, or an error that names a file the user never asked for.
 """
 import errno
+import html
 import os
 import sys
 
@@ -154,3 +155,19 @@ def test_render_into_a_folder_it_may_not_write_names_the_picture_not_a_temporary
                        ) as caught:
         render(draw_graph((x * x).sum()), tmp_path / "graph.svg")
     assert "tgtmp" not in str(caught.value)
+
+
+# ---- Jupyter display ----------------------------------------------------------------------------
+def test_a_drawing_in_jupyter_without_dot_shows_what_to_install_and_its_dot_text(tmp_path, monkeypatch):
+    # Before: IPython printed graphviz's ExecutableNotFound traceback and then showed
+    # '<graphviz.graphs.Digraph at 0x...>'.
+    formatters = pytest.importorskip("IPython.core.formatters")
+    monkeypatch.setenv("PATH", str(tmp_path))  # a folder without `dot`
+    x = tg.Tensor([1.0, 2.0], requires_grad=True, name="x")
+    graph = draw_graph((x * x).sum())
+    shown, _ = formatters.DisplayFormatter().format(graph)
+    page = shown["text/html"]
+    assert page.startswith("<pre>") and "n0 [label=&quot;Sum" in page  # the DOT text, escaped for HTML
+    for text in (shown["text/plain"], html.unescape(page)):
+        assert "'dot' program" in text and "apt-get install -y graphviz" in text
+        assert graph.source in text and "Digraph at" not in text

@@ -6,6 +6,7 @@ nothing is freed.
 from __future__ import annotations
 
 import colorsys
+import html
 import math
 import numbers
 import os
@@ -42,8 +43,29 @@ _NOT_KEPT = "not kept"  # the norm of an intermediate whose gradient backward di
 _FORMATS = {".svg": "svg", ".png": "png", ".pdf": "pdf"}
 
 
+_NO_DOT = (
+    "rendering needs the Graphviz 'dot' program, which was not found on PATH. Install it "
+    "with `apt-get install -y graphviz` (Debian/Ubuntu), `brew install graphviz` (macOS), "
+    "`conda install graphviz`, or an installer from https://graphviz.org/download/ "
+    "(Windows: tick 'add to PATH'). The Python package `graphviz` alone is not enough. "
+    "Without it, `graph.source` still gives the DOT text (paste it into any Graphviz viewer)."
+)
+
+
 class GraphvizNotFoundError(RuntimeError):
     """The Graphviz `dot` program is not installed, so a drawing cannot be rendered to a file."""
+
+
+class _Drawing(graphviz.Digraph):
+    """The Digraph draw_graph returns: in Jupyter a picture, or, without `dot`, what to install and
+    the DOT text (not a traceback above an object's address)."""
+
+    def _repr_mimebundle_(self, include=None, exclude=None, **kwargs):
+        try:
+            return super()._repr_mimebundle_(include, exclude, **kwargs)
+        except graphviz.ExecutableNotFound:
+            text = f"{_NO_DOT}\n\n{self.source}"
+            return {"text/plain": text, "text/html": f"<pre>{html.escape(text)}</pre>"}
 
 
 def draw_graph(
@@ -143,7 +165,7 @@ def draw_graph(
     if show_grads:
         norms, largest = _gradient_norms(root, nodes, params)
 
-    graph = graphviz.Digraph(
+    graph = _Drawing(
         name="graph",
         graph_attr={"rankdir": "TB"},
         node_attr={"fontname": "Helvetica", "fontsize": "10"},
@@ -225,13 +247,7 @@ def render(
     try:
         picture = graph.pipe(format=format.lower())
     except graphviz.ExecutableNotFound:
-        raise GraphvizNotFoundError(
-            "rendering needs the Graphviz 'dot' program, which was not found on PATH. Install it "
-            "with `apt-get install -y graphviz` (Debian/Ubuntu), `brew install graphviz` (macOS), "
-            "`conda install graphviz`, or an installer from https://graphviz.org/download/ "
-            "(Windows: tick 'add to PATH'). The Python package `graphviz` alone is not enough. "
-            "Without it, `graph.source` still gives the DOT text (paste it into any Graphviz viewer)."
-        ) from None
+        raise GraphvizNotFoundError(_NO_DOT) from None
     with atomic_write(path) as file:
         file.write(picture)
     return path
