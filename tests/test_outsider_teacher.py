@@ -171,3 +171,37 @@ def test_a_drawing_in_jupyter_without_dot_shows_what_to_install_and_its_dot_text
     for text in (shown["text/plain"], html.unescape(page)):
         assert "'dot' program" in text and "apt-get install -y graphviz" in text
         assert graph.source in text and "Digraph at" not in text
+
+
+# ---- what the colours of show_grads say -------------------------------------------------------------
+def _node_line(graph, name: str) -> str:
+    return next(line for line in graph.source.splitlines() if f'label="{name}\\n' in line)
+
+
+def test_an_empty_tensors_gradient_is_not_coloured_as_vanishing():
+    # Before: |grad| = 0.0e+00 in red ("1e-6 or less: vanishing") for a tensor with no elements.
+    empty = tg.Tensor(np.zeros((0, 3)), requires_grad=True, name="empty")
+    w = tg.Tensor([1.0, 2.0], requires_grad=True, name="w")
+    loss = (empty * 2.0).sum() + (w * w).sum()
+    for graph in (draw_graph(loss, show_grads=True), None):
+        if graph is None:  # and after backward, from the .grad it left
+            loss.backward()
+            graph = draw_graph(loss, show_grads=True)
+        line = _node_line(graph, "empty")
+        assert "|grad| of no elements" in line and 'fillcolor="#d9d9d9"' in line, line
+        assert "|grad| = 4.5e+00" in _node_line(graph, "w")  # |2 w|, the others still measured
+
+
+def test_after_backward_the_legend_says_a_retained_gradient_is_shown_only_for_tensors_in_params():
+    # Before: "not kept by backward (retain_grad() keeps it)" beside a tensor that did call
+    # retain_grad(): the drawing can only reach a tensor through params.
+    w = tg.Tensor([1.0, 2.0], requires_grad=True, name="w")
+    hidden = w * 3.0
+    hidden.retain_grad()
+    hidden.name = "hidden"
+    loss = (hidden * hidden).sum()
+    loss.backward()
+    assert "|grad| not kept" in draw_graph(loss, show_grads=True).source
+    assert "retain_grad(), and the tensor in params" in draw_graph(loss, show_grads=True).source
+    shown = draw_graph(loss, params={"hidden": hidden, "w": w}, show_grads=True)
+    assert "|grad| = " in _node_line(shown, "hidden = Mul(·, 3)")

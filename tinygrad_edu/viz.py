@@ -39,6 +39,7 @@ _NOT_KEPT_FILL = "#f7f7f7"
 _MAX_LISTED_PARAMETERS = 6
 MAX_NODES = 150  # the node budget: Graphviz lays out a few hundred nodes in about a second
 _NOT_KEPT = "not kept"  # the norm of an intermediate whose gradient backward did not keep
+_NO_ELEMENTS = "no elements"  # the norm of an empty tensor's gradient: neither healthy nor vanishing
 
 _FORMATS = {".svg": "svg", ".png": "png", ".pdf": "pdf"}
 
@@ -178,6 +179,9 @@ def draw_graph(
             if norm is _NOT_KEPT:
                 lines.append("|grad| not kept")
                 style["fillcolor"] = _NOT_KEPT_FILL
+            elif norm is _NO_ELEMENTS:
+                lines.append("|grad| of no elements")
+                style["fillcolor"] = _NO_GRAD_FILL
             else:
                 lines.append("|grad| = none" if norm is None else f"|grad| = {norm:.1e}")
                 style["fillcolor"] = _grad_colour(norm, largest)
@@ -335,7 +339,8 @@ def _hidden_parameters(hidden: list, names: dict, show_shapes: bool, constants: 
             lines.append(f"+{len(arrays)} constant{'s' if len(arrays) > 1 else ''}")
         return lines
     named = sorted(
-        ((names[id(t)] if id(t) in names else (math.inf, t.name), t) for t in hidden if _given_name(t, names)),
+        ((names[id(t)] if id(t) in names else (math.inf, t.name), t)
+         for t in hidden if _given_name(t, names)),
         key=lambda pair: pair[0][0],  # never compare the Tensors themselves (elementwise)
     )
     lines = [name + (f" {shape_text(t.shape)}" if show_shapes else "") for (_, name), t in named]
@@ -357,8 +362,8 @@ def _number_text(value) -> str:
 # ---- gradient norms and their colours -----------------------------------------------------
 def _gradient_norms(root: Tensor, nodes: list, params):
     """id(item) -> L2 norm of d(root)/d(the tensor it stands for) (None: no gradient; _NOT_KEPT:
-    backward did not keep it) for every drawn item that requires grad, and the largest finite norm
-    (None when there is none)."""
+    backward did not keep it; _NO_ELEMENTS: an empty tensor) for every drawn item that requires
+    grad, and the largest finite norm (None when there is none)."""
     if root.size != 1:
         raise ValueError(
             f"show_grads=True needs a root with one element (a loss), but it has shape {root.shape}; "
@@ -379,6 +384,9 @@ def _gradient_norms(root: Tensor, nodes: list, params):
             continue
         # float64: squaring float32 gradients of 1e20 would overflow to inf.
         values = np.asarray(getattr(gradient, "data", gradient), dtype=np.float64)
+        if values.size == 0:  # a norm of 0 would be drawn red, as if the gradient had died
+            norms[id(item)] = _NO_ELEMENTS
+            continue
         norm = float(np.linalg.norm(values.ravel()))
         norms[id(item)] = norm
         if math.isfinite(norm):
@@ -431,7 +439,9 @@ def _legend(largest: Optional[float], after_backward: bool = False) -> str:
         (_NO_GRAD_FILL, "no gradient reaches it"),
     ]
     if after_backward:
-        rows.append((_NOT_KEPT_FILL, "not kept by backward (retain_grad() keeps it)"))
+        # The drawing reaches a tensor only through params: its graph node does not keep it.
+        rows.append((_NOT_KEPT_FILL,
+                     "not kept by backward (to see it: retain_grad(), and the tensor in params)"))
     top = "none" if largest is None else f"{largest:.1e}"
     cells = "".join(
         f'<tr><td bgcolor="{colour}">  </td><td align="left">{text}</td></tr>' for colour, text in rows
