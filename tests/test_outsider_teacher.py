@@ -205,3 +205,18 @@ def test_after_backward_the_legend_says_a_retained_gradient_is_shown_only_for_te
     assert "retain_grad(), and the tensor in params" in draw_graph(loss, show_grads=True).source
     shown = draw_graph(loss, params={"hidden": hidden, "w": w}, show_grads=True)
     assert "|grad| = " in _node_line(shown, "hidden = Mul(·, 3)")
+
+
+# ---- explain with nothing to explain -----------------------------------------------------------
+def test_explain_says_why_there_is_nothing_to_explain():
+    # Before: two headings and nothing under them, for a leaf and for a result of no_grad.
+    w = tg.Tensor([1.0, 2.0], requires_grad=True, name="w")
+    text = tg.explain(w)
+    assert text.splitlines()[0] == "Forward (0 operations):"
+    assert "nothing to explain: w is a leaf" in text
+    with tg.no_grad():
+        loss = (w * w).sum()
+    assert "does not require grad" in tg.explain(loss) and "tg.no_grad()" in tg.explain(loss)
+    data = tg.Tensor([1.0, 2.0], name="data")
+    assert "nothing to explain: L does not require grad" in tg.explain((data * 2.0).sum())
+    assert "nothing to explain" not in tg.explain((w * 2.0).sum())
