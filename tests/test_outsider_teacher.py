@@ -220,3 +220,19 @@ def test_explain_says_why_there_is_nothing_to_explain():
     data = tg.Tensor([1.0, 2.0], name="data")
     assert "nothing to explain: L does not require grad" in tg.explain((data * 2.0).sum())
     assert "nothing to explain" not in tg.explain((w * 2.0).sum())
+
+
+def test_a_monitor_shows_its_report_as_text_too_not_only_as_html():
+    # Before: the IPython prompt (text/plain) showed '<...Monitor at 0x...>', Jupyter the report.
+    formatters = pytest.importorskip("IPython.core.formatters")
+    from tinygrad_edu import nn
+    from tinygrad_edu.diagnostics import Monitor, NumpyMonitor
+
+    class Network:  # a learner's own NumPy network: one weight matrix
+        def __init__(self):
+            self.W1 = np.full((3, 2), 0.5)
+
+    for monitor in (Monitor(nn.Sequential(nn.Linear(3, 2))), NumpyMonitor(Network(), weights=["W1"])):
+        shown, _ = formatters.DisplayFormatter().format(monitor)
+        assert shown["text/plain"] == str(monitor.report()), shown["text/plain"]
+        assert "text/html" in shown

@@ -172,6 +172,9 @@ class NumpyMonitor:
             found.append(warn("output_loss_mismatch", self._mismatch))
         return DiagnosticsReport("\n".join(lines), found, tuple(tables))
 
+    def _repr_pretty_(self, printer, cycle) -> None:  # IPython's text display: the report too
+        printer.text(str(self.report()))
+
     def _repr_html_(self) -> str:
         return self.report()._repr_html_()
 
