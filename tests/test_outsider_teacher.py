@@ -236,3 +236,24 @@ def test_a_monitor_shows_its_report_as_text_too_not_only_as_html():
         shown, _ = formatters.DisplayFormatter().format(monitor)
         assert shown["text/plain"] == str(monitor.report()), shown["text/plain"]
         assert "text/html" in shown
+
+
+def test_after_a_backward_from_another_head_show_grads_refuses_instead_of_showing_its_gradients():
+    # Two losses share a trunk; l1.backward() freed the trunk. Before: drawing l2 with show_grads
+    # labelled x with |grad| = 8.5 (that is |dl1/dx| = |6, 6|; |dl2/dx| is |10, 10| = 14.1).
+    x = tg.Tensor([1.0, 2.0], requires_grad=True, name="x")
+    trunk = x * 2.0
+    l1, l2 = (trunk * 3.0).sum(), (trunk * 5.0).sum()
+    l1.backward()
+    with pytest.raises(ValueError, match="a backward\\(\\) from another tensor freed part of its graph"):
+        draw_graph(l2, show_grads=True)
+    assert "x\\n(2,) float32" in draw_graph(l2).source  # the structure still draws
+    assert "|grad| = 8.5e+00" in _node_line(draw_graph(l1, show_grads=True), "x")  # its own: shown
+
+
+def test_a_backward_with_retain_graph_from_another_head_leaves_this_roots_gradients_computable():
+    x = tg.Tensor([1.0, 2.0], requires_grad=True, name="x")
+    trunk = x * 2.0
+    l1, l2 = (trunk * 3.0).sum(), (trunk * 5.0).sum()
+    l1.backward(retain_graph=True)
+    assert "|grad| = 1.4e+01" in _node_line(draw_graph(l2, show_grads=True), "x")

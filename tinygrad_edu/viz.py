@@ -115,7 +115,8 @@ def draw_graph(
         tensor hooks do run. After a ``backward()`` (without retain_graph) the gradients of
         intermediate values are gone: the drawing shows the ``.grad`` that backward left on
         leaves (and on tensors in `params` that called ``retain_grad()``), and marks the
-        other nodes "not kept".
+        other nodes "not kept"; a graph that a backward from another tensor partly freed is
+        refused (its ``.grad`` are that tensor's gradients).
     collapse : True or iterable of str / Module classes, optional
         Fold module calls into one node each (labelled e.g. ``0: Linear``, listing the
         parameters it hides). True folds every direct child of the `params` module; names
@@ -135,7 +136,8 @@ def draw_graph(
     TypeError
         `root` is not a Tensor, or `params` / `collapse` has an unsupported type.
     ValueError
-        ``show_grads=True`` with a root of more than one element; unknown module names in
+        ``show_grads=True`` with a root of more than one element, or after a backward from
+        another tensor freed part of the root's graph; unknown module names in
         `collapse`, or names / True without a module as `params`.
     Examples
     --------
@@ -373,6 +375,15 @@ def _gradient_norms(root: Tensor, nodes: list, params):
     if not items:
         return {}, None
     if any(type(item) is Context and item.freed for item in items):
+        top = node_of(root)
+        if type(top) is Context and not top.freed:
+            # A backward from another tensor freed part of this graph: the .grad it left are that
+            # tensor's gradients, and this root's can no longer be computed.
+            raise ValueError(
+                "show_grads=True cannot show the gradients of this root: a backward() from another "
+                "tensor freed part of its graph, so the .grad there belong to that tensor, not to this "
+                "root. Draw before that backward (or give it retain_graph=True), or draw without "
+                "show_grads")
         gradients = _kept_gradients(items, params)
     else:
         # tg.grad takes nodes too: the gradient with respect to the tensor a node made.
