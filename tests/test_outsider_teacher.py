@@ -257,3 +257,21 @@ def test_a_backward_with_retain_graph_from_another_head_leaves_this_roots_gradie
     l1, l2 = (trunk * 3.0).sum(), (trunk * 5.0).sum()
     l1.backward(retain_graph=True)
     assert "|grad| = 1.4e+01" in _node_line(draw_graph(l2, show_grads=True), "x")
+
+
+def test_a_gradient_cleared_by_zero_grad_after_backward_is_not_called_unreached():
+    # The loop ends with optimizer.zero_grad(). Before: every parameter was grey, "|grad| = none",
+    # which the legend reads as "no gradient reaches it": a graph cut that is not there.
+    from tinygrad_edu import nn, optim
+
+    tg.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
+    optimizer = optim.SGD(model.parameters(), lr=0.1)
+    loss = tg.functional.cross_entropy(model(tg.Tensor(np.ones((5, 3), np.float32))), np.arange(5) % 2)
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad()
+    graph = draw_graph(loss, params=model, show_grads=True)
+    line = _node_line(graph, "0.weight")
+    assert "|grad| cleared since backward?" in line and "|grad| = none" not in line
+    assert "cleared since backward (zero_grad?)" in graph.source  # the legend says what it means

@@ -39,6 +39,8 @@ _NOT_KEPT_FILL = "#f7f7f7"
 _MAX_LISTED_PARAMETERS = 6
 MAX_NODES = 150  # the node budget: Graphviz lays out a few hundred nodes in about a second
 _NOT_KEPT = "not kept"  # the norm of an intermediate whose gradient backward did not keep
+# A leaf without .grad after backward: backward gave it one, so something (zero_grad) cleared it.
+_CLEARED = "cleared"
 _NO_ELEMENTS = "no elements"  # the norm of an empty tensor's gradient: neither healthy nor vanishing
 
 _FORMATS = {".svg": "svg", ".png": "png", ".pdf": "pdf"}
@@ -181,6 +183,9 @@ def draw_graph(
             if norm is _NOT_KEPT:
                 lines.append("|grad| not kept")
                 style["fillcolor"] = _NOT_KEPT_FILL
+            elif norm is _CLEARED:
+                lines.append("|grad| cleared since backward?")
+                style["fillcolor"] = _NOT_KEPT_FILL
             elif norm is _NO_ELEMENTS:
                 lines.append("|grad| of no elements")
                 style["fillcolor"] = _NO_GRAD_FILL
@@ -196,7 +201,9 @@ def draw_graph(
         for source in node.inputs:
             graph.edge(index[id(source)].key, node.key)
     if norms is not None:
-        graph.node("legend", label=_legend(largest, _NOT_KEPT in norms.values()), shape="plaintext")
+        not_kept = any(norm is _NOT_KEPT for norm in norms.values())
+        cleared = any(norm is _CLEARED for norm in norms.values())
+        graph.node("legend", label=_legend(largest, not_kept, cleared), shape="plaintext")
     if folded:
         graph.attr(label=graphviz.nohtml("folded: " + "; ".join(folded)), labelloc="t", fontsize="11")
     return graph
@@ -390,7 +397,7 @@ def _gradient_norms(root: Tensor, nodes: list, params):
         gradients = _grad(root, items, retain_graph=True, allow_unused=True)
     norms, finite = {}, []
     for item, gradient in zip(items, gradients):
-        if gradient is None or gradient is _NOT_KEPT:
+        if gradient is None or gradient is _NOT_KEPT or gradient is _CLEARED:
             norms[id(item)] = gradient
             continue
         # float64: squaring float32 gradients of 1e20 would overflow to inf.
@@ -407,7 +414,8 @@ def _gradient_norms(root: Tensor, nodes: list, params):
 
 def _kept_gradients(items: list, params) -> list:
     """After backward: each item's .grad where backward kept one (leaves; tensors in params that
-    asked with retain_grad()), else _NOT_KEPT for intermediates, None for leaves it never reached."""
+    asked with retain_grad()), else _NOT_KEPT for intermediates, _CLEARED for leaves (backward
+    filled their .grad, so zero_grad() or the like emptied it since)."""
     tensors = {id(node_of(tensor)): tensor for _, tensor in named_tensors(params)
                if isinstance(tensor, Tensor)}
     gradients = []
@@ -416,7 +424,7 @@ def _kept_gradients(items: list, params) -> list:
         if tensor is not None and tensor.grad is not None:
             gradients.append(tensor.grad)
         else:
-            gradients.append(None if isinstance(item, Tensor) else _NOT_KEPT)
+            gradients.append(_CLEARED if isinstance(item, Tensor) else _NOT_KEPT)
     return gradients
 
 
@@ -439,7 +447,7 @@ def _ratio_colour(ratio: float) -> str:
     return "#{:02x}{:02x}{:02x}".format(round(red * 255), round(green * 255), round(blue * 255))
 
 
-def _legend(largest: Optional[float], after_backward: bool = False) -> str:
+def _legend(largest: Optional[float], after_backward: bool = False, cleared: bool = False) -> str:
     """An HTML-like Graphviz label: a small table explaining the gradient colours."""
     rows = [
         (_ratio_colour(1.0), "as large as the largest"),
@@ -453,6 +461,8 @@ def _legend(largest: Optional[float], after_backward: bool = False) -> str:
         # The drawing reaches a tensor only through params: its graph node does not keep it.
         rows.append((_NOT_KEPT_FILL,
                      "not kept by backward (to see it: retain_grad(), and the tensor in params)"))
+    if cleared:
+        rows.append((_NOT_KEPT_FILL, "cleared since backward (zero_grad?): draw before clearing"))
     top = "none" if largest is None else f"{largest:.1e}"
     cells = "".join(
         f'<tr><td bgcolor="{colour}">  </td><td align="left">{text}</td></tr>' for colour, text in rows
