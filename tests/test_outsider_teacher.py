@@ -275,3 +275,39 @@ def test_a_gradient_cleared_by_zero_grad_after_backward_is_not_called_unreached(
     line = _node_line(graph, "0.weight")
     assert "|grad| cleared since backward?" in line and "|grad| = none" not in line
     assert "cleared since backward (zero_grad?)" in graph.source  # the legend says what it means
+
+
+def _cost_in_float32(p, x, y):  # a learner who keeps everything in float32, as their data loader does
+    residual = np.dot(x.astype(np.float32), p[0].astype(np.float32)) - y.astype(np.float32)
+    return np.sum(np.square(residual)) / np.float32(2 * x.shape[0])
+
+
+def _backprop_one(p, x, y):
+    return [np.dot(x.T, np.dot(x, p[0]) - y) / x.shape[0]]
+
+
+def test_a_cost_computed_in_float32_is_checked_by_autograd_and_a_right_gradient_passes():
+    # Before: the finite-difference probe (step 1e-6, lost in float32 rounding) disagreed with
+    # autograd, central differences in float32 became the reference, and the right gradient was
+    # reported as "wrong values" (3% off).
+    report = tg.check_backprop(_cost_in_float32, _backprop_one, [P[0]], X, Y)
+    assert report.ok and report.method == "autograd", str(report)
+    wrong = tg.check_backprop(_cost_in_float32, lambda p, x, y: [2 * g for g in _backprop_one(p, x, y)],
+                              [P[0]], X, Y)
+    assert wrong[0].kind == "scale" and wrong.method == "autograd"
+
+
+def _cut_in_float32(p, x, y):  # np.asarray leaves the graph
+    return _cost_in_float32([np.asarray(p[0])], x, y)
+
+
+def _untraceable_in_float32(p, x, y):  # np.linalg.norm is not supported on Tensors
+    residual = np.dot(x.astype(np.float32), np.asarray(p[0], dtype=np.float32)) - y.astype(np.float32)
+    return np.linalg.norm(residual) ** 2 / np.float32(2 * x.shape[0])
+
+
+@pytest.mark.parametrize("cost", [_cut_in_float32, _untraceable_in_float32])
+def test_a_float32_cost_that_autograd_cannot_use_is_refused_rather_than_differenced_in_float32(cost):
+    # Before: central differences in float32 were the reference, and the right gradient "wrong".
+    with pytest.raises(ValueError, match="lower precision than float64.*Compute cost in float64"):
+        tg.check_backprop(cost, _backprop_one, [P[0]], X, Y)

@@ -175,7 +175,8 @@ def check_backprop(cost: Callable, backprop: Callable, params, *args,
         `cost` does not return a single number or has no finite gradient at `params`,
         `backprop` returns a list of another length (or one array for a list), or either
         function writes into the arrays it is given (they are passed read-only: each is
-        called several times with the same parameters and data).
+        called several times with the same parameters and data), or `cost` computes in
+        float32 and autograd cannot be used (central differences in float32 are too coarse).
     TypeError
         `params` is not a list or dict of numeric arrays, or the gradients do not match its kind.
 
@@ -269,6 +270,7 @@ def _reference_gradients(cost, keys, arrays, is_dict, args):
     def value(*points):
         return _scalar(_call("cost", cost, _repack(keys, [_read_only(p) for p in points], is_dict), args))
 
+    coarseness = 1.0
     try:
         with enable_grad():
             tensors = [Tensor(a.copy(), requires_grad=True) for a in arrays]
@@ -288,21 +290,47 @@ def _reference_gradients(cost, keys, arrays, is_dict, args):
                         for g, a in zip(found, arrays)]
             # A non-finite gradient cannot be probed; check_backprop reports it as it is.
             finite = all(np.all(np.isfinite(e)) for e in expected)
-            failed = _first_failed_probe(value, arrays, expected, at) if finite else None
+            # The precision the cost computes in: its ops' outputs (float32 data met by float64
+            # parameters computes in float64).
+            coarseness = max([_coarseness(node) for node in toposort([result]) if type(node) is Context],
+                             default=1.0)
+            failed = _first_failed_probe(value, arrays, expected, at, coarseness) if finite else None
             if failed is None:
                 return expected, "autograd", None
             reason = (f"autograd's gradient for parameter {keys[failed]!r} disagrees with a finite "
                       "difference (part of cost left the graph, e.g. through np.asarray or .data)")
-    return numeric_grad(value, arrays), "central differences", reason
+    sample = _call("cost", cost, _repack(keys, [_read_only(a) for a in arrays], is_dict), args)
+    numeric = numeric_grad(value, arrays)
+    # Central differences need the cost to ~1e-16: in float32 a step of 1e-6 is lost in rounding
+    # (unless the cost does not change at all: then they are exactly 0).
+    if max(coarseness, _coarseness(sample)) > 1 and any(np.any(g) for g in numeric):
+        raise ValueError(
+            "check_backprop: cost computes in lower precision than float64 (float32 or float16), too "
+            "coarse for finite differences to give the true gradients, and autograd could not be used "
+            f"({reason}). Compute cost in float64 for the check (e.g. leave out .astype(np.float32))")
+    return numeric, "central differences", reason
 
 
-def _first_failed_probe(value, arrays, expected, at, eps: float = 1e-6):
+def _coarseness(result) -> float:
+    """How many times coarser than float64 a value of the cost is: 1, or about 5e8 in float32."""
+    dtype = getattr(result, "dtype", None)  # a Tensor's, a node's or NumPy's; a Python float is float64
+    if dtype is None or not np.issubdtype(dtype, np.floating):
+        return 1.0
+    return max(float(np.finfo(dtype).eps / np.finfo(np.float64).eps), 1.0)
+
+
+def _first_failed_probe(value, arrays, expected, at, coarseness: float = 1.0):
     """Index of the first parameter whose gradient fails a directional finite difference, or None.
 
     The graph can be silently incomplete (np.asarray(t) inside cost gives plain numbers), so
     each gradient is tested along one random +-1 direction v: (f(p + eps v) - f(p - eps v)) / 2eps
-    must equal sum(gradient * v). Two evaluations per parameter, whatever its size.
+    must equal sum(gradient * v). Two evaluations per parameter, whatever its size. A cost
+    computed in float32 (`coarseness` about 5e8) rounds far more: the step grows with the cube
+    root of the coarseness (8e-4) and the error allowed with its square root (2e-3 (1 + |f|)),
+    still far below the size of a term that left the graph.
     """
+    eps = 1e-6 * coarseness ** (1 / 3)
+    allowed = coarseness ** 0.5
     rng = np.random.default_rng(0)  # fixed: the verdict must not depend on the global seed
     for i, (array, g) in enumerate(zip(arrays, expected)):
         if array.size == 0:
@@ -315,7 +343,7 @@ def _first_failed_probe(value, arrays, expected, at, eps: float = 1e-6):
         below = value(*points)
         numeric, analytic = (above - below) / (2 * eps), float(np.sum(g * direction))
         # Rounding in f is about 1e-16 |f|, divided by 2 eps: 1e-7 (1 + |f|) is far above it.
-        if abs(numeric - analytic) > 1e-7 * (1 + abs(at)) + 1e-6 * abs(analytic):
+        if abs(numeric - analytic) > allowed * (1e-7 * (1 + abs(at)) + 1e-6 * abs(analytic)):
             return i
     return None
 
