@@ -311,3 +311,18 @@ def test_a_float32_cost_that_autograd_cannot_use_is_refused_rather_than_differen
     # Before: central differences in float32 were the reference, and the right gradient "wrong".
     with pytest.raises(ValueError, match="lower precision than float64.*Compute cost in float64"):
         tg.check_backprop(cost, _backprop_one, [P[0]], X, Y)
+
+
+# ---- the doctor on a learner's own NumPy code ----------------------------------------------------
+def test_check_broadcasts_leaves_the_learners_arrays_as_they_were_even_when_fn_writes_into_them():
+    # Before: the Tensors shared the caller's arrays, so fn's p[0] = 99 changed the learner's data.
+    from tinygrad_edu.diagnostics import check_broadcasts
+
+    def accuracy(predictions, labels):
+        predictions[0] = 99  # the learner's function marks a sample, in place
+        return np.mean(predictions.reshape(-1, 1) == labels)
+
+    predictions, labels = np.array([1.0, 2.0, 3.0]), np.array([1, 2, 3])
+    report = check_broadcasts(accuracy, predictions, labels)
+    assert not report.ok  # the (3, 1) == (3,) table is still found
+    assert predictions.tolist() == [1.0, 2.0, 3.0] and labels.tolist() == [1, 2, 3]

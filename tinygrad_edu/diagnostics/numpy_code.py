@@ -282,7 +282,7 @@ def _function_at(fn, filename: str, lineno: int) -> str:
 
 def _to_tensors(value):
     if isinstance(value, np.ndarray):
-        return Tensor(value)
+        return Tensor(value.copy())  # a Tensor shares its array: fn's writes must not reach the caller's
     if isinstance(value, (list, tuple)):
         return type(value)(_to_tensors(item) for item in value)
     if isinstance(value, dict):
