@@ -326,3 +326,18 @@ def test_check_broadcasts_leaves_the_learners_arrays_as_they_were_even_when_fn_w
     report = check_broadcasts(accuracy, predictions, labels)
     assert not report.ok  # the (3, 1) == (3,) table is still found
     assert predictions.tolist() == [1.0, 2.0, 3.0] and labels.tolist() == [1, 2, 3]
+
+
+def test_a_tiny_network_whose_few_random_weights_happen_to_be_positive_gets_no_init_warning():
+    # Before: a 2-2-1 network (XOR) with a zero-mean init was told "every initial weight is >= 0"
+    # whenever its two output weights came out positive: 1 run in 4.
+    from tinygrad_edu import nn
+    from tinygrad_edu.diagnostics import Monitor
+
+    model = nn.Sequential(nn.Linear(2, 2), nn.Tanh(), nn.Linear(2, 1))
+    model[0].weight.data[...] = [[0.4, -0.9], [-0.3, 0.8]]
+    model[2].weight.data[...] = [[0.6, 0.2]]  # both positive, by chance
+    assert "all_positive_init" not in Monitor(model).report().kinds
+    wide = nn.Sequential(nn.Linear(4, 3))  # 12 weights all >= 0 is no accident (chance 1 in 4096)
+    wide[0].weight.data[...] = np.abs(wide[0].weight.data) + 0.01
+    assert "all_positive_init" in Monitor(wide).report().kinds
