@@ -250,7 +250,8 @@ def _call(role: str, function: Callable, params, args: tuple):
         raise ValueError(
             f"check_backprop: {role} writes into {what} in place ({error}). check_backprop calls "
             f"{role} several times with the same arrays, as a training loop does, so it must leave "
-            "them as they are: write x = x - x.mean(axis=0), not x -= x.mean(axis=0)") from error
+            "them as they are: write x = x - x.mean(axis=0), not x -= x.mean(axis=0) (a library "
+            "that only reads but insists on writable arrays can be given a copy, np.array(x))") from error
 
 
 def _scalar(result) -> float:
