@@ -371,8 +371,8 @@ def _number_text(value) -> str:
 # ---- gradient norms and their colours -----------------------------------------------------
 def _gradient_norms(root: Tensor, nodes: list, params):
     """id(item) -> L2 norm of d(root)/d(the tensor it stands for) (None: no gradient; _NOT_KEPT:
-    backward did not keep it; _NO_ELEMENTS: an empty tensor) for every drawn item that requires
-    grad, and the largest finite norm (None when there is none)."""
+    backward did not keep it; _CLEARED: emptied since; _NO_ELEMENTS: an empty tensor) for every
+    drawn item that requires grad, and the largest finite norm (None when there is none)."""
     if root.size != 1:
         raise ValueError(
             f"show_grads=True needs a root with one element (a loss), but it has shape {root.shape}; "
