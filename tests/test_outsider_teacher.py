@@ -341,3 +341,21 @@ def test_a_tiny_network_whose_few_random_weights_happen_to_be_positive_gets_no_i
     wide = nn.Sequential(nn.Linear(4, 3))  # 12 weights all >= 0 is no accident (chance 1 in 4096)
     wide[0].weight.data[...] = np.abs(wide[0].weight.data) + 0.01
     assert "all_positive_init" in Monitor(wide).report().kinds
+
+
+def test_render_refuses_to_replace_a_picture_its_owner_made_read_only(tmp_path, monkeypatch):
+    # Before: the rename replaced it silently (a folder's permission is all a rename needs), where
+    # open(path, "w") refuses. As root every file is writable, so os.access answers as for a user.
+    import tinygrad_edu._files as files
+
+    kept = tmp_path / "final.svg"
+    kept.write_text("the picture for the report")
+    kept.chmod(0o444)
+    real_access = os.access
+    monkeypatch.setattr(files.os, "access",
+                        lambda path, mode: False if os.fspath(path) == str(kept) else real_access(path, mode))
+    x = tg.Tensor([1.0, 2.0], requires_grad=True, name="x")
+    with pytest.raises(PermissionError, match=r"cannot write .*final\.svg: the file is read-only"):
+        render(draw_graph((x * x).sum()), kept)
+    assert kept.read_text() == "the picture for the report"
+    assert [p.name for p in tmp_path.iterdir()] == ["final.svg"]
