@@ -359,3 +359,16 @@ def test_render_refuses_to_replace_a_picture_its_owner_made_read_only(tmp_path, 
         render(draw_graph((x * x).sum()), kept)
     assert kept.read_text() == "the picture for the report"
     assert [p.name for p in tmp_path.iterdir()] == ["final.svg"]
+
+
+def test_show_grads_after_an_in_place_step_says_the_drawing_ran_a_backward_pass():
+    # Before: only the engine's "run backward before the in-place change", though the user had
+    # called draw_graph, not backward.
+    w = tg.Tensor([1.0, 2.0], requires_grad=True, name="w")
+    loss = (w * w).sum()
+    loss.backward(retain_graph=True)
+    with tg.no_grad():
+        w -= 0.1 * w.grad  # the optimizer step
+    with pytest.raises(RuntimeError, match=r"show_grads=True runs a backward pass.*modified by an inplace"):
+        draw_graph(loss, show_grads=True)
+    assert "w\\n(2,) float32" in draw_graph(loss).source

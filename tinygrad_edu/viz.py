@@ -394,7 +394,12 @@ def _gradient_norms(root: Tensor, nodes: list, params):
         gradients = _kept_gradients(items, params)
     else:
         # tg.grad takes nodes too: the gradient with respect to the tensor a node made.
-        gradients = _grad(root, items, retain_graph=True, allow_unused=True)
+        try:
+            gradients = _grad(root, items, retain_graph=True, allow_unused=True)
+        except RuntimeError as error:  # the user called draw_graph: say that it ran a backward pass
+            raise RuntimeError(f"show_grads=True runs a backward pass from this root to find the "
+                               f"gradients, and it failed: {error}. Drawn without show_grads, the "
+                               "graph still shows") from error
     norms, finite = {}, []
     for item, gradient in zip(items, gradients):
         if gradient is None or gradient is _NOT_KEPT or gradient is _CLEARED:
