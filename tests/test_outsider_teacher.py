@@ -372,3 +372,14 @@ def test_show_grads_after_an_in_place_step_says_the_drawing_ran_a_backward_pass(
     with pytest.raises(RuntimeError, match=r"show_grads=True runs a backward pass.*modified by an inplace"):
         draw_graph(loss, show_grads=True)
     assert "w\\n(2,) float32" in draw_graph(loss).source
+
+
+def test_explain_writes_the_index_the_learner_wrote_not_the_word_index():
+    # Before: "v1 = m[index]" and "placed back at index", whatever the slice.
+    m = tg.Tensor(np.arange(6.0).reshape(2, 3), requires_grad=True, name="m")
+    text = tg.explain(m[:, 1:].sum())
+    assert "v1 = m[:, 1:]" in text and "dL/dm = dL/dv1 placed back at [:, 1:] (zeros elsewhere" in text
+    assert "L = m[-1, -2]" in tg.explain(m[-1, -2])
+    assert "m[..., ::2]" in tg.explain(m[..., ::2].sum())
+    assert "m[<int64 array (3,)>]" in tg.explain(m[np.array([0, 1, 1])].sum())
+    assert "index" not in tg.explain(m[None, 0].sum()).replace("indices", "")
