@@ -383,3 +383,11 @@ def test_explain_writes_the_index_the_learner_wrote_not_the_word_index():
     assert "m[..., ::2]" in tg.explain(m[..., ::2].sum())
     assert "m[<int64 array (3,)>]" in tg.explain(m[np.array([0, 1, 1])].sum())
     assert "index" not in tg.explain(m[None, 0].sum()).replace("indices", "")
+
+
+def test_a_drawing_of_indexing_shows_the_index_and_renders():
+    m = tg.Tensor(np.arange(6.0).reshape(2, 3), requires_grad=True, name="m")
+    graph = draw_graph(m[np.array([0, 1])][:, 1:].sum())
+    assert 'label="GetItem[:, 1:]\\n(2, 2)"' in graph.source
+    assert 'label="GetItem[<int64 array (2,)>]\\n(2, 3)"' in graph.source
+    assert "GetItem[&lt;int64 array (2,)&gt;]" in graph.pipe(format="svg").decode()  # text, not HTML

@@ -255,15 +255,15 @@ def _fill(expression: str, node: Context, names: _Names, current=None) -> str:
             table[symbol] = _input_name(node, symbol, parent, names)
     expression = expression.replace("grad.T", "(grad).T")  # (dL/dv).T, not dL/d(v.T)
     if "index" in getattr(node, "__dict__", {}):  # indexing: the index the learner wrote, m[-1, 1:]
-        shown = _index_text(node.index)
+        shown = index_text(node.index)
         expression = re.sub(r"\[?\bindex\b\]?", f"[{shown}]", expression)
     return _SYMBOL.sub(lambda match: table.get(match.group(0), match.group(0)), expression)
 
 
-def _index_text(index) -> str:
+def index_text(index) -> str:
     """An index as it was written: -1, 1:3, ..., or an array by its dtype and shape."""
     if isinstance(index, tuple):
-        return ", ".join(_index_text(part) for part in index)
+        return ", ".join(index_text(part) for part in index)
     if isinstance(index, slice):
         text = ":".join("" if end is None else str(end) for end in (index.start, index.stop))
         return text if index.step is None else f"{text}:{index.step}"

@@ -20,6 +20,7 @@ from ._files import atomic_write
 from ._tables import shape_text
 from .autograd import Context, node_of
 from .autograd import grad as _grad
+from .explain import index_text
 from .graph_folding import Box, boxes_to_draw, fold_rule
 from .nn.module import named_tensors
 from .tensor import Tensor
@@ -327,6 +328,8 @@ def _describe(node: Box, names: dict, module_names: dict, show_shapes: bool):
         return lines, {"shape": "box3d", "style": "filled", "fillcolor": _FOLDED_FILL}
 
     title = obj.name
+    if "index" in getattr(obj, "__dict__", {}):  # indexing: GetItem[:, 1:], as the learner wrote it
+        title = f"{title}[{index_text(obj.index)}]"
     if any(argument is not None for argument in node.arguments):
         shown = ", ".join("·" if argument is None else _number_text(argument) for argument in node.arguments)
         title = f"{title}({shown})"
