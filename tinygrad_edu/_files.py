@@ -8,6 +8,7 @@ module (serialization, viz, diagnostics, the command line) can use it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import secrets
@@ -32,6 +33,7 @@ def atomic_write(path, text: bool = False, stale_seconds: float = STALE_SECONDS)
     without error the file is fsynced, renamed over `path` (a symlink at `path` is replaced,
     never followed) and the folder is fsynced, so the rename itself survives a power cut. On
     any error, KeyboardInterrupt included, the temporary is removed and `path` is untouched.
+    A read-only file at `path` is refused (PermissionError), as ``open(path, "w")`` would.
 
     The new file gets the mode any new file gets (0o666 less the umask, e.g. 0o644). Writers
     that want a path rather than a file object (matplotlib, graphviz) write to the file object:
@@ -48,6 +50,13 @@ def atomic_write(path, text: bool = False, stale_seconds: float = STALE_SECONDS)
     folder, name = os.path.split(path)
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"cannot write {path}: the folder {folder} does not exist")
+    # Checked first: the rename would fail only at the end, naming our temporary, not the folder.
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"cannot write {path}: it is a folder; give the name of a file inside it")
+    # The rename would replace a file its owner made read-only, which open(path, "w") refuses.
+    if os.path.isfile(path) and not os.path.islink(path) and not os.access(path, os.W_OK):
+        raise PermissionError(errno.EACCES, f"cannot write {path}: the file is read-only (make it "
+                                            "writable, e.g. chmod u+w, to replace it)")
     _remove_stale_temporaries(folder, stale_seconds)
     # O_EXCL: never open a file someone else made (or planted); O_NOFOLLOW: never write through a link.
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
@@ -58,6 +67,9 @@ def atomic_write(path, text: bool = False, stale_seconds: float = STALE_SECONDS)
             break
         except FileExistsError:
             continue
+        except OSError as error:  # no permission, a read-only disk: name the user's file, not ours
+            raise type(error)(error.errno, f"cannot write {path}: cannot create a file in the folder "
+                                           f"{folder} ({error.strerror})") from None
     try:
         with open(handle, "w" if text else "wb", **({"encoding": "utf-8"} if text else {})) as file:
             yield file

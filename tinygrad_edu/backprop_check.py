@@ -145,7 +145,8 @@ def check_backprop(cost: Callable, backprop: Callable, params, *args,
     Tensors (NumPy functions on Tensors are recorded), then differentiated. Where `cost`
     cannot be traced (an unsupported NumPy function raises, it returns a plain number, or
     its result is not connected to the parameters), central differences on float64 copies
-    are used instead, and the report says why. The caller's arrays are never modified.
+    are used instead, and the report says why. The caller's arrays are never modified: the
+    data reach `cost` and `backprop` read-only, and `backprop` gets copies of the parameters.
 
     Parameters
     ----------
@@ -171,8 +172,11 @@ def check_backprop(cost: Callable, backprop: Callable, params, *args,
     Raises
     ------
     ValueError
-        `cost` does not return a single number or has no finite gradient at `params`, or
-        `backprop` returns a list of another length.
+        `cost` does not return a single number or has no finite gradient at `params`,
+        `backprop` returns a list of another length (or one array for a list), or either
+        function writes into the arrays it is given (they are passed read-only: each is
+        called several times with the same parameters and data), or `cost` computes in
+        float32 and autograd cannot be used (central differences in float32 are too coarse).
     TypeError
         `params` is not a list or dict of numeric arrays, or the gradients do not match its kind.
 
@@ -197,13 +201,15 @@ def check_backprop(cost: Callable, backprop: Callable, params, *args,
             f"check_backprop: params must be a list or dict of arrays, not {type(params).__name__}")
     keys = list(params) if is_dict else list(range(len(params)))
     arrays = [_as_float64(params[key], key) for key in keys]
+    args = tuple(_read_only(arg) for arg in args)  # the caller's data must come back as it was
     expected, method, reason = _reference_gradients(cost, keys, arrays, is_dict, args)
     for key, e in zip(keys, expected):
         if not np.all(np.isfinite(e)):
             raise ValueError(f"check_backprop: the true gradient for parameter {key!r} is not finite "
                              f"(by {method}): the cost overflows or is not differentiable at these values")
-    # Copies: backprop may update what it is given, and the caller's arrays must stay as they were.
-    returned = backprop(_repack(keys, [a.copy() for a in arrays], is_dict), *args)
+    # Copies: backprop may update the parameters it is given (not the data), and the caller's
+    # arrays must stay as they were.
+    returned = _call("backprop", backprop, _repack(keys, [a.copy() for a in arrays], is_dict), args)
     returned, extra_keys = _align(returned, keys, arrays, is_dict)
     samples = _sample_count(args)
     rows = [_diagnose(key, e, r, p, samples, atol, rtol)
@@ -223,7 +229,35 @@ def _repack(keys: list, values: list, is_dict: bool):
     return dict(zip(keys, values)) if is_dict else list(values)
 
 
+def _read_only(value):
+    """A read-only view of an array (anything else as it is): the learner's functions are called
+    many times with the same arrays, so one that writes into them must fail, not drift."""
+    if not isinstance(value, np.ndarray):
+        return value
+    view = value.view()
+    view.flags.writeable = False
+    return view
+
+
+def _call(role: str, function: Callable, params, args: tuple):
+    """function(params, *args), with a write into a read-only array explained."""
+    try:
+        return function(params, *args)
+    except ValueError as error:
+        if "read-only" not in str(error):
+            raise
+        what = "the data (the arguments after params)" if role == "backprop" else "params or the data"
+        raise ValueError(
+            f"check_backprop: {role} writes into {what} in place ({error}). check_backprop calls "
+            f"{role} several times with the same arrays, as a training loop does, so it must leave "
+            "them as they are: write x = x - x.mean(axis=0), not x -= x.mean(axis=0) (a library "
+            "that only reads but insists on writable arrays can be given a copy, np.array(x))") from error
+
+
 def _scalar(result) -> float:
+    if not _is_numeric(result):
+        raise ValueError(f"check_backprop: cost must return a single number, but it returned "
+                         f"{type(result).__name__}")
     value = np.asarray(result)
     if value.size != 1:
         raise ValueError(
@@ -235,8 +269,9 @@ def _reference_gradients(cost, keys, arrays, is_dict, args):
     """(gradients, method, reason): autograd when `cost` traces, else central differences."""
 
     def value(*points):
-        return _scalar(cost(_repack(keys, list(points), is_dict), *args))
+        return _scalar(_call("cost", cost, _repack(keys, [_read_only(p) for p in points], is_dict), args))
 
+    coarseness = 1.0
     try:
         with enable_grad():
             tensors = [Tensor(a.copy(), requires_grad=True) for a in arrays]
@@ -256,21 +291,47 @@ def _reference_gradients(cost, keys, arrays, is_dict, args):
                         for g, a in zip(found, arrays)]
             # A non-finite gradient cannot be probed; check_backprop reports it as it is.
             finite = all(np.all(np.isfinite(e)) for e in expected)
-            failed = _first_failed_probe(value, arrays, expected, at) if finite else None
+            # The precision the cost computes in: its ops' outputs (float32 data met by float64
+            # parameters computes in float64).
+            coarseness = max([_coarseness(node) for node in toposort([result]) if type(node) is Context],
+                             default=1.0)
+            failed = _first_failed_probe(value, arrays, expected, at, coarseness) if finite else None
             if failed is None:
                 return expected, "autograd", None
             reason = (f"autograd's gradient for parameter {keys[failed]!r} disagrees with a finite "
                       "difference (part of cost left the graph, e.g. through np.asarray or .data)")
-    return numeric_grad(value, arrays), "central differences", reason
+    sample = _call("cost", cost, _repack(keys, [_read_only(a) for a in arrays], is_dict), args)
+    numeric = numeric_grad(value, arrays)
+    # Central differences need the cost to ~1e-16: in float32 a step of 1e-6 is lost in rounding
+    # (unless the cost does not change at all: then they are exactly 0).
+    if max(coarseness, _coarseness(sample)) > 1 and any(np.any(g) for g in numeric):
+        raise ValueError(
+            "check_backprop: cost computes in lower precision than float64 (float32 or float16), too "
+            "coarse for finite differences to give the true gradients, and autograd could not be used "
+            f"({reason}). Compute cost in float64 for the check (e.g. leave out .astype(np.float32))")
+    return numeric, "central differences", reason
 
 
-def _first_failed_probe(value, arrays, expected, at, eps: float = 1e-6):
+def _coarseness(result) -> float:
+    """How many times coarser than float64 a value of the cost is: 1, or about 5e8 in float32."""
+    dtype = getattr(result, "dtype", None)  # a Tensor's, a node's or NumPy's; a Python float is float64
+    if dtype is None or not np.issubdtype(dtype, np.floating):
+        return 1.0
+    return max(float(np.finfo(dtype).eps / np.finfo(np.float64).eps), 1.0)
+
+
+def _first_failed_probe(value, arrays, expected, at, coarseness: float = 1.0):
     """Index of the first parameter whose gradient fails a directional finite difference, or None.
 
     The graph can be silently incomplete (np.asarray(t) inside cost gives plain numbers), so
     each gradient is tested along one random +-1 direction v: (f(p + eps v) - f(p - eps v)) / 2eps
-    must equal sum(gradient * v). Two evaluations per parameter, whatever its size.
+    must equal sum(gradient * v). Two evaluations per parameter, whatever its size. A cost
+    computed in float32 (`coarseness` about 5e8) rounds far more: the step grows with the cube
+    root of the coarseness (8e-4) and the error allowed with its square root (2e-3 (1 + |f|)),
+    still far below the size of a term that left the graph.
     """
+    eps = 1e-6 * coarseness ** (1 / 3)
+    allowed = coarseness ** 0.5
     rng = np.random.default_rng(0)  # fixed: the verdict must not depend on the global seed
     for i, (array, g) in enumerate(zip(arrays, expected)):
         if array.size == 0:
@@ -283,7 +344,7 @@ def _first_failed_probe(value, arrays, expected, at, eps: float = 1e-6):
         below = value(*points)
         numeric, analytic = (above - below) / (2 * eps), float(np.sum(g * direction))
         # Rounding in f is about 1e-16 |f|, divided by 2 eps: 1e-7 (1 + |f|) is far above it.
-        if abs(numeric - analytic) > 1e-7 * (1 + abs(at)) + 1e-6 * abs(analytic):
+        if abs(numeric - analytic) > allowed * (1e-7 * (1 + abs(at)) + 1e-6 * abs(analytic)):
             return i
     return None
 
@@ -299,6 +360,10 @@ def _align(returned, keys, arrays, is_dict):
     if isinstance(returned, (Mapping, str)) or not isinstance(returned, (Sequence, np.ndarray)):
         raise TypeError(f"check_backprop: params is a list, so backprop must return a list of gradients "
                         f"in the same order, but it returned {type(returned).__name__}")
+    if isinstance(returned, np.ndarray) and (returned.ndim == 0 or len(returned) != len(arrays)):
+        raise ValueError(f"check_backprop: backprop returned one array of shape "
+                         f"{shape_text(returned.shape)}, not a list of {len(arrays)} gradient(s); "
+                         "return a list, e.g. [dw] for a single parameter")
     if len(returned) != len(arrays):
         got = ", ".join(shape_text(np.shape(g)) if _is_numeric(g) else type(g).__name__ for g in returned)
         want = ", ".join(shape_text(a.shape) for a in arrays)

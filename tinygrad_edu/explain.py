@@ -38,12 +38,14 @@ def explain(root: Tensor, params=None) -> "Explanation":
     -------
     Explanation
         A str (shown as formatted text in Jupyter): a "Forward" section (each recorded
-        operation with its input and output shapes) and a "Backward" section: for every input that needs a gradient, ``dL/d<input> = ...`` in
-        terms of the step's upstream gradient ``dL/d<output>``, with shapes. A tensor used
-        twice gets ``=`` for its first contribution and ``+=`` for the next, as the engine adds them;
-        equal contributions from one op are one line with their count (``2 * (...)``).
-        Well-known functions are named with their rule beside them (``sigmoid(v1) = ...``)
-        and reductions say their axes (``sum(v2, axis=0)``).
+        operation with its input and output shapes) and a "Backward" section: for every input
+        that needs a gradient, ``dL/d<input> = ...`` in terms of the step's upstream gradient
+        ``dL/d<output>``, with shapes. A tensor used twice gets ``=`` for its first
+        contribution and ``+=`` for the next, as the engine adds them; equal contributions
+        from one op are one line with their count (``2 * (...)``). Well-known functions are
+        named with their rule beside them (``sigmoid(v1) = ...``) and reductions say their
+        axes (``sum(v2, axis=0)``). With nothing recorded (a leaf, a result of no_grad) one
+        line says so.
 
     Examples
     --------
@@ -91,6 +93,11 @@ def explain(root: Tensor, params=None) -> "Explanation":
     lines.append(f"Backward (chain rule from {root_name} back to the leaves; "
                  f"dL/d{root_name} = {'1' if root.size == 1 else 'the given gradient'}):")
     lines += [_columns(text, shapes, 53) for text, shapes in backward]
+    if not order:  # an empty text would leave the learner guessing why
+        lines.append(f"  (nothing to explain: {root_name} is a leaf that requires grad; no operation made it)"
+                     if root.requires_grad else
+                     f"  (nothing to explain: {root_name} does not require grad, so no operation was "
+                     "recorded: none of its inputs required grad, or it was computed under tg.no_grad())")
     return Explanation("\n".join(lines))
 
 
@@ -137,7 +144,8 @@ class _Names:
 
     def __init__(self, params, root: Tensor):
         # A Tensor is named through the item that stands for it in the graph (its node, or itself).
-        self.by_id = {id(node_of(x) if isinstance(x, Tensor) else x): name for name, x in named_tensors(params)}
+        self.by_id = {id(node_of(x) if isinstance(x, Tensor) else x): name
+                      for name, x in named_tensors(params)}
         self.by_id.setdefault(id(node_of(root)), root.name or "L")
         self.counts = {"v": 0, "c": 0, "w": 0}
 
@@ -246,7 +254,25 @@ def _fill(expression: str, node: Context, names: _Names, current=None) -> str:
         for symbol, parent in zip(symbols, node.parents):
             table[symbol] = _input_name(node, symbol, parent, names)
     expression = expression.replace("grad.T", "(grad).T")  # (dL/dv).T, not dL/d(v.T)
+    if "index" in getattr(node, "__dict__", {}):  # indexing: the index the learner wrote, m[-1, 1:]
+        shown = index_text(node.index)
+        expression = re.sub(r"\[?\bindex\b\]?", f"[{shown}]", expression)
     return _SYMBOL.sub(lambda match: table.get(match.group(0), match.group(0)), expression)
+
+
+def index_text(index) -> str:
+    """An index as it was written: -1, 1:3, ..., or an array by its dtype and shape."""
+    if isinstance(index, tuple):
+        return ", ".join(index_text(part) for part in index)
+    if isinstance(index, slice):
+        text = ":".join("" if end is None else str(end) for end in (index.start, index.stop))
+        return text if index.step is None else f"{text}:{index.step}"
+    if index is Ellipsis:
+        return "..."
+    if isinstance(index, (int, np.integer)) or index is None:
+        return str(index)
+    array = np.asarray(getattr(index, "data", index))
+    return f"<{array.dtype} array {array.shape}>"
 
 
 def _input_name(node: Context, symbol: str, parent, names: _Names) -> str:

@@ -312,6 +312,10 @@ def _fold_run(members: list, entry, block: list, repeats: int, consumers: dict, 
     """One box for `members` (a block repeated `repeats` times, fed `entry`); returns the phrase
     for the title."""
     inside = {id(member) for member in members}
+    uses = {}  # id(box) -> how many inputs of the run's boxes it feeds
+    for member in members:
+        for source in member.inputs:
+            uses[id(index[id(source)])] = uses.get(id(index[id(source)]), 0) + 1
     inputs, hidden, seen = [], [], set()
     for member in members:
         for source in member.inputs:
@@ -321,7 +325,7 @@ def _fold_run(members: list, entry, block: list, repeats: int, consumers: dict, 
             seen.add(id(origin))
             # Tensors and constants only this run uses are listed inside the box, not drawn.
             if origin.kind in ("leaf", "constant") and source is not entry \
-                    and consumers[id(origin)] == _uses(origin, members, index):
+                    and consumers[id(origin)] == uses[id(origin)]:
                 hidden.append(origin.obj)
             else:
                 inputs.append(source)
@@ -331,10 +335,6 @@ def _fold_run(members: list, entry, block: list, repeats: int, consumers: dict, 
     for item in hidden:
         index[id(item)] = box
     return f"{title} as one node"
-
-
-def _uses(origin: Box, members: list, index: dict) -> int:
-    return sum(1 for member in members for source in member.inputs if index[id(source)] is origin)
 
 
 def _cut_to_budget(boxes: list, index: dict, max_nodes: int):

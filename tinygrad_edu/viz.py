@@ -6,6 +6,7 @@ nothing is freed.
 from __future__ import annotations
 
 import colorsys
+import html
 import math
 import numbers
 import os
@@ -19,6 +20,7 @@ from ._files import atomic_write
 from ._tables import shape_text
 from .autograd import Context, node_of
 from .autograd import grad as _grad
+from .explain import index_text
 from .graph_folding import Box, boxes_to_draw, fold_rule
 from .nn.module import named_tensors
 from .tensor import Tensor
@@ -38,12 +40,36 @@ _NOT_KEPT_FILL = "#f7f7f7"
 _MAX_LISTED_PARAMETERS = 6
 MAX_NODES = 150  # the node budget: Graphviz lays out a few hundred nodes in about a second
 _NOT_KEPT = "not kept"  # the norm of an intermediate whose gradient backward did not keep
+# A leaf without .grad after backward: backward gave it one, so something (zero_grad) cleared it.
+_CLEARED = "cleared"
+_NO_ELEMENTS = "no elements"  # the norm of an empty tensor's gradient: neither healthy nor vanishing
 
 _FORMATS = {".svg": "svg", ".png": "png", ".pdf": "pdf"}
 
 
+_NO_DOT = (
+    "rendering needs the Graphviz 'dot' program, which was not found on PATH. Install it "
+    "with `apt-get install -y graphviz` (Debian/Ubuntu), `brew install graphviz` (macOS), "
+    "`conda install graphviz`, or an installer from https://graphviz.org/download/ "
+    "(Windows: tick 'add to PATH'). The Python package `graphviz` alone is not enough. "
+    "Without it, `graph.source` still gives the DOT text (paste it into any Graphviz viewer)."
+)
+
+
 class GraphvizNotFoundError(RuntimeError):
     """The Graphviz `dot` program is not installed, so a drawing cannot be rendered to a file."""
+
+
+class _Drawing(graphviz.Digraph):
+    """The Digraph draw_graph returns: in Jupyter a picture, or, without `dot`, what to install and
+    the DOT text (not a traceback above an object's address)."""
+
+    def _repr_mimebundle_(self, include=None, exclude=None, **kwargs):
+        try:
+            return super()._repr_mimebundle_(include, exclude, **kwargs)
+        except graphviz.ExecutableNotFound:
+            text = f"{_NO_DOT}\n\n{self.source}"
+            return {"text/plain": text, "text/html": f"<pre>{html.escape(text)}</pre>"}
 
 
 def draw_graph(
@@ -92,7 +118,8 @@ def draw_graph(
         tensor hooks do run. After a ``backward()`` (without retain_graph) the gradients of
         intermediate values are gone: the drawing shows the ``.grad`` that backward left on
         leaves (and on tensors in `params` that called ``retain_grad()``), and marks the
-        other nodes "not kept".
+        other nodes "not kept"; a graph that a backward from another tensor partly freed is
+        refused (its ``.grad`` are that tensor's gradients).
     collapse : True or iterable of str / Module classes, optional
         Fold module calls into one node each (labelled e.g. ``0: Linear``, listing the
         parameters it hides). True folds every direct child of the `params` module; names
@@ -112,7 +139,8 @@ def draw_graph(
     TypeError
         `root` is not a Tensor, or `params` / `collapse` has an unsupported type.
     ValueError
-        ``show_grads=True`` with a root of more than one element; unknown module names in
+        ``show_grads=True`` with a root of more than one element, or after a backward from
+        another tensor freed part of the root's graph; unknown module names in
         `collapse`, or names / True without a module as `params`.
     Examples
     --------
@@ -143,7 +171,7 @@ def draw_graph(
     if show_grads:
         norms, largest = _gradient_norms(root, nodes, params)
 
-    graph = graphviz.Digraph(
+    graph = _Drawing(
         name="graph",
         graph_attr={"rankdir": "TB"},
         node_attr={"fontname": "Helvetica", "fontsize": "10"},
@@ -156,6 +184,12 @@ def draw_graph(
             if norm is _NOT_KEPT:
                 lines.append("|grad| not kept")
                 style["fillcolor"] = _NOT_KEPT_FILL
+            elif norm is _CLEARED:
+                lines.append("|grad| cleared since backward?")
+                style["fillcolor"] = _NOT_KEPT_FILL
+            elif norm is _NO_ELEMENTS:
+                lines.append("|grad| of no elements")
+                style["fillcolor"] = _NO_GRAD_FILL
             else:
                 lines.append("|grad| = none" if norm is None else f"|grad| = {norm:.1e}")
                 style["fillcolor"] = _grad_colour(norm, largest)
@@ -168,7 +202,9 @@ def draw_graph(
         for source in node.inputs:
             graph.edge(index[id(source)].key, node.key)
     if norms is not None:
-        graph.node("legend", label=_legend(largest, _NOT_KEPT in norms.values()), shape="plaintext")
+        not_kept = any(norm is _NOT_KEPT for norm in norms.values())
+        cleared = any(norm is _CLEARED for norm in norms.values())
+        graph.node("legend", label=_legend(largest, not_kept, cleared), shape="plaintext")
     if folded:
         graph.attr(label=graphviz.nohtml("folded: " + "; ".join(folded)), labelloc="t", fontsize="11")
     return graph
@@ -225,13 +261,7 @@ def render(
     try:
         picture = graph.pipe(format=format.lower())
     except graphviz.ExecutableNotFound:
-        raise GraphvizNotFoundError(
-            "rendering needs the Graphviz 'dot' program, which was not found on PATH. Install it "
-            "with `apt-get install -y graphviz` (Debian/Ubuntu), `brew install graphviz` (macOS), "
-            "`conda install graphviz`, or an installer from https://graphviz.org/download/ "
-            "(Windows: tick 'add to PATH'). The Python package `graphviz` alone is not enough. "
-            "Without it, `graph.source` still gives the DOT text (paste it into any Graphviz viewer)."
-        ) from None
+        raise GraphvizNotFoundError(_NO_DOT) from None
     with atomic_write(path) as file:
         file.write(picture)
     return path
@@ -298,6 +328,8 @@ def _describe(node: Box, names: dict, module_names: dict, show_shapes: bool):
         return lines, {"shape": "box3d", "style": "filled", "fillcolor": _FOLDED_FILL}
 
     title = obj.name
+    if "index" in getattr(obj, "__dict__", {}):  # indexing: GetItem[:, 1:], as the learner wrote it
+        title = f"{title}[{index_text(obj.index)}]"
     if any(argument is not None for argument in node.arguments):
         shown = ", ".join("·" if argument is None else _number_text(argument) for argument in node.arguments)
         title = f"{title}({shown})"
@@ -319,7 +351,8 @@ def _hidden_parameters(hidden: list, names: dict, show_shapes: bool, constants: 
             lines.append(f"+{len(arrays)} constant{'s' if len(arrays) > 1 else ''}")
         return lines
     named = sorted(
-        ((names[id(t)] if id(t) in names else (math.inf, t.name), t) for t in hidden if _given_name(t, names)),
+        ((names[id(t)] if id(t) in names else (math.inf, t.name), t)
+         for t in hidden if _given_name(t, names)),
         key=lambda pair: pair[0][0],  # never compare the Tensors themselves (elementwise)
     )
     lines = [name + (f" {shape_text(t.shape)}" if show_shapes else "") for (_, name), t in named]
@@ -341,8 +374,8 @@ def _number_text(value) -> str:
 # ---- gradient norms and their colours -----------------------------------------------------
 def _gradient_norms(root: Tensor, nodes: list, params):
     """id(item) -> L2 norm of d(root)/d(the tensor it stands for) (None: no gradient; _NOT_KEPT:
-    backward did not keep it) for every drawn item that requires grad, and the largest finite norm
-    (None when there is none)."""
+    backward did not keep it; _CLEARED: emptied since; _NO_ELEMENTS: an empty tensor) for every
+    drawn item that requires grad, and the largest finite norm (None when there is none)."""
     if root.size != 1:
         raise ValueError(
             f"show_grads=True needs a root with one element (a loss), but it has shape {root.shape}; "
@@ -352,17 +385,34 @@ def _gradient_norms(root: Tensor, nodes: list, params):
     if not items:
         return {}, None
     if any(type(item) is Context and item.freed for item in items):
+        top = node_of(root)
+        if type(top) is Context and not top.freed:
+            # A backward from another tensor freed part of this graph: the .grad it left are that
+            # tensor's gradients, and this root's can no longer be computed.
+            raise ValueError(
+                "show_grads=True cannot show the gradients of this root: a backward() from another "
+                "tensor freed part of its graph, so the .grad there belong to that tensor, not to this "
+                "root. Draw before that backward (or give it retain_graph=True), or draw without "
+                "show_grads")
         gradients = _kept_gradients(items, params)
     else:
         # tg.grad takes nodes too: the gradient with respect to the tensor a node made.
-        gradients = _grad(root, items, retain_graph=True, allow_unused=True)
+        try:
+            gradients = _grad(root, items, retain_graph=True, allow_unused=True)
+        except RuntimeError as error:  # the user called draw_graph: say that it ran a backward pass
+            raise RuntimeError(f"show_grads=True runs a backward pass from this root to find the "
+                               f"gradients, and it failed: {error}. Drawn without show_grads, the "
+                               "graph still shows") from error
     norms, finite = {}, []
     for item, gradient in zip(items, gradients):
-        if gradient is None or gradient is _NOT_KEPT:
+        if gradient is None or gradient is _NOT_KEPT or gradient is _CLEARED:
             norms[id(item)] = gradient
             continue
         # float64: squaring float32 gradients of 1e20 would overflow to inf.
         values = np.asarray(getattr(gradient, "data", gradient), dtype=np.float64)
+        if values.size == 0:  # a norm of 0 would be drawn red, as if the gradient had died
+            norms[id(item)] = _NO_ELEMENTS
+            continue
         norm = float(np.linalg.norm(values.ravel()))
         norms[id(item)] = norm
         if math.isfinite(norm):
@@ -372,7 +422,8 @@ def _gradient_norms(root: Tensor, nodes: list, params):
 
 def _kept_gradients(items: list, params) -> list:
     """After backward: each item's .grad where backward kept one (leaves; tensors in params that
-    asked with retain_grad()), else _NOT_KEPT for intermediates, None for leaves it never reached."""
+    asked with retain_grad()), else _NOT_KEPT for intermediates, _CLEARED for leaves (backward
+    filled their .grad, so zero_grad() or the like emptied it since)."""
     tensors = {id(node_of(tensor)): tensor for _, tensor in named_tensors(params)
                if isinstance(tensor, Tensor)}
     gradients = []
@@ -381,7 +432,7 @@ def _kept_gradients(items: list, params) -> list:
         if tensor is not None and tensor.grad is not None:
             gradients.append(tensor.grad)
         else:
-            gradients.append(None if isinstance(item, Tensor) else _NOT_KEPT)
+            gradients.append(_CLEARED if isinstance(item, Tensor) else _NOT_KEPT)
     return gradients
 
 
@@ -404,7 +455,7 @@ def _ratio_colour(ratio: float) -> str:
     return "#{:02x}{:02x}{:02x}".format(round(red * 255), round(green * 255), round(blue * 255))
 
 
-def _legend(largest: Optional[float], after_backward: bool = False) -> str:
+def _legend(largest: Optional[float], after_backward: bool = False, cleared: bool = False) -> str:
     """An HTML-like Graphviz label: a small table explaining the gradient colours."""
     rows = [
         (_ratio_colour(1.0), "as large as the largest"),
@@ -415,7 +466,11 @@ def _legend(largest: Optional[float], after_backward: bool = False) -> str:
         (_NO_GRAD_FILL, "no gradient reaches it"),
     ]
     if after_backward:
-        rows.append((_NOT_KEPT_FILL, "not kept by backward (retain_grad() keeps it)"))
+        # The drawing reaches a tensor only through params: its graph node does not keep it.
+        rows.append((_NOT_KEPT_FILL,
+                     "not kept by backward (to see it: retain_grad(), and the tensor in params)"))
+    if cleared:
+        rows.append((_NOT_KEPT_FILL, "cleared since backward (zero_grad?): draw before clearing"))
     top = "none" if largest is None else f"{largest:.1e}"
     cells = "".join(
         f'<tr><td bgcolor="{colour}">  </td><td align="left">{text}</td></tr>' for colour, text in rows

@@ -53,6 +53,9 @@ INPUT_RMS_LIMIT = 5.0
 # 128 times; five in a row, 1 in 3e10).
 PATTERN_BATCH, PATTERN_STEPS = 8, 5
 CONSTANT_SHARE = 0.99  # the most common predicted class takes 99% or more of every batch
+# A zero-mean init makes all n weights of a matrix >= 0 with chance 2**-n: 1 in 4 for the (1, 2)
+# output of a 2-2-1 XOR network. Only matrices where that chance is under 1 in 1000 are judged.
+POSITIVE_INIT_MIN_SIZE = 10
 # ... judged only after this many recorded steps: an untrained network often gives nearly the same
 # scores to every input (a deep sigmoid one with Xavier weights does for its first steps).
 CONSTANT_MIN_STEPS = 10
@@ -75,7 +78,7 @@ def initial_weight_problems(named_arrays: list) -> list:
             continue
         if np.all(data == data.flat[0]):
             equal.append(f"{name} (all {data.flat[0]:.3g})")
-        elif np.all(data >= 0):
+        elif data.size >= POSITIVE_INIT_MIN_SIZE and np.all(data >= 0):
             positive.append(name)
     found = []
     if equal:

@@ -371,6 +371,9 @@ class Monitor:
         warnings += kinds.batch_warnings(self, last)
         return DiagnosticsReport(table, warnings, tables)
 
+    def _repr_pretty_(self, printer, cycle) -> None:  # IPython's text display: the report too
+        printer.text(str(self.report()))
+
     def _repr_html_(self) -> str:  # Jupyter: a Monitor shows its report
         return self.report()._repr_html_()
 

@@ -172,6 +172,9 @@ class NumpyMonitor:
             found.append(warn("output_loss_mismatch", self._mismatch))
         return DiagnosticsReport("\n".join(lines), found, tuple(tables))
 
+    def _repr_pretty_(self, printer, cycle) -> None:  # IPython's text display: the report too
+        printer.text(str(self.report()))
+
     def _repr_html_(self) -> str:
         return self.report()._repr_html_()
 
@@ -279,7 +282,7 @@ def _function_at(fn, filename: str, lineno: int) -> str:
 
 def _to_tensors(value):
     if isinstance(value, np.ndarray):
-        return Tensor(value)
+        return Tensor(value.copy())  # a Tensor shares its array: fn's writes must not reach the caller's
     if isinstance(value, (list, tuple)):
         return type(value)(_to_tensors(item) for item in value)
     if isinstance(value, dict):
