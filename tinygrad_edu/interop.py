@@ -170,6 +170,23 @@ def _stack(arrays, axis=0, out=None, **options):
     return stack(arrays, axis=axis)
 
 
+def _at_least(arrays, ndim: int) -> list:
+    """np.atleast_1d / np.atleast_2d on Tensors: a 0-d one becomes (1,) or (1, 1), a vector (1, n)."""
+    tensors = [as_tensor(a) for a in arrays]
+    return [t.reshape((1,) * (ndim - t.ndim) + t.shape) if t.ndim < ndim else t for t in tensors]
+
+
+def _hstack(arrays, **options):
+    _refuse("hstack", None, options)
+    arrays = _at_least(arrays, 1)
+    return concatenate(arrays, axis=0 if arrays and arrays[0].ndim == 1 else 1)  # NumPy's rule
+
+
+def _vstack(arrays, **options):
+    _refuse("vstack", None, options)
+    return concatenate(_at_least(arrays, 2), axis=0)
+
+
 def _einsum(subscripts, *operands, out=None, optimize=False, **options):
     _refuse("einsum", out, options)  # optimize only picks an order of the products: same values
     return einsum(subscripts, *operands)
@@ -196,6 +213,8 @@ _FUNCTIONS = {
     np.broadcast_to: lambda array, shape, subok=False: as_tensor(array).broadcast_to(shape),
     np.concatenate: _concatenate,
     np.stack: _stack,
+    np.hstack: _hstack,
+    np.vstack: _vstack,
     np.where: _where,
     np.einsum: _einsum,
     np.clip: _clip,
