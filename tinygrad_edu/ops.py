@@ -551,19 +551,19 @@ class ScatterAdd(Function):
 
 
 class SetItem(Function):
-    """z = x with z[index] = value;  dz/dx = grad with zeros at index,  dz/dvalue = grad[index]
+    """z = x with z[index] = y;  dz/dx = grad with zeros at index,  dz/dy = grad[index]
 
-    `t[index] = value` in grad mode (Tensor.__setitem__). The value is broadcast into the
-    indexed part and cast to x's dtype, as NumPy assigns; x itself is not written. With a
-    repeated integer index the last write wins, and every copy of the value gets the gradient
-    of its place (PyTorch's rule for index_put).
+    `t[index] = y` in grad mode (Tensor.__setitem__). The value y is broadcast into the indexed
+    part and cast to x's dtype, as NumPy assigns; x itself is not written. With a repeated
+    integer index the last write wins, and every copy of y gets the gradient of its place
+    (PyTorch's rule for index_put).
     """
 
     @staticmethod
-    def forward(ctx, x, value, index):
+    def forward(ctx, x, y, index):
         ctx.index = index
         out = np.copy(x)  # an array even where tg.compile's program holds x as a NumPy scalar
-        out[index] = value
+        out[index] = y
         return out
 
     @staticmethod
