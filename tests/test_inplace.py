@@ -432,3 +432,15 @@ def test_item_assignment_refusals_name_the_problem():
     with pytest.raises(TypeError, match="into a int64 tensor"):
         counts[0] = tg.Tensor(1.0, requires_grad=True)
     assert counts.data.tolist() == [1, 2] and y.data.tolist() == [1.0, 2.0]
+
+
+def test_in_place_into_a_read_only_array_names_it_and_changes_nothing():
+    # Written in place now that nothing is recorded, a read-only array (np.load(mmap_mode='r')) refuses.
+    array = np.zeros(3)
+    array.flags.writeable = False
+    t = tg.Tensor(array)
+    with pytest.raises(ValueError, match=r"in-place \+= on a tensor of shape \(3,\).*read-only"):
+        t += 1.0
+    with pytest.raises(ValueError, match="read-only"):
+        t[0] = 1.0
+    assert t.data is array and array.tolist() == [0.0, 0.0, 0.0] and t._version == 0
