@@ -29,7 +29,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 from .ab_engine import HERE, import_copy  # noqa: E402
 from .workloads import implementation, make_problem  # noqa: E402
 
-PER_BLOCK = {"W2": 20, "W3": 100}  # steps per block: a few milliseconds each
+PER_BLOCK = {"W2": 20, "W3": 100, "W6": 3}  # steps per block: a few milliseconds each
 
 
 def versions_of(package_name: str):
@@ -83,11 +83,11 @@ def main(argv=None) -> None:
         sys.path.insert(0, scratch)
         import_copy(args.old, "tinygrad_edu_old", pathlib.Path(scratch))
         import_copy(args.new, "tinygrad_edu_new", pathlib.Path(scratch))
-        versions = {which: versions_of(f"tinygrad_edu_{which}") for which in ("old", "new")}
+        modules = {which: versions_of(f"tinygrad_edu_{which}") for which in ("old", "new")}
         for name in args.workloads.split(","):
             problem = make_problem(name)
             steps = {"floor": implementation("floor", problem).step}
-            for which, module in versions.items():
+            for which, module in modules.items():
                 versions = module.COMPILED_VERSIONS if args.compiled else module.VERSIONS
                 steps[which] = versions[name](problem).step
             ratios = compare(steps, PER_BLOCK[name], args.seconds)
