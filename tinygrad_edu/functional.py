@@ -593,7 +593,8 @@ def mse_loss(input: Tensor, target, reduction: str = "mean") -> Tensor:
     return ops.SquaredError.apply(input, target, reduction=reduction)  # one node, like the other losses
 
 
-def cross_entropy(logits: Tensor, target, reduction: str = "mean") -> Tensor:
+def cross_entropy(logits: Tensor, target, reduction: str = "mean", *, weight=None, ignore_index: int = -100,
+                  label_smoothing: float = 0.0) -> Tensor:
     """Cross-entropy between softmax(logits) and the target, computed through log-sum-exp.
 
     Parameters
@@ -605,24 +606,96 @@ def cross_entropy(logits: Tensor, target, reduction: str = "mean") -> Tensor:
         or soft rows) of the same shape as `logits`.
     reduction : {'mean', 'sum', 'none'}
         'mean' averages the per-sample losses, 'sum' adds them, 'none' returns them.
+    weight : array_like or Tensor, optional
+        One weight per class, shape (C,): each sample's loss is scaled by its class's weight
+        (for probability rows, each class's term by its own). With class indices, 'mean' divides
+        by the sum of the weights of the samples that count, not by N.
+    ignore_index : int
+        Class indices equal to it contribute nothing and do not count in the mean (PyTorch's -100
+        marks padding). If every sample is ignored, 'mean' is nan (0/0) and the gradient 0.
+        Only for class indices.
+    label_smoothing : float in [0, 1]
+        Mixes the target with the uniform distribution: ``(1 - s) * target + s / C``.
 
-    The gradient with respect to the logits is the fused ``softmax(logits) - target`` (divided
-    by N for 'mean'): one node in the graph, exact even for logits of magnitude 1e4.
+    Keyword options, with PyTorch's meanings (PyTorch's third positional parameter is `weight`:
+    pass it by name). Every option changes only the target rows: class weights scale their
+    column, an ignored sample's row is zeros, smoothing mixes in 1/C. The loss is then
+    ``-sum(rows * log_softmax(logits))`` per sample. The gradient with respect to the logits is the
+    fused ``softmax(logits) * sum(rows) - rows`` (``softmax - target`` for plain rows; divided by N
+    for 'mean'): one node in the graph, exact even for logits of magnitude 1e4.
 
     >>> logits = Tensor([[2.0, 0.0, -1.0]], requires_grad=True)
     >>> loss = cross_entropy(logits, [0])
     >>> round(loss.item(), 4)
     0.1698
+    >>> round(cross_entropy(logits, [0], label_smoothing=0.3).item(), 4)
+    0.6698
     """
     logits = _floating(logits)
+    if reduction is not None and not isinstance(reduction, str):  # a weight vector where PyTorch has it
+        raise TypeError(f"cross_entropy: the third positional argument is reduction, got "
+                        f"{type(reduction).__name__}; pass class weights by name: "
+                        "cross_entropy(logits, target, weight=w)")
     _check_reduction(reduction)
-    axis = 1 if logits.ndim > 1 else 0
     if logits.ndim == 0:
         raise ValueError("cross_entropy: logits must have a class axis, got a 0-d tensor")
-    checked = _cross_entropy_target(logits, target, axis, "cross_entropy")
-    if isinstance(target, Tensor) and checked is target.data:
-        checked = target  # the Tensor, not its array: its version counter guards the labels, no copy is kept
-    return ops.SoftmaxCrossEntropy.apply(logits, checked, axis=axis, reduction=reduction)
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"cross_entropy: label_smoothing must be between 0.0 and 1.0, got {label_smoothing}")
+    axis = 1 if logits.ndim > 1 else 0
+    weight = _class_weights(weight, logits, axis)
+    checked = _cross_entropy_target(logits, target, axis, "cross_entropy", ignore_index)
+    ignored = None
+    if isinstance(checked, tuple):  # class indices, and where they equal ignore_index (None: nowhere)
+        checked, ignored = checked
+    elif ignore_index != -100:
+        raise ValueError(f"cross_entropy: ignore_index={ignore_index} applies to class indices, not to "
+                         "probability targets (as in PyTorch)")
+    if weight is None and ignored is None and label_smoothing == 0:
+        if isinstance(target, Tensor) and checked is target.data:
+            checked = target  # the Tensor, not its array: its version counter guards the labels (no copy)
+        return ops.SoftmaxCrossEntropy.apply(logits, checked, axis=axis, reduction=reduction)
+    return _cross_entropy_with_options(logits, checked, ignored, axis, reduction, weight, label_smoothing)
+
+
+def _class_weights(weight, logits: Tensor, axis: int):
+    """cross_entropy's `weight` as a Tensor of shape (C,) in the logits' dtype, or None."""
+    if weight is None:
+        return None
+    classes = logits.shape[axis]
+    if np.shape(weight) != (classes,):
+        raise ValueError(f"cross_entropy: weight must hold one value for each of the {classes} classes, "
+                         f"shape ({classes},), got shape {np.shape(weight)}")
+    return _target_like(logits, weight)  # a constant takes the logits' dtype; a Tensor may require grad
+
+
+def _cross_entropy_with_options(logits: Tensor, target, ignored, axis: int, reduction: str, weight,
+                                smoothing: float) -> Tensor:
+    """cross_entropy with class weights, ignored samples or label smoothing: PyTorch's definitions,
+    written as target rows for the one fused op (see cross_entropy)."""
+    classes = logits.shape[axis]
+    per_class = (classes,) + (1,) * (logits.ndim - axis - 1)  # a (C,) vector along the class axis
+    indices = target.dtype.kind in "iu"
+    if indices:
+        counted = np.ones(target.shape, dtype=bool) if ignored is None else ~ignored
+        labels = np.where(counted, target, 0)  # an ignored sample's row is zeros whatever its label
+        one_hot = np.expand_dims(labels, axis) == np.arange(classes).reshape(per_class)
+        rows = Tensor((one_hot & np.expand_dims(counted, axis)).astype(logits.dtype))
+    else:
+        rows = as_tensor(target)
+    if smoothing:
+        uniform = (np.expand_dims(counted, axis) if indices else np.float64(1)) / np.float64(classes)
+        rows = rows * (1 - smoothing) + (uniform * smoothing).astype(logits.dtype)
+    if weight is not None:
+        rows = rows * weight.reshape(per_class)
+    if reduction == "none" or not indices:  # probability rows: 'mean' divides by the number of samples
+        return ops.SoftmaxCrossEntropy.apply(logits, rows, axis=axis, reduction=reduction)
+    loss = ops.SoftmaxCrossEntropy.apply(logits, rows, axis=axis, reduction="sum")
+    if reduction == "sum":
+        return loss
+    # 'mean' divides by the total weight of the samples that count (their number without weights)
+    total = Tensor(counted.sum(dtype=logits.dtype)) if weight is None else (weight[labels] * counted).sum()
+    nothing_counts = total.data == 0  # every sample ignored: nan, as 0/0, with a zero gradient (PyTorch)
+    return where(nothing_counts, np.asarray(np.nan, loss.dtype), loss / where(nothing_counts, 1, total))
 
 
 def nll_loss(log_probs: Tensor, target, reduction: str = "mean") -> Tensor:
@@ -776,20 +849,25 @@ def _some_values(values: np.ndarray, limit: int = 5) -> str:
     return shown if len(distinct) <= limit else f"{shown}, ... ({len(distinct)} distinct)"
 
 
-def _check_classes(labels: np.ndarray, classes: int, name: str) -> None:
-    if not labels.size:
-        return
-    if labels.dtype == np.int64:  # one reduction, not two: read as uint64, a negative label is above 2**63
-        wrong = labels.view(np.uint64).max() >= classes
-    else:
-        wrong = labels.min() < 0 or labels.max() >= classes
-    if wrong:
+def _check_classes(labels: np.ndarray, classes: int, name: str, also: str = "") -> None:
+    if not _all_classes(labels, classes):
         bad = labels[(labels < 0) | (labels >= classes)]
-        raise ClassIndexError(f"{name}: class indices must lie in [0, {classes}), got {_some_values(bad)}")
+        raise ClassIndexError(f"{name}: class indices must lie in [0, {classes}){also}, "
+                              f"got {_some_values(bad)}")
 
 
-def _checked_indices(scores: Tensor, target, axis: int, name: str) -> np.ndarray:
-    """Class-index targets: integers, one per sample, each a valid class."""
+def _all_classes(labels: np.ndarray, classes: int) -> bool:
+    """Whether every label lies in [0, classes)."""
+    if not labels.size:
+        return True
+    if labels.dtype == np.int64:  # one reduction, not two: read as uint64, a negative label is above 2**63
+        return bool(labels.view(np.uint64).max() < classes)
+    return bool(labels.min() >= 0 and labels.max() < classes)
+
+
+def _checked_indices(scores: Tensor, target, axis: int, name: str, ignore_index=None):
+    """Class-index targets: integers, one per sample, each a valid class. With `ignore_index`
+    (cross_entropy), also where a label equals it (None where none does), returned with the labels."""
     expected = scores.shape[:axis] + scores.shape[axis + 1:]
     target = _class_indices(target, name, expected)
     if target.shape != expected:
@@ -798,12 +876,22 @@ def _checked_indices(scores: Tensor, target, axis: int, name: str) -> np.ndarray
             f"{name}: expected integer class indices of shape {expected}{also} for scores of shape "
             f"{scores.shape}, got {target.dtype} of shape {target.shape}"
         )
-    _check_classes(target, scores.shape[axis], name)
-    return target
+    classes = scores.shape[axis]
+    if ignore_index is None:
+        _check_classes(target, classes, name)
+        return target
+    # The usual case, labels all valid and ignore_index outside them (-100), costs the one check
+    if not 0 <= ignore_index < classes and _all_classes(target, classes):
+        return target, None
+    ignored = target == ignore_index
+    # where(), not target[~ignored]: a mask's selection has no fixed shape, which tg.compile refuses
+    _check_classes(np.where(ignored, 0, target), classes, name, f" (or be ignore_index={ignore_index})")
+    return target, (ignored if ignored.any() else None)
 
 
-def _cross_entropy_target(logits: Tensor, target, axis: int, name: str):
-    """cross_entropy's target: float probability rows of the logits' shape, or checked class indices."""
+def _cross_entropy_target(logits: Tensor, target, axis: int, name: str, ignore_index: int):
+    """cross_entropy's target: float probability rows of the logits' shape, or checked class indices
+    with the mask of those equal to `ignore_index` (see _checked_indices)."""
     if not isinstance(target, Tensor):
         target = np.asanyarray(target)
     index_shape = logits.shape[:axis] + logits.shape[axis + 1:]
@@ -814,4 +902,4 @@ def _cross_entropy_target(logits: Tensor, target, axis: int, name: str):
             f"{name}: the target must be float probabilities of the logits' shape {logits.shape} "
             f"or integer class indices of shape {index_shape}; got {target.dtype} of shape {target.shape}"
         )
-    return _checked_indices(logits, target, axis, name)
+    return _checked_indices(logits, target, axis, name, ignore_index)
