@@ -396,6 +396,14 @@ def one_hot_inputs(draw):
     return (), {"labels": labels, "num_classes": num_classes}
 
 
+@st.composite
+def embedding_inputs(draw):
+    """A weight (rows, dim) and integer indices of any small shape (repeats likely) into its rows."""
+    rows, dim = draw(st.integers(1, 4)), draw(st.integers(0, 3))
+    indices = draw(hnp.arrays(np.intp, S.shapes(max_dims=2), elements=st.integers(0, rows - 1)))
+    return ((rows, dim),), {"input": indices}
+
+
 # ---------------------------------------------------------------- images (NCHW)
 
 
@@ -857,6 +865,9 @@ OPS = [
         one_hot_inputs(),
         grad=False,
     ),
+    # padding_idx has its own test: its zero gradient is PyTorch's rule, not a derivative
+    OpSpec("F.embedding", lambda weight, input: F.embedding(input, weight),
+           lambda weight, input: weight[input], embedding_inputs()),
     OpSpec(
         "F.mse_loss",
         lambda x, target, reduction: F.mse_loss(x, target, reduction=reduction),

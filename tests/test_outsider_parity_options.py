@@ -264,7 +264,8 @@ def test_cross_entropy_option_errors_are_clear():
     with pytest.raises(ValueError, match="ignore_index=0 applies to class indices"):
         F.cross_entropy(x, PROBS, ignore_index=0)
     # PyTorch 2.13.0: IndexError "Target 5 is out of bounds."; the message names both ways out
-    with pytest.raises(IndexError, match=r"must lie in \[0, 3\) \(or be ignore_index=-100\), got -7, 5"):
+    with pytest.raises(IndexError, match=r"must lie in \[0, 3\), got -7, 5 \(labels equal to "
+                                         r"ignore_index=-100 are skipped\)"):
         F.cross_entropy(x, np.array([0, 5, -100, -7]))
     # PyTorch's third positional parameter is weight; ours is reduction (kept): say how to pass weight
     with pytest.raises(TypeError, match="weight=w"):
@@ -296,3 +297,75 @@ def test_cross_entropy_options_compile_to_the_eager_step():
         layer.zero_grad()
         np.testing.assert_allclose(compiled(tg.Tensor(X), labels).data, eager.data, rtol=1e-12)
         np.testing.assert_allclose(layer.weight.grad.data, expected, rtol=1e-12)
+
+
+# ---- nn.Embedding and F.embedding --------------------------------------------------------------
+TABLE = np.arange(12.0).reshape(4, 3) * 0.5 - 1
+POSITIONS = np.array([[0, 2, 0], [3, 1, 2]])
+
+
+def test_embedding_values_and_gradients_match_pytorch():
+    # PyTorch 2.13.0: F.embedding(POSITIONS, TABLE, padding_idx=2), backward of arange(18) weights
+    weight = tg.Tensor(TABLE, requires_grad=True)
+    out = F.embedding(POSITIONS, weight, padding_idx=2)
+    out.backward(np.arange(18.0).reshape(2, 3, 3))
+    assert out.tolist() == [[[-1.0, -0.5, 0.0], [2.0, 2.5, 3.0], [-1.0, -0.5, 0.0]],
+                            [[3.5, 4.0, 4.5], [0.5, 1.0, 1.5], [2.0, 2.5, 3.0]]]
+    # row 0 is used twice (its two gradients add up); row 2 is padding: no gradient
+    assert weight.grad.tolist() == [[6.0, 8.0, 10.0], [12.0, 13.0, 14.0], [0.0, 0.0, 0.0], [9.0, 10.0, 11.0]]
+    weight = tg.Tensor(TABLE, requires_grad=True)
+    F.embedding(POSITIONS, weight, padding_idx=-1).sum().backward()  # -1: the last row
+    assert weight.grad.tolist() == [[2.0] * 3, [1.0] * 3, [2.0] * 3, [0.0] * 3]
+
+
+def test_embedding_module_is_pytorchs():
+    tg.manual_seed(0)
+    table = nn.Embedding(10, 3, padding_idx=0)
+    assert repr(table) == "Embedding(10, 3, padding_idx=0)"  # PyTorch 2.13.0's repr
+    assert repr(nn.Embedding(10, 3)) == "Embedding(10, 3)"
+    assert repr(nn.Embedding(10, 3, padding_idx=-2)) == "Embedding(10, 3, padding_idx=8)"
+    assert list(table.state_dict()) == ["weight"] and table.weight.dtype == tg.get_default_dtype()
+    assert table.weight.data[0].tolist() == [0.0, 0.0, 0.0]  # the padding row starts at zeros
+    big = nn.Embedding(2000, 50).weight.data  # N(0, 1), as PyTorch initialises it
+    assert abs(big.mean()) < 0.01 and abs(big.std() - 1) < 0.01
+    tokens = tg.Tensor([[1, 0, 4], [0, 0, 9]])  # a float32 Tensor of whole numbers works as indices
+    out = table(tokens)
+    assert out.shape == (2, 3, 3)
+    out.sum().backward()
+    assert table.weight.grad.data[0].tolist() == [0.0, 0.0, 0.0]
+    assert table.weight.grad.data[1].tolist() == [1.0, 1.0, 1.0]
+
+
+def test_embedding_errors_name_the_range():
+    weight = tg.Tensor(TABLE)
+    # PyTorch 2.13.0: IndexError "index out of range in self", for 4 and for -1
+    for bad in ([0, 4], [-1, 2]):
+        with pytest.raises(IndexError, match=r"indices must lie in \[0, 4\) \(the rows of a weight of shape "
+                                             r"\(4, 3\)\), got -?\d"):
+            F.embedding(np.array(bad), weight)
+    # PyTorch 2.13.0: AssertionError "Padding_idx must be within num_embeddings"
+    with pytest.raises(ValueError, match=r"must be within num_embeddings: in \[-10, 10\), got 10"):
+        nn.Embedding(10, 3, padding_idx=10)
+    with pytest.raises(ValueError, match="padding_idx must be within num_embeddings"):
+        F.embedding([0], weight, padding_idx=-5)
+    with pytest.raises(ValueError, match="embedding: indices must be integers"):
+        F.embedding(np.array([0.5]), weight)
+    with pytest.raises(ValueError, match=r"weight must have shape \(num_embeddings, embedding_dim\)"):
+        F.embedding([0], tg.Tensor(np.zeros(3)))
+
+
+def test_embedding_trains_in_a_compiled_step():
+    tg.manual_seed(0)
+    table = nn.Embedding(5, 2, padding_idx=0, dtype=np.float64)
+
+    def step(tokens):
+        return (table(tokens) ** 2).sum()
+
+    compiled = tg.compile(step)
+    for tokens in (np.array([[0, 1, 1]]), np.array([[4, 0, 3]])):
+        table.zero_grad()
+        step(tokens).backward()
+        expected = table.weight.grad.data.copy()
+        table.zero_grad()
+        compiled(tokens)
+        np.testing.assert_array_equal(table.weight.grad.data, expected)

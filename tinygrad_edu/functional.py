@@ -18,7 +18,7 @@ from .tensor import Tensor, _axis_tuple, accepts_dim, as_tensor, get_default_dty
 
 __all__ = [
     "sigmoid", "tanh", "relu", "leaky_relu", "softmax", "log_softmax", "logsumexp", "linear",
-    "dropout", "one_hot", "mse_loss", "cross_entropy", "nll_loss", "binary_cross_entropy",
+    "dropout", "one_hot", "embedding", "mse_loss", "cross_entropy", "nll_loss", "binary_cross_entropy",
     "binary_cross_entropy_with_logits", "accuracy",
     "pad", "conv2d", "max_pool2d", "avg_pool2d", "batch_norm", "layer_norm",
 ]
@@ -262,6 +262,48 @@ def one_hot_rows(labels: np.ndarray, num_classes: int, dtype) -> np.ndarray:
     rows = np.zeros(labels.shape + (num_classes,), dtype=dtype)
     np.put_along_axis(rows, labels[..., None], 1, axis=-1)
     return rows
+
+
+def embedding(input, weight: Tensor, padding_idx=None) -> Tensor:
+    """The rows of `weight` (num_embeddings, embedding_dim) at integer indices: a lookup table.
+
+    The result has shape ``input.shape + (embedding_dim,)``. It is indexing, ``weight[input]``, so an
+    index used twice adds both gradients into its row. Positions holding `padding_idx` (negative
+    counts from the end) show their row but pass no gradient to it, as in PyTorch. An index outside
+    [0, num_embeddings) is an IndexError naming the range.
+
+    >>> weight = Tensor([[0.0, 0.0], [1.0, 2.0], [3.0, 4.0]], requires_grad=True)
+    >>> out = embedding([[1, 2, 1]], weight, padding_idx=2)
+    >>> out.shape
+    (1, 3, 2)
+    >>> out.sum().backward()
+    >>> weight.grad.tolist()
+    [[0.0, 0.0], [2.0, 2.0], [0.0, 0.0]]
+    """
+    weight = as_tensor(weight)
+    if weight.ndim != 2:
+        raise ValueError(f"embedding: weight must have shape (num_embeddings, embedding_dim), got shape "
+                         f"{weight.shape}")
+    rows = weight.shape[0]
+    indices = _class_indices(input, "embedding", what="indices")
+    if not _all_classes(indices, rows):
+        bad = indices[(indices < 0) | (indices >= rows)]
+        raise IndexError(f"embedding: indices must lie in [0, {rows}) (the rows of a weight of shape "
+                         f"{weight.shape}), got {_some_values(bad)}")
+    out = weight[indices]
+    if padding_idx is None:
+        return out
+    padding_idx = _padding_row(padding_idx, rows)
+    # The same values, but at the padding positions taken from a copy outside the graph
+    return where(np.expand_dims(indices == padding_idx, -1), out.detach(), out)
+
+
+def _padding_row(padding_idx: int, rows: int) -> int:
+    """padding_idx as a row number in [0, rows) (negative counts from the end, as in PyTorch)."""
+    if not -rows <= padding_idx < rows:
+        raise ValueError(f"padding_idx must be within num_embeddings: in [{-rows}, {rows}), "
+                         f"got {padding_idx}")
+    return padding_idx % rows
 
 
 # ---- images: padding, convolution, pooling (NCHW) and normalisation -----------------------------
@@ -823,9 +865,9 @@ class ClassIndexError(ValueError, IndexError):
     """A class index outside [0, num_classes): bad input (ValueError), and an IndexError as in PyTorch."""
 
 
-def _class_indices(labels, name: str, shape: tuple | None = None) -> np.ndarray:
+def _class_indices(labels, name: str, shape: tuple | None = None, what: str = "class labels") -> np.ndarray:
     """Labels as an integer array: the one check of class labels (losses, accuracy, one-hot,
-    data.one_hot, load_mat). Floats holding whole numbers count as well, since
+    data.one_hot, load_mat) and of embedding indices. Floats holding whole numbers count as well, since
     ``tg.Tensor([0, 2])`` (a Python list) is float32 by the default-dtype rule and MATLAB stores
     labels as doubles."""
     labels = np.asanyarray(labels.data if isinstance(labels, Tensor) else labels)
@@ -833,12 +875,13 @@ def _class_indices(labels, name: str, shape: tuple | None = None) -> np.ndarray:
     if labels.dtype.kind == "f":
         whole = np.isfinite(labels) & (labels == np.round(labels))
         if not whole.all():
-            raise ValueError(f"{name}: class labels must be integers{expected} (floats only if they hold "
+            raise ValueError(f"{name}: {what} must be integers{expected} (floats only if they hold "
                              f"whole numbers), got {_some_values(labels[~whole])} ({labels.dtype} of shape "
                              f"{labels.shape})")
         return labels.astype(np.int64)
     if labels.dtype.kind not in "iu":
-        raise ValueError(f"{name}: class labels must be integers{expected}, got {labels.dtype} of shape {labels.shape}")
+        raise ValueError(f"{name}: {what} must be integers{expected}, got {labels.dtype} of shape "
+                         f"{labels.shape}")
     return labels
 
 
@@ -852,8 +895,8 @@ def _some_values(values: np.ndarray, limit: int = 5) -> str:
 def _check_classes(labels: np.ndarray, classes: int, name: str, also: str = "") -> None:
     if not _all_classes(labels, classes):
         bad = labels[(labels < 0) | (labels >= classes)]
-        raise ClassIndexError(f"{name}: class indices must lie in [0, {classes}){also}, "
-                              f"got {_some_values(bad)}")
+        raise ClassIndexError(f"{name}: class indices must lie in [0, {classes}), "
+                              f"got {_some_values(bad)}{also}")
 
 
 def _all_classes(labels: np.ndarray, classes: int) -> bool:
@@ -885,7 +928,8 @@ def _checked_indices(scores: Tensor, target, axis: int, name: str, ignore_index=
         return target, None
     ignored = target == ignore_index
     # where(), not target[~ignored]: a mask's selection has no fixed shape, which tg.compile refuses
-    _check_classes(np.where(ignored, 0, target), classes, name, f" (or be ignore_index={ignore_index})")
+    skipped = f" (labels equal to ignore_index={ignore_index} are skipped)"
+    _check_classes(np.where(ignored, 0, target), classes, name, skipped)
     return target, (ignored if ignored.any() else None)
 
 
