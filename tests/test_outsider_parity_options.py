@@ -369,3 +369,73 @@ def test_embedding_trains_in_a_compiled_step():
         table.zero_grad()
         compiled(tokens)
         np.testing.assert_array_equal(table.weight.grad.data, expected)
+
+
+# ---- F.pad(mode='reflect' | 'replicate' | 'circular') -------------------------------------------
+ROWS = np.arange(1.0, 13.0).reshape(1, 3, 4)
+# PyTorch 2.13.0: F.pad(ROWS, pad, mode) (4-pair pads on ROWS[None]); the first row of the result
+# (of its first image for 4-pair pads) and ROWS.grad after backward of arange(out.numel()) weights
+PADDED = {
+    ("reflect", (2, 1)): ([3.0, 2.0, 1.0, 2.0, 3.0, 4.0, 3.0],
+                          [[2.0, 4.0, 10.0, 5.0], [9.0, 18.0, 31.0, 12.0], [16.0, 32.0, 52.0, 19.0]]),
+    ("replicate", (2, 3)): ([1.0, 1.0, 1.0, 2.0, 3.0, 4.0, 4.0, 4.0, 4.0],
+                            [[3.0, 3.0, 4.0, 26.0], [30.0, 12.0, 13.0, 62.0], [57.0, 21.0, 22.0, 98.0]]),
+    ("circular", (3, 1)): ([2.0, 3.0, 4.0, 1.0, 2.0, 3.0, 4.0, 1.0],
+                           [[10.0, 4.0, 6.0, 8.0], [26.0, 20.0, 22.0, 24.0], [42.0, 36.0, 38.0, 40.0]]),
+    ("reflect", (1, 2, 2, 1)): ([10.0, 9.0, 10.0, 11.0, 12.0, 11.0, 10.0],
+                                [[15.0, 50.0, 36.0, 18.0], [66.0, 213.0, 150.0, 75.0],
+                                 [30.0, 100.0, 72.0, 36.0]]),
+    ("replicate", (1, 0, 2, 1)): ([1.0, 1.0, 2.0, 3.0, 4.0],
+                                  [[33.0, 21.0, 24.0, 27.0], [31.0, 17.0, 18.0, 19.0],
+                                   [92.0, 49.0, 51.0, 53.0]]),
+    ("circular", (1, 2, 3, 1)): ([4.0, 1.0, 2.0, 3.0, 4.0, 1.0, 2.0],
+                                 [[144.0, 150.0, 72.0, 138.0], [82.0, 86.0, 41.0, 78.0],
+                                  [110.0, 114.0, 55.0, 106.0]]),
+}
+
+
+@pytest.mark.parametrize("mode, amounts", sorted(PADDED))
+def test_pad_modes_match_pytorch(mode, amounts):
+    expected_row, expected_grad = PADDED[mode, amounts]
+    x = tg.Tensor(ROWS, requires_grad=True)
+    out = F.pad(x if len(amounts) == 2 else x.unsqueeze(0), amounts, mode=mode)
+    out.backward(np.arange(float(out.size)).reshape(out.shape))
+    assert out.data.reshape(-1, out.shape[-1])[0].tolist() == expected_row
+    assert x.grad.tolist() == [expected_grad]
+
+
+@pytest.mark.parametrize("mode, amounts, first_row", [
+    # PyTorch 2.13.0: negative amounts crop; reflect counts from the input's own ends
+    ("reflect", (3, -2), [4.0, 3.0, 2.0, 1.0, 2.0]),
+    ("reflect", (-3, 2), [4.0, 3.0, 2.0]),
+    ("reflect", (-2, 2), [3.0, 4.0, 3.0, 2.0]),
+    ("replicate", (-1, 2), [2.0, 3.0, 4.0, 4.0, 4.0]),
+    ("circular", (-1, 3), [2.0, 3.0, 4.0, 2.0, 3.0, 4.0]),
+    ("circular", (-2, 3), [3.0, 4.0, 3.0, 4.0, 3.0]),
+    ("circular", (4, 0), [1.0, 2.0, 3.0, 4.0, 1.0, 2.0, 3.0, 4.0]),
+    ("reflect", (3, 3), [4.0, 3.0, 2.0, 1.0, 2.0, 3.0, 4.0, 3.0, 2.0, 1.0]),
+])
+def test_pad_modes_with_negative_and_largest_amounts_match_pytorch(mode, amounts, first_row):
+    assert F.pad(tg.Tensor(ROWS), amounts, mode=mode).data[0, 0].tolist() == first_row
+
+
+def test_pad_mode_limits_are_pytorchs_as_clear_errors():
+    x = tg.Tensor(ROWS)
+    # PyTorch 2.13.0: "Padding size should be less than the corresponding input dimension, but got:
+    # padding (4, 0) at dimension 2 of input [1, 3, 4]"
+    with pytest.raises(ValueError, match=r"mode='reflect' needs each amount to be less than the axis' size.*"
+                                         r"\(4, 0\) for axis 2 of an input of shape \(1, 3, 4\)"):
+        F.pad(x, (4, 0), mode="reflect")
+    with pytest.raises(ValueError, match=r"\(3, 0\) for axis 1"):
+        F.pad(x, (0, 0, 3, 0), mode="reflect")
+    # PyTorch 2.13.0: "Padding value causes wrapping around more than once."
+    with pytest.raises(ValueError, match="mode='circular' wraps around at most once"):
+        F.pad(x, (5, 0), mode="circular")
+    # PyTorch 2.13.0: 'Padding mode "reflect" doesn't take in value argument' (value 0 is accepted)
+    with pytest.raises(ValueError, match="takes no value, got 2.0"):
+        F.pad(x, (1, 1), mode="reflect", value=2.0)
+    assert F.pad(x, (1, 1), mode="reflect", value=0).shape == (1, 3, 6)
+    with pytest.raises(ValueError, match="mode must be one of .*'circular'.*, got 'wrap'"):
+        F.pad(x, (1, 1), mode="wrap")
+    with pytest.raises(ValueError, match="there are none for axis 2 of an input of shape \\(1, 2, 0\\)"):
+        F.pad(tg.zeros(1, 2, 0), (1, 1), mode="replicate")

@@ -308,23 +308,38 @@ def _padding_row(padding_idx: int, rows: int) -> int:
 
 # ---- images: padding, convolution, pooling (NCHW) and normalisation -----------------------------
 def pad(x: Tensor, pad: tuple, mode: str = "constant", value=None) -> Tensor:
-    """Pad with `value` (default 0), PyTorch's way: `pad` lists (before, after) pairs from the last
-    axis backwards, so ``(1, 1, 2, 2)`` adds 1 column left and right and 2 rows above and below.
+    """Pad PyTorch's way: `pad` lists (before, after) pairs from the last axis backwards, so
+    ``(1, 1, 2, 2)`` adds 1 column left and right and 2 rows above and below.
 
-    Negative amounts crop. The padded copy is a ScatterAdd of x into zeros: its gradient is the
-    matching slice of the upstream gradient.
+    `mode` says what goes in the border: 'constant' is `value` (default 0); 'reflect' mirrors the
+    axis about its first and last values (``[1, 2, 3]`` padded by 2 on the left: ``[3, 2, 1, 2, 3]``),
+    so each amount must be less than the axis' size; 'replicate' repeats the edge value; 'circular'
+    continues from the other end (each amount at most the axis' size: it wraps around once).
+    Negative amounts crop. The constant border is a ScatterAdd of x into zeros (its gradient is the
+    matching slice of the upstream gradient); the other modes index x with a fixed list of positions,
+    so a copied value's gradient adds up over its copies.
 
     >>> pad(Tensor([[1.0, 2.0]]), (1, 0)).tolist()
     [[0.0, 1.0, 2.0]]
+    >>> pad(Tensor([[1.0, 2.0, 3.0]]), (2, 1), mode="reflect").tolist()
+    [[3.0, 2.0, 1.0, 2.0, 3.0, 2.0]]
     """
     x = as_tensor(x)
-    if mode != "constant":
-        raise ValueError(f"pad: only mode='constant' is supported, got {mode!r}")
+    if mode not in PAD_MODES:
+        raise ValueError(f"pad: mode must be one of {PAD_MODES}, got {mode!r}")
     pad = tuple(int(p) for p in pad)
     if len(pad) % 2 or len(pad) > 2 * x.ndim:
         raise ValueError(f"pad: {pad} must hold (before, after) pairs for at most the {x.ndim} axes of "
                          f"an input of shape {x.shape}")
     widths = [(0, 0)] * (x.ndim - len(pad) // 2) + [(pad[i], pad[i + 1]) for i in range(len(pad) - 2, -1, -2)]
+    if mode != "constant":
+        if value is not None and value != 0:  # PyTorch refuses a value it would not use
+            raise ValueError(f"pad: mode={mode!r} copies the input's values and takes no value, got {value}")
+        for axis, (before, after) in enumerate(widths):
+            if before or after:
+                positions = _copied_positions(x.shape, axis, before, after, mode)
+                x = x[(slice(None),) * axis + (positions,)]
+        return x
     crop = tuple(slice(max(-before, 0), n - max(-after, 0)) for (before, after), n in zip(widths, x.shape))
     if any(before < 0 or after < 0 for before, after in widths):
         x = x[crop]
@@ -337,6 +352,34 @@ def pad(x: Tensor, pad: tuple, mode: str = "constant", value=None) -> Tensor:
         mask[inside] = True
         out = where(mask, out, np.asarray(value, dtype=out.dtype))
     return out
+
+
+PAD_MODES = ("constant", "reflect", "replicate", "circular")
+
+
+def _copied_positions(shape: tuple, axis: int, before: int, after: int, mode: str) -> np.ndarray:
+    """For each position of the padded axis, the position of x it copies (PyTorch's rules: reflect and
+    replicate count from x's own ends even where the other end is cropped; circular wraps the cropped
+    axis)."""
+    size = shape[axis]
+    place = f"for axis {axis} of an input of shape {shape}"
+    if size == 0:
+        raise ValueError(f"pad: mode={mode!r} copies values, but there are none {place} (its size is 0)")
+    if mode == "reflect" and max(before, after) >= size:
+        raise ValueError(f"pad: mode='reflect' needs each amount to be less than the axis' size (PyTorch's "
+                         f"limit), got ({before}, {after}) {place}")
+    kept = np.arange(max(-before, 0), size - max(-after, 0))
+    if mode == "circular" and (max(before, after) > size or kept.size == 0):
+        raise ValueError(f"pad: mode='circular' wraps around at most once: each amount must be at most the "
+                         f"axis' size, and something must be left after cropping, got ({before}, {after}) "
+                         f"{place}")
+    if mode == "circular":
+        return np.pad(kept, (max(before, 0), max(after, 0)), mode="wrap")
+    positions = np.arange(-before, size + after)
+    if mode == "replicate":
+        return np.clip(positions, 0, size - 1)
+    positions = np.abs(positions)  # reflect about the first value, then about the last
+    return np.where(positions > size - 1, 2 * (size - 1) - positions, positions)
 
 
 def conv2d(x: Tensor, weight: Tensor, bias=None, stride=1, padding=0, dilation=1) -> Tensor:
