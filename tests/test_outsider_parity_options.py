@@ -439,3 +439,101 @@ def test_pad_mode_limits_are_pytorchs_as_clear_errors():
         F.pad(x, (1, 1), mode="wrap")
     with pytest.raises(ValueError, match="there are none for axis 2 of an input of shape \\(1, 2, 0\\)"):
         F.pad(tg.zeros(1, 2, 0), (1, 1), mode="replicate")
+
+
+# ---- F.max_pool2d(return_indices=True) ----------------------------------------------------------
+PLANES = np.array([[[[1., 5., 5., 2., 0.], [3., 0., 4., 4., 1.], [2., 2., 7., 1., 7.], [0., 6., 1., 6., 3.]]],
+                   [[[-1.] * 5, [-1.] * 5, [-2.] * 5, [9., 8., 7., 6., 5.]]]])
+
+
+@pytest.mark.parametrize("options, indices", [
+    # PyTorch 2.13.0: F.max_pool2d(PLANES, return_indices=True, **options)[1] (ties: the first maximum)
+    (dict(kernel_size=2), [[[[1, 2], [16, 12]]], [[[0, 2], [15, 17]]]]),
+    (dict(kernel_size=3, stride=1, padding=1),
+     [[[[1, 1, 1, 2, 8], [1, 12, 12, 12, 14], [16, 12, 12, 12, 14], [16, 12, 12, 12, 14]]],
+      [[[0, 0, 1, 2, 3], [0, 0, 1, 2, 3], [15, 15, 16, 17, 18], [15, 15, 16, 17, 18]]]]),
+    (dict(kernel_size=2, stride=2, ceil_mode=True),
+     [[[[1, 2, 9], [16, 12, 14]]], [[[0, 2, 4], [15, 17, 19]]]]),
+    (dict(kernel_size=2, stride=1, dilation=2), [[[[12, 1, 12], [7, 16, 7]]], [[[0, 1, 2], [15, 16, 17]]]]),
+])
+def test_max_pool2d_indices_are_pytorchs_flat_positions_per_plane(options, indices):
+    x = tg.Tensor(PLANES, requires_grad=True)
+    out, found = F.max_pool2d(x, return_indices=True, **options)
+    assert found.dtype == np.int64 and found.tolist() == indices and not found.requires_grad
+    np.testing.assert_array_equal(out.data, F.max_pool2d(tg.Tensor(PLANES), **options).data)
+    out.sum().backward()  # the gradient goes to the cells the indices name
+    expected = np.zeros(PLANES.size // 2 * 2).reshape(2, -1)
+    for plane, places in enumerate(np.reshape(indices, (2, -1))):
+        np.add.at(expected[plane], places, 1.0)
+    np.testing.assert_array_equal(x.grad.data.reshape(2, -1), expected)
+
+
+def test_max_pool2d_indices_with_nan_and_unbatched_and_the_module():
+    # PyTorch 2.13.0: a window holding NaNs points at its last NaN: indices [[[3, 1]]]
+    image = tg.Tensor(np.array([[[1.0, np.nan, 3.0], [np.nan, 0.0, 2.0]]]))
+    out, indices = F.max_pool2d(image, 2, 1, return_indices=True)
+    assert out.shape == indices.shape == (1, 1, 2) and indices.tolist() == [[[3, 1]]]
+    pool = nn.MaxPool2d(2, None, 0, 1, True)  # PyTorch's fifth positional parameter is return_indices
+    assert repr(pool) == "MaxPool2d(kernel_size=2, stride=2, padding=0, dilation=1, ceil_mode=False)"
+    assert pool(tg.Tensor(PLANES))[1].tolist() == [[[[1, 2], [16, 12]]], [[[0, 2], [15, 17]]]]
+
+
+# ---- Module: add_module, get_submodule, get_parameter, get_buffer, to / float / double ----------
+def test_module_lookup_methods_are_pytorchs():
+    net = nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3))
+    assert net.get_submodule("0") is net[0] and net.get_submodule("") is net
+    assert net.get_parameter("0.weight") is net[0].weight
+    assert net.get_buffer("1.running_mean") is net[1].running_mean
+    # PyTorch 2.13.0's messages
+    for call, message in [(lambda: net.get_submodule("2"), "Sequential has no attribute `2`"),
+                          (lambda: net.get_submodule("0.weight"), "`weight` is not an nn.Module"),
+                          (lambda: net.get_parameter("1.running_mean"),
+                           "`running_mean` is not an nn.Parameter"),
+                          (lambda: net.get_parameter("0.nothing"), "Linear has no attribute `nothing`"),
+                          (lambda: net.get_parameter("weight"), "Sequential has no attribute `weight`"),
+                          (lambda: net.get_buffer("0.weight"), "`weight` is not a buffer")]:
+        with pytest.raises(AttributeError, match=message):
+            call()
+
+
+def test_add_module_registers_as_pytorch_does():
+    net = nn.Module()
+    net.add_module("layer-1", nn.Linear(2, 2))
+    net.add_module("spare", None)
+    assert [name for name, _ in net.named_children()] == ["layer-1"] and net.spare is None
+    assert list(net.state_dict()) == ["layer-1.weight", "layer-1.bias"]
+    net.add_module("layer-1", nn.Linear(2, 4))  # a sub-module may be replaced
+    assert net.get_submodule("layer-1").out_features == 4
+    # PyTorch 2.13.0: KeyError for '.', '' and an existing attribute; TypeError for a non-module
+    for name in ("x.y", "", "training"):
+        with pytest.raises(KeyError):
+            net.add_module(name, nn.ReLU())
+    with pytest.raises(TypeError, match="int is not a Module subclass"):
+        net.add_module("act", 3)
+    with pytest.raises(TypeError, match="module name should be a string. Got int"):
+        net.add_module(3, nn.ReLU())
+
+
+def test_to_float_double_cast_parameters_buffers_and_grads_in_place():
+    net = nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3))
+    weight = net[0].weight
+    net(tg.randn(4, 2)).sum().backward()
+    optimizer = tg.optim.SGD(net.parameters(), lr=0.1)
+    assert net.double() is net
+    assert net[0].weight is weight and weight.dtype == np.float64 and weight.grad.dtype == np.float64
+    assert net[1].running_var.dtype == np.float64 and net[1].num_batches_tracked.dtype == np.int64
+    assert net(tg.Tensor(np.ones((4, 2)))).dtype == np.float64
+    optimizer.step()  # the optimizer made before holds the same (now float64) parameters
+    assert weight.dtype == np.float64
+    assert net.float()[0].bias.dtype == np.float32
+    assert net.to(np.float64)[0].bias.dtype == np.float64
+    assert net.to("cpu", "float32")[0].bias.dtype == np.float32
+    assert net.to(device="cpu", dtype=np.float64)[0].bias.dtype == np.float64
+    assert net.to(tg.zeros(1, dtype=np.float32))[0].bias.dtype == np.float32
+    assert net.to("cpu") is net
+    # PyTorch 2.13.0: "nn.Module.to only accepts floating point or complex dtypes, but got desired
+    # dtype=torch.int64"
+    with pytest.raises(TypeError, match="only accepts floating point dtypes"):
+        net.to(np.int64)
+    with pytest.raises(ValueError, match="runs on the CPU"):
+        net.to("cuda")

@@ -417,7 +417,8 @@ def conv2d(x: Tensor, weight: Tensor, bias=None, stride=1, padding=0, dilation=1
     return out
 
 
-def max_pool2d(x: Tensor, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False) -> Tensor:
+def max_pool2d(x: Tensor, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False,
+               return_indices: bool = False):
     """The largest value of each window, per channel: x (N, C, H, W) -> (N, C, OH, OW).
 
     `stride` defaults to `kernel_size` (windows side by side); padding adds -inf borders (at most
@@ -427,11 +428,17 @@ def max_pool2d(x: Tensor, kernel_size, stride=None, padding=0, dilation=1, ceil_
     window's gradient goes to one of its cells, the one PyTorch picks: the first maximum in row-major
     order (so one of a window of tied zeros after a ReLU), or the last NaN if it holds any, never the
     padding. col2im adds the gradients up where windows overlap.
+    ``return_indices=True`` returns that cell too, as PyTorch: (out, indices), where indices
+    (int64, out's shape, no gradient) is the cell's flat position ``row * W + column`` in its
+    (H, W) plane of x.
 
     >>> max_pool2d(Tensor(np.arange(16.0).reshape(1, 1, 4, 4)), 2).tolist()
     [[[[5.0, 7.0], [13.0, 15.0]]]]
+    >>> max_pool2d(Tensor([[[[1.0, 3.0], [2.0, 0.0]]]]), 2, return_indices=True)[1].tolist()
+    [[[[1]]]]
     """
-    return _pool(x, kernel_size, stride, padding, dilation, "max_pool2d", ceil_mode)
+    return _pool(x, kernel_size, stride, padding, dilation, "max_pool2d", ceil_mode,
+                 return_indices=return_indices)
 
 
 def avg_pool2d(x: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
@@ -450,12 +457,12 @@ def avg_pool2d(x: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bool =
 
 
 def _pool(x, kernel_size, stride, padding, dilation, who: str, ceil_mode: bool = False,
-          count_include_pad: bool = True) -> Tensor:
+          count_include_pad: bool = True, return_indices: bool = False):
     x = as_tensor(x)
     if x.ndim == 3:  # one unbatched image (C, H, W)
-        options = (ceil_mode, count_include_pad)
+        options = (ceil_mode, count_include_pad, return_indices)
         image = _pool(x.unsqueeze(0), kernel_size, stride, padding, dilation, who, *options)
-        return image.squeeze(0)
+        return tuple(part.squeeze(0) for part in image) if return_indices else image.squeeze(0)
     kernel = _pair(kernel_size, "kernel_size")
     stride = kernel if stride is None else _pair(stride, "stride")
     padding, dilation = _pair(padding, "padding", minimum=0), _pair(dilation, "dilation")
@@ -472,7 +479,10 @@ def _pool(x, kernel_size, stride, padding, dilation, who: str, ceil_mode: bool =
         fill = smallest if who.startswith("max") else 0.0  # a border that never wins the maximum
         x = pad(x, (padding[1][0], padding[1][1], padding[0][0], padding[0][1]), value=fill)
     if who.startswith("max"):
-        return ops.MaxPool2d.apply(x, kernel=kernel, stride=stride, dilation=dilation, border=padding)
+        out = ops.MaxPool2d.apply(x, kernel=kernel, stride=stride, dilation=dilation, border=padding)
+        if return_indices:
+            return out, _max_pool_indices(x.data, out.data, kernel, stride, dilation, padding, image_size[1])
+        return out
     windows = ops.Windows.apply(x, kernel=kernel, stride=stride, dilation=dilation)
     beyond = [(0, after - before) for before, after in padding]  # what ceil_mode added past the padding
     if count_include_pad and not any(extra for _, extra in beyond):
@@ -486,6 +496,18 @@ def _pool(x, kernel_size, stride, padding, dilation, who: str, ceil_mode: bool =
     else:
         counted = np.pad(np.ones(image_size, dtype=dtype), padding)
     return windows.sum(axis=(-2, -1)) / ops._windows(counted, kernel, stride, dilation).sum(axis=(-2, -1))
+
+
+def _max_pool_indices(padded, out, kernel: tuple, stride: tuple, dilation: tuple, padding: tuple,
+                      width: int) -> Tensor:
+    """Where in its (H, W) plane (row * width + column, unpadded) each window's maximum came from."""
+    windows = ops._windows(padded, kernel, stride, dilation)
+    winners = ops._pool_winners(windows, out, padded.shape, stride, dilation, padding)
+    place = winners.reshape(winners.shape[:-2] + (-1,)).argmax(axis=-1)  # the winner's place in its window
+    i, j = np.divmod(place, winners.shape[-1])
+    rows = np.arange(out.shape[-2])[:, None] * stride[0] + i * dilation[0] - padding[0][0]
+    columns = np.arange(out.shape[-1]) * stride[1] + j * dilation[1] - padding[1][0]
+    return Tensor((rows * width + columns).astype(np.int64))
 
 
 def _ceil_extra(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:

@@ -268,20 +268,22 @@ class _Pool2d(Module):
 
 
 class MaxPool2d(_Pool2d):
-    """The largest value of each kernel_size window, per channel (stride defaults to kernel_size).
+    """The largest value of each kernel_size window, per channel (stride defaults to kernel_size);
+    with ``return_indices=True``, (out, indices) as F.max_pool2d.
 
     >>> from tinygrad_edu import nn
     >>> nn.MaxPool2d(2)
     MaxPool2d(kernel_size=2, stride=2, padding=0, dilation=1, ceil_mode=False)
     """
 
-    # ceil_mode is keyword-only: PyTorch's fifth parameter is return_indices
-    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, *, ceil_mode: bool = False):
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices: bool = False,
+                 ceil_mode: bool = False):
         super().__init__(kernel_size, stride, padding)
-        self.dilation, self.ceil_mode = dilation, ceil_mode
+        self.dilation, self.return_indices, self.ceil_mode = dilation, return_indices, ceil_mode
 
     def forward(self, x):
-        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode)
+        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode,
+                            self.return_indices)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", dilation={self.dilation}, ceil_mode={self.ceil_mode}"
