@@ -299,6 +299,51 @@ def test_cross_entropy_options_compile_to_the_eager_step():
         np.testing.assert_allclose(layer.weight.grad.data, expected, rtol=1e-12)
 
 
+# PyTorch 2.13.0: F.nll_loss(X, target, reduction=r, **options) (X as log-probabilities), X.grad
+NLL_PYTORCH_2_13 = {
+    "weight": ((LABELS, dict(weight=W)), {
+        "mean": (0.547619047619, [[-0.047619047619, 0, 0], [0, 0, -0.714285714286], [0, 0, 0],
+                                  [0, -0.238095238095, 0]]),
+        "sum": (2.3, [[-0.2, 0, 0], [0, 0, -3.0], [0, 0, 0], [0, -1.0, 0]]),
+        "none": ([-0.2, 3.0, 0.0, -0.5], [[-0.2, 0, 0], [0, 0, -6.0], [0, 0, 0], [0, -4.0, 0]])}),
+    "ignore_in_range": ((np.array([1, 2, 0, 1]), dict(ignore_index=1, weight=W)), {
+        "mean": (0.8125, [[0, 0, 0], [0, 0, -0.9375], [-0.0625, 0, 0], [0, 0, 0]]),
+        "sum": (2.6, [[0, 0, 0], [0, 0, -3.0], [-0.2, 0, 0], [0, 0, 0]]),
+        "none": ([0.0, 3.0, -0.4, 0.0], [[0, 0, 0], [0, 0, -6.0], [-0.6, 0, 0], [0, 0, 0]])}),
+    "ignored": ((LABELS, {}), {
+        "mean": (-0.166666666667, [[-1 / 3, 0, 0], [0, 0, -1 / 3], [0, 0, 0], [0, -1 / 3, 0]]),
+        "sum": (-0.5, [[-1.0, 0, 0], [0, 0, -1.0], [0, 0, 0], [0, -1.0, 0]]),
+        "none": ([-1.0, 1.0, 0.0, -0.5], [[-1.0, 0, 0], [0, 0, -2.0], [0, 0, 0], [0, -4.0, 0]])}),
+}
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("case", sorted(NLL_PYTORCH_2_13))
+def test_nll_loss_options_match_pytorch(case, reduction):
+    (target, options), expected = NLL_PYTORCH_2_13[case]
+    expected_loss, expected_grad = expected[reduction]
+    x = tg.Tensor(X, requires_grad=True)
+    loss = F.nll_loss(x, target, reduction=reduction, **options)
+    loss.backward(np.arange(1.0, 5.0) if reduction == "none" else None)
+    np.testing.assert_allclose(loss.data, expected_loss, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(x.grad.data, expected_grad, rtol=1e-10, atol=1e-12)
+    module_loss = nn.NLLLoss(options.get("weight"), ignore_index=options.get("ignore_index", -100),
+                             reduction=reduction)(tg.Tensor(X), target)
+    np.testing.assert_allclose(module_loss.data, expected_loss, rtol=1e-10, atol=1e-12)
+
+
+def test_nll_loss_with_every_sample_ignored_and_a_weight_that_requires_grad():
+    x = tg.Tensor(X, requires_grad=True)
+    loss = F.nll_loss(x, np.full(4, -100), weight=W)  # PyTorch 2.13.0: nan, and a zero gradient
+    loss.backward()
+    assert np.isnan(loss.item()) and not x.grad.data.any()
+    weight = tg.Tensor(W, requires_grad=True)
+    inputs = [tg.Tensor(X, requires_grad=True), weight]
+    assert tg.gradcheck(lambda x, w: F.nll_loss(x, LABELS, weight=w), inputs)
+    with pytest.raises(TypeError, match="weight=w"):
+        F.nll_loss(tg.Tensor(X), LABELS, W)
+
+
 # ---- nn.Embedding and F.embedding --------------------------------------------------------------
 TABLE = np.arange(12.0).reshape(4, 3) * 0.5 - 1
 POSITIONS = np.array([[0, 2, 0], [3, 1, 2]])

@@ -764,13 +764,13 @@ def cross_entropy(logits: Tensor, target, reduction: str = "mean", *, weight=Non
     return _cross_entropy_with_options(logits, checked, ignored, axis, reduction, weight, label_smoothing)
 
 
-def _class_weights(weight, logits: Tensor, axis: int):
-    """cross_entropy's `weight` as a Tensor of shape (C,) in the logits' dtype, or None."""
+def _class_weights(weight, logits: Tensor, axis: int, name: str = "cross_entropy"):
+    """A loss's `weight` as a Tensor of shape (C,) in the scores' dtype, or None."""
     if weight is None:
         return None
     classes = logits.shape[axis]
     if np.shape(weight) != (classes,):
-        raise ValueError(f"cross_entropy: weight must hold one value for each of the {classes} classes, "
+        raise ValueError(f"{name}: weight must hold one value for each of the {classes} classes, "
                          f"shape ({classes},), got shape {np.shape(weight)}")
     return _target_like(logits, weight)  # a constant takes the logits' dtype; a Tensor may require grad
 
@@ -799,25 +799,53 @@ def _cross_entropy_with_options(logits: Tensor, target, ignored, axis: int, redu
     loss = ops.SoftmaxCrossEntropy.apply(logits, rows, axis=axis, reduction="sum")
     if reduction == "sum":
         return loss
-    # 'mean' divides by the total weight of the samples that count (their number without weights)
-    total = Tensor(counted.sum(dtype=logits.dtype)) if weight is None else (weight[labels] * counted).sum()
-    nothing_counts = total.data == 0  # every sample ignored: nan, as 0/0, with a zero gradient (PyTorch)
-    return where(nothing_counts, np.asarray(np.nan, loss.dtype), loss / where(nothing_counts, 1, total))
+    return _weighted_mean(loss, counted, labels, weight)
 
 
-def nll_loss(log_probs: Tensor, target, reduction: str = "mean") -> Tensor:
+def _weighted_mean(loss_sum: Tensor, counted: np.ndarray, labels: np.ndarray, weight) -> Tensor:
+    """PyTorch's 'mean' for class indices with weights or ignored samples: the sum of the losses over
+    the total weight of the samples that count (their number without weights). If none counts it is
+    nan, as 0/0, with a zero gradient (PyTorch's), not the nan gradient of a division by 0."""
+    dtype = loss_sum.dtype
+    total = Tensor(counted.sum(dtype=dtype)) if weight is None else (weight[labels] * counted).sum()
+    nothing_counts = total.data == 0
+    return where(nothing_counts, np.asarray(np.nan, dtype), loss_sum / where(nothing_counts, 1, total))
+
+
+def nll_loss(log_probs: Tensor, target, reduction: str = "mean", *, weight=None,
+             ignore_index: int = -100) -> Tensor:
     """Negative log-likelihood: minus the log-probability each sample gives its class.
 
     `log_probs` is (N, C) (classes on axis 1, as in `cross_entropy`), usually from
-    `log_softmax`; `target` holds integer class indices of shape (N,).
+    `log_softmax`; `target` holds integer class indices of shape (N,). `weight` (one per class)
+    and `ignore_index` are keywords with PyTorch's meanings, as in `cross_entropy`: each loss is
+    scaled by its class's weight, an ignored sample's is 0, and 'mean' divides by the total weight
+    of the samples that count.
+
+    >>> round(nll_loss(Tensor([[-0.5, -1.0], [-2.0, -0.1]]), [0, -100]).item(), 4)
+    0.5
     """
     log_probs = _floating(log_probs)
+    if reduction is not None and not isinstance(reduction, str):  # a weight vector where PyTorch has it
+        raise TypeError(f"nll_loss: the third positional argument is reduction, got "
+                        f"{type(reduction).__name__}; pass class weights by name: nll_loss(..., weight=w)")
     _check_reduction(reduction)
     if log_probs.ndim == 0:
         raise ValueError("nll_loss: log_probs must have a class axis, got a 0-d tensor")
     axis = 1 if log_probs.ndim > 1 else 0
-    target = _checked_indices(log_probs, target, axis, "nll_loss")
-    return _reduce_losses(-log_probs[ops.class_index(target, axis)], reduction)
+    weight = _class_weights(weight, log_probs, axis, "nll_loss")
+    target, ignored = _checked_indices(log_probs, target, axis, "nll_loss", ignore_index)
+    if weight is None and ignored is None:
+        return _reduce_losses(-log_probs[ops.class_index(target, axis)], reduction)
+    counted = np.ones(target.shape, dtype=bool) if ignored is None else ~ignored
+    labels = np.where(counted, target, 0)  # an ignored sample's loss is 0 whatever its label
+    losses = -log_probs[ops.class_index(labels, axis)]
+    if weight is not None:
+        losses = losses * weight[labels]
+    losses = where(counted, losses, np.asarray(0, losses.dtype))
+    if reduction != "mean":
+        return _reduce_losses(losses, reduction)
+    return _weighted_mean(losses.sum(), counted, labels, weight)
 
 
 def binary_cross_entropy(probs: Tensor, target, reduction: str = "mean") -> Tensor:
@@ -973,9 +1001,9 @@ def _all_classes(labels: np.ndarray, classes: int) -> bool:
     return bool(labels.min() >= 0 and labels.max() < classes)
 
 
-def _checked_indices(scores: Tensor, target, axis: int, name: str, ignore_index=None):
-    """Class-index targets: integers, one per sample, each a valid class. With `ignore_index`
-    (cross_entropy), also where a label equals it (None where none does), returned with the labels."""
+def _checked_indices(scores: Tensor, target, axis: int, name: str, ignore_index: int) -> tuple:
+    """Class-index targets: integers, one per sample, each a valid class or `ignore_index`.
+    Returns them and where they equal `ignore_index` (None where none does)."""
     expected = scores.shape[:axis] + scores.shape[axis + 1:]
     target = _class_indices(target, name, expected)
     if target.shape != expected:
@@ -985,9 +1013,6 @@ def _checked_indices(scores: Tensor, target, axis: int, name: str, ignore_index=
             f"{scores.shape}, got {target.dtype} of shape {target.shape}"
         )
     classes = scores.shape[axis]
-    if ignore_index is None:
-        _check_classes(target, classes, name)
-        return target
     # The usual case, labels all valid and ignore_index outside them (-100), costs the one check
     if not 0 <= ignore_index < classes and _all_classes(target, classes):
         return target, None

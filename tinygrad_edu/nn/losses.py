@@ -53,10 +53,19 @@ CrossEntropy = CrossEntropyLoss
 
 
 class NLLLoss(_Loss):
-    """Negative log-likelihood of log-probabilities (e.g. from ``LogSoftmax``) and class indices."""
+    """Negative log-likelihood of log-probabilities (e.g. from ``LogSoftmax``) and class indices.
+
+    `weight` (one per class) may come first, as in PyTorch, and is a buffer; ``ignore_index`` is a
+    keyword (see ``F.nll_loss``)."""
+
+    def __init__(self, weight=None, *, ignore_index: int = -100, reduction: str = "mean"):
+        super().__init__(reduction=reduction)
+        self.register_buffer("weight", weight)
+        self.ignore_index = ignore_index
 
     def forward(self, log_probs, target):
-        return F.nll_loss(log_probs, target, reduction=self.reduction)
+        return F.nll_loss(log_probs, target, reduction=self.reduction, weight=self.weight,
+                          ignore_index=self.ignore_index)
 
 
 class BCELoss(_Loss):
