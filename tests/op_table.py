@@ -396,6 +396,14 @@ def one_hot_inputs(draw):
     return (), {"labels": labels, "num_classes": num_classes}
 
 
+@st.composite
+def embedding_inputs(draw):
+    """A weight (rows, dim) and integer indices of any small shape (repeats likely) into its rows."""
+    rows, dim = draw(st.integers(1, 4)), draw(st.integers(0, 3))
+    indices = draw(hnp.arrays(np.intp, S.shapes(max_dims=2), elements=st.integers(0, rows - 1)))
+    return ((rows, dim),), {"input": indices}
+
+
 # ---------------------------------------------------------------- images (NCHW)
 
 
@@ -510,6 +518,23 @@ def _pad_ref(x, pad, value):
     crop = tuple(slice(max(-a, 0), n - max(-b, 0)) for (a, b), n in zip(widths, x.shape))
     widths = [(max(a, 0), max(b, 0)) for a, b in widths]
     return np.pad(x[crop], widths, constant_values=0.0 if value is None else value)
+
+
+@st.composite
+def pad_mode_inputs(draw):
+    """A copying mode and (before, after) amounts within its limits, for up to 3 trailing axes."""
+    mode = draw(st.sampled_from(["reflect", "replicate", "circular"]))
+    shape = draw(S.shapes(min_dims=1, min_side=1))
+    amounts = []
+    for side in shape[::-1][:draw(st.integers(1, min(3, len(shape))))]:
+        most = {"reflect": side - 1, "replicate": 3, "circular": side}[mode]
+        amounts += [draw(st.integers(0, most)), draw(st.integers(0, most))]
+    return (shape,), {"pad": tuple(amounts), "mode": mode}
+
+
+def _pad_mode_ref(x, pad, mode):
+    widths = [(0, 0)] * (x.ndim - len(pad) // 2) + [(pad[i], pad[i + 1]) for i in range(len(pad) - 2, -1, -2)]
+    return np.pad(x, widths, mode={"reflect": "reflect", "replicate": "edge", "circular": "wrap"}[mode])
 
 
 @st.composite
@@ -857,6 +882,9 @@ OPS = [
         one_hot_inputs(),
         grad=False,
     ),
+    # padding_idx has its own test: its zero gradient is PyTorch's rule, not a derivative
+    OpSpec("F.embedding", lambda weight, input: F.embedding(input, weight),
+           lambda weight, input: weight[input], embedding_inputs()),
     OpSpec(
         "F.mse_loss",
         lambda x, target, reduction: F.mse_loss(x, target, reduction=reduction),
@@ -908,6 +936,7 @@ OPS = [
     OpSpec("F.max_pool2d", F.max_pool2d, _pool2d_ref(np.max, -np.inf), pool2d_inputs(), (DISTINCT,)),
     OpSpec("F.avg_pool2d", F.avg_pool2d, _pool2d_ref(np.mean, 0.0), pool2d_inputs(dilation=False)),
     OpSpec("F.pad", F.pad, _pad_ref, pad_inputs()),
+    OpSpec("F.pad[modes]", F.pad, _pad_mode_ref, pad_mode_inputs()),
     OpSpec(
         "Col2Im",  # the backward of Windows (conv and pooling), as a forward of its own
         lambda x, shape, stride, dilation: ops.Col2Im.apply(x, shape=shape, stride=stride, dilation=dilation),

@@ -29,6 +29,15 @@ def test_numeric_grad_of_a_known_function():
     assert a.tolist() == [1.0, 2.0]  # inputs untouched
 
 
+def test_numeric_grad_and_gradcheck_work_on_transposed_inputs():
+    # a transposed array's float64 copy kept its strides, so the flat view numeric_grad perturbs
+    # was a copy: every numeric derivative came out 0 and gradcheck failed right gradients
+    a = np.arange(6.0).reshape(2, 3).T
+    (ga,) = numeric_grad(lambda x: float(np.sum(x**2)), [a])
+    np.testing.assert_allclose(ga, 2 * a, rtol=1e-8)
+    assert tg.gradcheck(lambda t: (t * t).sum(), [tg.Tensor(a, requires_grad=True)])
+
+
 def test_gradcheck_passes_correct_gradients_on_float32_inputs():
     x = tg.Tensor(np.array([[0.1, -0.4], [0.3, 0.2]], dtype=np.float32), requires_grad=True)
     w = tg.Tensor(np.array([[1.0, 2.0], [-1.0, 0.5]], dtype=np.float32), requires_grad=True)

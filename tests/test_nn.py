@@ -682,10 +682,14 @@ def test_train_mode_must_be_a_bool():
 
 
 def test_loss_module_options_are_keywords():
-    # PyTorch's first positional parameter is `weight` (or `size_average`), not `reduction`
+    # PyTorch's first positional parameter is `size_average` (CrossEntropyLoss: `weight`, which it
+    # takes in that place too), never `reduction`
     with pytest.raises(TypeError):
-        nn.CrossEntropyLoss(np.array([1.0, 2.0]))
+        nn.MSELoss("sum")
+    with pytest.raises(TypeError):
+        nn.CrossEntropyLoss(None, "sum")
     assert nn.MSELoss(reduction="sum").reduction == "sum"
+    assert nn.CrossEntropyLoss(np.array([1.0, 2.0])).weight.tolist() == [1.0, 2.0]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -18,7 +18,7 @@ from .tensor import Tensor, _axis_tuple, accepts_dim, as_tensor, get_default_dty
 
 __all__ = [
     "sigmoid", "tanh", "relu", "leaky_relu", "softmax", "log_softmax", "logsumexp", "linear",
-    "dropout", "one_hot", "mse_loss", "cross_entropy", "nll_loss", "binary_cross_entropy",
+    "dropout", "one_hot", "embedding", "mse_loss", "cross_entropy", "nll_loss", "binary_cross_entropy",
     "binary_cross_entropy_with_logits", "accuracy",
     "pad", "conv2d", "max_pool2d", "avg_pool2d", "batch_norm", "layer_norm",
 ]
@@ -264,25 +264,82 @@ def one_hot_rows(labels: np.ndarray, num_classes: int, dtype) -> np.ndarray:
     return rows
 
 
+def embedding(input, weight: Tensor, padding_idx=None) -> Tensor:
+    """The rows of `weight` (num_embeddings, embedding_dim) at integer indices: a lookup table.
+
+    The result has shape ``input.shape + (embedding_dim,)``. It is indexing, ``weight[input]``, so an
+    index used twice adds both gradients into its row. Positions holding `padding_idx` (negative
+    counts from the end) show their row but pass no gradient to it, as in PyTorch. An index outside
+    [0, num_embeddings) is an IndexError naming the range.
+
+    >>> weight = Tensor([[0.0, 0.0], [1.0, 2.0], [3.0, 4.0]], requires_grad=True)
+    >>> out = embedding([[1, 2, 1]], weight, padding_idx=2)
+    >>> out.shape
+    (1, 3, 2)
+    >>> out.sum().backward()
+    >>> weight.grad.tolist()
+    [[0.0, 0.0], [2.0, 2.0], [0.0, 0.0]]
+    """
+    weight = as_tensor(weight)
+    if weight.ndim != 2:
+        raise ValueError(f"embedding: weight must have shape (num_embeddings, embedding_dim), got shape "
+                         f"{weight.shape}")
+    rows = weight.shape[0]
+    indices = _class_indices(input, "embedding", what="indices")
+    if not _all_classes(indices, rows):
+        bad = indices[(indices < 0) | (indices >= rows)]
+        raise IndexError(f"embedding: indices must lie in [0, {rows}) (the rows of a weight of shape "
+                         f"{weight.shape}), got {_some_values(bad)}")
+    out = weight[indices]
+    if padding_idx is None:
+        return out
+    padding_idx = _padding_row(padding_idx, rows)
+    # The same values, but at the padding positions taken from a copy outside the graph
+    return where(np.expand_dims(indices == padding_idx, -1), out.detach(), out)
+
+
+def _padding_row(padding_idx: int, rows: int) -> int:
+    """padding_idx as a row number in [0, rows) (negative counts from the end, as in PyTorch)."""
+    if not -rows <= padding_idx < rows:
+        raise ValueError(f"padding_idx must be within num_embeddings: in [{-rows}, {rows}), "
+                         f"got {padding_idx}")
+    return padding_idx % rows
+
+
 # ---- images: padding, convolution, pooling (NCHW) and normalisation -----------------------------
 def pad(x: Tensor, pad: tuple, mode: str = "constant", value=None) -> Tensor:
-    """Pad with `value` (default 0), PyTorch's way: `pad` lists (before, after) pairs from the last
-    axis backwards, so ``(1, 1, 2, 2)`` adds 1 column left and right and 2 rows above and below.
+    """Pad PyTorch's way: `pad` lists (before, after) pairs from the last axis backwards, so
+    ``(1, 1, 2, 2)`` adds 1 column left and right and 2 rows above and below.
 
-    Negative amounts crop. The padded copy is a ScatterAdd of x into zeros: its gradient is the
-    matching slice of the upstream gradient.
+    `mode` says what goes in the border: 'constant' is `value` (default 0); 'reflect' mirrors the
+    axis about its first and last values (``[1, 2, 3]`` padded by 2 on the left: ``[3, 2, 1, 2, 3]``),
+    so each amount must be less than the axis' size; 'replicate' repeats the edge value; 'circular'
+    continues from the other end (each amount at most the axis' size: it wraps around once).
+    Negative amounts crop. The constant border is a ScatterAdd of x into zeros (its gradient is the
+    matching slice of the upstream gradient); the other modes index x with a fixed list of positions,
+    so a copied value's gradient adds up over its copies.
 
     >>> pad(Tensor([[1.0, 2.0]]), (1, 0)).tolist()
     [[0.0, 1.0, 2.0]]
+    >>> pad(Tensor([[1.0, 2.0, 3.0]]), (2, 1), mode="reflect").tolist()
+    [[3.0, 2.0, 1.0, 2.0, 3.0, 2.0]]
     """
     x = as_tensor(x)
-    if mode != "constant":
-        raise ValueError(f"pad: only mode='constant' is supported, got {mode!r}")
+    if mode not in PAD_MODES:
+        raise ValueError(f"pad: mode must be one of {PAD_MODES}, got {mode!r}")
     pad = tuple(int(p) for p in pad)
     if len(pad) % 2 or len(pad) > 2 * x.ndim:
         raise ValueError(f"pad: {pad} must hold (before, after) pairs for at most the {x.ndim} axes of "
                          f"an input of shape {x.shape}")
     widths = [(0, 0)] * (x.ndim - len(pad) // 2) + [(pad[i], pad[i + 1]) for i in range(len(pad) - 2, -1, -2)]
+    if mode != "constant":
+        if value is not None and value != 0:  # PyTorch refuses a value it would not use
+            raise ValueError(f"pad: mode={mode!r} copies the input's values and takes no value, got {value}")
+        for axis, (before, after) in enumerate(widths):
+            if before or after:
+                positions = _copied_positions(x.shape, axis, before, after, mode)
+                x = x[(slice(None),) * axis + (positions,)]
+        return x
     crop = tuple(slice(max(-before, 0), n - max(-after, 0)) for (before, after), n in zip(widths, x.shape))
     if any(before < 0 or after < 0 for before, after in widths):
         x = x[crop]
@@ -295,6 +352,34 @@ def pad(x: Tensor, pad: tuple, mode: str = "constant", value=None) -> Tensor:
         mask[inside] = True
         out = where(mask, out, np.asarray(value, dtype=out.dtype))
     return out
+
+
+PAD_MODES = ("constant", "reflect", "replicate", "circular")
+
+
+def _copied_positions(shape: tuple, axis: int, before: int, after: int, mode: str) -> np.ndarray:
+    """For each position of the padded axis, the position of x it copies (PyTorch's rules: reflect and
+    replicate count from x's own ends even where the other end is cropped; circular wraps the cropped
+    axis)."""
+    size = shape[axis]
+    place = f"for axis {axis} of an input of shape {shape}"
+    if size == 0:
+        raise ValueError(f"pad: mode={mode!r} copies values, but there are none {place} (its size is 0)")
+    if mode == "reflect" and max(before, after) >= size:
+        raise ValueError(f"pad: mode='reflect' needs each amount to be less than the axis' size (PyTorch's "
+                         f"limit), got ({before}, {after}) {place}")
+    kept = np.arange(max(-before, 0), size - max(-after, 0))
+    if mode == "circular" and (max(before, after) > size or kept.size == 0):
+        raise ValueError(f"pad: mode='circular' wraps around at most once: each amount must be at most the "
+                         f"axis' size, and something must be left after cropping, got ({before}, {after}) "
+                         f"{place}")
+    if mode == "circular":
+        return np.pad(kept, (max(before, 0), max(after, 0)), mode="wrap")
+    positions = np.arange(-before, size + after)
+    if mode == "replicate":
+        return np.clip(positions, 0, size - 1)
+    positions = np.abs(positions)  # reflect about the first value, then about the last
+    return np.where(positions > size - 1, 2 * (size - 1) - positions, positions)
 
 
 def conv2d(x: Tensor, weight: Tensor, bias=None, stride=1, padding=0, dilation=1) -> Tensor:
@@ -332,7 +417,8 @@ def conv2d(x: Tensor, weight: Tensor, bias=None, stride=1, padding=0, dilation=1
     return out
 
 
-def max_pool2d(x: Tensor, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False) -> Tensor:
+def max_pool2d(x: Tensor, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False,
+               return_indices: bool = False):
     """The largest value of each window, per channel: x (N, C, H, W) -> (N, C, OH, OW).
 
     `stride` defaults to `kernel_size` (windows side by side); padding adds -inf borders (at most
@@ -342,11 +428,17 @@ def max_pool2d(x: Tensor, kernel_size, stride=None, padding=0, dilation=1, ceil_
     window's gradient goes to one of its cells, the one PyTorch picks: the first maximum in row-major
     order (so one of a window of tied zeros after a ReLU), or the last NaN if it holds any, never the
     padding. col2im adds the gradients up where windows overlap.
+    ``return_indices=True`` returns that cell too, as PyTorch: (out, indices), where indices
+    (int64, out's shape, no gradient) is the cell's flat position ``row * W + column`` in its
+    (H, W) plane of x.
 
     >>> max_pool2d(Tensor(np.arange(16.0).reshape(1, 1, 4, 4)), 2).tolist()
     [[[[5.0, 7.0], [13.0, 15.0]]]]
+    >>> max_pool2d(Tensor([[[[1.0, 3.0], [2.0, 0.0]]]]), 2, return_indices=True)[1].tolist()
+    [[[[1]]]]
     """
-    return _pool(x, kernel_size, stride, padding, dilation, "max_pool2d", ceil_mode)
+    return _pool(x, kernel_size, stride, padding, dilation, "max_pool2d", ceil_mode,
+                 return_indices=return_indices)
 
 
 def avg_pool2d(x: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
@@ -365,12 +457,12 @@ def avg_pool2d(x: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bool =
 
 
 def _pool(x, kernel_size, stride, padding, dilation, who: str, ceil_mode: bool = False,
-          count_include_pad: bool = True) -> Tensor:
+          count_include_pad: bool = True, return_indices: bool = False):
     x = as_tensor(x)
     if x.ndim == 3:  # one unbatched image (C, H, W)
-        options = (ceil_mode, count_include_pad)
+        options = (ceil_mode, count_include_pad, return_indices)
         image = _pool(x.unsqueeze(0), kernel_size, stride, padding, dilation, who, *options)
-        return image.squeeze(0)
+        return tuple(part.squeeze(0) for part in image) if return_indices else image.squeeze(0)
     kernel = _pair(kernel_size, "kernel_size")
     stride = kernel if stride is None else _pair(stride, "stride")
     padding, dilation = _pair(padding, "padding", minimum=0), _pair(dilation, "dilation")
@@ -387,7 +479,10 @@ def _pool(x, kernel_size, stride, padding, dilation, who: str, ceil_mode: bool =
         fill = smallest if who.startswith("max") else 0.0  # a border that never wins the maximum
         x = pad(x, (padding[1][0], padding[1][1], padding[0][0], padding[0][1]), value=fill)
     if who.startswith("max"):
-        return ops.MaxPool2d.apply(x, kernel=kernel, stride=stride, dilation=dilation, border=padding)
+        out = ops.MaxPool2d.apply(x, kernel=kernel, stride=stride, dilation=dilation, border=padding)
+        if return_indices:
+            return out, _max_pool_indices(x.data, out.data, kernel, stride, dilation, padding, image_size[1])
+        return out
     windows = ops.Windows.apply(x, kernel=kernel, stride=stride, dilation=dilation)
     beyond = [(0, after - before) for before, after in padding]  # what ceil_mode added past the padding
     if count_include_pad and not any(extra for _, extra in beyond):
@@ -401,6 +496,18 @@ def _pool(x, kernel_size, stride, padding, dilation, who: str, ceil_mode: bool =
     else:
         counted = np.pad(np.ones(image_size, dtype=dtype), padding)
     return windows.sum(axis=(-2, -1)) / ops._windows(counted, kernel, stride, dilation).sum(axis=(-2, -1))
+
+
+def _max_pool_indices(padded, out, kernel: tuple, stride: tuple, dilation: tuple, padding: tuple,
+                      width: int) -> Tensor:
+    """Where in its (H, W) plane (row * width + column, unpadded) each window's maximum came from."""
+    windows = ops._windows(padded, kernel, stride, dilation)
+    winners = ops._pool_winners(windows, out, padded.shape, stride, dilation, padding)
+    place = winners.reshape(winners.shape[:-2] + (-1,)).argmax(axis=-1)  # the winner's place in its window
+    i, j = np.divmod(place, winners.shape[-1])
+    rows = np.arange(out.shape[-2])[:, None] * stride[0] + i * dilation[0] - padding[0][0]
+    columns = np.arange(out.shape[-1]) * stride[1] + j * dilation[1] - padding[1][0]
+    return Tensor((rows * width + columns).astype(np.int64))
 
 
 def _ceil_extra(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
@@ -593,7 +700,8 @@ def mse_loss(input: Tensor, target, reduction: str = "mean") -> Tensor:
     return ops.SquaredError.apply(input, target, reduction=reduction)  # one node, like the other losses
 
 
-def cross_entropy(logits: Tensor, target, reduction: str = "mean") -> Tensor:
+def cross_entropy(logits: Tensor, target, reduction: str = "mean", *, weight=None, ignore_index: int = -100,
+                  label_smoothing: float = 0.0) -> Tensor:
     """Cross-entropy between softmax(logits) and the target, computed through log-sum-exp.
 
     Parameters
@@ -605,39 +713,139 @@ def cross_entropy(logits: Tensor, target, reduction: str = "mean") -> Tensor:
         or soft rows) of the same shape as `logits`.
     reduction : {'mean', 'sum', 'none'}
         'mean' averages the per-sample losses, 'sum' adds them, 'none' returns them.
+    weight : array_like or Tensor, optional
+        One weight per class, shape (C,): each sample's loss is scaled by its class's weight
+        (for probability rows, each class's term by its own). With class indices, 'mean' divides
+        by the sum of the weights of the samples that count, not by N.
+    ignore_index : int
+        Class indices equal to it contribute nothing and do not count in the mean (PyTorch's -100
+        marks padding). If every sample is ignored, 'mean' is nan (0/0) and the gradient 0.
+        Only for class indices.
+    label_smoothing : float in [0, 1]
+        Mixes the target with the uniform distribution: ``(1 - s) * target + s / C``.
 
-    The gradient with respect to the logits is the fused ``softmax(logits) - target`` (divided
-    by N for 'mean'): one node in the graph, exact even for logits of magnitude 1e4.
+    Keyword options, with PyTorch's meanings (PyTorch's third positional parameter is `weight`:
+    pass it by name). Every option changes only the target rows: class weights scale their
+    column, an ignored sample's row is zeros, smoothing mixes in 1/C. The loss is then
+    ``-sum(rows * log_softmax(logits))`` per sample. The gradient with respect to the logits is the
+    fused ``softmax(logits) * sum(rows) - rows`` (``softmax - target`` for plain rows; divided by N
+    for 'mean'): one node in the graph, exact even for logits of magnitude 1e4.
 
     >>> logits = Tensor([[2.0, 0.0, -1.0]], requires_grad=True)
     >>> loss = cross_entropy(logits, [0])
     >>> round(loss.item(), 4)
     0.1698
+    >>> round(cross_entropy(logits, [0], label_smoothing=0.3).item(), 4)
+    0.6698
     """
     logits = _floating(logits)
+    if reduction is not None and not isinstance(reduction, str):  # a weight vector where PyTorch has it
+        raise TypeError(f"cross_entropy: the third positional argument is reduction, got "
+                        f"{type(reduction).__name__}; pass class weights by name: "
+                        "cross_entropy(logits, target, weight=w)")
     _check_reduction(reduction)
-    axis = 1 if logits.ndim > 1 else 0
     if logits.ndim == 0:
         raise ValueError("cross_entropy: logits must have a class axis, got a 0-d tensor")
-    checked = _cross_entropy_target(logits, target, axis, "cross_entropy")
-    if isinstance(target, Tensor) and checked is target.data:
-        checked = target  # the Tensor, not its array: its version counter guards the labels, no copy is kept
-    return ops.SoftmaxCrossEntropy.apply(logits, checked, axis=axis, reduction=reduction)
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"cross_entropy: label_smoothing must be between 0.0 and 1.0, got {label_smoothing}")
+    axis = 1 if logits.ndim > 1 else 0
+    weight = _class_weights(weight, logits, axis)
+    checked = _cross_entropy_target(logits, target, axis, "cross_entropy", ignore_index)
+    ignored = None
+    if isinstance(checked, tuple):  # class indices, and where they equal ignore_index (None: nowhere)
+        checked, ignored = checked
+    elif ignore_index != -100:
+        raise ValueError(f"cross_entropy: ignore_index={ignore_index} applies to class indices, not to "
+                         "probability targets (as in PyTorch)")
+    if weight is None and ignored is None and label_smoothing == 0:
+        if isinstance(target, Tensor) and checked is target.data:
+            checked = target  # the Tensor, not its array: its version counter guards the labels (no copy)
+        return ops.SoftmaxCrossEntropy.apply(logits, checked, axis=axis, reduction=reduction)
+    return _cross_entropy_with_options(logits, checked, ignored, axis, reduction, weight, label_smoothing)
 
 
-def nll_loss(log_probs: Tensor, target, reduction: str = "mean") -> Tensor:
+def _class_weights(weight, logits: Tensor, axis: int, name: str = "cross_entropy"):
+    """A loss's `weight` as a Tensor of shape (C,) in the scores' dtype, or None."""
+    if weight is None:
+        return None
+    classes = logits.shape[axis]
+    if np.shape(weight) != (classes,):
+        raise ValueError(f"{name}: weight must hold one value for each of the {classes} classes, "
+                         f"shape ({classes},), got shape {np.shape(weight)}")
+    return _target_like(logits, weight)  # a constant takes the logits' dtype; a Tensor may require grad
+
+
+def _cross_entropy_with_options(logits: Tensor, target, ignored, axis: int, reduction: str, weight,
+                                smoothing: float) -> Tensor:
+    """cross_entropy with class weights, ignored samples or label smoothing: PyTorch's definitions,
+    written as target rows for the one fused op (see cross_entropy)."""
+    classes = logits.shape[axis]
+    per_class = (classes,) + (1,) * (logits.ndim - axis - 1)  # a (C,) vector along the class axis
+    indices = target.dtype.kind in "iu"
+    if indices:
+        counted = np.ones(target.shape, dtype=bool) if ignored is None else ~ignored
+        labels = np.where(counted, target, 0)  # an ignored sample's row is zeros whatever its label
+        one_hot = np.expand_dims(labels, axis) == np.arange(classes).reshape(per_class)
+        rows = Tensor((one_hot & np.expand_dims(counted, axis)).astype(logits.dtype))
+    else:
+        rows = as_tensor(target)
+    if smoothing:
+        uniform = (np.expand_dims(counted, axis) if indices else np.float64(1)) / np.float64(classes)
+        rows = rows * (1 - smoothing) + (uniform * smoothing).astype(logits.dtype)
+    if weight is not None:
+        rows = rows * weight.reshape(per_class)
+    if reduction == "none" or not indices:  # probability rows: 'mean' divides by the number of samples
+        return ops.SoftmaxCrossEntropy.apply(logits, rows, axis=axis, reduction=reduction)
+    loss = ops.SoftmaxCrossEntropy.apply(logits, rows, axis=axis, reduction="sum")
+    if reduction == "sum":
+        return loss
+    return _weighted_mean(loss, counted, labels, weight)
+
+
+def _weighted_mean(loss_sum: Tensor, counted: np.ndarray, labels: np.ndarray, weight) -> Tensor:
+    """PyTorch's 'mean' for class indices with weights or ignored samples: the sum of the losses over
+    the total weight of the samples that count (their number without weights). If none counts it is
+    nan, as 0/0, with a zero gradient (PyTorch's), not the nan gradient of a division by 0."""
+    dtype = loss_sum.dtype
+    total = Tensor(counted.sum(dtype=dtype)) if weight is None else (weight[labels] * counted).sum()
+    nothing_counts = total.data == 0
+    return where(nothing_counts, np.asarray(np.nan, dtype), loss_sum / where(nothing_counts, 1, total))
+
+
+def nll_loss(log_probs: Tensor, target, reduction: str = "mean", *, weight=None,
+             ignore_index: int = -100) -> Tensor:
     """Negative log-likelihood: minus the log-probability each sample gives its class.
 
     `log_probs` is (N, C) (classes on axis 1, as in `cross_entropy`), usually from
-    `log_softmax`; `target` holds integer class indices of shape (N,).
+    `log_softmax`; `target` holds integer class indices of shape (N,). `weight` (one per class)
+    and `ignore_index` are keywords with PyTorch's meanings, as in `cross_entropy`: each loss is
+    scaled by its class's weight, an ignored sample's is 0, and 'mean' divides by the total weight
+    of the samples that count.
+
+    >>> round(nll_loss(Tensor([[-0.5, -1.0], [-2.0, -0.1]]), [0, -100]).item(), 4)
+    0.5
     """
     log_probs = _floating(log_probs)
+    if reduction is not None and not isinstance(reduction, str):  # a weight vector where PyTorch has it
+        raise TypeError(f"nll_loss: the third positional argument is reduction, got "
+                        f"{type(reduction).__name__}; pass class weights by name: nll_loss(..., weight=w)")
     _check_reduction(reduction)
     if log_probs.ndim == 0:
         raise ValueError("nll_loss: log_probs must have a class axis, got a 0-d tensor")
     axis = 1 if log_probs.ndim > 1 else 0
-    target = _checked_indices(log_probs, target, axis, "nll_loss")
-    return _reduce_losses(-log_probs[ops.class_index(target, axis)], reduction)
+    weight = _class_weights(weight, log_probs, axis, "nll_loss")
+    target, ignored = _checked_indices(log_probs, target, axis, "nll_loss", ignore_index)
+    if weight is None and ignored is None:
+        return _reduce_losses(-log_probs[ops.class_index(target, axis)], reduction)
+    counted = np.ones(target.shape, dtype=bool) if ignored is None else ~ignored
+    labels = np.where(counted, target, 0)  # an ignored sample's loss is 0 whatever its label
+    losses = -log_probs[ops.class_index(labels, axis)]
+    if weight is not None:
+        losses = losses * weight[labels]
+    losses = where(counted, losses, np.asarray(0, losses.dtype))
+    if reduction != "mean":
+        return _reduce_losses(losses, reduction)
+    return _weighted_mean(losses.sum(), counted, labels, weight)
 
 
 def binary_cross_entropy(probs: Tensor, target, reduction: str = "mean") -> Tensor:
@@ -750,9 +958,9 @@ class ClassIndexError(ValueError, IndexError):
     """A class index outside [0, num_classes): bad input (ValueError), and an IndexError as in PyTorch."""
 
 
-def _class_indices(labels, name: str, shape: tuple | None = None) -> np.ndarray:
+def _class_indices(labels, name: str, shape: tuple | None = None, what: str = "class labels") -> np.ndarray:
     """Labels as an integer array: the one check of class labels (losses, accuracy, one-hot,
-    data.one_hot, load_mat). Floats holding whole numbers count as well, since
+    data.one_hot, load_mat) and of embedding indices. Floats holding whole numbers count as well, since
     ``tg.Tensor([0, 2])`` (a Python list) is float32 by the default-dtype rule and MATLAB stores
     labels as doubles."""
     labels = np.asanyarray(labels.data if isinstance(labels, Tensor) else labels)
@@ -760,12 +968,13 @@ def _class_indices(labels, name: str, shape: tuple | None = None) -> np.ndarray:
     if labels.dtype.kind == "f":
         whole = np.isfinite(labels) & (labels == np.round(labels))
         if not whole.all():
-            raise ValueError(f"{name}: class labels must be integers{expected} (floats only if they hold "
+            raise ValueError(f"{name}: {what} must be integers{expected} (floats only if they hold "
                              f"whole numbers), got {_some_values(labels[~whole])} ({labels.dtype} of shape "
                              f"{labels.shape})")
         return labels.astype(np.int64)
     if labels.dtype.kind not in "iu":
-        raise ValueError(f"{name}: class labels must be integers{expected}, got {labels.dtype} of shape {labels.shape}")
+        raise ValueError(f"{name}: {what} must be integers{expected}, got {labels.dtype} of shape "
+                         f"{labels.shape}")
     return labels
 
 
@@ -776,20 +985,25 @@ def _some_values(values: np.ndarray, limit: int = 5) -> str:
     return shown if len(distinct) <= limit else f"{shown}, ... ({len(distinct)} distinct)"
 
 
-def _check_classes(labels: np.ndarray, classes: int, name: str) -> None:
-    if not labels.size:
-        return
-    if labels.dtype == np.int64:  # one reduction, not two: read as uint64, a negative label is above 2**63
-        wrong = labels.view(np.uint64).max() >= classes
-    else:
-        wrong = labels.min() < 0 or labels.max() >= classes
-    if wrong:
+def _check_classes(labels: np.ndarray, classes: int, name: str, also: str = "") -> None:
+    if not _all_classes(labels, classes):
         bad = labels[(labels < 0) | (labels >= classes)]
-        raise ClassIndexError(f"{name}: class indices must lie in [0, {classes}), got {_some_values(bad)}")
+        raise ClassIndexError(f"{name}: class indices must lie in [0, {classes}), "
+                              f"got {_some_values(bad)}{also}")
 
 
-def _checked_indices(scores: Tensor, target, axis: int, name: str) -> np.ndarray:
-    """Class-index targets: integers, one per sample, each a valid class."""
+def _all_classes(labels: np.ndarray, classes: int) -> bool:
+    """Whether every label lies in [0, classes)."""
+    if not labels.size:
+        return True
+    if labels.dtype == np.int64:  # one reduction, not two: read as uint64, a negative label is above 2**63
+        return bool(labels.view(np.uint64).max() < classes)
+    return bool(labels.min() >= 0 and labels.max() < classes)
+
+
+def _checked_indices(scores: Tensor, target, axis: int, name: str, ignore_index: int) -> tuple:
+    """Class-index targets: integers, one per sample, each a valid class or `ignore_index`.
+    Returns them and where they equal `ignore_index` (None where none does)."""
     expected = scores.shape[:axis] + scores.shape[axis + 1:]
     target = _class_indices(target, name, expected)
     if target.shape != expected:
@@ -798,12 +1012,20 @@ def _checked_indices(scores: Tensor, target, axis: int, name: str) -> np.ndarray
             f"{name}: expected integer class indices of shape {expected}{also} for scores of shape "
             f"{scores.shape}, got {target.dtype} of shape {target.shape}"
         )
-    _check_classes(target, scores.shape[axis], name)
-    return target
+    classes = scores.shape[axis]
+    # The usual case, labels all valid and ignore_index outside them (-100), costs the one check
+    if not 0 <= ignore_index < classes and _all_classes(target, classes):
+        return target, None
+    ignored = target == ignore_index
+    # where(), not target[~ignored]: a mask's selection has no fixed shape, which tg.compile refuses
+    skipped = f" (labels equal to ignore_index={ignore_index} are skipped)"
+    _check_classes(np.where(ignored, 0, target), classes, name, skipped)
+    return target, (ignored if ignored.any() else None)
 
 
-def _cross_entropy_target(logits: Tensor, target, axis: int, name: str):
-    """cross_entropy's target: float probability rows of the logits' shape, or checked class indices."""
+def _cross_entropy_target(logits: Tensor, target, axis: int, name: str, ignore_index: int):
+    """cross_entropy's target: float probability rows of the logits' shape, or checked class indices
+    with the mask of those equal to `ignore_index` (see _checked_indices)."""
     if not isinstance(target, Tensor):
         target = np.asanyarray(target)
     index_shape = logits.shape[:axis] + logits.shape[axis + 1:]
@@ -814,4 +1036,4 @@ def _cross_entropy_target(logits: Tensor, target, axis: int, name: str):
             f"{name}: the target must be float probabilities of the logits' shape {logits.shape} "
             f"or integer class indices of shape {index_shape}; got {target.dtype} of shape {target.shape}"
         )
-    return _checked_indices(logits, target, axis, name)
+    return _checked_indices(logits, target, axis, name, ignore_index)

@@ -34,7 +34,8 @@ def numeric_grad(f, arrays, eps: float = 1e-6) -> list:
     list of ndarray
         One float64 array per input, of its shape.
     """
-    points = [np.array(a, dtype=np.float64) for a in arrays]
+    # C order: reshape(-1) below must be a view, which it is not for a transposed copy
+    points = [np.array(a, dtype=np.float64, order="C") for a in arrays]
     grads = []
     for point in points:
         g = np.zeros_like(point)

@@ -867,14 +867,7 @@ class MaxPool2d(Function):
         for i in range(kernel[0]):
             for j in range(kernel[1]):
                 np.maximum(out, windows[..., i, j], out=out)
-        maxima = windows == out[..., None, None]
-        if border != ((0, 0), (0, 0)):  # the -inf padding ties with a maximum of -inf: it must not win
-            height, width = (n - before - after for n, (before, after) in zip(x.shape[-2:], border))
-            maxima &= _windows(np.pad(np.ones((height, width), bool), border), kernel, stride, dilation)
-        winners = _first_in_window(maxima)
-        if np.isnan(out).any():  # reversing both window axes reverses row-major order: the last NaN
-            winners |= _first_in_window(np.isnan(windows)[..., ::-1, ::-1])[..., ::-1, ::-1]
-        ctx.save_for_backward(winners)
+        ctx.save_for_backward(_pool_winners(windows, out, x.shape, stride, dilation, border))
         return out
 
     @staticmethod
@@ -882,6 +875,20 @@ class MaxPool2d(Function):
         (winners,) = ctx.saved
         window_grads = grad.reshape(grad.shape + (1, 1)) * winners
         return Col2Im.apply(window_grads, shape=ctx.in_shape, stride=ctx.stride, dilation=ctx.dilation)
+
+
+def _pool_winners(windows, out, x_shape: tuple, stride: tuple, dilation: tuple, border: tuple) -> np.ndarray:
+    """True at the one cell of each window (..., OH, OW, kh, kw) of x that MaxPool2d's maximum `out`
+    came from (PyTorch's choice, see MaxPool2d); F.max_pool2d's return_indices reads it too."""
+    kernel = windows.shape[-2:]
+    maxima = windows == out[..., None, None]
+    if border != ((0, 0), (0, 0)):  # the -inf padding ties with a maximum of -inf: it must not win
+        height, width = (n - before - after for n, (before, after) in zip(x_shape[-2:], border))
+        maxima &= _windows(np.pad(np.ones((height, width), bool), border), kernel, stride, dilation)
+    winners = _first_in_window(maxima)
+    if np.isnan(out).any():  # reversing both window axes reverses row-major order: the last NaN
+        winners |= _first_in_window(np.isnan(windows)[..., ::-1, ::-1])[..., ::-1, ::-1]
+    return winners
 
 
 def _first_in_window(found: np.ndarray) -> np.ndarray:

@@ -157,6 +157,41 @@ class Flatten(Module):
         return f"start_axis={self.start_axis}, end_axis={self.end_axis}"
 
 
+class Embedding(Module):
+    """A lookup table of `num_embeddings` learned vectors of size `embedding_dim` (see F.embedding).
+
+    Initialised as PyTorch does: weight drawn from N(0, 1), the `padding_idx` row (if any) zeros;
+    that row gets no gradient, so it stays as it is during training.
+
+    >>> import tinygrad_edu as tg
+    >>> from tinygrad_edu import nn
+    >>> table = nn.Embedding(10, 3, padding_idx=0)
+    >>> table, table(tg.Tensor([[1, 0, 4]])).shape, table.weight[0].tolist()
+    (Embedding(10, 3, padding_idx=0), (1, 3, 3), [0.0, 0.0, 0.0])
+    """
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx=None, dtype=None):
+        super().__init__()
+        self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
+        self.padding_idx = None if padding_idx is None else F._padding_row(padding_idx, num_embeddings)
+        dtype = get_default_dtype() if dtype is None else np.dtype(dtype)
+        self.weight = Parameter(np.empty((num_embeddings, embedding_dim), dtype=dtype))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Draw the weight again as at construction: N(0, 1), with the padding row zeros."""
+        init.normal_(self.weight)
+        if self.padding_idx is not None:
+            self.weight.data[self.padding_idx] = 0
+
+    def forward(self, input):
+        return F.embedding(input, self.weight, self.padding_idx)
+
+    def extra_repr(self) -> str:
+        padding = "" if self.padding_idx is None else f", padding_idx={self.padding_idx}"
+        return f"{self.num_embeddings}, {self.embedding_dim}{padding}"
+
+
 # ---- images and normalisation ------------------------------------------------------------------
 class Conv2d(Module):
     """2-D convolution over NCHW images, as PyTorch's: weight (out_channels, in_channels, kh, kw).
@@ -233,20 +268,22 @@ class _Pool2d(Module):
 
 
 class MaxPool2d(_Pool2d):
-    """The largest value of each kernel_size window, per channel (stride defaults to kernel_size).
+    """The largest value of each kernel_size window, per channel (stride defaults to kernel_size);
+    with ``return_indices=True``, (out, indices) as F.max_pool2d.
 
     >>> from tinygrad_edu import nn
     >>> nn.MaxPool2d(2)
     MaxPool2d(kernel_size=2, stride=2, padding=0, dilation=1, ceil_mode=False)
     """
 
-    # ceil_mode is keyword-only: PyTorch's fifth parameter is return_indices
-    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, *, ceil_mode: bool = False):
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices: bool = False,
+                 ceil_mode: bool = False):
         super().__init__(kernel_size, stride, padding)
-        self.dilation, self.ceil_mode = dilation, ceil_mode
+        self.dilation, self.return_indices, self.ceil_mode = dilation, return_indices, ceil_mode
 
     def forward(self, x):
-        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode)
+        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode,
+                            self.return_indices)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", dilation={self.dilation}, ceil_mode={self.ceil_mode}"

@@ -24,20 +24,48 @@ class MSELoss(_Loss):
 
 class CrossEntropyLoss(_Loss):
     """Softmax cross-entropy on raw scores (N, C), with class indices (N,) or probability rows
-    (N, C) as targets (see ``F.cross_entropy``). Do not apply softmax first."""
+    (N, C) as targets (see ``F.cross_entropy``). Do not apply softmax first.
+
+    `weight` (one per class) may come first, as in PyTorch, and is a buffer (in the state dict
+    when given); the other options are keywords with ``F.cross_entropy``'s meanings.
+
+    >>> import tinygrad_edu as tg
+    >>> from tinygrad_edu import nn
+    >>> loss_fn = nn.CrossEntropyLoss(weight=[1.0, 2.0], ignore_index=0)
+    >>> round(loss_fn(tg.zeros(2, 2), [0, 1]).item(), 4)
+    0.6931
+    """
+
+    def __init__(self, weight=None, *, ignore_index: int = -100, reduction: str = "mean",
+                 label_smoothing: float = 0.0):
+        super().__init__(reduction=reduction)
+        if not 0.0 <= label_smoothing <= 1.0:
+            raise ValueError(f"label_smoothing must be between 0.0 and 1.0, got {label_smoothing}")
+        self.register_buffer("weight", weight)
+        self.ignore_index, self.label_smoothing = ignore_index, label_smoothing
 
     def forward(self, logits, target):
-        return F.cross_entropy(logits, target, reduction=self.reduction)
+        return F.cross_entropy(logits, target, reduction=self.reduction, weight=self.weight,
+                               ignore_index=self.ignore_index, label_smoothing=self.label_smoothing)
 
 
 CrossEntropy = CrossEntropyLoss
 
 
 class NLLLoss(_Loss):
-    """Negative log-likelihood of log-probabilities (e.g. from ``LogSoftmax``) and class indices."""
+    """Negative log-likelihood of log-probabilities (e.g. from ``LogSoftmax``) and class indices.
+
+    `weight` (one per class) may come first, as in PyTorch, and is a buffer; ``ignore_index`` is a
+    keyword (see ``F.nll_loss``)."""
+
+    def __init__(self, weight=None, *, ignore_index: int = -100, reduction: str = "mean"):
+        super().__init__(reduction=reduction)
+        self.register_buffer("weight", weight)
+        self.ignore_index = ignore_index
 
     def forward(self, log_probs, target):
-        return F.nll_loss(log_probs, target, reduction=self.reduction)
+        return F.nll_loss(log_probs, target, reduction=self.reduction, weight=self.weight,
+                          ignore_index=self.ignore_index)
 
 
 class BCELoss(_Loss):

@@ -129,6 +129,30 @@ class Module:
         (self._non_persistent_buffers.discard if persistent else self._non_persistent_buffers.add)(name)
         setattr(self, name, tensor)
 
+    def add_module(self, name: str, module: Optional["Module"]) -> None:
+        """Register `module` (or None) as the sub-module `name`: the same as assigning it as an
+        attribute, for names that are not identifiers (PyTorch's checks and errors).
+
+        >>> from tinygrad_edu import nn
+        >>> net = nn.Module()
+        >>> net.add_module("layer-1", nn.Linear(2, 2))
+        >>> [name for name, _ in net.named_parameters()]
+        ['layer-1.weight', 'layer-1.bias']
+        """
+        if not isinstance(module, Module) and module is not None:
+            raise TypeError(f"{type(module).__name__} is not a Module subclass")
+        if not isinstance(name, str):
+            raise TypeError(f"module name should be a string. Got {type(name).__name__}")
+        if not name or "." in name:
+            raise KeyError(f"a module name must be a non-empty string without '.', got {name!r}")
+        if hasattr(self, name) and name not in self._modules:
+            raise KeyError(f"attribute '{name}' already exists")
+        if module is None:
+            self._modules[name] = None
+            object.__setattr__(self, name, None)
+        else:
+            setattr(self, name, module)
+
     def named_buffers(self, prefix: str = "") -> Iterator:
         """(dotted name, buffer) pairs for this module and every module below it (None buffers skipped)."""
         for module_name, module in self.named_modules(prefix):
@@ -199,6 +223,44 @@ class Module:
             if child is not None:
                 yield from child.named_modules(f"{prefix}.{name}" if prefix else name, remove_duplicate, seen)
 
+    def get_submodule(self, target: str) -> "Module":
+        """The module at the dotted path `target` (``"0"``, ``"block.fc"``; ``""`` is this module).
+
+        >>> from tinygrad_edu import nn
+        >>> nn.Sequential(nn.Linear(2, 3), nn.ReLU()).get_submodule("1")
+        ReLU()
+        """
+        module = self
+        for name in target.split(".") if target else ():
+            if name not in module._modules and not hasattr(module, name):
+                raise AttributeError(f"{type(module).__name__} has no attribute `{name}`")
+            module = getattr(module, name)
+            if not isinstance(module, Module):
+                raise AttributeError(f"`{name}` is not an nn.Module")
+        return module
+
+    def get_parameter(self, target: str) -> "Parameter":
+        """The parameter at the dotted path `target`, e.g. ``"0.weight"`` (as in ``named_parameters``)."""
+        module, name = self._owner_of(target)
+        if not isinstance(getattr(module, name), Parameter):
+            raise AttributeError(f"`{name}` is not an nn.Parameter")
+        return getattr(module, name)
+
+    def get_buffer(self, target: str) -> Tensor:
+        """The buffer at the dotted path `target`, e.g. ``"1.running_mean"`` (as in ``named_buffers``)."""
+        module, name = self._owner_of(target)
+        if name not in module._buffers:
+            raise AttributeError(f"`{name}` is not a buffer")
+        return getattr(module, name)
+
+    def _owner_of(self, target: str) -> tuple:
+        """(module, attribute name) for a dotted path to an attribute, which must exist."""
+        module_path, _, name = target.rpartition(".")
+        module = self.get_submodule(module_path)
+        if not hasattr(module, name):
+            raise AttributeError(f"{type(module).__name__} has no attribute `{name}`")
+        return module, name
+
     def modules(self) -> Iterator["Module"]:
         """This module and every module below it, each once."""
         for _, module in self.named_modules():
@@ -259,6 +321,54 @@ class Module:
     def eval(self) -> "Module":
         """Evaluation mode (dropout off); the same as ``train(False)``."""
         return self.train(False)
+
+    # ---- dtype ----------------------------------------------------------------------------------------
+    def to(self, *args, dtype=None, device=None) -> "Module":
+        """Cast every floating parameter and buffer (and the gradients they hold) to a float dtype, in
+        place, as PyTorch's ``module.to(torch.float64)``; returns self. Parameters stay the same
+        objects, so an optimizer made before still holds them (make it after a cast, as in PyTorch,
+        if its state has a dtype). Integer buffers (``num_batches_tracked``) keep theirs.
+
+        Arguments as in PyTorch: a dtype (``np.float64``, ``"float64"``), a Tensor (its dtype), or a
+        device, which can only be the CPU (``"cpu"``): everything here is NumPy.
+
+        >>> from tinygrad_edu import nn
+        >>> nn.Linear(2, 2).to(np.float64).weight.dtype
+        dtype('float64')
+        """
+        for arg in args:
+            if isinstance(arg, str) and arg.split(":")[0] in ("cpu", "cuda", "mps", "meta", "xpu"):
+                device = arg
+            elif isinstance(arg, Tensor):
+                dtype = arg.dtype
+            else:
+                dtype = arg
+        if device is not None and str(device).split(":")[0] != "cpu":
+            raise ValueError(f"tinygrad_edu runs on the CPU with NumPy: device {device!r} is not available "
+                             "(use 'cpu', or leave .to(device) out)")
+        if dtype is None:
+            return self
+        dtype = np.dtype(dtype)
+        if dtype.kind != "f":
+            raise TypeError(f"Module.to only accepts floating point dtypes, but got desired dtype={dtype}")
+        for tensor in (*self.parameters(), *self.buffers()):
+            if tensor.dtype.kind == "f" and tensor.dtype != dtype:
+                tensor.data = tensor.data.astype(dtype)
+                if tensor.grad is not None:
+                    tensor.grad.data = tensor.grad.data.astype(dtype)
+        return self
+
+    def float(self) -> "Module":
+        """Cast floating parameters and buffers to float32 (``to(np.float32)``); returns self."""
+        return self.to(np.float32)
+
+    def double(self) -> "Module":
+        """Cast floating parameters and buffers to float64 (``to(np.float64)``); returns self."""
+        return self.to(np.float64)
+
+    def half(self) -> "Module":
+        """Cast floating parameters and buffers to float16 (``to(np.float16)``); returns self."""
+        return self.to(np.float16)
 
     # ---- state dicts --------------------------------------------------------------------------------
     def state_dict(self) -> dict:
