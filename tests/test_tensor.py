@@ -342,3 +342,20 @@ def test_sigmoid_keeps_the_float_dtype_and_saturates_without_warnings():
             out.backward(np.ones(7, dtype=dtype))
             assert np.all(np.isfinite(x.grad.data))
         assert tg.Tensor(np.float64(-3.0)).sigmoid().item() == 1 / (1 + np.exp(3.0))
+
+
+def test_to_and_the_dtype_shorthands_follow_pytorch():
+    # PyTorch 2.13: to() without a change returns the tensor itself; long() truncates toward zero.
+    x = tg.Tensor([1.5, -2.5], requires_grad=True)
+    assert x.to("cpu") is x and x.to(x) is x and x.to(np.float32) is x
+    assert x.to(dtype=np.float32, copy=True) is not x
+    wide = x.to("float64")
+    assert wide.dtype == np.float64 and wide.requires_grad
+    wide.sum().backward()
+    assert x.grad.dtype == np.float32 and x.grad.tolist() == [1.0, 1.0]
+    assert x.to(tg.Tensor(np.zeros(1))).dtype == np.float64  # another tensor's dtype
+    assert x.long().tolist() == [1, -2] and x.long().dtype == np.int64 and not x.long().requires_grad
+    assert x.int().dtype == np.int32 and x.half().dtype == np.float16
+    assert x.bool().tolist() == [True, True]
+    with pytest.raises(ValueError, match="device 'cuda' is not available"):
+        x.to("cuda")

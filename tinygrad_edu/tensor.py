@@ -844,6 +844,15 @@ class Tensor:
         """The number of elements (``.size``), as PyTorch's ``numel()``."""
         return self.size
 
+    def to(self, *args, dtype=None, device=None, copy: bool = False):
+        """``astype`` as PyTorch spells it: ``t.to(np.float64)``, ``t.to("float64")``, ``t.to(other)``
+        (other's dtype), ``t.to("cpu")``. Without a change (and without ``copy=True``) it returns t
+        itself, as PyTorch does. Only the CPU exists here: everything is NumPy."""
+        dtype = conversion_dtype(args, dtype, device)
+        if dtype is not None and np.dtype(dtype) != self.dtype:
+            return self.astype(dtype)
+        return self.astype(self.dtype) if copy else self
+
     def float(self):
         """``astype(np.float32)``, as PyTorch's ``float()``."""
         return self.astype(np.float32)
@@ -851,6 +860,38 @@ class Tensor:
     def double(self):
         """``astype(np.float64)``, as PyTorch's ``double()``."""
         return self.astype(np.float64)
+
+    def half(self):
+        """``astype(np.float16)``, as PyTorch's ``half()``."""
+        return self.astype(np.float16)
+
+    def long(self):
+        """``astype(np.int64)``, as PyTorch's ``long()``: class indices; outside the graph."""
+        return self.astype(np.int64)
+
+    def int(self):
+        """``astype(np.int32)``, as PyTorch's ``int()``; outside the graph."""
+        return self.astype(np.int32)
+
+    def bool(self):
+        """``astype(np.bool_)``, as PyTorch's ``bool()``: a mask; outside the graph."""
+        return self.astype(np.bool_)
+
+
+def conversion_dtype(args: tuple, dtype=None, device=None):
+    """The dtype that ``.to(*args, dtype=, device=)`` asks for (None: keep it), as PyTorch reads the
+    arguments: a dtype, a Tensor (its dtype) or a device, which can only be the CPU."""
+    for arg in args:
+        if isinstance(arg, str) and arg.split(":")[0] in ("cpu", "cuda", "mps", "meta", "xpu"):
+            device = arg
+        elif isinstance(arg, Tensor):
+            dtype = arg.dtype
+        else:
+            dtype = arg
+    if device is not None and str(device).split(":")[0] != "cpu":
+        raise ValueError(f"tinygrad_edu runs on the CPU with NumPy: device {device!r} is not available "
+                         "(use 'cpu', or leave .to(device) out)")
+    return None if dtype is None else np.dtype(dtype)
 
 
 # ---- functions of several tensors (tg.maximum, tg.where, ...) ---------------------------

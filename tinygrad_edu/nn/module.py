@@ -12,7 +12,7 @@ from typing import Callable, Iterator, Optional
 import numpy as np
 
 from ..autograd import node_of
-from ..tensor import Tensor, clear_grad
+from ..tensor import Tensor, clear_grad, conversion_dtype
 
 
 class Parameter(Tensor):
@@ -336,19 +336,9 @@ class Module:
         >>> nn.Linear(2, 2).to(np.float64).weight.dtype
         dtype('float64')
         """
-        for arg in args:
-            if isinstance(arg, str) and arg.split(":")[0] in ("cpu", "cuda", "mps", "meta", "xpu"):
-                device = arg
-            elif isinstance(arg, Tensor):
-                dtype = arg.dtype
-            else:
-                dtype = arg
-        if device is not None and str(device).split(":")[0] != "cpu":
-            raise ValueError(f"tinygrad_edu runs on the CPU with NumPy: device {device!r} is not available "
-                             "(use 'cpu', or leave .to(device) out)")
+        dtype = conversion_dtype(args, dtype, device)
         if dtype is None:
             return self
-        dtype = np.dtype(dtype)
         if dtype.kind != "f":
             raise TypeError(f"Module.to only accepts floating point dtypes, but got desired dtype={dtype}")
         for tensor in (*self.parameters(), *self.buffers()):
