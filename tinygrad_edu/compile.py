@@ -9,6 +9,7 @@ from __future__ import annotations
 import builtins
 import inspect
 import keyword
+import operator
 import re
 import threading
 from typing import Callable
@@ -17,13 +18,16 @@ import numpy as np
 import scipy.special
 
 from . import autograd, creation
+from .explain import Explanation
 from .nn.module import Module
 from .tensor import Tensor
 
 __all__ = ["compile", "CompiledStep", "TracingError"]
 
-_LIMITS = ("Python control flow that depends on tensor values is fixed at trace time; gradient hooks, "
-           "the broadcast guard and anomaly mode run while tracing, not on replay")
+_LIMITS = ("a Python value taken from tensor values (t.item(), if t > 0:) is checked at every call and "
+           "traces again when it changes; what NumPy computes from a plain copy (np.asarray(t)) and arrays "
+           "fn closes over are fixed at trace time; gradient hooks and the broadcast guard run while "
+           "tracing, not on replay")
 
 
 class TracingError(RuntimeError):
@@ -57,16 +61,19 @@ class _Var:
 class _Line:
     """One statement: `pieces` (text and _Vars) rendered with the final names."""
 
-    __slots__ = ("target", "pieces", "reads", "in_place", "inline", "ufunc", "operands", "numbers")
+    __slots__ = ("target", "pieces", "reads", "in_place", "inline", "ufunc", "operands", "numbers", "guard")
 
     def __init__(self, target, pieces, reads, in_place=False):
         self.target, self.pieces, self.reads, self.in_place = target, pieces, reads, in_place
+        self.guard = False  # checks that a value the trace turned into Python is the same at this call
         self.inline = False  # a view by attribute (x.T): written where it is used instead
         self.ufunc, self.operands = None, ()  # an elementwise ufunc call: may reuse a dead operand's memory
         self.numbers = {}  # operand index -> the 0-d array that the runnable program passes for a number
 
     def render(self) -> str:
         text = "".join(p.name if isinstance(p, _Var) else p for p in self.pieces)
+        if self.guard:
+            return f"{text}  # a Python value the trace took: another one traces again"
         shape = "()" if self.target.scalar else str(self.target.shape)
         return f"{text}  # {shape}"
 
@@ -210,6 +217,25 @@ class _Recorder:
         """An in-place statement on `target` (x *= y, x[i] = y, np.add.at(x, i, y))."""
         var = self.var_of(target)
         self.lines.append(_Line(var, pieces, reads + [var], in_place=True))
+
+    def guard(self, array: "_Traced") -> None:
+        """The step turned values of `array` into Python (`bool(x)`, `x.item()`, `float(x)`): whatever
+        it did with them (a branch, a number, a check) holds only for these values. The program checks
+        them first and returns None on others, so that the call traces again."""
+        var = self.var_of(array)
+        plain = _plain(array)
+        if plain.size == 1 and plain.dtype == bool:  # a check's answer: `if t6: return None`
+            test = ["not " if plain.flat[0] else "", var]
+        elif plain.size == 1 and plain.dtype.kind in "biuf" and plain.flat[0] != plain.flat[0]:
+            test = ["not np.isnan(", var, ")"]
+        elif plain.size == 1 and plain.dtype.kind in "biuf":
+            test = [var, f" != {self.literal(plain.flat[0].item())}"]
+        else:
+            equal_nan = f", equal_nan={plain.dtype.kind in 'fc'}"
+            test = ["not np.array_equal(", var, ", ", self.array_literal(plain.copy()), equal_nan + ")"]
+        line = _Line(var, ["if "] + test + [": return None"], [var], in_place=True)
+        line.guard = True
+        self.lines.append(line)
 
     def call_ufunc(self, ufunc, method, inputs, out, kwargs):
         plain = [_plain(x) for x in inputs]
@@ -389,6 +415,8 @@ class _Recorder:
                 if isinstance(x, np.ndarray) and self.var_of(x) is not None]
 
 
+_PROGRAMS_PER_SIGNATURE = 8  # enough for a few values a branch takes turns on; more are traced anew
+
 _HINT = "the step cannot be compiled as written (see docs/compile.md, 'Limits')"
 
 
@@ -567,6 +595,35 @@ class _Traced(np.ndarray):
     def __reduce__(self):
         return self.view(np.ndarray).__reduce__()
 
+    # Python values made from the step's values: the program checks at every call that they are the same.
+    def __bool__(self):
+        return self._python_value(bool)
+
+    def __float__(self):
+        return self._python_value(float)
+
+    def __int__(self):
+        return self._python_value(int)
+
+    def __index__(self):
+        return self._python_value(operator.index)
+
+    def __complex__(self):
+        return self._python_value(complex)
+
+    def item(self, *args):
+        return self._python_value(lambda plain: plain.item(*args))
+
+    def tolist(self):
+        return self._python_value(np.ndarray.tolist)
+
+    def _python_value(self, convert):
+        value = convert(self.view(np.ndarray))  # NumPy's own errors (a bool of many elements) come first
+        recorder = _recorder()
+        if recorder is not None:
+            recorder.guard(self)
+        return value
+
 
 def _refuse_traced_mask(index) -> None:
     """A boolean mask made of the step's values (``x[x < 0]``) selects a number of elements that can
@@ -582,15 +639,23 @@ def _refuse_traced_mask(index) -> None:
 class _Program:
     """One traced signature: the generated function, and where its inputs and gradients go."""
 
-    def __init__(self, function, source, runnable, constants, arg_slots, leaves, grad_slots, copy_grad,
-                 shapes):
+    def __init__(self, function, source, runnable, constants, arg_slots, leaves, grad_slots, copy_grad):
         self.function, self.source, self.constants = function, source, constants
         self.runnable = runnable  # the code that runs: .source with dels, sums as np.add.reduce, `out=`
         self.arg_slots = arg_slots  # which positional arguments are arrays the program reads
         self.leaves = leaves  # Tensors the program reads .data of at each call (parameters, ...)
         self.grad_slots = grad_slots  # ("arg", i) or ("leaf", j), one per returned gradient
         self.copy_grad = copy_grad  # per gradient: not an array of its own (a view, a constant, shared)
-        self.shapes = shapes  # the leaves' (shape, dtype) when traced: a change means trace again
+        # The leaves' arrays and whether they require grad, when traced: a change means another program.
+        self.leaf_kinds = [(t.data.shape, t.data.dtype, t.requires_grad) for t in leaves]
+        self.same_arguments, self.parameter_arguments = [], []  # see _Trace
+        self.aliased = False  # either list is not empty
+        self.written_inputs = []  # inputs (by position) the program writes into before a guard may fail
+
+    def same_objects_as_traced(self, args) -> bool:
+        """Whether the arguments that were one Tensor, or the Tensor fn closes over, still are."""
+        return (all(args[i] is args[j] for i, j in self.same_arguments)
+                and all(args[i] is tensor for i, tensor in self.parameter_arguments))
 
 
 def _signature(args, kwargs) -> tuple:
@@ -685,6 +750,9 @@ class _Trace:
         self.names, self.known = _known_names(fn)
         self.known += [t for t in more_leaves if not any(t is k for k in self.known)]
         self.leaves, self.leaf_vars, self.swapped, self.saved_grads = [], [], [], []
+        # Which arguments were the same Tensor, or a Tensor fn also reaches by itself, while tracing: the
+        # program reads one input for both, so it fits only calls that pass the same again.
+        self.same_arguments, self.parameter_arguments = [], []  # (i, j): args[i] is args[j]; (i, tensor)
 
     def follow_leaf(self, tensor: Tensor, name: str):
         """Give a leaf recording data (its current values) and remember it as a program input."""
@@ -713,7 +781,13 @@ class _Trace:
         _active.recorder = recorder
         try:
             for i, (name, value) in enumerate(zip(arg_names, self.args)):
-                if isinstance(value, Tensor):
+                earlier = next((j for j, other in enumerate(self.args[:i]) if other is value), None)
+                if isinstance(value, Tensor) and earlier is not None:  # step(x, x): one input, read once
+                    self.same_arguments.append((i, earlier))
+                    call_args.append(value)
+                elif isinstance(value, Tensor):
+                    if any(value is tensor for tensor in self.known):  # fn also uses it as a parameter
+                        self.parameter_arguments.append((i, value))
                     self.follow_leaf(value, name)
                     self.leaves.pop()  # an argument is read from each call, not kept
                     self.leaf_vars.pop()
@@ -821,7 +895,8 @@ class _Trace:
             for item, previous in restore:
                 item._hooks = previous
         self.name_nodes(items, captured)
-        arguments = [a for a in self.args if isinstance(a, Tensor)]
+        arguments = [a for i, a in enumerate(self.args)
+                     if isinstance(a, Tensor) and not any(i == j for j, _ in self.same_arguments)]
         followed = [tensor for tensor in arguments + self.leaves if tensor.requires_grad]
         return [(tensor, captured.get(id(tensor))) for tensor in followed]
 
@@ -901,9 +976,17 @@ class _Trace:
         namespace = {"np": np, "expit": scipy.special.expit, "scipy": scipy, **constants,
                      **recorder.number_arrays}
         exec(builtins.compile(runnable, "<tg.compile>", "exec"), namespace)  # noqa: S102 (code we generated)
-        shapes = [(t.data.shape, t.data.dtype) for t in self.leaves]  # a list: compared with == per call
-        return _Program(namespace["step"], source, runnable, constants, [i for i, _ in arg_slots],
-                        list(self.leaves), grad_slots, copy_grad, shapes)
+        program = _Program(namespace["step"], source, runnable, constants, [i for i, _ in arg_slots],
+                           list(self.leaves), grad_slots, copy_grad)
+        program.same_arguments, program.parameter_arguments = self.same_arguments, self.parameter_arguments
+        program.aliased = bool(self.same_arguments or self.parameter_arguments)
+        if any(line.guard for line in lines):
+            # A guard may fail after the program wrote into an input (BatchNorm's running statistics):
+            # the call keeps a copy of those inputs to put back before it traces again.
+            written = {id(line.target.root) for line in lines if line.in_place and not line.guard}
+            inputs = [var for _, var in arg_slots] + [var for _, var in kept]
+            program.written_inputs = [k for k, var in enumerate(inputs) if id(var) in written]
+        return program
 
 
 def _random_state():
@@ -950,7 +1033,7 @@ def _drop_repeated_lines(recorder, backward_starts) -> tuple:
     `backward_starts`."""
     writes = {}  # id(array) -> the indices of the lines that write into it in place
     for i, line in enumerate(recorder.lines):
-        if line.in_place:
+        if line.in_place and not line.guard:  # a guard only reads
             writes.setdefault(id(line.target.root), []).append(i)
     first, same_as, kept, before = {}, {}, [], 0
 
@@ -962,6 +1045,7 @@ def _drop_repeated_lines(recorder, backward_starts) -> tuple:
             line.pieces = [renamed(p) for p in line.pieces]
             line.reads = [renamed(var) for var in line.reads]
             line.operands = [(renamed(var), [renamed(p) for p in pieces]) for var, pieces in line.operands]
+            line.target = renamed(line.target) if line.guard else line.target  # what the guard reads
         target = line.target
         if not line.in_place and id(target.root) not in writes:
             computes = tuple(("var", id(p)) if isinstance(p, _Var) else p for p in line.pieces[2:])
@@ -1088,8 +1172,9 @@ def _live_lines(lines, outputs) -> set:
     for line in reversed(lines):
         target = line.target
         needed = live_roots.get(id(target.root), 0) > 0 if line.in_place else id(target) in live_vars
-        # A write into an input is an effect of the step itself (BatchNorm's running statistics).
-        needed = needed or (line.in_place and target.root.kind == "input")
+        # A write into an input is an effect of the step itself (BatchNorm's running statistics), and a
+        # guard decides whether the program fits the call at all.
+        needed = needed or (line.in_place and target.root.kind == "input") or line.guard
         if not needed:
             continue
         keep.add(line)
@@ -1118,25 +1203,50 @@ class CompiledStep:
             _known_names(self.fn, self._modules)
         # Dropout and BatchNorm compute other things in train and eval mode: a program per mode.
         key = _signature(args, kwargs) + (tuple([m.training for m in self._modules]),)
-        program = self._programs.get(key)
-        if program is not None:
-            leaf_arrays = [t.data for t in program.leaves]  # read once: the values this call uses
-            if [(a.shape, a.dtype) for a in leaf_arrays] != program.shapes:
-                program = None  # a parameter was given an array of another shape or dtype
-        if program is None:
-            for i, arg in enumerate(args):
-                if isinstance(arg, Tensor) and not arg.is_leaf:
-                    raise TracingError(f"argument {i} is the result of recorded operations (it has a graph); "
-                                       "pass leaf Tensors or arrays, e.g. x.detach()")
-            with autograd.enable_grad():  # the step is forward and backward by definition, also under no_grad
-                program = _Trace(self.fn, args, kwargs).run(final=False)
-                if not isinstance(program, _Program):  # fn used leaves it did not show before: follow them
-                    program = _Trace(self.fn, args, kwargs, more_leaves=program).run(final=True)
-            self._programs[key] = program
-            leaf_arrays = [t.data for t in program.leaves]
+        programs = self._programs.get(key, ())
+        for program in programs:
+            leaves = program.leaves
+            leaf_arrays = [t.data for t in leaves]  # read once: the values this call uses
+            # A program fits when the leaves have the arrays and requires_grad they had when traced.
+            kinds = [(a.shape, a.dtype, t._requires_grad) for a, t in zip(leaf_arrays, leaves)]
+            if kinds != program.leaf_kinds:
+                continue
+            if program.aliased and not program.same_objects_as_traced(args):
+                continue
+            result = self._run(program, args, leaf_arrays)
+            if result is not None:
+                return result
+        for i, arg in enumerate(args):
+            if isinstance(arg, Tensor) and not arg.is_leaf:
+                raise TracingError(f"argument {i} is the result of recorded operations (it has a graph); "
+                                   "pass leaf Tensors or arrays, e.g. x.detach()")
+        with autograd.enable_grad():  # the step is forward and backward by definition, also under no_grad
+            program = _Trace(self.fn, args, kwargs).run(final=False)
+            if not isinstance(program, _Program):  # fn used leaves it did not show before: follow them
+                program = _Trace(self.fn, args, kwargs, more_leaves=program).run(final=True)
+        # Programs of one signature differ in their parameters or in the Python values the trace took
+        # from the step's values (guards); the oldest goes first, so that they cannot pile up.
+        self._programs[key] = list(programs[-(_PROGRAMS_PER_SIGNATURE - 1):]) + [program]
+        result = self._run(program, args, [t.data for t in program.leaves])
+        if result is None:
+            raise TracingError("the step's values changed between tracing it and running its program (a "
+                               "Python value taken from them differs): is the step deterministic? " + _HINT)
+        return result
+
+    def _run(self, program, args, leaf_arrays) -> Tensor | None:
+        """Run one program; set or add each leaf's .grad; the loss, or None if a guard failed."""
         self._last = program
         arrays = [args[i].data if isinstance(args[i], Tensor) else args[i] for i in program.arg_slots]
-        loss, grads = program.function(*arrays, *leaf_arrays)
+        kept = ()
+        if program.written_inputs:  # only a program with guards: they may fail after it wrote there
+            inputs = arrays + leaf_arrays
+            kept = [(inputs[k], inputs[k].copy()) for k in program.written_inputs]
+        result = program.function(*arrays, *leaf_arrays)
+        if result is None:  # a guard failed: put back what the program wrote, so the new trace starts clean
+            for array, copy in kept:
+                np.copyto(array, copy)
+            return None
+        loss, grads = result
         leaves = program.leaves
         with autograd.leaf_grads_lock:  # as the engine: calls in other threads add one at a time
             for (kind, index), grad, copy in zip(program.grad_slots, grads, program.copy_grad):
@@ -1152,7 +1262,7 @@ class CompiledStep:
         """The program of the latest call: readable Python, forward then backward, shapes in comments."""
         if self._last is None:
             raise RuntimeError("nothing traced yet: call the compiled step once, then read .source")
-        return self._last.source
+        return Explanation(self._last.source)  # a str that Jupyter shows as code, not as one quoted line
 
     @property
     def parameters(self) -> list:
@@ -1192,11 +1302,13 @@ def compile(fn: Callable) -> CompiledStep:  # noqa: A001 (the API's name, as tor
         The parameters' current values are read at each call (an optimizer may update them in
         between). New shapes or dtypes trace again. ``.source`` is the program as Python.
 
-    Limits: Python control flow that depends on tensor values is fixed at trace time, and so is
-    anything computed from values outside NumPy calls (``float(t)``); a step that draws random
-    numbers (dropout in training mode) is refused with a TracingError rather than frozen. Module
-    buffers are read (and BatchNorm's running statistics updated) at every call. Gradient hooks,
-    the broadcast guard and anomaly mode run while tracing, not on replay.
+    Limits: a Python value taken from tensor values (``float(t)``, ``if t.item() > 0:``) is
+    checked at every call, and a call where it differs traces again; anything computed outside
+    NumPy calls on the step's arrays (from ``np.asarray(t)``, arrays fn closes over) is fixed at
+    trace time. A step that draws random numbers (dropout in training mode) is refused with a
+    TracingError rather than frozen. Module buffers are read (and BatchNorm's running statistics
+    updated) at every call. Gradient hooks and the broadcast guard run while tracing, not on
+    replay.
 
     Examples
     --------

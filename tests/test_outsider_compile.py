@@ -1,0 +1,156 @@
+"""tg.compile as an outsider attacks it: every call computes what eager mode computes, or raises.
+
+Each test calls a compiled step several times with DIFFERENT values (the first call traces; a program
+that froze something shows it on a later call) and compares the loss and every gradient with eager
+`fn(*args).backward()` from the same starting state.
+"""
+import numpy as np
+import pytest
+
+import tinygrad_edu as tg
+import tinygrad_edu.functional as F
+from tinygrad_edu import Tensor, nn
+
+
+def compiled_and_eager(step, fn, args, leaves):
+    """(compiled loss, compiled grads), (eager loss, eager grads) of one call, both from no .grad."""
+    results = []
+    for run in (step, lambda *a: _backward(fn(*a))):
+        for leaf in leaves:
+            leaf.grad = None
+        loss = run(*args)
+        results.append((loss.item(), [None if t.grad is None else t.grad.data.copy() for t in leaves]))
+    return results
+
+
+def _backward(loss):
+    loss.backward()
+    return loss
+
+
+def assert_calls_match_eager(fn, calls, leaves):
+    """`calls`: a list of argument tuples; compiled and eager agree on every call."""
+    step = tg.compile(fn)
+    for k, args in enumerate(calls):
+        (compiled_loss, compiled), (eager_loss, eager) = compiled_and_eager(step, fn, args, leaves)
+        np.testing.assert_allclose(compiled_loss, eager_loss, rtol=1e-12, err_msg=f"loss, call {k}")
+        for i, (c, e) in enumerate(zip(compiled, eager)):
+            assert (c is None) == (e is None), f"call {k}: leaf {i} has a gradient on one side only"
+            if c is not None:
+                np.testing.assert_allclose(c, e, rtol=1e-12, err_msg=f"call {k}, gradient of leaf {i}")
+    return step
+
+
+# ---- Python values taken from the step's values: checked at every call -------------------------------
+def test_a_branch_on_item_follows_each_call():
+    # The program repeated the branch the trace took: the second call gave -6.0, eager 2.0.
+    w = Tensor(np.array([1.0, -2.0]), requires_grad=True)
+
+    def loss(x):
+        if (x * w).sum().item() > 0:
+            return (x * w).sum() * 3
+        return (x * w).sum() * -1
+
+    step = assert_calls_match_eager(loss, [(np.array([1.0, 0.0]),), (np.array([0.0, 1.0]),),
+                                           (np.array([2.0, 0.0]),)], [w])
+    assert "return None" in step.source  # the check, written out where the trace took the value
+
+
+@pytest.mark.parametrize("convert", [float, lambda t: t.item(), lambda t: int(t * 100)],
+                         ids=["float", "item", "int"])
+def test_a_number_taken_from_a_value_follows_each_call(convert):
+    # float(x.sum()) became a constant of the program: later calls scaled by the first call's sum.
+    w = Tensor(np.array([1.0, 2.0, 3.0]), requires_grad=True)
+    rng = np.random.default_rng(0)
+    assert_calls_match_eager(lambda x: (w * convert(x.sum())).sum(),
+                             [(Tensor(rng.normal(size=3)),) for _ in range(3)], [w])
+
+
+def test_prod_and_pow_gradients_follow_zeros_that_appear_after_the_trace():
+    # Prod's and Pow's backward choose their formula by whether an input holds a zero, on plain copies
+    # the tracer could not see: the program kept the zero-free formula and gave NaN and -inf.
+    w = Tensor(np.array([2.0, 3.0, 4.0]), requires_grad=True)
+    e = Tensor(np.array([2.0, 1.0, 3.0]), requires_grad=True)
+    ones, with_zero = np.ones(3), np.array([0.0, 1.0, 1.0])
+    assert_calls_match_eager(lambda x: (w * x).prod(), [(ones,), (with_zero,), (ones,)], [w])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        assert_calls_match_eager(lambda x: ((w * x) ** e).sum(), [(ones,), (with_zero,)], [w, e])
+
+
+def test_a_class_index_out_of_range_on_a_later_call_is_refused_not_wrapped():
+    # cross_entropy's range check ran only while tracing: a -1 on a later call picked the last class.
+    W = Tensor(np.linspace(-1, 1, 12).reshape(3, 4), requires_grad=True)
+    step = tg.compile(lambda x, y: F.cross_entropy(x @ W, y))
+    x = np.ones((2, 3))
+    step(x, np.array([0, 3]))
+    with pytest.raises((ValueError, tg.TracingError)):
+        step(x, np.array([0, -1]))
+    with pytest.raises(ValueError, match="class indices"):  # what eager mode says
+        F.cross_entropy(Tensor(x) @ W, np.array([0, -1]))
+
+
+def test_a_failed_check_after_a_running_statistics_update_does_not_update_them_twice():
+    # A guard that fails after BatchNorm wrote its running statistics: the call traces again, and the
+    # statistics must move once, as in eager mode.
+    model = nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3))
+    w = Tensor(np.array([1.0, -1.0, 0.5]), requires_grad=True)
+
+    def loss(x):
+        out = model(x) * w
+        return out.sum() * (1.0 if out.sum().item() > 0 else -1.0)
+
+    twin = nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3))
+    twin.load_state_dict(model.state_dict())
+    step = tg.compile(loss)
+    rng = np.random.default_rng(1)
+    for _ in range(4):
+        x = rng.normal(size=(4, 2))
+        step(x)
+        (twin(x) * w).sum()  # the same forward, eagerly: one update of the running statistics
+        np.testing.assert_allclose(model[1].running_mean.data, twin[1].running_mean.data, rtol=1e-12)
+        np.testing.assert_allclose(model[1].running_var.data, twin[1].running_var.data, rtol=1e-12)
+
+
+# ---- arguments and parameters that change roles between calls --------------------------------------------
+def test_the_same_tensor_passed_twice_gets_both_gradients_once():
+    # It crashed with IndexError (pop from empty list) while tracing.
+    w = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    rng = np.random.default_rng(2)
+    first, second = (Tensor(rng.normal(size=2), requires_grad=True) for _ in range(2))
+    fn = lambda a, b: (a * b * w).sum()  # noqa: E731
+    assert_calls_match_eager(fn, [(first, first), (second, second)], [w, first, second])
+    # Traced with one Tensor twice, then given two: the program read one input for both.
+    assert_calls_match_eager(fn, [(first, first), (first, second)], [w, first, second])
+
+
+def test_an_argument_that_was_the_closed_over_parameter_when_traced_is_not_assumed_to_stay_it():
+    # Traced as step(w) with fn also using w, the program read w's values from the argument for both
+    # uses: step(v) computed v * v instead of v * w.
+    w = Tensor(np.array([1.0, 2.0, 3.0]), requires_grad=True)
+    v = Tensor(np.array([-1.0, 0.5, 2.0]), requires_grad=True)
+    assert_calls_match_eager(lambda a: (a * w).sum(), [(w,), (v,), (w,)], [w, v])
+
+
+def test_a_parameter_frozen_or_unfrozen_between_calls():
+    # The program traced with w2 requiring grad kept writing w2.grad after requires_grad_(False).
+    w1 = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    w2 = Tensor(np.array([3.0, -1.0]), requires_grad=True)
+    fn = lambda x: (x * w1 * w2).sum()  # noqa: E731
+    step = tg.compile(fn)
+    for k, frozen in enumerate([False, True, False, True]):
+        w2.requires_grad_(not frozen)
+        x = np.array([1.0 + k, 2.0])
+        (_, compiled), (_, eager) = compiled_and_eager(step, fn, (x,), [w1, w2])
+        assert (compiled[1] is None) == frozen == (eager[1] is None), f"call {k}"
+        np.testing.assert_allclose(compiled[0], eager[0], rtol=1e-12)
+
+
+# ---- reading the program ---------------------------------------------------------------------------------
+def test_source_shows_as_code_in_jupyter():
+    w = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    step = tg.compile(lambda x: (x * w).sum())
+    step(np.array([1.0, 1.0]))
+    source = step.source
+    assert isinstance(source, str) and source.startswith("def step(")
+    assert repr(source) == str(source)  # not a quoted string full of \n
+    assert source._repr_html_().startswith("<pre>") and "def step(" in source._repr_html_()
