@@ -154,3 +154,32 @@ def test_source_shows_as_code_in_jupyter():
     assert isinstance(source, str) and source.startswith("def step(")
     assert repr(source) == str(source)  # not a quoted string full of \n
     assert source._repr_html_().startswith("<pre>") and "def step(" in source._repr_html_()
+
+
+def test_a_step_that_writes_into_its_array_argument_writes_once_on_the_first_call_too():
+    # The trace wrote into the caller's array and then the program wrote again: the first call's loss
+    # was 12.0 (eager 6.0) and the array ended at 2.0.
+    w = Tensor(np.array([1.0, 2.0, 3.0]), requires_grad=True)
+
+    def loss(a):
+        a += 1.0
+        return (Tensor(a) * w).sum()
+
+    step = tg.compile(loss)
+    for k in range(3):
+        compiled_array, eager_array = np.full(3, float(k)), np.full(3, float(k))
+        assert step(compiled_array).item() == loss(eager_array).item()
+        np.testing.assert_array_equal(compiled_array, eager_array)
+
+
+def test_a_compiled_step_called_inside_a_traced_step_is_refused():
+    # The inner trace switched the outer one's recorder off: the outer trace failed with an
+    # UnboundLocalError from its generated program.
+    w = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    inner = tg.compile(lambda x: (x * w).sum())
+    outer = tg.compile(lambda x: inner(x) * (x * w).sum())
+    with pytest.raises(tg.TracingError, match="step.fn"):
+        outer(np.array([1.0, 3.0]))
+    assert type(w.data) is np.ndarray and w.grad is None  # the failed trace left w as it was
+    outer_fixed = tg.compile(lambda x: inner.fn(x) * (x * w).sum())
+    assert outer_fixed(np.array([1.0, 3.0])).item() == 49.0

@@ -794,7 +794,9 @@ class _Trace:
                     arg_slots.append((i, recorder.var_of(value.data)))
                     call_args.append(value)
                 elif isinstance(value, np.ndarray):
-                    traced = recorder.traced(value, name, "input")
+                    # A copy, as for a leaf: the program runs right after the trace and makes the step's
+                    # own writes into the argument (x += 1) then; the trace must not make them first.
+                    traced = recorder.traced(np.array(value), name, "input")
                     arg_slots.append((i, traced._var))
                     call_args.append(traced)
                 else:
@@ -1198,6 +1200,10 @@ class CompiledStep:
 
     def __call__(self, *args, **kwargs) -> Tensor:
         """Run the step (tracing on a new signature); set or add each leaf's .grad; return the loss."""
+        if _recorder() is not None:
+            raise TracingError("a compiled step was called inside a step that is being traced (tg.compile of a "
+                               "function that calls a compiled step): it sets .grad outside the graph, which "
+                               "the outer program cannot repeat. Call its function, step.fn, instead")
         if self._modules is None:
             self._modules = []
             _known_names(self.fn, self._modules)
