@@ -183,3 +183,21 @@ def test_a_compiled_step_called_inside_a_traced_step_is_refused():
     assert type(w.data) is np.ndarray and w.grad is None  # the failed trace left w as it was
     outer_fixed = tg.compile(lambda x: inner.fn(x) * (x * w).sum())
     assert outer_fixed(np.array([1.0, 3.0])).item() == 49.0
+
+
+def test_a_uniform_gradient_meeting_a_transposed_array_keeps_eager_memory_order_and_bits():
+    # The constant 3s array (the gradient of (a * 3).sum()) was written as the number 3 beside the
+    # transposed gradient of a.T @ m: NumPy laid the sum out in the transposed order, and dw, summed
+    # over it, differed from eager mode in the last bits.
+    rng = np.random.default_rng(5)
+    w = Tensor(rng.uniform(-1, 1, 64), requires_grad=True)
+
+    def fn(x, m):
+        a = x * w
+        return (a.T @ m).sum() + (a * 3).sum()
+
+    step = tg.compile(fn)
+    for _ in range(2):
+        x, m = rng.random((1000, 64)), rng.random((1000, 5))
+        (_, compiled), (_, eager) = compiled_and_eager(step, fn, (x, m), [w])
+        np.testing.assert_array_equal(compiled[0], eager[0])

@@ -308,7 +308,8 @@ class _Recorder:
 
     def uniform_as_number(self, inputs, exprs, out):
         """A constant operand whose elements are all one value (a gradient d(c * sum x)/dx) is written
-        as that number, when the other operand alone gives the result's shape and dtype."""
+        as that number, when the other operand alone gives the result's shape, dtype and memory order
+        (NumPy lays a result out like its operands; a later sum adds in that order)."""
         shapes = [np.shape(x) for x in inputs]
         for i, x in enumerate(inputs):
             other = inputs[1 - i]
@@ -316,6 +317,8 @@ class _Recorder:
                     and isinstance(other, np.ndarray) and self.var_of(other) is not None
                     and other.dtype == x.dtype and np.all(x == x.flat[0])
                     and np.broadcast_shapes(*shapes) == shapes[1 - i]
+                    and (other.flags.c_contiguous or not any(x.strides)
+                         or (other.flags.f_contiguous and x.flags.f_contiguous))
                     and (out is None or out[0] is other)):
                 exprs = list(exprs)
                 exprs[i] = [self.literal(x.flat[0].item())]
