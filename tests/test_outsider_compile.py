@@ -185,6 +185,38 @@ def test_a_compiled_step_called_inside_a_traced_step_is_refused():
     assert outer_fixed(np.array([1.0, 3.0])).item() == 49.0
 
 
+# ---- arrays the step closes over --------------------------------------------------------------------------
+batch_x = np.ones((2, 3))  # a global the step below reads: a learner's loop binds each batch to it
+
+
+def _loss_of_the_global_batch(w):
+    return ((Tensor(batch_x) @ w) ** 2).sum()
+
+
+def test_an_array_the_step_closes_over_is_read_at_every_call():
+    # It was a constant of the program: every call trained on the first batch (a global rebound to the
+    # next batch, or a closed-over array written in place, was never seen).
+    global batch_x
+    w = Tensor(np.array([1.0, -1.0, 0.5]), requires_grad=True)
+    global_step = tg.compile(_loss_of_the_global_batch)
+    rng = np.random.default_rng(4)
+    for rows in (2, 2, 5, 2):  # new batches under the same name; one of another shape traces again
+        batch_x = rng.normal(size=(rows, 3))
+        (compiled, compiled_grad), (eager, eager_grad) = compiled_and_eager(
+            global_step, _loss_of_the_global_batch, (w,), [w])
+        np.testing.assert_allclose(compiled, eager, rtol=1e-12)
+        np.testing.assert_allclose(compiled_grad[0], eager_grad[0], rtol=1e-12)
+    assert "batch_x" in global_step.source and "read again at every call" in global_step.source
+
+    buffer = np.ones(3)
+    fn = lambda: (Tensor(buffer) * w).sum()  # noqa: E731
+    step = tg.compile(fn)
+    for k in range(3):
+        buffer[:] = k  # the same array, new values
+        (compiled, _), (eager, _) = compiled_and_eager(step, fn, (), [w])
+        assert compiled == eager == k * 0.5
+
+
 def test_a_uniform_gradient_meeting_a_transposed_array_keeps_eager_memory_order_and_bits():
     # The constant 3s array (the gradient of (a * 3).sum()) was written as the number 3 beside the
     # transposed gradient of a.T @ m: NumPy laid the sum out in the transposed order, and dw, summed

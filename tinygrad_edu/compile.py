@@ -25,9 +25,9 @@ from .tensor import Tensor
 __all__ = ["compile", "CompiledStep", "TracingError"]
 
 _LIMITS = ("a Python value taken from tensor values (t.item(), if t > 0:) is checked at every call and "
-           "traces again when it changes; what NumPy computes from a plain copy (np.asarray(t)) and arrays "
-           "fn closes over are fixed at trace time; gradient hooks and the broadcast guard run while "
-           "tracing, not on replay")
+           "traces again when it changes; arrays fn reads from its closure or globals are read at every "
+           "call; what NumPy computes from a plain copy (np.asarray(t)) and arrays reached otherwise are "
+           "fixed at trace time; gradient hooks and the broadcast guard run while tracing, not on replay")
 
 
 class TracingError(RuntimeError):
@@ -653,7 +653,19 @@ class _Program:
         self.leaf_kinds = [(t.data.shape, t.data.dtype, t.requires_grad) for t in leaves]
         self.same_arguments, self.parameter_arguments = [], []  # see _Trace
         self.aliased = False  # either list is not empty
+        self.closed = []  # (name in the program, _ClosedArray, (shape, dtype) when traced)
         self.written_inputs = []  # inputs (by position) the program writes into before a guard may fail
+
+    def read_closed_arrays(self) -> list | None:
+        """The arrays fn closes over, as they are now, put where the program reads them; None if one
+        has another shape or dtype than when traced."""
+        arrays = [handle.get() for _, handle, _ in self.closed]
+        if any(a is None or (a.shape, a.dtype) != kind for a, (_, _, kind) in zip(arrays, self.closed)):
+            return None
+        namespace = self.function.__globals__
+        for (name, _, _), array in zip(self.closed, arrays):
+            namespace[name] = array
+        return arrays
 
     def same_objects_as_traced(self, args) -> bool:
         """Whether the arguments that were one Tensor, or the Tensor fn closes over, still are."""
@@ -718,6 +730,41 @@ def _known_names(fn: Callable, modules: list | None = None) -> tuple:
     return names, tensors
 
 
+class _ClosedArray:
+    """An ndarray that fn reads from a closure cell or a global (not an argument): the program reads it
+    again at every call, so that a new batch bound to that name, or written into that array, is used."""
+
+    def __init__(self, name, cell=None, globals_=None):
+        self.name, self.cell, self.globals_ = name, cell, globals_
+
+    def get(self):
+        """The array the name holds now (None if it holds none)."""
+        try:
+            value = self.cell.cell_contents if self.cell is not None else self.globals_.get(self.name)
+        except ValueError:  # an empty cell
+            return None
+        return value if isinstance(value, np.ndarray) else None
+
+    def set(self, value):
+        if self.cell is not None:
+            self.cell.cell_contents = value
+        else:
+            self.globals_[self.name] = value
+
+
+def _closed_arrays(fn: Callable) -> list:
+    """The ndarrays fn's own code reads from its closure cells and the globals it names."""
+    fn = getattr(fn, "__func__", fn)
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return []
+    found = [_ClosedArray(name, cell=cell) for name, cell in zip(code.co_freevars, fn.__closure__ or ())]
+    globals_ = fn.__globals__
+    found += [_ClosedArray(name, globals_=globals_) for name in code.co_names
+              if type(globals_.get(name)) is np.ndarray]
+    return [handle for handle in found if type(handle.get()) is np.ndarray]
+
+
 def _name_objects(prefix, value, names, tensors, depth, modules=None):
     if isinstance(value, Tensor):
         if id(value) not in names:
@@ -756,6 +803,7 @@ class _Trace:
         # Which arguments were the same Tensor, or a Tensor fn also reaches by itself, while tracing: the
         # program reads one input for both, so it fits only calls that pass the same again.
         self.same_arguments, self.parameter_arguments = [], []  # (i, j): args[i] is args[j]; (i, tensor)
+        self.closed = []  # (_ClosedArray, the array it held, its program variable)
 
     def follow_leaf(self, tensor: Tensor, name: str):
         """Give a leaf recording data (its current values) and remember it as a program input."""
@@ -804,6 +852,11 @@ class _Trace:
                     call_args.append(traced)
                 else:
                     call_args.append(value)
+            for handle in _closed_arrays(self.fn):
+                original = handle.get()
+                traced = recorder.traced(np.array(original), handle.name, "input")  # a copy, as for arguments
+                self.closed.append((handle, original, traced._var))
+                handle.set(traced)
             for tensor in self.known:
                 if tensor._ctx is None and not any(t is tensor for t, _ in self.swapped):
                     self.follow_leaf(tensor, self.names.get(id(tensor)) or tensor.name or "leaf")
@@ -830,6 +883,8 @@ class _Trace:
             self.check_indices_were_followed()
         finally:
             _active.recorder = None
+            for handle, original, _ in self.closed:
+                handle.set(original)
             for tensor, original in reversed(self.swapped):
                 tensor.data = original
             for tensor, grad in self.saved_grads:
@@ -947,9 +1002,12 @@ class _Trace:
         used = {id(var) for line in lines for var in line.reads} | {id(var) for var in outputs}
         kept = [(t, var) for t, var in zip(self.leaves, self.leaf_vars) if id(var) in used]
         self.leaves = [t for t, _ in kept]  # parameters this program does not read are not its inputs
+        closed = [(handle, var) for handle, _, var in self.closed if id(var) in used]
         params = [var.name for _, var in arg_slots] + [var.name for _, var in kept]
         body, run_body = [], []
-        last_reads = _last_reads([line for line in recorder.lines if line in lines], outputs)
+        # An array fn closes over is a name of the program's namespace, never deleted.
+        last_reads = _last_reads([line for line in recorder.lines if line in lines],
+                                 outputs + [var for _, var in closed])
         reusing = _runnable_forms([line for line in recorder.lines if line in lines], last_reads, outputs)
         for i, line in enumerate(recorder.lines):
             if i == backward_starts:
@@ -974,6 +1032,8 @@ class _Trace:
         constants = {name: value for name, value in recorder.constants.items()
                      if re.search(rf"\b{name}\b", text)}
         notes = [f"    # {name}: {_describe(value)}" for name, value in constants.items()]
+        notes += [f"    # {var.name}: the array fn reads as {handle.name}, read again at every call"
+                  for handle, var in closed]
         source = "\n".join([head, *notes, "    # forward", *body, tail]) + "\n"
         # The function that runs is the same program, with each variable deleted after its last use,
         # so memory is given back as eager mode gives it back (big temporaries are reused, not new).
@@ -985,11 +1045,12 @@ class _Trace:
                            list(self.leaves), grad_slots, copy_grad)
         program.same_arguments, program.parameter_arguments = self.same_arguments, self.parameter_arguments
         program.aliased = bool(self.same_arguments or self.parameter_arguments)
+        program.closed = [(var.name, handle, (var.shape, var.dtype)) for handle, var in closed]
         if any(line.guard for line in lines):
             # A guard may fail after the program wrote into an input (BatchNorm's running statistics):
             # the call keeps a copy of those inputs to put back before it traces again.
             written = {id(line.target.root) for line in lines if line.in_place and not line.guard}
-            inputs = [var for _, var in arg_slots] + [var for _, var in kept]
+            inputs = [var for _, var in arg_slots] + [var for _, var in kept] + [var for _, var in closed]
             program.written_inputs = [k for k, var in enumerate(inputs) if id(var) in written]
         return program
 
@@ -1204,9 +1265,9 @@ class CompiledStep:
     def __call__(self, *args, **kwargs) -> Tensor:
         """Run the step (tracing on a new signature); set or add each leaf's .grad; return the loss."""
         if _recorder() is not None:
-            raise TracingError("a compiled step was called inside a step that is being traced (tg.compile of a "
-                               "function that calls a compiled step): it sets .grad outside the graph, which "
-                               "the outer program cannot repeat. Call its function, step.fn, instead")
+            raise TracingError("a compiled step was called inside a step that is being traced (tg.compile "
+                               "of a function that calls a compiled step): it sets .grad outside the graph, "
+                               "which the outer program cannot repeat. Call its function, step.fn, instead")
         if self._modules is None:
             self._modules = []
             _known_names(self.fn, self._modules)
@@ -1222,6 +1283,8 @@ class CompiledStep:
                 continue
             if program.aliased and not program.same_objects_as_traced(args):
                 continue
+            if program.closed and program.read_closed_arrays() is None:
+                continue
             result = self._run(program, args, leaf_arrays)
             if result is not None:
                 return result
@@ -1236,6 +1299,7 @@ class CompiledStep:
         # Programs of one signature differ in their parameters or in the Python values the trace took
         # from the step's values (guards); the oldest goes first, so that they cannot pile up.
         self._programs[key] = list(programs[-(_PROGRAMS_PER_SIGNATURE - 1):]) + [program]
+        program.read_closed_arrays()
         result = self._run(program, args, [t.data for t in program.leaves])
         if result is None:
             raise TracingError("the step's values changed between tracing it and running its program (a "
@@ -1248,7 +1312,8 @@ class CompiledStep:
         arrays = [args[i].data if isinstance(args[i], Tensor) else args[i] for i in program.arg_slots]
         kept = ()
         if program.written_inputs:  # only a program with guards: they may fail after it wrote there
-            inputs = arrays + leaf_arrays
+            namespace = program.function.__globals__
+            inputs = arrays + leaf_arrays + [namespace[name] for name, _, _ in program.closed]
             kept = [(inputs[k], inputs[k].copy()) for k in program.written_inputs]
         result = program.function(*arrays, *leaf_arrays)
         if result is None:  # a guard failed: put back what the program wrote, so the new trace starts clean
@@ -1285,7 +1350,8 @@ class CompiledStep:
         """Arrays the latest program names but does not write out (exec .source with them)."""
         if self._last is None:
             raise RuntimeError("nothing traced yet: call the compiled step once")
-        return dict(self._last.constants)
+        namespace = self._last.function.__globals__  # the arrays fn closes over, as the latest call read them
+        return dict(self._last.constants, **{name: namespace[name] for name, _, _ in self._last.closed})
 
     def __repr__(self) -> str:
         name = getattr(self.fn, "__qualname__", type(self.fn).__name__)
@@ -1312,12 +1378,12 @@ def compile(fn: Callable) -> CompiledStep:  # noqa: A001 (the API's name, as tor
         between). New shapes or dtypes trace again. ``.source`` is the program as Python.
 
     Limits: a Python value taken from tensor values (``float(t)``, ``if t.item() > 0:``) is
-    checked at every call, and a call where it differs traces again; anything computed outside
-    NumPy calls on the step's arrays (from ``np.asarray(t)``, arrays fn closes over) is fixed at
-    trace time. A step that draws random numbers (dropout in training mode) is refused with a
-    TracingError rather than frozen. Module buffers are read (and BatchNorm's running statistics
-    updated) at every call. Gradient hooks and the broadcast guard run while tracing, not on
-    replay.
+    checked at every call, and a call where it differs traces again. Arrays fn reads from its
+    closure or globals are read at every call; anything computed outside NumPy calls on the
+    step's arrays (from ``np.asarray(t)``) is fixed at trace time. A step that draws random
+    numbers (dropout in training mode) is refused with a TracingError rather than frozen. Module
+    buffers are read (and BatchNorm's running statistics updated) at every call. Gradient hooks
+    and the broadcast guard run while tracing, not on replay.
 
     Examples
     --------
