@@ -233,3 +233,25 @@ def test_a_uniform_gradient_meeting_a_transposed_array_keeps_eager_memory_order_
         x, m = rng.random((1000, 64)), rng.random((1000, 5))
         (_, compiled), (_, eager) = compiled_and_eager(step, fn, (x, m), [w])
         np.testing.assert_array_equal(compiled[0], eager[0])
+
+
+def test_a_python_answer_of_a_numpy_function_on_the_step_values_follows_each_call():
+    # np.allclose returns a Python bool, which the tracer took as a fixed value: the program kept the
+    # trace's branch.
+    w = Tensor(np.array([1.0, -2.0, 0.5]), requires_grad=True)
+
+    def loss(x):
+        scale = 2.0 if np.allclose(x.data, 0.0) else 1.0
+        return ((x + 1.0) * w).sum() * scale
+
+    assert_calls_match_eager(loss, [(Tensor(np.zeros(3)),), (Tensor(np.ones(3)),), (Tensor(np.zeros(3)),)],
+                             [w])
+
+
+def test_numbers_drawn_from_numpys_global_generator_are_refused_not_frozen():
+    # A hand-made dropout mask from np.random.rand was drawn once, while tracing, and replayed.
+    w = Tensor(np.array([1.0, -2.0, 0.5, 3.0]), requires_grad=True)
+    step = tg.compile(lambda x: (x * w * (np.random.rand(4) > 0.5)).sum())
+    with pytest.raises(tg.TracingError, match="np.random.rand.*pass them in"):
+        step(np.ones(4))
+    assert type(w.data) is np.ndarray and w.grad is None

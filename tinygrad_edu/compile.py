@@ -366,13 +366,17 @@ class _Recorder:
         exprs = [self.expr(a, reads) for a in args]
         exprs += [[f"{k}="] + self.expr(v, reads) for k, v in kwargs.items()]
         value = func(*_plain(list(args)), **{k: _plain(v) for k, v in kwargs.items()})
-        if not isinstance(value, (np.ndarray, np.generic)):
-            return value  # shapes, counts, flags: plain Python values, fixed at trace time
+        python_value = type(value) in (bool, int, float) and reads and func not in _OF_SHAPES_ONLY
+        if not isinstance(value, (np.ndarray, np.generic)) and not python_value:
+            return value  # shapes, flags: plain Python values that no call's values change
         if getattr(np, func.__name__, None) is func:
             name = f"np.{func.__name__}"
         else:  # np.lib.stride_tricks.sliding_window_view and friends: named in the program's namespace
             name = self.unique(func.__name__)
             self.constants[name] = func
+        if python_value:  # computed from the step's values (np.allclose(x, y)): a guard, as bool(x) is
+            self.guard(self.result(np.asarray(value)[()], [f"{name}("] + _join(exprs) + [")"], reads))
+            return value
         out = self.result(value, [f"{name}("] + _join(exprs) + [")"], reads, self.sources(_flatten(args)))
         if func is np.sum and len(args) == 1 and isinstance(out, np.ndarray):
             self.note_sum(args[0], kwargs, out)
@@ -419,6 +423,10 @@ class _Recorder:
 
 
 _PROGRAMS_PER_SIGNATURE = 8  # enough for a few values a branch takes turns on; more are traced anew
+
+# NumPy functions whose Python answer depends on arrays' shapes, dtypes or memory, never on their values.
+_OF_SHAPES_ONLY = {np.shape, np.ndim, np.size, np.iscomplexobj, np.isrealobj, np.may_share_memory,
+                   np.shares_memory}
 
 _HINT = "the step cannot be compiled as written (see docs/compile.md, 'Limits')"
 
@@ -863,9 +871,10 @@ class _Trace:
             drawn_before = _random_state()
             loss = self.fn(*call_args, **self.kwargs)
             if _random_state() != drawn_before:
-                raise TracingError("the step drew random numbers (dropout in training mode, tg.rand...) while "
-                                   "tracing; the program would replay the same numbers on every call. Call "
-                                   "model.eval() before compiling, or run this step eagerly")
+                raise TracingError("the step drew random numbers (dropout in training mode, tg.rand, "
+                                   "np.random.rand...) while tracing; the program would replay the same numbers "
+                                   "on every call. Call model.eval() before compiling, draw them outside the "
+                                   "step and pass them in, or run this step eagerly")
             if not isinstance(loss, Tensor) or loss.size != 1:
                 raise TracingError("the compiled function must return a one-element loss Tensor, got "
                                    f"{type(loss).__name__}{getattr(loss, 'shape', '')}")
@@ -1056,9 +1065,11 @@ class _Trace:
 
 
 def _random_state():
-    """Where the package's random generator stands: it moves when dropout or tg.rand draws."""
+    """Where the package's random generator and NumPy's global one (np.random.rand, a hand-made dropout
+    mask) stand: each moves when something draws from it."""
     generator = creation.generator()
-    return id(generator), str(generator.bit_generator.state)
+    _, key, position, *_ = np.random.get_state()
+    return id(generator), str(generator.bit_generator.state), key.tobytes(), position
 
 
 def _argument_names(signature, count):
