@@ -255,3 +255,37 @@ def test_numbers_drawn_from_numpys_global_generator_are_refused_not_frozen():
     with pytest.raises(tg.TracingError, match="np.random.rand.*pass them in"):
         step(np.ones(4))
     assert type(w.data) is np.ndarray and w.grad is None
+
+
+# ---- parameters replaced by other Tensors -------------------------------------------------------------
+def test_a_parameter_replaced_by_a_new_tensor_between_calls_is_used():
+    # The program kept reading the Tensors it was traced with: after `layer.weight = nn.Parameter(...)`
+    # (or a global Tensor bound anew) the compiled loss and gradients were those of the old weights.
+    global replaced_w
+    model = nn.Sequential(nn.Linear(3, 2))
+    x = np.array([[1.0, 2.0, -1.0], [0.5, 0.0, 3.0]])
+    fn = lambda x: (model(x) ** 2).sum()  # noqa: E731
+    step = tg.compile(fn)
+    for k in range(3):
+        if k:
+            model[0].weight = nn.Parameter(np.full((2, 3), 0.1 * k))
+        params = list(model.parameters())
+        (compiled, compiled_grads), (eager, eager_grads) = compiled_and_eager(step, fn, (x,), params)
+        np.testing.assert_allclose(compiled, eager, rtol=1e-12, err_msg=f"call {k}")
+        for c, e in zip(compiled_grads, eager_grads):
+            np.testing.assert_allclose(c, e, rtol=1e-12, err_msg=f"call {k}")
+
+    replaced_w = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    step = tg.compile(_loss_of_the_global_weight)
+    for k in range(3):
+        replaced_w = Tensor(np.array([1.0, 2.0]) * (k + 1), requires_grad=True)
+        (compiled, compiled_grads), (eager, eager_grads) = compiled_and_eager(
+            step, _loss_of_the_global_weight, (), [replaced_w])
+        assert compiled == eager and compiled_grads[0] is not None, f"call {k}"
+
+
+replaced_w = None
+
+
+def _loss_of_the_global_weight():
+    return (replaced_w ** 2).sum()

@@ -661,7 +661,7 @@ class _Program:
         self.leaf_kinds = [(t.data.shape, t.data.dtype, t.requires_grad) for t in leaves]
         self.same_arguments, self.parameter_arguments = [], []  # see _Trace
         self.aliased = False  # either list is not empty
-        self.closed = []  # (name in the program, _ClosedArray, (shape, dtype) when traced)
+        self.closed = []  # (name in the program, _ClosedName, (shape, dtype) when traced)
         self.written_inputs = []  # inputs (by position) the program writes into before a guard may fail
 
     def read_closed_arrays(self) -> list | None:
@@ -738,19 +738,23 @@ def _known_names(fn: Callable, modules: list | None = None) -> tuple:
     return names, tensors
 
 
-class _ClosedArray:
-    """An ndarray that fn reads from a closure cell or a global (not an argument): the program reads it
-    again at every call, so that a new batch bound to that name, or written into that array, is used."""
+class _ClosedName:
+    """A name fn's code reads from a closure cell or a global (not an argument). An ndarray there is
+    read again at every call, so that a new batch bound to that name, or written into that array, is
+    used; a Tensor there is checked to be the same at every call."""
 
     def __init__(self, name, cell=None, globals_=None):
         self.name, self.cell, self.globals_ = name, cell, globals_
 
-    def get(self):
-        """The array the name holds now (None if it holds none)."""
+    def value(self):
         try:
-            value = self.cell.cell_contents if self.cell is not None else self.globals_.get(self.name)
+            return self.cell.cell_contents if self.cell is not None else self.globals_.get(self.name)
         except ValueError:  # an empty cell
             return None
+
+    def get(self):
+        """The array the name holds now (None if it holds none)."""
+        value = self.value()
         return value if isinstance(value, np.ndarray) else None
 
     def set(self, value):
@@ -760,17 +764,20 @@ class _ClosedArray:
             self.globals_[self.name] = value
 
 
-def _closed_arrays(fn: Callable) -> list:
-    """The ndarrays fn's own code reads from its closure cells and the globals it names."""
+def _closed_names(fn: Callable) -> list:
+    """The closure cells and globals fn's own code reads."""
     fn = getattr(fn, "__func__", fn)
     code = getattr(fn, "__code__", None)
     if code is None:
         return []
-    found = [_ClosedArray(name, cell=cell) for name, cell in zip(code.co_freevars, fn.__closure__ or ())]
+    found = [_ClosedName(name, cell=cell) for name, cell in zip(code.co_freevars, fn.__closure__ or ())]
     globals_ = fn.__globals__
-    found += [_ClosedArray(name, globals_=globals_) for name in code.co_names
-              if type(globals_.get(name)) is np.ndarray]
-    return [handle for handle in found if type(handle.get()) is np.ndarray]
+    return found + [_ClosedName(name, globals_=globals_) for name in code.co_names if name in globals_]
+
+
+def _closed_arrays(fn: Callable) -> list:
+    """The ndarrays fn's own code reads from its closure cells and the globals it names."""
+    return [handle for handle in _closed_names(fn) if type(handle.get()) is np.ndarray]
 
 
 def _name_objects(prefix, value, names, tensors, depth, modules=None):
@@ -811,7 +818,7 @@ class _Trace:
         # Which arguments were the same Tensor, or a Tensor fn also reaches by itself, while tracing: the
         # program reads one input for both, so it fits only calls that pass the same again.
         self.same_arguments, self.parameter_arguments = [], []  # (i, j): args[i] is args[j]; (i, tensor)
-        self.closed = []  # (_ClosedArray, the array it held, its program variable)
+        self.closed = []  # (_ClosedName, the array it held, its program variable)
 
     def follow_leaf(self, tensor: Tensor, name: str):
         """Give a leaf recording data (its current values) and remember it as a program input."""
@@ -872,9 +879,9 @@ class _Trace:
             loss = self.fn(*call_args, **self.kwargs)
             if _random_state() != drawn_before:
                 raise TracingError("the step drew random numbers (dropout in training mode, tg.rand, "
-                                   "np.random.rand...) while tracing; the program would replay the same numbers "
-                                   "on every call. Call model.eval() before compiling, draw them outside the "
-                                   "step and pass them in, or run this step eagerly")
+                                   "np.random.rand...) while tracing; the program would replay the same "
+                                   "numbers on every call. Call model.eval() before compiling, draw them "
+                                   "outside the step and pass them in, or run this step eagerly")
             if not isinstance(loss, Tensor) or loss.size != 1:
                 raise TracingError("the compiled function must return a one-element loss Tensor, got "
                                    f"{type(loss).__name__}{getattr(loss, 'shape', '')}")
@@ -1272,6 +1279,9 @@ class CompiledStep:
         self._programs = {}
         self._last = None
         self._modules = None  # the Modules fn closes over: their train/eval mode is part of a signature
+        self._tensors = None  # the Tensors fn closes over (directly or in its Modules) when last looked
+        self._named = []  # (_ClosedName, Tensor): Tensors fn's code reads from its closure or globals
+        self._structure = None  # Module.structure_changes when last looked
 
     def __call__(self, *args, **kwargs) -> Tensor:
         """Run the step (tracing on a new signature); set or add each leaf's .grad; return the loss."""
@@ -1279,9 +1289,9 @@ class CompiledStep:
             raise TracingError("a compiled step was called inside a step that is being traced (tg.compile "
                                "of a function that calls a compiled step): it sets .grad outside the graph, "
                                "which the outer program cannot repeat. Call its function, step.fn, instead")
-        if self._modules is None:
-            self._modules = []
-            _known_names(self.fn, self._modules)
+        if self._structure != Module.structure_changes or (
+                self._named and any(handle.value() is not tensor for handle, tensor in self._named)):
+            self.find_tensors()  # first call, or a module's parameter or a name's Tensor was replaced
         # Dropout and BatchNorm compute other things in train and eval mode: a program per mode.
         key = _signature(args, kwargs) + (tuple([m.training for m in self._modules]),)
         programs = self._programs.get(key, ())
@@ -1316,6 +1326,17 @@ class CompiledStep:
             raise TracingError("the step's values changed between tracing it and running its program (a "
                                "Python value taken from them differs): is the step deterministic? " + _HINT)
         return result
+
+    def find_tensors(self) -> None:
+        """Find the Modules and Tensors fn uses; programs traced with other ones are dropped."""
+        modules = []
+        _, tensors = _known_names(self.fn, modules)
+        if self._tensors is not None and (len(tensors) != len(self._tensors)
+                                          or any(a is not b for a, b in zip(tensors, self._tensors))):
+            self._programs.clear()  # they read the replaced Tensors: trace again
+        self._modules, self._tensors, self._structure = modules, tensors, Module.structure_changes
+        self._named = [(handle, handle.value()) for handle in _closed_names(self.fn)
+                       if isinstance(handle.value(), Tensor)]
 
     def _run(self, program, args, leaf_arrays) -> Tensor | None:
         """Run one program; set or add each leaf's .grad; the loss, or None if a guard failed."""
