@@ -289,3 +289,30 @@ replaced_w = None
 
 def _loss_of_the_global_weight():
     return (replaced_w ** 2).sum()
+
+
+# ---- threads ------------------------------------------------------------------------------------------
+def test_a_call_in_another_thread_while_one_traces_keeps_its_gradient():
+    # Tracing set each parameter's .grad to None and put the old one back at its end: a call that
+    # another thread ran in between added its gradient, and the tracing thread's put-back lost it.
+    import threading
+
+    w = Tensor(np.array([1.0, 1.0]), requires_grad=True)
+    tracing, replayed = threading.Event(), threading.Event()
+
+    def loss(x):
+        if x.shape[0] == 3 and not replayed.is_set():  # the second signature's trace waits in the middle
+            tracing.set()
+            replayed.wait(10)
+        return (x[:2] * w).sum()
+
+    step = tg.compile(loss)
+    step(np.ones(2))  # the first signature: traced here
+    w.grad = None
+    tracer = threading.Thread(target=step, args=(np.ones(3),))
+    tracer.start()
+    assert tracing.wait(10)
+    step(np.full(2, 2.0))  # a replay while the other thread traces
+    replayed.set()
+    tracer.join(10)
+    np.testing.assert_array_equal(w.grad.data, [3.0, 3.0])  # 2 from the replay, 1 from the traced call

@@ -660,7 +660,7 @@ class _Program:
         # The leaves' arrays and whether they require grad, when traced: a change means another program.
         self.leaf_kinds = [(t.data.shape, t.data.dtype, t.requires_grad) for t in leaves]
         self.same_arguments, self.parameter_arguments = [], []  # see _Trace
-        self.aliased = False  # either list is not empty
+        self.more_to_check = False  # arguments that were one object, or arrays fn closes over
         self.closed = []  # (name in the program, _ClosedName, (shape, dtype) when traced)
         self.written_inputs = []  # inputs (by position) the program writes into before a guard may fail
 
@@ -814,7 +814,7 @@ class _Trace:
         self.recorder = _Recorder()
         self.names, self.known = _known_names(fn)
         self.known += [t for t in more_leaves if not any(t is k for k in self.known)]
-        self.leaves, self.leaf_vars, self.swapped, self.saved_grads = [], [], [], []
+        self.leaves, self.leaf_vars, self.swapped = [], [], []
         # Which arguments were the same Tensor, or a Tensor fn also reaches by itself, while tracing: the
         # program reads one input for both, so it fits only calls that pass the same again.
         self.same_arguments, self.parameter_arguments = [], []  # (i, j): args[i] is args[j]; (i, tensor)
@@ -834,9 +834,6 @@ class _Trace:
             self.leaf_vars.append(traced._var)
         self.swapped.append((tensor, original))
         tensor.data = traced
-        if tensor.requires_grad:
-            self.saved_grads.append((tensor, tensor.grad))
-            tensor.grad = None  # the program computes this call's gradient; it is added afterwards
 
     def run(self, final: bool):
         """Trace; returns the _Program, or (first attempt only) the leaves fn used that were not followed."""
@@ -903,8 +900,6 @@ class _Trace:
                 handle.set(original)
             for tensor, original in reversed(self.swapped):
                 tensor.data = original
-            for tensor, grad in self.saved_grads:
-                tensor.grad = grad
         return self.build(loss_var, grads, arg_slots, backward_starts)
 
     def check_indices_were_followed(self) -> None:
@@ -960,20 +955,20 @@ class _Trace:
             watched = [only_watching(h, label) for h in previous or ()]
             item._hooks = watched + [capture(id(item))]
             restore.append((item, previous))
+        arguments = [a for i, a in enumerate(self.args)
+                     if isinstance(a, Tensor) and not any(i == j for j, _ in self.same_arguments)]
+        followed = [tensor for tensor in arguments + self.leaves if tensor.requires_grad]
+        # A gradient that an index of the step's values places (d sum(x[i]) / dx) must be traced from the
+        # loss; from a constant seed it would be folded into a constant of the program.
+        seed = np.ones_like(loss.data) if recorder.indices else autograd._seed(loss, None, False)
         try:
-            if recorder.indices:
-                # A gradient that an index of the step's values places (d sum(x[i]) / dx) must be traced
-                # from the loss; from a constant seed it would be folded into a constant of the program.
-                autograd._backpropagate([loss], [np.ones_like(loss.data)], None, False)
-            else:
-                loss.backward()
+            # The followed leaves' gradients are wanted (as tg.grad): their .grad stays untouched while
+            # tracing, so a call in another thread meanwhile adds its gradient there and keeps it.
+            autograd._backpropagate([loss], [seed], None, False, wanted=followed)
         finally:
             for item, previous in restore:
                 item._hooks = previous
         self.name_nodes(items, captured)
-        arguments = [a for i, a in enumerate(self.args)
-                     if isinstance(a, Tensor) and not any(i == j for j, _ in self.same_arguments)]
-        followed = [tensor for tensor in arguments + self.leaves if tensor.requires_grad]
         return [(tensor, captured.get(id(tensor))) for tensor in followed]
 
     def name_nodes(self, items, captured):
@@ -1060,8 +1055,8 @@ class _Trace:
         program = _Program(namespace["step"], source, runnable, constants, [i for i, _ in arg_slots],
                            list(self.leaves), grad_slots, copy_grad)
         program.same_arguments, program.parameter_arguments = self.same_arguments, self.parameter_arguments
-        program.aliased = bool(self.same_arguments or self.parameter_arguments)
         program.closed = [(var.name, handle, (var.shape, var.dtype)) for handle, var in closed]
+        program.more_to_check = bool(self.same_arguments or self.parameter_arguments or program.closed)
         if any(line.guard for line in lines):
             # A guard may fail after the program wrote into an input (BatchNorm's running statistics):
             # the call keeps a copy of those inputs to put back before it traces again.
@@ -1285,7 +1280,7 @@ class CompiledStep:
 
     def __call__(self, *args, **kwargs) -> Tensor:
         """Run the step (tracing on a new signature); set or add each leaf's .grad; return the loss."""
-        if _recorder() is not None:
+        if getattr(_active, "recorder", None) is not None:
             raise TracingError("a compiled step was called inside a step that is being traced (tg.compile "
                                "of a function that calls a compiled step): it sets .grad outside the graph, "
                                "which the outer program cannot repeat. Call its function, step.fn, instead")
@@ -1302,9 +1297,8 @@ class CompiledStep:
             kinds = [(a.shape, a.dtype, t._requires_grad) for a, t in zip(leaf_arrays, leaves)]
             if kinds != program.leaf_kinds:
                 continue
-            if program.aliased and not program.same_objects_as_traced(args):
-                continue
-            if program.closed and program.read_closed_arrays() is None:
+            if program.more_to_check and (not program.same_objects_as_traced(args)
+                                          or program.read_closed_arrays() is None):
                 continue
             result = self._run(program, args, leaf_arrays)
             if result is not None:
