@@ -316,3 +316,29 @@ def test_a_call_in_another_thread_while_one_traces_keeps_its_gradient():
     replayed.set()
     tracer.join(10)
     np.testing.assert_array_equal(w.grad.data, [3.0, 3.0])  # 2 from the replay, 1 from the traced call
+
+
+@pytest.mark.parametrize("by_keyword", [False, True], ids=["positional", "keyword"])
+def test_a_module_passed_as_an_argument_is_followed_like_one_closed_over(by_keyword):
+    # Passed in, a module's train/eval mode and its replaced parameters were not seen: the program
+    # traced in eval mode replayed without dropout in training mode, and kept the old weight.
+    def loss(x, model):
+        return (model(x) ** 2).mean()
+
+    def call(step, x, model):
+        return step(x, model=model) if by_keyword else step(x, model)
+
+    x = np.array([[1.0, 2.0, -1.0], [0.5, 0.0, 3.0]])
+    model = nn.Sequential(nn.Linear(3, 2))
+    step = tg.compile(loss)
+    call(step, x, model)
+    model[0].weight = nn.Parameter(np.zeros((2, 3)))
+    assert call(step, x, model).item() == loss(x, model).item()
+
+    with_dropout = nn.Sequential(nn.Linear(3, 2), nn.Dropout(0.5))
+    with_dropout.eval()
+    step = tg.compile(loss)
+    call(step, x, with_dropout)
+    with_dropout.train()
+    with pytest.raises(tg.TracingError, match="random numbers"):
+        call(step, x, with_dropout)

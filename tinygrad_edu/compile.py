@@ -696,6 +696,13 @@ def _signature(args, kwargs) -> tuple:
     return tuple(parts)
 
 
+def _passes_a_module(key: tuple) -> bool:
+    """Whether a signature has a Module among its arguments (positional, or by keyword)."""
+    parts = [part for part in key if type(part) is tuple]
+    parts += [part[1] for part in parts if len(part) == 2 and type(part[1]) is tuple]  # (keyword, what)
+    return any(part[:1] == ("Module",) for part in parts)
+
+
 def _describe_argument(where, value):
     arrays = (Tensor, np.ndarray)
     items = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else ()
@@ -707,6 +714,8 @@ def _describe_argument(where, value):
         return "Tensor", value.shape, value.dtype, value.requires_grad
     if isinstance(value, np.ndarray):
         return "ndarray", value.shape, value.dtype
+    if isinstance(value, Module):  # its layers compute other things in train and eval mode (Dropout)
+        return "Module", id(value), tuple([module.training for _, module in value.named_modules()])
     try:
         hash(value)
         return "value", type(value), value
@@ -1328,6 +1337,9 @@ class CompiledStep:
         if self._tensors is not None and (len(tensors) != len(self._tensors)
                                           or any(a is not b for a, b in zip(tensors, self._tensors))):
             self._programs.clear()  # they read the replaced Tensors: trace again
+        else:  # a Module passed as an argument may be the one that changed: its programs trace again
+            self._programs = {key: programs for key, programs in self._programs.items()
+                              if not _passes_a_module(key)}
         self._modules, self._tensors, self._structure = modules, tensors, Module.structure_changes
         self._named = [(handle, handle.value()) for handle in _closed_names(self.fn)
                        if isinstance(handle.value(), Tensor)]
