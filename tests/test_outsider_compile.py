@@ -342,3 +342,17 @@ def test_a_module_passed_as_an_argument_is_followed_like_one_closed_over(by_keyw
     with_dropout.train()
     with pytest.raises(tg.TracingError, match="random numbers"):
         call(step, x, with_dropout)
+
+
+# ---- results whose shape depends on the values --------------------------------------------------------
+@pytest.mark.parametrize("pick", [
+    lambda values: np.nonzero(values > 0)[0], lambda values: (values > 0).nonzero()[0],
+    lambda values: np.where(values > 0), lambda values: np.flatnonzero(values > 0),
+    lambda values: np.arange(len(np.unique(values)))], ids=["nonzero", "method", "where", "flat", "unique"])
+def test_an_index_whose_length_depends_on_the_values_is_refused_not_frozen(pick):
+    # np.nonzero's tuple came back as plain arrays: the program kept the first call's places; flatnonzero
+    # failed on a later call with a broadcasting error; len(np.unique(x)) was frozen.
+    w = Tensor(np.array([1.0, -2.0, 0.5, 3.0]), requires_grad=True)
+    step = tg.compile(lambda x: (x * w)[pick(x.data)].sum())
+    with pytest.raises(tg.TracingError, match="fixed shape"):
+        step(Tensor(np.array([1.0, -1.0, 1.0, 1.0])))

@@ -366,6 +366,13 @@ class _Recorder:
         exprs = [self.expr(a, reads) for a in args]
         exprs += [[f"{k}="] + self.expr(v, reads) for k, v in kwargs.items()]
         value = func(*_plain(list(args)), **{k: _plain(v) for k, v in kwargs.items()})
+        several = isinstance(value, (tuple, list)) and any(isinstance(v, np.ndarray) for v in value)
+        if reads and (func in _SHAPED_BY_VALUES or several):
+            raise TracingError(f"numpy.{func.__name__} on the step's values gives "
+                               + ("arrays whose shape depends on those values (how many are nonzero, "
+                                  "distinct...), " if func in _SHAPED_BY_VALUES else "several arrays, ")
+                               + "which a program of fixed shapes cannot follow; write it with one "
+                               "array of a fixed shape (a mask: tg.where(x > 0, x, 0.0); an index: x[:, :2])")
         python_value = type(value) in (bool, int, float) and reads and func not in _OF_SHAPES_ONLY
         if not isinstance(value, (np.ndarray, np.generic)) and not python_value:
             return value  # shapes, flags: plain Python values that no call's values change
@@ -427,6 +434,10 @@ _PROGRAMS_PER_SIGNATURE = 8  # enough for a few values a branch takes turns on; 
 # NumPy functions whose Python answer depends on arrays' shapes, dtypes or memory, never on their values.
 _OF_SHAPES_ONLY = {np.shape, np.ndim, np.size, np.iscomplexobj, np.isrealobj, np.may_share_memory,
                    np.shares_memory}
+
+# NumPy functions whose result's shape depends on the values of their input.
+_SHAPED_BY_VALUES = {np.nonzero, np.flatnonzero, np.argwhere, np.unique, np.extract, np.compress,
+                     np.trim_zeros, np.intersect1d, np.setdiff1d, np.setxor1d, np.union1d}
 
 _HINT = "the step cannot be compiled as written (see docs/compile.md, 'Limits')"
 
@@ -549,6 +560,9 @@ class _Traced(np.ndarray):
 
     def ravel(self, *args):
         return self._method("ravel", *args)
+
+    def nonzero(self):  # through np.nonzero, which tracing refuses: its shape depends on the values
+        return np.nonzero(self)
 
     def flatten(self, *args):
         return self._method("flatten", *args)
