@@ -356,3 +356,43 @@ def test_an_index_whose_length_depends_on_the_values_is_refused_not_frozen(pick)
     step = tg.compile(lambda x: (x * w)[pick(x.data)].sum())
     with pytest.raises(tg.TracingError, match="fixed shape"):
         step(Tensor(np.array([1.0, -1.0, 1.0, 1.0])))
+
+
+def test_max_pool_follows_a_nan_that_appears_after_the_trace():
+    # Whether a window holds a NaN decides which element takes its gradient (the NaN, as in PyTorch);
+    # that check is a guard, so a NaN on a later call is followed.
+    fn = lambda x: F.max_pool2d(x, 2).sum()  # noqa: E731
+    step = tg.compile(fn)
+    values = np.arange(16.0).reshape(1, 1, 4, 4)
+    with_nan = values.copy()
+    with_nan[0, 0, 0, 0] = np.nan
+    for array in (values, with_nan, values):
+        x = Tensor(array, requires_grad=True)
+        (compiled, compiled_grad), (eager, eager_grad) = compiled_and_eager(step, fn, (x,), [x])
+        np.testing.assert_array_equal(compiled, eager)
+        np.testing.assert_array_equal(compiled_grad[0], eager_grad[0])
+
+
+def test_an_exception_while_tracing_leaves_parameters_and_closed_over_arrays_as_they_were():
+    global batch_x
+    w = Tensor(np.array([1.0, 2.0, 3.0]), requires_grad=True)
+    w.grad = Tensor(np.array([0.5, 0.5, 0.5]))
+    batch_x = np.ones((2, 3))
+    batch, data = batch_x, w.data
+    calls = []
+
+    def loss(w):
+        out = _loss_of_the_global_batch(w) + (w * batch_x.sum()).sum()
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyError("the step failed")
+        return out
+
+    step = tg.compile(loss)
+    with pytest.raises(KeyError):
+        step(w)
+    assert batch_x is batch and w.data is data and type(w.data) is np.ndarray
+    np.testing.assert_array_equal(w.grad.data, [0.5, 0.5, 0.5])
+    step(w)  # the next call traces and runs
+    (compiled, compiled_grad), (eager, eager_grad) = compiled_and_eager(step, loss, (w,), [w])
+    np.testing.assert_array_equal(compiled_grad[0], eager_grad[0])

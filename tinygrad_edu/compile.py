@@ -1309,7 +1309,7 @@ class CompiledStep:
                                "which the outer program cannot repeat. Call its function, step.fn, instead")
         if self._structure != Module.structure_changes or (
                 self._named and any(handle.value() is not tensor for handle, tensor in self._named)):
-            self.find_tensors()  # first call, or a module's parameter or a name's Tensor was replaced
+            self._find_tensors()  # first call, or a module's parameter or a name's Tensor was replaced
         # Dropout and BatchNorm compute other things in train and eval mode: a program per mode.
         key = _signature(args, kwargs) + (tuple([m.training for m in self._modules]),)
         programs = self._programs.get(key, ())
@@ -1344,7 +1344,7 @@ class CompiledStep:
                                "Python value taken from them differs): is the step deterministic? " + _HINT)
         return result
 
-    def find_tensors(self) -> None:
+    def _find_tensors(self) -> None:
         """Find the Modules and Tensors fn uses; programs traced with other ones are dropped."""
         modules = []
         _, tensors = _known_names(self.fn, modules)
