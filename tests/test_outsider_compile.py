@@ -396,3 +396,22 @@ def test_an_exception_while_tracing_leaves_parameters_and_closed_over_arrays_as_
     step(w)  # the next call traces and runs
     (compiled, compiled_grad), (eager, eager_grad) = compiled_and_eager(step, loss, (w,), [w])
     np.testing.assert_array_equal(compiled_grad[0], eager_grad[0])
+
+
+def test_a_value_that_changes_at_every_call_is_right_and_warned_about_once():
+    # A number taken from the values at every call (a learner's f"{loss:.3f}" inside the step) makes
+    # every call trace again: right, but slower than eager mode; the step says so once.
+    w = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    printed = []
+
+    def loss(x):
+        out = (x * w).sum()
+        printed.append(f"{out:.3f}")
+        return out
+
+    step = tg.compile(loss)
+    with pytest.warns(RuntimeWarning, match="trace again") as warned:
+        for k in range(12):
+            assert step(np.array([1.0, float(k)])).item() == 1.0 + 2.0 * k
+    assert len(warned) == 1
+    assert printed[-1] == f"{1.0 + 2.0 * 11:.3f}"  # the value of this call, as eager mode prints it

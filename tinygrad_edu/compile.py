@@ -12,6 +12,7 @@ import keyword
 import operator
 import re
 import threading
+import warnings
 from typing import Callable
 
 import numpy as np
@@ -1039,6 +1040,11 @@ class _Trace:
         closed = [(handle, var) for handle, _, var in self.closed if id(var) in used]
         params = [var.name for _, var in arg_slots] + [var.name for _, var in kept]
         body, run_body = [], []
+        closed_ids = {id(var) for _, var in closed}
+        for line in lines:  # `x += y` on a name of the namespace would make x a local: write x[...] += y
+            if (line.in_place and id(line.target) in closed_ids and line.pieces[0] is line.target
+                    and line.pieces[1].endswith("= ") and line.pieces[1] != " = "):
+                line.pieces = [line.target, "[...]"] + line.pieces[1:]
         # An array fn closes over is a name of the program's namespace, never deleted.
         last_reads = _last_reads([line for line in recorder.lines if line in lines],
                                  outputs + [var for _, var in closed])
@@ -1300,6 +1306,7 @@ class CompiledStep:
         self._tensors = None  # the Tensors fn closes over (directly or in its Modules) when last looked
         self._named = []  # (_ClosedName, Tensor): Tensors fn's code reads from its closure or globals
         self._structure = None  # Module.structure_changes when last looked
+        self._warned = False  # about tracing again at (nearly) every call
 
     def __call__(self, *args, **kwargs) -> Tensor:
         """Run the step (tracing on a new signature); set or add each leaf's .grad; return the loss."""
@@ -1337,6 +1344,13 @@ class CompiledStep:
         # Programs of one signature differ in their parameters or in the Python values the trace took
         # from the step's values (guards); the oldest goes first, so that they cannot pile up.
         self._programs[key] = list(programs[-(_PROGRAMS_PER_SIGNATURE - 1):]) + [program]
+        if len(programs) == _PROGRAMS_PER_SIGNATURE and not self._warned:
+            self._warned = True
+            warnings.warn(f"tg.compile traced {_fn_name(self.fn)} more than {_PROGRAMS_PER_SIGNATURE} "
+                          "times for arguments of one shape: a Python value it takes from tensor values "
+                          "(t.item(), float(t), f'{loss:.3f}', a branch on a value) keeps changing, so calls "
+                          "trace again. The results are right, but slower than eager mode: take that value "
+                          "outside the step (from the loss it returns)", RuntimeWarning, stacklevel=2)
         program.read_closed_arrays()
         result = self._run(program, args, [t.data for t in program.leaves])
         if result is None:
@@ -1406,9 +1420,14 @@ class CompiledStep:
         return dict(self._last.constants, **{name: namespace[name] for name, _, _ in self._last.closed})
 
     def __repr__(self) -> str:
-        name = getattr(self.fn, "__qualname__", type(self.fn).__name__)
+        name = _fn_name(self.fn)
         return (f"<tg.compile of {name}: {len(self._programs)} traced signature(s). Limits: {_LIMITS}. "
                 "Read .source for the program>")
+
+
+def _fn_name(fn) -> str:
+    """fn's name for messages (a callable object has its class's)."""
+    return getattr(fn, "__qualname__", type(fn).__name__)
 
 
 def compile(fn: Callable) -> CompiledStep:  # noqa: A001 (the API's name, as torch.compile)
