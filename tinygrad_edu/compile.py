@@ -673,7 +673,9 @@ class _Program:
         self.grad_slots = grad_slots  # ("arg", i) or ("leaf", j), one per returned gradient
         self.copy_grad = copy_grad  # per gradient: not an array of its own (a view, a constant, shared)
         # The leaves' arrays and whether they require grad, when traced: a change means another program.
-        self.leaf_kinds = [(t.data.shape, t.data.dtype, t.requires_grad) for t in leaves]
+        self.leaf_kinds = [(t.data.shape, t.data.dtype) for t in leaves]
+        self.leaf_flags = [t.requires_grad for t in leaves]
+        self.flags_seen = Tensor.requires_grad_changes  # when leaf_flags were last found to hold
         self.same_arguments, self.parameter_arguments = [], []  # see _Trace
         self.more_to_check = False  # arguments that were one object, or arrays fn closes over
         self.closed = []  # (name in the program, _ClosedName, (shape, dtype) when traced)
@@ -1324,9 +1326,12 @@ class CompiledStep:
             leaves = program.leaves
             leaf_arrays = [t.data for t in leaves]  # read once: the values this call uses
             # A program fits when the leaves have the arrays and requires_grad they had when traced.
-            kinds = [(a.shape, a.dtype, t._requires_grad) for a, t in zip(leaf_arrays, leaves)]
-            if kinds != program.leaf_kinds:
+            if [(a.shape, a.dtype) for a in leaf_arrays] != program.leaf_kinds:
                 continue
+            if program.flags_seen != Tensor.requires_grad_changes:  # some tensor's flag changed since
+                if [t._requires_grad for t in leaves] != program.leaf_flags:
+                    continue
+                program.flags_seen = Tensor.requires_grad_changes
             if program.more_to_check and (not program.same_objects_as_traced(args)
                                           or program.read_closed_arrays() is None):
                 continue
