@@ -671,6 +671,9 @@ class _Program:
         self.arg_slots = arg_slots  # which positional arguments are arrays the program reads
         self.leaves = leaves  # Tensors the program reads .data of at each call (parameters, ...)
         self.grad_slots = grad_slots  # ("arg", i) or ("leaf", j), one per returned gradient
+        # The Tensor each gradient goes to, None for an argument's (read from each call's arguments).
+        self.grad_tensors = [leaves[index] if kind == "leaf" else None for kind, index in grad_slots]
+        self.grads_to_arguments = any(kind == "arg" for kind, _ in grad_slots)
         self.copy_grad = copy_grad  # per gradient: not an array of its own (a view, a constant, shared)
         # The leaves' arrays and whether they require grad, when traced: a change means another program.
         self.leaf_kinds = [(t.data.shape, t.data.dtype) for t in leaves]
@@ -680,6 +683,7 @@ class _Program:
         self.more_to_check = False  # arguments that were one object, or arrays fn closes over
         self.closed = []  # (name in the program, _ClosedName, (shape, dtype) when traced)
         self.written_inputs = []  # inputs (by position) the program writes into before a guard may fail
+        self.array_arguments = False  # every argument the program reads is an ndarray (not a Tensor)
 
     def read_closed_arrays(self) -> list | None:
         """The arrays fn closes over, as they are now, put where the program reads them; None if one
@@ -1086,6 +1090,8 @@ class _Trace:
         program = _Program(namespace["step"], source, runnable, constants, [i for i, _ in arg_slots],
                            list(self.leaves), grad_slots, copy_grad)
         program.same_arguments, program.parameter_arguments = self.same_arguments, self.parameter_arguments
+        # Whether an argument is a Tensor is part of the signature: these slots hold arrays at every call.
+        program.array_arguments = not any(isinstance(self.args[i], Tensor) for i, _ in arg_slots)
         program.closed = [(var.name, handle, (var.shape, var.dtype)) for handle, var in closed]
         program.more_to_check = bool(self.same_arguments or self.parameter_arguments or program.closed)
         if any(line.guard for line in lines):
@@ -1380,7 +1386,10 @@ class CompiledStep:
     def _run(self, program, args, leaf_arrays) -> Tensor | None:
         """Run one program; set or add each leaf's .grad; the loss, or None if a guard failed."""
         self._last = program
-        arrays = [args[i].data if isinstance(args[i], Tensor) else args[i] for i in program.arg_slots]
+        if program.array_arguments:
+            arrays = [args[i] for i in program.arg_slots]
+        else:
+            arrays = [args[i].data if isinstance(args[i], Tensor) else args[i] for i in program.arg_slots]
         kept = ()
         if program.written_inputs:  # only a program with guards: they may fail after it wrote there
             namespace = program.function.__globals__
@@ -1392,10 +1401,12 @@ class CompiledStep:
                 np.copyto(array, copy)
             return None
         loss, grads = result
-        leaves = program.leaves
+        tensors = program.grad_tensors
+        if program.grads_to_arguments:
+            tensors = [args[index] if kind == "arg" else tensor
+                       for (kind, index), tensor in zip(program.grad_slots, tensors)]
         with autograd.leaf_grads_lock:  # as the engine: calls in other threads add one at a time
-            for (kind, index), grad, copy in zip(program.grad_slots, grads, program.copy_grad):
-                tensor = leaves[index] if kind == "leaf" else args[index]
+            for tensor, grad, copy in zip(tensors, grads, program.copy_grad):
                 if tensor._grad is None:  # as the engine: first gradient set, later ones added
                     tensor._grad = Tensor._make(np.array(grad) if copy else grad)
                 else:
