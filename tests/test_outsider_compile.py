@@ -415,3 +415,21 @@ def test_a_value_that_changes_at_every_call_is_right_and_warned_about_once():
             assert step(np.array([1.0, float(k)])).item() == 1.0 + 2.0 * k
     assert len(warned) == 1
     assert printed[-1] == f"{1.0 + 2.0 * 11:.3f}"  # the value of this call, as eager mode prints it
+
+
+@pytest.mark.parametrize("switch", ["train()", "attribute"])
+def test_a_module_switched_to_training_mode_between_calls_is_seen(switch):
+    # The modes are read again only when a Module's parameters, sub-modules, buffers or training flag
+    # were assigned: model.train() and `layer.training = True` both count.
+    model = nn.Sequential(nn.Linear(3, 2), nn.Dropout(0.5))
+    model.eval()
+    x = np.array([[1.0, 2.0, -1.0]])
+    step = tg.compile(lambda x: (model(x) ** 2).sum())
+    step(x)
+    step(x)
+    if switch == "train()":
+        model.train()
+    else:
+        model[1].training = True
+    with pytest.raises(tg.TracingError, match="random numbers"):
+        step(x)

@@ -712,7 +712,7 @@ def _signature(args, kwargs) -> tuple:
             parts.append(("ndarray", value.shape, value.dtype))
         else:
             parts.append(_describe_argument(i, value))
-    for name in sorted(kwargs):
+    for name in sorted(kwargs) if kwargs else ():
         parts.append((name, _describe_argument(name, kwargs[name])))
     return tuple(parts)
 
@@ -1314,6 +1314,7 @@ class CompiledStep:
         self._tensors = None  # the Tensors fn closes over (directly or in its Modules) when last looked
         self._named = []  # (_ClosedName, Tensor): Tensors fn's code reads from its closure or globals
         self._structure = None  # Module.structure_changes when last looked
+        self._modes = ()  # the train/eval mode of each of self._modules then
         self._warned = False  # about tracing again at (nearly) every call
 
     def __call__(self, *args, **kwargs) -> Tensor:
@@ -1326,7 +1327,7 @@ class CompiledStep:
                 self._named and any(handle.value() is not tensor for handle, tensor in self._named)):
             self._find_tensors()  # first call, or a module's parameter or a name's Tensor was replaced
         # Dropout and BatchNorm compute other things in train and eval mode: a program per mode.
-        key = _signature(args, kwargs) + (tuple([m.training for m in self._modules]),)
+        key = _signature(args, kwargs) + (self._modes,)
         programs = self._programs.get(key, ())
         for program in programs:
             leaves = program.leaves
@@ -1380,6 +1381,7 @@ class CompiledStep:
             self._programs = {key: programs for key, programs in self._programs.items()
                               if not _passes_a_module(key)}
         self._modules, self._tensors, self._structure = modules, tensors, Module.structure_changes
+        self._modes = tuple([module.training for module in modules])  # train()/eval() moves the count too
         self._named = [(handle, handle.value()) for handle in _closed_names(self.fn)
                        if isinstance(handle.value(), Tensor)]
 

@@ -71,8 +71,9 @@ class Module:
         object.__setattr__(self, "_forward_hooks", {})
         object.__setattr__(self, "training", True)
 
-    # Counts assignments of parameters, sub-modules and buffers in every Module: a compiled step
-    # (tg.compile) looks for the Tensors its function uses again when it changes.
+    # Counts assignments of parameters, sub-modules, buffers and the training flag in every Module: a
+    # compiled step (tg.compile) looks again for the Tensors its function uses, and their modes, when it
+    # moves.
     structure_changes = 0
 
     # ---- registration ----------------------------------------------------------------------
@@ -98,7 +99,8 @@ class Module:
                 wrap = " (wrap it: nn.Parameter(...))" if kind == "parameter" else ""
                 raise TypeError(f"cannot assign a {type(value).__name__} to {kind} '{name}'{wrap}")
             (parameters if kind == "parameter" else self._modules)[name] = None
-        if parameters is not None and (name in parameters or name in self._modules or name in self._buffers):
+        if parameters is not None and (name == "training" or name in parameters or name in self._modules
+                                       or name in self._buffers):
             Module.structure_changes += 1
         object.__setattr__(self, name, value)
 
