@@ -148,13 +148,30 @@ def test_a_compiled_cnn_with_batch_norm_trains_exactly_as_eager_on_new_batches(m
     assert int(compiled[1].num_batches_tracked.item()) == len(batches)
 
 
-def test_compile_refuses_running_statistics_that_are_plain_arrays_and_writes_nothing():
+def test_compile_follows_running_statistics_closed_over_as_plain_arrays_and_refuses_others():
+    # Arrays fn's own code reads from its closure are inputs of the program: updated as eager mode does.
     running_mean, running_var = np.zeros(2), np.ones(2)
     weight = Tensor(np.ones(2), requires_grad=True)
     step = tg.compile(lambda x: F.batch_norm(x, running_mean, running_var, weight, training=True).sum())
+    batches = [np.random.default_rng(seed).normal(size=(5, 2)) for seed in range(3)]
+    for x in batches:
+        step(x)
+    compiled = running_mean.copy(), running_var.copy()
+    running_mean[:], running_var[:] = 0.0, 1.0
+    for x in batches:
+        F.batch_norm(x, running_mean, running_var, weight, training=True)
+    np.testing.assert_array_equal(compiled[0], running_mean)
+    np.testing.assert_array_equal(compiled[1], running_var)
+
+    # Reached through an object the program cannot follow them: refused, and nothing is written.
+    class Stats:
+        mean, var = np.zeros(2), np.ones(2)
+
+    stats = Stats()
+    step = tg.compile(lambda x: F.batch_norm(x, stats.mean, stats.var, weight, training=True).sum())
     with pytest.raises(TracingError, match="out="):
-        step(np.random.default_rng(0).normal(size=(5, 2)))
-    assert running_mean.tolist() == [0.0, 0.0] and running_var.tolist() == [1.0, 1.0]
+        step(batches[0])
+    assert stats.mean.tolist() == [0.0, 0.0] and stats.var.tolist() == [1.0, 1.0]
 
 
 def test_learner_000_compiled_gradients_follow_each_new_batch():

@@ -9,21 +9,26 @@ from __future__ import annotations
 import builtins
 import inspect
 import keyword
+import operator
 import re
 import threading
+import warnings
 from typing import Callable
 
 import numpy as np
 import scipy.special
 
 from . import autograd, creation
+from .explain import Explanation
 from .nn.module import Module
 from .tensor import Tensor
 
 __all__ = ["compile", "CompiledStep", "TracingError"]
 
-_LIMITS = ("Python control flow that depends on tensor values is fixed at trace time; gradient hooks, "
-           "the broadcast guard and anomaly mode run while tracing, not on replay")
+_LIMITS = ("a Python value taken from tensor values (t.item(), if t > 0:) is checked at every call and "
+           "traces again when it changes; arrays fn reads from its closure or globals are read at every "
+           "call; what NumPy computes from a plain copy (np.asarray(t)) and arrays reached otherwise are "
+           "fixed at trace time; gradient hooks and the broadcast guard run while tracing, not on replay")
 
 
 class TracingError(RuntimeError):
@@ -57,16 +62,19 @@ class _Var:
 class _Line:
     """One statement: `pieces` (text and _Vars) rendered with the final names."""
 
-    __slots__ = ("target", "pieces", "reads", "in_place", "inline", "ufunc", "operands", "numbers")
+    __slots__ = ("target", "pieces", "reads", "in_place", "inline", "ufunc", "operands", "numbers", "guard")
 
     def __init__(self, target, pieces, reads, in_place=False):
         self.target, self.pieces, self.reads, self.in_place = target, pieces, reads, in_place
+        self.guard = False  # checks that a value the trace turned into Python is the same at this call
         self.inline = False  # a view by attribute (x.T): written where it is used instead
         self.ufunc, self.operands = None, ()  # an elementwise ufunc call: may reuse a dead operand's memory
         self.numbers = {}  # operand index -> the 0-d array that the runnable program passes for a number
 
     def render(self) -> str:
         text = "".join(p.name if isinstance(p, _Var) else p for p in self.pieces)
+        if self.guard:
+            return f"{text}  # a Python value the trace took: another one traces again"
         shape = "()" if self.target.scalar else str(self.target.shape)
         return f"{text}  # {shape}"
 
@@ -211,6 +219,25 @@ class _Recorder:
         var = self.var_of(target)
         self.lines.append(_Line(var, pieces, reads + [var], in_place=True))
 
+    def guard(self, array: "_Traced") -> None:
+        """The step turned values of `array` into Python (`bool(x)`, `x.item()`, `float(x)`): whatever
+        it did with them (a branch, a number, a check) holds only for these values. The program checks
+        them first and returns None on others, so that the call traces again."""
+        var = self.var_of(array)
+        plain = _plain(array)
+        if plain.size == 1 and plain.dtype == bool:  # a check's answer: `if t6: return None`
+            test = ["not " if plain.flat[0] else "", var]
+        elif plain.size == 1 and plain.dtype.kind in "biuf" and plain.flat[0] != plain.flat[0]:
+            test = ["not np.isnan(", var, ")"]
+        elif plain.size == 1 and plain.dtype.kind in "biuf":
+            test = [var, f" != {self.literal(plain.flat[0].item())}"]
+        else:
+            equal_nan = f", equal_nan={plain.dtype.kind in 'fc'}"
+            test = ["not np.array_equal(", var, ", ", self.array_literal(plain.copy()), equal_nan + ")"]
+        line = _Line(var, ["if "] + test + [": return None"], [var], in_place=True)
+        line.guard = True
+        self.lines.append(line)
+
     def call_ufunc(self, ufunc, method, inputs, out, kwargs):
         plain = [_plain(x) for x in inputs]
         reads = []
@@ -282,7 +309,8 @@ class _Recorder:
 
     def uniform_as_number(self, inputs, exprs, out):
         """A constant operand whose elements are all one value (a gradient d(c * sum x)/dx) is written
-        as that number, when the other operand alone gives the result's shape and dtype."""
+        as that number, when the other operand alone gives the result's shape, dtype and memory order
+        (NumPy lays a result out like its operands; a later sum adds in that order)."""
         shapes = [np.shape(x) for x in inputs]
         for i, x in enumerate(inputs):
             other = inputs[1 - i]
@@ -290,6 +318,8 @@ class _Recorder:
                     and isinstance(other, np.ndarray) and self.var_of(other) is not None
                     and other.dtype == x.dtype and np.all(x == x.flat[0])
                     and np.broadcast_shapes(*shapes) == shapes[1 - i]
+                    and (other.flags.c_contiguous or not any(x.strides)
+                         or (other.flags.f_contiguous and x.flags.f_contiguous))
                     and (out is None or out[0] is other)):
                 exprs = list(exprs)
                 exprs[i] = [self.literal(x.flat[0].item())]
@@ -337,13 +367,24 @@ class _Recorder:
         exprs = [self.expr(a, reads) for a in args]
         exprs += [[f"{k}="] + self.expr(v, reads) for k, v in kwargs.items()]
         value = func(*_plain(list(args)), **{k: _plain(v) for k, v in kwargs.items()})
-        if not isinstance(value, (np.ndarray, np.generic)):
-            return value  # shapes, counts, flags: plain Python values, fixed at trace time
+        several = isinstance(value, (tuple, list)) and any(isinstance(v, np.ndarray) for v in value)
+        if reads and (func in _SHAPED_BY_VALUES or several):
+            raise TracingError(f"numpy.{func.__name__} on the step's values gives "
+                               + ("arrays whose shape depends on those values (how many are nonzero, "
+                                  "distinct...), " if func in _SHAPED_BY_VALUES else "several arrays, ")
+                               + "which a program of fixed shapes cannot follow; write it with one "
+                               "array of a fixed shape (a mask: tg.where(x > 0, x, 0.0); an index: x[:, :2])")
+        python_value = type(value) in (bool, int, float) and reads and func not in _OF_SHAPES_ONLY
+        if not isinstance(value, (np.ndarray, np.generic)) and not python_value:
+            return value  # shapes, flags: plain Python values that no call's values change
         if getattr(np, func.__name__, None) is func:
             name = f"np.{func.__name__}"
         else:  # np.lib.stride_tricks.sliding_window_view and friends: named in the program's namespace
             name = self.unique(func.__name__)
             self.constants[name] = func
+        if python_value:  # computed from the step's values (np.allclose(x, y)): a guard, as bool(x) is
+            self.guard(self.result(np.asarray(value)[()], [f"{name}("] + _join(exprs) + [")"], reads))
+            return value
         out = self.result(value, [f"{name}("] + _join(exprs) + [")"], reads, self.sources(_flatten(args)))
         if func is np.sum and len(args) == 1 and isinstance(out, np.ndarray):
             self.note_sum(args[0], kwargs, out)
@@ -388,6 +429,16 @@ class _Recorder:
         return [(self.var_of(x), _plain(x)) for x in items
                 if isinstance(x, np.ndarray) and self.var_of(x) is not None]
 
+
+_PROGRAMS_PER_SIGNATURE = 8  # enough for a few values a branch takes turns on; more are traced anew
+
+# NumPy functions whose Python answer depends on arrays' shapes, dtypes or memory, never on their values.
+_OF_SHAPES_ONLY = {np.shape, np.ndim, np.size, np.iscomplexobj, np.isrealobj, np.may_share_memory,
+                   np.shares_memory}
+
+# NumPy functions whose result's shape depends on the values of their input.
+_SHAPED_BY_VALUES = {np.nonzero, np.flatnonzero, np.argwhere, np.unique, np.extract, np.compress,
+                     np.trim_zeros, np.intersect1d, np.setdiff1d, np.setxor1d, np.union1d}
 
 _HINT = "the step cannot be compiled as written (see docs/compile.md, 'Limits')"
 
@@ -511,6 +562,9 @@ class _Traced(np.ndarray):
     def ravel(self, *args):
         return self._method("ravel", *args)
 
+    def nonzero(self):  # through np.nonzero, which tracing refuses: its shape depends on the values
+        return np.nonzero(self)
+
     def flatten(self, *args):
         return self._method("flatten", *args)
 
@@ -567,6 +621,35 @@ class _Traced(np.ndarray):
     def __reduce__(self):
         return self.view(np.ndarray).__reduce__()
 
+    # Python values made from the step's values: the program checks at every call that they are the same.
+    def __bool__(self):
+        return self._python_value(bool)
+
+    def __float__(self):
+        return self._python_value(float)
+
+    def __int__(self):
+        return self._python_value(int)
+
+    def __index__(self):
+        return self._python_value(operator.index)
+
+    def __complex__(self):
+        return self._python_value(complex)
+
+    def item(self, *args):
+        return self._python_value(lambda plain: plain.item(*args))
+
+    def tolist(self):
+        return self._python_value(np.ndarray.tolist)
+
+    def _python_value(self, convert):
+        value = convert(self.view(np.ndarray))  # NumPy's own errors (a bool of many elements) come first
+        recorder = _recorder()
+        if recorder is not None:
+            recorder.guard(self)
+        return value
+
 
 def _refuse_traced_mask(index) -> None:
     """A boolean mask made of the step's values (``x[x < 0]``) selects a number of elements that can
@@ -582,15 +665,41 @@ def _refuse_traced_mask(index) -> None:
 class _Program:
     """One traced signature: the generated function, and where its inputs and gradients go."""
 
-    def __init__(self, function, source, runnable, constants, arg_slots, leaves, grad_slots, copy_grad,
-                 shapes):
+    def __init__(self, function, source, runnable, constants, arg_slots, leaves, grad_slots, copy_grad):
         self.function, self.source, self.constants = function, source, constants
         self.runnable = runnable  # the code that runs: .source with dels, sums as np.add.reduce, `out=`
         self.arg_slots = arg_slots  # which positional arguments are arrays the program reads
         self.leaves = leaves  # Tensors the program reads .data of at each call (parameters, ...)
         self.grad_slots = grad_slots  # ("arg", i) or ("leaf", j), one per returned gradient
+        # The Tensor each gradient goes to, None for an argument's (read from each call's arguments).
+        self.grad_tensors = [leaves[index] if kind == "leaf" else None for kind, index in grad_slots]
+        self.grads_to_arguments = any(kind == "arg" for kind, _ in grad_slots)
         self.copy_grad = copy_grad  # per gradient: not an array of its own (a view, a constant, shared)
-        self.shapes = shapes  # the leaves' (shape, dtype) when traced: a change means trace again
+        # The leaves' arrays and whether they require grad, when traced: a change means another program.
+        self.leaf_kinds = [(t.data.shape, t.data.dtype) for t in leaves]
+        self.leaf_flags = [t.requires_grad for t in leaves]
+        self.flags_seen = Tensor.requires_grad_changes  # when leaf_flags were last found to hold
+        self.same_arguments, self.parameter_arguments = [], []  # see _Trace
+        self.more_to_check = False  # arguments that were one object, or arrays fn closes over
+        self.closed = []  # (name in the program, _ClosedName, (shape, dtype) when traced)
+        self.written_inputs = []  # inputs (by position) the program writes into before a guard may fail
+        self.array_arguments = False  # every argument the program reads is an ndarray (not a Tensor)
+
+    def read_closed_arrays(self) -> list | None:
+        """The arrays fn closes over, as they are now, put where the program reads them; None if one
+        has another shape or dtype than when traced."""
+        arrays = [handle.get() for _, handle, _ in self.closed]
+        if any(a is None or (a.shape, a.dtype) != kind for a, (_, _, kind) in zip(arrays, self.closed)):
+            return None
+        namespace = self.function.__globals__
+        for (name, _, _), array in zip(self.closed, arrays):
+            namespace[name] = array
+        return arrays
+
+    def same_objects_as_traced(self, args) -> bool:
+        """Whether the arguments that were one Tensor, or the Tensor fn closes over, still are."""
+        return (all(args[i] is args[j] for i, j in self.same_arguments)
+                and all(args[i] is tensor for i, tensor in self.parameter_arguments))
 
 
 def _signature(args, kwargs) -> tuple:
@@ -603,9 +712,16 @@ def _signature(args, kwargs) -> tuple:
             parts.append(("ndarray", value.shape, value.dtype))
         else:
             parts.append(_describe_argument(i, value))
-    for name in sorted(kwargs):
+    for name in sorted(kwargs) if kwargs else ():
         parts.append((name, _describe_argument(name, kwargs[name])))
     return tuple(parts)
+
+
+def _passes_a_module(key: tuple) -> bool:
+    """Whether a signature has a Module among its arguments (positional, or by keyword)."""
+    parts = [part for part in key if type(part) is tuple]
+    parts += [part[1] for part in parts if len(part) == 2 and type(part[1]) is tuple]  # (keyword, what)
+    return any(part[:1] == ("Module",) for part in parts)
 
 
 def _describe_argument(where, value):
@@ -619,6 +735,8 @@ def _describe_argument(where, value):
         return "Tensor", value.shape, value.dtype, value.requires_grad
     if isinstance(value, np.ndarray):
         return "ndarray", value.shape, value.dtype
+    if isinstance(value, Module):  # its layers compute other things in train and eval mode (Dropout)
+        return "Module", id(value), tuple([module.training for _, module in value.named_modules()])
     try:
         hash(value)
         return "value", type(value), value
@@ -648,6 +766,48 @@ def _known_names(fn: Callable, modules: list | None = None) -> tuple:
     for prefix, value in scopes:
         _name_objects(prefix, value, names, tensors, 0, modules)
     return names, tensors
+
+
+class _ClosedName:
+    """A name fn's code reads from a closure cell or a global (not an argument). An ndarray there is
+    read again at every call, so that a new batch bound to that name, or written into that array, is
+    used; a Tensor there is checked to be the same at every call."""
+
+    def __init__(self, name, cell=None, globals_=None):
+        self.name, self.cell, self.globals_ = name, cell, globals_
+
+    def value(self):
+        try:
+            return self.cell.cell_contents if self.cell is not None else self.globals_.get(self.name)
+        except ValueError:  # an empty cell
+            return None
+
+    def get(self):
+        """The array the name holds now (None if it holds none)."""
+        value = self.value()
+        return value if isinstance(value, np.ndarray) else None
+
+    def set(self, value):
+        if self.cell is not None:
+            self.cell.cell_contents = value
+        else:
+            self.globals_[self.name] = value
+
+
+def _closed_names(fn: Callable) -> list:
+    """The closure cells and globals fn's own code reads."""
+    fn = getattr(fn, "__func__", fn)
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return []
+    found = [_ClosedName(name, cell=cell) for name, cell in zip(code.co_freevars, fn.__closure__ or ())]
+    globals_ = fn.__globals__
+    return found + [_ClosedName(name, globals_=globals_) for name in code.co_names if name in globals_]
+
+
+def _closed_arrays(fn: Callable) -> list:
+    """The ndarrays fn's own code reads from its closure cells and the globals it names."""
+    return [handle for handle in _closed_names(fn) if type(handle.get()) is np.ndarray]
 
 
 def _name_objects(prefix, value, names, tensors, depth, modules=None):
@@ -684,7 +844,11 @@ class _Trace:
         self.recorder = _Recorder()
         self.names, self.known = _known_names(fn)
         self.known += [t for t in more_leaves if not any(t is k for k in self.known)]
-        self.leaves, self.leaf_vars, self.swapped, self.saved_grads = [], [], [], []
+        self.leaves, self.leaf_vars, self.swapped = [], [], []
+        # Which arguments were the same Tensor, or a Tensor fn also reaches by itself, while tracing: the
+        # program reads one input for both, so it fits only calls that pass the same again.
+        self.same_arguments, self.parameter_arguments = [], []  # (i, j): args[i] is args[j]; (i, tensor)
+        self.closed = []  # (_ClosedName, the array it held, its program variable)
 
     def follow_leaf(self, tensor: Tensor, name: str):
         """Give a leaf recording data (its current values) and remember it as a program input."""
@@ -700,9 +864,6 @@ class _Trace:
             self.leaf_vars.append(traced._var)
         self.swapped.append((tensor, original))
         tensor.data = traced
-        if tensor.requires_grad:
-            self.saved_grads.append((tensor, tensor.grad))
-            tensor.grad = None  # the program computes this call's gradient; it is added afterwards
 
     def run(self, final: bool):
         """Trace; returns the _Program, or (first attempt only) the leaves fn used that were not followed."""
@@ -713,27 +874,41 @@ class _Trace:
         _active.recorder = recorder
         try:
             for i, (name, value) in enumerate(zip(arg_names, self.args)):
-                if isinstance(value, Tensor):
+                earlier = next((j for j, other in enumerate(self.args[:i]) if other is value), None)
+                if isinstance(value, Tensor) and earlier is not None:  # step(x, x): one input, read once
+                    self.same_arguments.append((i, earlier))
+                    call_args.append(value)
+                elif isinstance(value, Tensor):
+                    if any(value is tensor for tensor in self.known):  # fn also uses it as a parameter
+                        self.parameter_arguments.append((i, value))
                     self.follow_leaf(value, name)
                     self.leaves.pop()  # an argument is read from each call, not kept
                     self.leaf_vars.pop()
                     arg_slots.append((i, recorder.var_of(value.data)))
                     call_args.append(value)
                 elif isinstance(value, np.ndarray):
-                    traced = recorder.traced(value, name, "input")
+                    # A copy, as for a leaf: the program runs right after the trace and makes the step's
+                    # own writes into the argument (x += 1) then; the trace must not make them first.
+                    traced = recorder.traced(np.array(value), name, "input")
                     arg_slots.append((i, traced._var))
                     call_args.append(traced)
                 else:
                     call_args.append(value)
+            for handle in _closed_arrays(self.fn):
+                original = handle.get()
+                traced = recorder.traced(np.array(original), handle.name, "input")  # a copy, as for arguments
+                self.closed.append((handle, original, traced._var))
+                handle.set(traced)
             for tensor in self.known:
                 if tensor._ctx is None and not any(t is tensor for t, _ in self.swapped):
                     self.follow_leaf(tensor, self.names.get(id(tensor)) or tensor.name or "leaf")
             drawn_before = _random_state()
             loss = self.fn(*call_args, **self.kwargs)
             if _random_state() != drawn_before:
-                raise TracingError("the step drew random numbers (dropout in training mode, tg.rand...) while "
-                                   "tracing; the program would replay the same numbers on every call. Call "
-                                   "model.eval() before compiling, or run this step eagerly")
+                raise TracingError("the step drew random numbers (dropout in training mode, tg.rand, "
+                                   "np.random.rand...) while tracing; the program would replay the same "
+                                   "numbers on every call. Call model.eval() before compiling, draw them "
+                                   "outside the step and pass them in, or run this step eagerly")
             if not isinstance(loss, Tensor) or loss.size != 1:
                 raise TracingError("the compiled function must return a one-element loss Tensor, got "
                                    f"{type(loss).__name__}{getattr(loss, 'shape', '')}")
@@ -751,10 +926,10 @@ class _Trace:
             self.check_indices_were_followed()
         finally:
             _active.recorder = None
+            for handle, original, _ in self.closed:
+                handle.set(original)
             for tensor, original in reversed(self.swapped):
                 tensor.data = original
-            for tensor, grad in self.saved_grads:
-                tensor.grad = grad
         return self.build(loss_var, grads, arg_slots, backward_starts)
 
     def check_indices_were_followed(self) -> None:
@@ -810,19 +985,20 @@ class _Trace:
             watched = [only_watching(h, label) for h in previous or ()]
             item._hooks = watched + [capture(id(item))]
             restore.append((item, previous))
+        arguments = [a for i, a in enumerate(self.args)
+                     if isinstance(a, Tensor) and not any(i == j for j, _ in self.same_arguments)]
+        followed = [tensor for tensor in arguments + self.leaves if tensor.requires_grad]
+        # A gradient that an index of the step's values places (d sum(x[i]) / dx) must be traced from the
+        # loss; from a constant seed it would be folded into a constant of the program.
+        seed = np.ones_like(loss.data) if recorder.indices else autograd._seed(loss, None, False)
         try:
-            if recorder.indices:
-                # A gradient that an index of the step's values places (d sum(x[i]) / dx) must be traced
-                # from the loss; from a constant seed it would be folded into a constant of the program.
-                autograd._backpropagate([loss], [np.ones_like(loss.data)], None, False)
-            else:
-                loss.backward()
+            # The followed leaves' gradients are wanted (as tg.grad): their .grad stays untouched while
+            # tracing, so a call in another thread meanwhile adds its gradient there and keeps it.
+            autograd._backpropagate([loss], [seed], None, False, wanted=followed)
         finally:
             for item, previous in restore:
                 item._hooks = previous
         self.name_nodes(items, captured)
-        arguments = [a for a in self.args if isinstance(a, Tensor)]
-        followed = [tensor for tensor in arguments + self.leaves if tensor.requires_grad]
         return [(tensor, captured.get(id(tensor))) for tensor in followed]
 
     def name_nodes(self, items, captured):
@@ -867,9 +1043,17 @@ class _Trace:
         used = {id(var) for line in lines for var in line.reads} | {id(var) for var in outputs}
         kept = [(t, var) for t, var in zip(self.leaves, self.leaf_vars) if id(var) in used]
         self.leaves = [t for t, _ in kept]  # parameters this program does not read are not its inputs
+        closed = [(handle, var) for handle, _, var in self.closed if id(var) in used]
         params = [var.name for _, var in arg_slots] + [var.name for _, var in kept]
         body, run_body = [], []
-        last_reads = _last_reads([line for line in recorder.lines if line in lines], outputs)
+        closed_ids = {id(var) for _, var in closed}
+        for line in lines:  # `x += y` on a name of the namespace would make x a local: write x[...] += y
+            if (line.in_place and id(line.target) in closed_ids and line.pieces[0] is line.target
+                    and line.pieces[1].endswith("= ") and line.pieces[1] != " = "):
+                line.pieces = [line.target, "[...]"] + line.pieces[1:]
+        # An array fn closes over is a name of the program's namespace, never deleted.
+        last_reads = _last_reads([line for line in recorder.lines if line in lines],
+                                 outputs + [var for _, var in closed])
         reusing = _runnable_forms([line for line in recorder.lines if line in lines], last_reads, outputs)
         for i, line in enumerate(recorder.lines):
             if i == backward_starts:
@@ -894,6 +1078,8 @@ class _Trace:
         constants = {name: value for name, value in recorder.constants.items()
                      if re.search(rf"\b{name}\b", text)}
         notes = [f"    # {name}: {_describe(value)}" for name, value in constants.items()]
+        notes += [f"    # {var.name}: the array fn reads as {handle.name}, read again at every call"
+                  for handle, var in closed]
         source = "\n".join([head, *notes, "    # forward", *body, tail]) + "\n"
         # The function that runs is the same program, with each variable deleted after its last use,
         # so memory is given back as eager mode gives it back (big temporaries are reused, not new).
@@ -901,15 +1087,28 @@ class _Trace:
         namespace = {"np": np, "expit": scipy.special.expit, "scipy": scipy, **constants,
                      **recorder.number_arrays}
         exec(builtins.compile(runnable, "<tg.compile>", "exec"), namespace)  # noqa: S102 (code we generated)
-        shapes = [(t.data.shape, t.data.dtype) for t in self.leaves]  # a list: compared with == per call
-        return _Program(namespace["step"], source, runnable, constants, [i for i, _ in arg_slots],
-                        list(self.leaves), grad_slots, copy_grad, shapes)
+        program = _Program(namespace["step"], source, runnable, constants, [i for i, _ in arg_slots],
+                           list(self.leaves), grad_slots, copy_grad)
+        program.same_arguments, program.parameter_arguments = self.same_arguments, self.parameter_arguments
+        # Whether an argument is a Tensor is part of the signature: these slots hold arrays at every call.
+        program.array_arguments = not any(isinstance(self.args[i], Tensor) for i, _ in arg_slots)
+        program.closed = [(var.name, handle, (var.shape, var.dtype)) for handle, var in closed]
+        program.more_to_check = bool(self.same_arguments or self.parameter_arguments or program.closed)
+        if any(line.guard for line in lines):
+            # A guard may fail after the program wrote into an input (BatchNorm's running statistics):
+            # the call keeps a copy of those inputs to put back before it traces again.
+            written = {id(line.target.root) for line in lines if line.in_place and not line.guard}
+            inputs = [var for _, var in arg_slots] + [var for _, var in kept] + [var for _, var in closed]
+            program.written_inputs = [k for k, var in enumerate(inputs) if id(var) in written]
+        return program
 
 
 def _random_state():
-    """Where the package's random generator stands: it moves when dropout or tg.rand draws."""
+    """Where the package's random generator and NumPy's global one (np.random.rand, a hand-made dropout
+    mask) stand: each moves when something draws from it."""
     generator = creation.generator()
-    return id(generator), str(generator.bit_generator.state)
+    _, key, position, *_ = np.random.get_state()
+    return id(generator), str(generator.bit_generator.state), key.tobytes(), position
 
 
 def _argument_names(signature, count):
@@ -950,7 +1149,7 @@ def _drop_repeated_lines(recorder, backward_starts) -> tuple:
     `backward_starts`."""
     writes = {}  # id(array) -> the indices of the lines that write into it in place
     for i, line in enumerate(recorder.lines):
-        if line.in_place:
+        if line.in_place and not line.guard:  # a guard only reads
             writes.setdefault(id(line.target.root), []).append(i)
     first, same_as, kept, before = {}, {}, [], 0
 
@@ -962,6 +1161,7 @@ def _drop_repeated_lines(recorder, backward_starts) -> tuple:
             line.pieces = [renamed(p) for p in line.pieces]
             line.reads = [renamed(var) for var in line.reads]
             line.operands = [(renamed(var), [renamed(p) for p in pieces]) for var, pieces in line.operands]
+            line.target = renamed(line.target) if line.guard else line.target  # what the guard reads
         target = line.target
         if not line.in_place and id(target.root) not in writes:
             computes = tuple(("var", id(p)) if isinstance(p, _Var) else p for p in line.pieces[2:])
@@ -1088,8 +1288,9 @@ def _live_lines(lines, outputs) -> set:
     for line in reversed(lines):
         target = line.target
         needed = live_roots.get(id(target.root), 0) > 0 if line.in_place else id(target) in live_vars
-        # A write into an input is an effect of the step itself (BatchNorm's running statistics).
-        needed = needed or (line.in_place and target.root.kind == "input")
+        # A write into an input is an effect of the step itself (BatchNorm's running statistics), and a
+        # guard decides whether the program fits the call at all.
+        needed = needed or (line.in_place and target.root.kind == "input") or line.guard
         if not needed:
             continue
         keep.add(line)
@@ -1110,37 +1311,104 @@ class CompiledStep:
         self._programs = {}
         self._last = None
         self._modules = None  # the Modules fn closes over: their train/eval mode is part of a signature
+        self._tensors = None  # the Tensors fn closes over (directly or in its Modules) when last looked
+        self._named = []  # (_ClosedName, Tensor): Tensors fn's code reads from its closure or globals
+        self._structure = None  # Module.structure_changes when last looked
+        self._modes = ()  # the train/eval mode of each of self._modules then
+        self._warned = False  # about tracing again at (nearly) every call
 
     def __call__(self, *args, **kwargs) -> Tensor:
         """Run the step (tracing on a new signature); set or add each leaf's .grad; return the loss."""
-        if self._modules is None:
-            self._modules = []
-            _known_names(self.fn, self._modules)
+        if getattr(_active, "recorder", None) is not None:
+            raise TracingError("a compiled step was called inside a step that is being traced (tg.compile "
+                               "of a function that calls a compiled step): it sets .grad outside the graph, "
+                               "which the outer program cannot repeat. Call its function, step.fn, instead")
+        if self._structure != Module.structure_changes or (
+                self._named and any(handle.value() is not tensor for handle, tensor in self._named)):
+            self._find_tensors()  # first call, or a module's parameter or a name's Tensor was replaced
         # Dropout and BatchNorm compute other things in train and eval mode: a program per mode.
-        key = _signature(args, kwargs) + (tuple([m.training for m in self._modules]),)
-        program = self._programs.get(key)
-        if program is not None:
-            leaf_arrays = [t.data for t in program.leaves]  # read once: the values this call uses
-            if [(a.shape, a.dtype) for a in leaf_arrays] != program.shapes:
-                program = None  # a parameter was given an array of another shape or dtype
-        if program is None:
-            for i, arg in enumerate(args):
-                if isinstance(arg, Tensor) and not arg.is_leaf:
-                    raise TracingError(f"argument {i} is the result of recorded operations (it has a graph); "
-                                       "pass leaf Tensors or arrays, e.g. x.detach()")
-            with autograd.enable_grad():  # the step is forward and backward by definition, also under no_grad
-                program = _Trace(self.fn, args, kwargs).run(final=False)
-                if not isinstance(program, _Program):  # fn used leaves it did not show before: follow them
-                    program = _Trace(self.fn, args, kwargs, more_leaves=program).run(final=True)
-            self._programs[key] = program
-            leaf_arrays = [t.data for t in program.leaves]
+        key = _signature(args, kwargs) + (self._modes,)
+        programs = self._programs.get(key, ())
+        for program in programs:
+            leaves = program.leaves
+            leaf_arrays = [t.data for t in leaves]  # read once: the values this call uses
+            # A program fits when the leaves have the arrays and requires_grad they had when traced.
+            if [(a.shape, a.dtype) for a in leaf_arrays] != program.leaf_kinds:
+                continue
+            if program.flags_seen != Tensor.requires_grad_changes:  # some tensor's flag changed since
+                if [t._requires_grad for t in leaves] != program.leaf_flags:
+                    continue
+                program.flags_seen = Tensor.requires_grad_changes
+            if program.more_to_check and (not program.same_objects_as_traced(args)
+                                          or program.read_closed_arrays() is None):
+                continue
+            result = self._run(program, args, leaf_arrays)
+            if result is not None:
+                return result
+        for i, arg in enumerate(args):
+            if isinstance(arg, Tensor) and not arg.is_leaf:
+                raise TracingError(f"argument {i} is the result of recorded operations (it has a graph); "
+                                   "pass leaf Tensors or arrays, e.g. x.detach()")
+        with autograd.enable_grad():  # the step is forward and backward by definition, also under no_grad
+            program = _Trace(self.fn, args, kwargs).run(final=False)
+            if not isinstance(program, _Program):  # fn used leaves it did not show before: follow them
+                program = _Trace(self.fn, args, kwargs, more_leaves=program).run(final=True)
+        # Programs of one signature differ in their parameters or in the Python values the trace took
+        # from the step's values (guards); the oldest goes first, so that they cannot pile up.
+        self._programs[key] = list(programs[-(_PROGRAMS_PER_SIGNATURE - 1):]) + [program]
+        if len(programs) == _PROGRAMS_PER_SIGNATURE and not self._warned:
+            self._warned = True
+            warnings.warn(f"tg.compile traced {_fn_name(self.fn)} more than {_PROGRAMS_PER_SIGNATURE} "
+                          "times for arguments of one shape: a Python value it takes from tensor values "
+                          "(t.item(), float(t), f'{loss:.3f}', a branch on a value) keeps changing, so calls "
+                          "trace again. The results are right, but slower than eager mode: take that value "
+                          "outside the step (from the loss it returns)", RuntimeWarning, stacklevel=2)
+        program.read_closed_arrays()
+        result = self._run(program, args, [t.data for t in program.leaves])
+        if result is None:
+            raise TracingError("the step's values changed between tracing it and running its program (a "
+                               "Python value taken from them differs): is the step deterministic? " + _HINT)
+        return result
+
+    def _find_tensors(self) -> None:
+        """Find the Modules and Tensors fn uses; programs traced with other ones are dropped."""
+        modules = []
+        _, tensors = _known_names(self.fn, modules)
+        if self._tensors is not None and (len(tensors) != len(self._tensors)
+                                          or any(a is not b for a, b in zip(tensors, self._tensors))):
+            self._programs.clear()  # they read the replaced Tensors: trace again
+        else:  # a Module passed as an argument may be the one that changed: its programs trace again
+            self._programs = {key: programs for key, programs in self._programs.items()
+                              if not _passes_a_module(key)}
+        self._modules, self._tensors, self._structure = modules, tensors, Module.structure_changes
+        self._modes = tuple([module.training for module in modules])  # train()/eval() moves the count too
+        self._named = [(handle, handle.value()) for handle in _closed_names(self.fn)
+                       if isinstance(handle.value(), Tensor)]
+
+    def _run(self, program, args, leaf_arrays) -> Tensor | None:
+        """Run one program; set or add each leaf's .grad; the loss, or None if a guard failed."""
         self._last = program
-        arrays = [args[i].data if isinstance(args[i], Tensor) else args[i] for i in program.arg_slots]
-        loss, grads = program.function(*arrays, *leaf_arrays)
-        leaves = program.leaves
+        if program.array_arguments:
+            arrays = [args[i] for i in program.arg_slots]
+        else:
+            arrays = [args[i].data if isinstance(args[i], Tensor) else args[i] for i in program.arg_slots]
+        kept = ()
+        if program.written_inputs:  # only a program with guards: they may fail after it wrote there
+            namespace = program.function.__globals__
+            inputs = arrays + leaf_arrays + [namespace[name] for name, _, _ in program.closed]
+            kept = [(inputs[k], inputs[k].copy()) for k in program.written_inputs]
+        result = program.function(*arrays, *leaf_arrays)
+        if result is None:  # a guard failed: put back what the program wrote, so the new trace starts clean
+            for array, copy in kept:
+                np.copyto(array, copy)
+            return None
+        loss, grads = result
+        tensors = program.grad_tensors
+        if program.grads_to_arguments:
+            tensors = [args[index] if kind == "arg" else tensor
+                       for (kind, index), tensor in zip(program.grad_slots, tensors)]
         with autograd.leaf_grads_lock:  # as the engine: calls in other threads add one at a time
-            for (kind, index), grad, copy in zip(program.grad_slots, grads, program.copy_grad):
-                tensor = leaves[index] if kind == "leaf" else args[index]
+            for tensor, grad, copy in zip(tensors, grads, program.copy_grad):
                 if tensor._grad is None:  # as the engine: first gradient set, later ones added
                     tensor._grad = Tensor._make(np.array(grad) if copy else grad)
                 else:
@@ -1152,7 +1420,7 @@ class CompiledStep:
         """The program of the latest call: readable Python, forward then backward, shapes in comments."""
         if self._last is None:
             raise RuntimeError("nothing traced yet: call the compiled step once, then read .source")
-        return self._last.source
+        return Explanation(self._last.source)  # a str that Jupyter shows as code, not as one quoted line
 
     @property
     def parameters(self) -> list:
@@ -1166,12 +1434,18 @@ class CompiledStep:
         """Arrays the latest program names but does not write out (exec .source with them)."""
         if self._last is None:
             raise RuntimeError("nothing traced yet: call the compiled step once")
-        return dict(self._last.constants)
+        namespace = self._last.function.__globals__  # the arrays fn closes over, as the latest call read them
+        return dict(self._last.constants, **{name: namespace[name] for name, _, _ in self._last.closed})
 
     def __repr__(self) -> str:
-        name = getattr(self.fn, "__qualname__", type(self.fn).__name__)
+        name = _fn_name(self.fn)
         return (f"<tg.compile of {name}: {len(self._programs)} traced signature(s). Limits: {_LIMITS}. "
                 "Read .source for the program>")
+
+
+def _fn_name(fn) -> str:
+    """fn's name for messages (a callable object has its class's)."""
+    return getattr(fn, "__qualname__", type(fn).__name__)
 
 
 def compile(fn: Callable) -> CompiledStep:  # noqa: A001 (the API's name, as torch.compile)
@@ -1192,11 +1466,13 @@ def compile(fn: Callable) -> CompiledStep:  # noqa: A001 (the API's name, as tor
         The parameters' current values are read at each call (an optimizer may update them in
         between). New shapes or dtypes trace again. ``.source`` is the program as Python.
 
-    Limits: Python control flow that depends on tensor values is fixed at trace time, and so is
-    anything computed from values outside NumPy calls (``float(t)``); a step that draws random
+    Limits: a Python value taken from tensor values (``float(t)``, ``if t.item() > 0:``) is
+    checked at every call, and a call where it differs traces again. Arrays fn reads from its
+    closure or globals are read at every call; anything computed outside NumPy calls on the
+    step's arrays (from ``np.asarray(t)``) is fixed at trace time. A step that draws random
     numbers (dropout in training mode) is refused with a TracingError rather than frozen. Module
-    buffers are read (and BatchNorm's running statistics updated) at every call. Gradient hooks,
-    the broadcast guard and anomaly mode run while tracing, not on replay.
+    buffers are read (and BatchNorm's running statistics updated) at every call. Gradient hooks
+    and the broadcast guard run while tracing, not on replay.
 
     Examples
     --------

@@ -279,15 +279,17 @@ class Pow(Function):
             else:
                 with np.errstate(divide="ignore", invalid="ignore"):
                     dx = y * x ** (y - 1)
-                if np.any(np.asarray(y) == 0):  # 0 * x**-1 is nan where x**-1 overflows (x = 0)
-                    dx = np.where(np.asarray(y) == 0, 0, dx)
+                # asanyarray, not asarray: tg.compile's recording arrays stay themselves, so that this
+                # branch is checked at every call of a compiled step.
+                if np.any(np.asanyarray(y) == 0):  # 0 * x**-1 is nan where x**-1 overflows (x = 0)
+                    dx = np.where(np.asanyarray(y) == 0, 0, dx)
             dx = grad * dx
         if ctx.needs_input_grad[1]:
             with np.errstate(divide="ignore", invalid="ignore"):
                 dy = grad * out * np.log(x)
-            base_is_zero = np.asarray(x) == 0
+            base_is_zero = np.asanyarray(x) == 0
             if np.any(base_is_zero):
-                dy = np.where(base_is_zero & (np.asarray(y) >= 0), 0, dy)
+                dy = np.where(base_is_zero & (np.asanyarray(y) >= 0), 0, dy)
         return dx, dy
 
 
@@ -416,9 +418,10 @@ class Prod(Function):
     def backward(ctx, grad):
         x, out = ctx.saved
         # Subnormals count as zeros: a product that underflows makes out / x lose its digits there.
-        is_zero = np.abs(np.asarray(x)) < np.finfo(x.dtype).tiny
-        if not np.isfinite(np.asarray(out)).all() and not np.isfinite(np.asarray(x)).all():
-            return grad.reshape(ctx.kept_shape) * _product_of_the_others(np.asarray(x), ctx.axis)
+        # (asanyarray keeps tg.compile's recording arrays: the branches are checked at every call.)
+        is_zero = np.abs(np.asanyarray(x)) < np.finfo(x.dtype).tiny
+        if not np.isfinite(np.asanyarray(out)).all() and not np.isfinite(np.asanyarray(x)).all():
+            return grad.reshape(ctx.kept_shape) * _product_of_the_others(np.asanyarray(x), ctx.axis)
         if not np.any(is_zero):
             return grad.reshape(ctx.kept_shape) * (out.reshape(ctx.kept_shape) / x)
         zeros_in_slice = is_zero.sum(axis=ctx.axis, keepdims=True)

@@ -133,6 +133,9 @@ class Tensor:
     __slots__ = ("data", "_grad", "_requires_grad", "_ctx", "_name", "_hooks", "__weakref__")
     # Lets NumPy hand `ndarray + Tensor` and friends to our __array_ufunc__ instead of its own.
     __array_priority__ = 1000
+    # Counts changes of any tensor's requires_grad: a compiled step (tg.compile) checks its parameters'
+    # flags again only when it moved.
+    requires_grad_changes = 0
 
     def __init__(self, data: Any, requires_grad: bool = False, dtype=None, name: Optional[str] = None):
         self.data = _as_array(data, dtype)
@@ -359,6 +362,7 @@ class Tensor:
         if requires_grad:
             _check_can_require_grad(self.data.dtype)
         self._requires_grad = bool(requires_grad)
+        Tensor.requires_grad_changes += 1
 
     # ---- autograd --------------------------------------------------------------------
     @property

@@ -71,6 +71,11 @@ class Module:
         object.__setattr__(self, "_forward_hooks", {})
         object.__setattr__(self, "training", True)
 
+    # Counts assignments of parameters, sub-modules, buffers and the training flag in every Module: a
+    # compiled step (tg.compile) looks again for the Tensors its function uses, and their modes, when it
+    # moves.
+    structure_changes = 0
+
     # ---- registration ----------------------------------------------------------------------
     def __setattr__(self, name: str, value) -> None:
         parameters = self.__dict__.get("_parameters")
@@ -94,9 +99,13 @@ class Module:
                 wrap = " (wrap it: nn.Parameter(...))" if kind == "parameter" else ""
                 raise TypeError(f"cannot assign a {type(value).__name__} to {kind} '{name}'{wrap}")
             (parameters if kind == "parameter" else self._modules)[name] = None
+        if parameters is not None and (name == "training" or name in parameters or name in self._modules
+                                       or name in self._buffers):
+            Module.structure_changes += 1
         object.__setattr__(self, name, value)
 
     def __delattr__(self, name: str) -> None:
+        Module.structure_changes += 1
         self._parameters.pop(name, None)
         self._modules.pop(name, None)
         self._buffers.pop(name, None)
