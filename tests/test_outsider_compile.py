@@ -433,3 +433,21 @@ def test_a_module_switched_to_training_mode_between_calls_is_seen(switch):
         model[1].training = True
     with pytest.raises(tg.TracingError, match="random numbers"):
         step(x)
+
+
+def test_cross_entropy_follows_ignored_labels_that_appear_after_the_trace():
+    # The call takes another path when a label is ignored; with 120 classes the traced path would read
+    # -100 as class 20 and give a wrong loss silently, if that choice were frozen at trace time.
+    rng = np.random.default_rng(0)
+    logits = tg.Tensor(rng.standard_normal((5, 120)), requires_grad=True)
+    step = tg.compile(lambda x, t: F.cross_entropy(x, t))
+    for labels in ([0, 1, 2, 3, 1], [0, -100, 2, -100, 1], [5, 6, 7, 8, 9]):
+        target = tg.Tensor(np.array(labels))
+        compiled = step(logits, target).item()
+        compiled_grad = logits.grad.data.copy()
+        logits.grad = None
+        eager = F.cross_entropy(logits, target)
+        eager.backward()
+        np.testing.assert_allclose(compiled, eager.item(), rtol=1e-12)
+        np.testing.assert_allclose(compiled_grad, logits.grad.data, rtol=1e-12)
+        logits.grad = None
