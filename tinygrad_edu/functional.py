@@ -287,9 +287,9 @@ def embedding(input, weight: Tensor, padding_idx=None) -> Tensor:
     rows = weight.shape[0]
     indices = _class_indices(input, "embedding", what="indices")
     if not _all_classes(indices, rows):
-        bad = indices[(indices < 0) | (indices >= rows)]
+        bad = (indices < 0) | (indices >= rows)
         raise IndexError(f"embedding: indices must lie in [0, {rows}) (the rows of a weight of shape "
-                         f"{weight.shape}), got {_some_values(bad)}")
+                         f"{weight.shape}), got {_some_values(indices, bad)}")
     out = weight[indices]
     if padding_idx is None:
         return out
@@ -969,7 +969,7 @@ def _class_indices(labels, name: str, shape: tuple | None = None, what: str = "c
         whole = np.isfinite(labels) & (labels == np.round(labels))
         if not whole.all():
             raise ValueError(f"{name}: {what} must be integers{expected} (floats only if they hold "
-                             f"whole numbers), got {_some_values(labels[~whole])} ({labels.dtype} of shape "
+                             f"whole numbers), got {_some_values(labels, ~whole)} ({labels.dtype} of shape "
                              f"{labels.shape})")
         return labels.astype(np.int64)
     if labels.dtype.kind not in "iu":
@@ -978,18 +978,20 @@ def _class_indices(labels, name: str, shape: tuple | None = None, what: str = "c
     return labels
 
 
-def _some_values(values: np.ndarray, limit: int = 5) -> str:
-    """A few distinct values, for error messages: '-1, 12' or '0.5, 1.5, ... (7 distinct)'."""
-    distinct = np.unique(values)
+def _some_values(values: np.ndarray, where: np.ndarray, limit: int = 5) -> str:
+    """A few distinct values of `values` where `where` holds, for error messages: '-1, 12' or
+    '0.5, 1.5, ... (7 distinct)'. Plain copies (np.asarray): a compiled step's trace that meets
+    the bad values raises the same error as eager mode, not a tracing error about a mask."""
+    distinct = np.unique(np.asarray(values)[np.asarray(where)])
     shown = ", ".join(str(v) for v in distinct[:limit].tolist())
     return shown if len(distinct) <= limit else f"{shown}, ... ({len(distinct)} distinct)"
 
 
 def _check_classes(labels: np.ndarray, classes: int, name: str, also: str = "") -> None:
     if not _all_classes(labels, classes):
-        bad = labels[(labels < 0) | (labels >= classes)]
+        bad = (labels < 0) | (labels >= classes)
         raise ClassIndexError(f"{name}: class indices must lie in [0, {classes}), "
-                              f"got {_some_values(bad)}{also}")
+                              f"got {_some_values(labels, bad)}{also}")
 
 
 def _all_classes(labels: np.ndarray, classes: int) -> bool:
