@@ -456,3 +456,18 @@ def test_cross_entropy_follows_ignored_labels_that_appear_after_the_trace():
         np.testing.assert_allclose(compiled, eager.item(), rtol=1e-12)
         np.testing.assert_allclose(compiled_grad, logits.grad.data, rtol=1e-12)
         logits.grad = None
+
+
+def test_a_python_number_argument_with_a_new_value_at_each_call_warns_once_and_keeps_few_programs():
+    # Each value is a new signature: 300 calls kept 300 programs (memory grew without bound), silently.
+    w = Tensor(np.ones(3), requires_grad=True)
+    step = tg.compile(lambda x, scale: ((x * w) * scale).sum())
+    with pytest.warns(RuntimeWarning, match=r"(?s)more than 32 kinds of arguments.*np.array\(lr\)") as caught:
+        for i in range(100):
+            np.testing.assert_allclose(step(np.ones(3), 1.0 / (1 + i)).item(), 3.0 / (1 + i))
+    assert len(step._programs) == 32
+    assert [w.filename for w in caught if "kinds of arguments" in str(w.message)] == [__file__]
+    as_array = tg.compile(lambda x, scale: ((x * w) * scale).sum())
+    for i in range(100):  # the advice: one program serves every value
+        np.testing.assert_allclose(as_array(np.ones(3), np.array(1.0 / (1 + i))).item(), 3.0 / (1 + i))
+    assert len(as_array._programs) == 1

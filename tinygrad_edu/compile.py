@@ -431,6 +431,7 @@ class _Recorder:
 
 
 _PROGRAMS_PER_SIGNATURE = 8  # enough for a few values a branch takes turns on; more are traced anew
+_SIGNATURES = 32  # kinds of arguments kept (shapes, dtypes, Python values); more replace the oldest
 
 # NumPy functions whose Python answer depends on arrays' shapes, dtypes or memory, never on their values.
 _OF_SHAPES_ONLY = {np.shape, np.ndim, np.size, np.iscomplexobj, np.isrealobj, np.may_share_memory,
@@ -1315,7 +1316,7 @@ class CompiledStep:
         self._named = []  # (_ClosedName, Tensor): Tensors fn's code reads from its closure or globals
         self._structure = None  # Module.structure_changes when last looked
         self._modes = ()  # the train/eval mode of each of self._modules then
-        self._warned = False  # about tracing again at (nearly) every call
+        self._warned = set()  # what it warned about once: "values" or "signatures" that keep changing
 
     def __call__(self, *args, **kwargs) -> Tensor:
         """Run the step (tracing on a new signature); set or add each leaf's .grad; return the loss."""
@@ -1354,21 +1355,33 @@ class CompiledStep:
             if not isinstance(program, _Program):  # fn used leaves it did not show before: follow them
                 program = _Trace(self.fn, args, kwargs, more_leaves=program).run(final=True)
         # Programs of one signature differ in their parameters or in the Python values the trace took
-        # from the step's values (guards); the oldest goes first, so that they cannot pile up.
+        # from the step's values (guards). Of both, the oldest go first, so that they cannot pile up.
+        name = _fn_name(self.fn)
+        if not programs and len(self._programs) >= _SIGNATURES:
+            del self._programs[next(iter(self._programs))]
+            self._warn_once("signatures", f"tg.compile traced {name} for more than {_SIGNATURES} kinds of "
+                            "arguments: a Python number (or another non-array argument) takes a new value at "
+                            "each call, and each value is traced as a new program. The results are right, but "
+                            "slower than eager mode: pass such a number as an array (np.array(lr)), so that "
+                            "one program serves every value")
         self._programs[key] = list(programs[-(_PROGRAMS_PER_SIGNATURE - 1):]) + [program]
-        if len(programs) == _PROGRAMS_PER_SIGNATURE and not self._warned:
-            self._warned = True
-            warnings.warn(f"tg.compile traced {_fn_name(self.fn)} more than {_PROGRAMS_PER_SIGNATURE} "
-                          "times for arguments of one shape: a Python value it takes from tensor values "
-                          "(t.item(), float(t), f'{loss:.3f}', a branch on a value) keeps changing, so calls "
-                          "trace again. The results are right, but slower than eager mode: take that value "
-                          "outside the step (from the loss it returns)", RuntimeWarning, stacklevel=2)
+        if len(programs) == _PROGRAMS_PER_SIGNATURE:
+            self._warn_once("values", f"tg.compile traced {name} more than {_PROGRAMS_PER_SIGNATURE} times for "
+                            "arguments of one shape: a Python value it takes from tensor values (t.item(), "
+                            "float(t), f'{loss:.3f}', a branch on a value) keeps changing, so calls trace "
+                            "again. The results are right, but slower than eager mode: take that value outside "
+                            "the step (from the loss it returns)")
         program.read_closed_arrays()
         result = self._run(program, args, [t.data for t in program.leaves])
         if result is None:
             raise TracingError("the step's values changed between tracing it and running its program (a "
                                "Python value taken from them differs): is the step deterministic? " + _HINT)
         return result
+
+    def _warn_once(self, kind: str, message: str) -> None:
+        if kind not in self._warned:
+            self._warned.add(kind)
+            warnings.warn(message, RuntimeWarning, stacklevel=3)  # the caller of the compiled step
 
     def _find_tensors(self) -> None:
         """Find the Modules and Tensors fn uses; programs traced with other ones are dropped."""
