@@ -424,10 +424,13 @@ def test_item_assignment_keeps_the_old_values_for_the_graph_and_for_earlier_view
     np.testing.assert_allclose(x.grad.data, expected, rtol=1e-6)
 
 
-def test_item_assignment_refusals_name_the_problem():
+def test_item_assignment_refusals_name_the_problem_and_change_nothing():
     y = tg.Tensor([1.0, 2.0], requires_grad=True) * 1.0
+    y.retain_grad()
+    node = y.grad_fn
     with pytest.raises(ValueError, match=r"SetItem of shapes \(2,\) and \(3,\)"):
         y[:] = tg.Tensor([1.0, 2.0, 3.0], requires_grad=True)
+    assert y.grad_fn is node and y.retains_grad  # the refused write left its retain_grad in place
     counts = tg.Tensor(np.array([1, 2]))
     with pytest.raises(TypeError, match="into a int64 tensor"):
         counts[0] = tg.Tensor(1.0, requires_grad=True)

@@ -768,10 +768,10 @@ class Tensor:
         if self.dtype.kind != "f":
             raise TypeError(f"t[...] = value with a value that requires grad, into a {self.dtype} tensor: "
                             "no gradient flows through integers; make t a float tensor (t.astype(np.float32))")
+        written = ops.SetItem.apply(self, value, index=_plain_index(index))  # raises before any change
         retained = self.retains_grad
         if retained:  # .grad follows the tensor to its new values; the old node's hook goes
             self._ctx._hooks[:] = [h for h in self._ctx._hooks if not isinstance(h, _RetainGrad)]
-        written = ops.SetItem.apply(self, value, index=_plain_index(index))
         self.data, self._ctx, self._requires_grad = written.data, written._ctx, True
         self._ctx.label = self._name
         if retained:
