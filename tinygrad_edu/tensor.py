@@ -501,13 +501,18 @@ class Tensor:
         """``t /= other``: in place, or ``t = t / other`` when recorded (see ``_in_place``)."""
         return self._in_place(np.true_divide, ops.Div.apply, "/=", other)
 
+    def _records_write_of(self, other) -> bool:
+        """Whether writing `other` into this tensor in place must be recorded: grad mode, and either
+        side requires grad (t += x and t[i] = x share the rule)."""
+        return autograd.is_grad_enabled() and (
+            self.requires_grad or (isinstance(other, Tensor) and other.requires_grad))
+
     def _in_place(self, ufunc, op, symbol: str, other):
         """Write `ufunc(data, other)` into `data` (dtype and shape kept; the version counts it) under
         no_grad, or when neither side requires grad (nothing to record). Otherwise record
         `op(self, other)` as a new tensor, except on a leaf that requires grad: replacing it would
         silently make the parameter a non-leaf."""
-        records = self.requires_grad or (isinstance(other, Tensor) and other.requires_grad)
-        if records and autograd.is_grad_enabled():
+        if self._records_write_of(other):
             if self.requires_grad and self._ctx is None:
                 raise RuntimeError(
                     f"`{symbol}` on a leaf that requires grad, in grad mode, would record a new tensor and "
@@ -754,8 +759,7 @@ class Tensor:
         before stay with the old values, ``retain_grad()`` follows t (both as in PyTorch). A
         leaf that requires grad refuses it, as in PyTorch.
         """
-        value_requires_grad = isinstance(value, Tensor) and value.requires_grad
-        if not (autograd.is_grad_enabled() and (self.requires_grad or value_requires_grad)):
+        if not self._records_write_of(value):
             self.data[_plain_index(index)] = value.data if isinstance(value, Tensor) else value
             self._bump_version()
             return
